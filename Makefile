@@ -1,0 +1,52 @@
+# Journey Tower — the two commands a fresh clone needs: `make demo` and `make test`.
+# Both create the virtualenv and fetch the Kafka jars (via Maven) themselves.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: help install kafka-jars demo test unit integration lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install the package with dev tools
+
+kafka-jars: install  ## fetch the Apache Kafka broker jars into ~/.cache/journey-tower (once)
+	$(BIN)/tower kafka fetch
+
+demo: install kafka-jars  ## local Kafka, topics, a worker, simulated agents, a summary (~1 min)
+	$(BIN)/tower demo
+
+test: install kafka-jars lint  ## unit + integration tests against a real broker the tests start
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: install  ## unit tests only (no broker)
+	$(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)
+
+integration: install kafka-jars  ## integration tests only
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: install  ## ruff
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
+
+format: install
+	$(BIN)/ruff format pipeline tests bench
+	$(BIN)/ruff check --fix pipeline tests bench
+
+bench: install kafka-jars  ## throughput: tower worker vs a Faust pass-through, same broker and data
+	$(BIN)/python -m bench.throughput
+
+clean:  ## remove the venv and local state (not the Kafka jar cache)
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

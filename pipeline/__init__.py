@@ -1,0 +1,1 @@
+"""Journey Tower: a Kafka-native control tower for AI-driven customer journeys."""

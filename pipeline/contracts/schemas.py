@@ -1,0 +1,83 @@
+"""Avro schemas of the topic values, loaded once from `schemas/` (the source of truth).
+
+Each schema is identified on the wire by the CRC-64-AVRO fingerprint of its
+Parsing Canonical Form, as the Avro single-object encoding requires.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastavro import parse_schema
+from fastavro.schema import to_parsing_canonical_form
+
+NAMES: tuple[str, ...] = ("agent_event", "approved_action", "audit_record", "dead_letter")
+
+_EMPTY = 0xC15D213AA4D7A795
+
+
+def _rabin_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY & -(fp & 1))
+        table.append(fp)
+    return tuple(table)
+
+
+_TABLE = _rabin_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO (Rabin) as in the Avro spec; ours so the byte order is never in doubt."""
+    fp = _EMPTY
+    for b in data:
+        fp = (fp >> 8) ^ _TABLE[(b ^ fp) & 0xFF]
+    return fp
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaInfo:
+    """A parsed schema with its wire identity."""
+
+    name: str
+    parsed: Any
+    canonical: str
+    fingerprint: bytes  # 8 bytes, little-endian, as written after the C3 01 magic
+
+
+def schema_dir() -> Path:
+    """`TOWER_SCHEMA_DIR` wins so deployments can ship schemas outside the package."""
+    override = os.environ.get("TOWER_SCHEMA_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "schemas"
+
+
+@cache
+def get(name: str) -> SchemaInfo:
+    """Parse once; schema work must never happen per record."""
+    if name not in NAMES:
+        raise KeyError(f"unknown schema {name!r}; known: {', '.join(NAMES)}")
+    raw = orjson.loads((schema_dir() / f"{name}.avsc").read_bytes())
+    parsed = parse_schema(raw)
+    canonical = to_parsing_canonical_form(raw)
+    fp = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
+    return SchemaInfo(name=name, parsed=parsed, canonical=canonical, fingerprint=fp)
+
+
+@cache
+def by_fingerprint() -> dict[bytes, str]:
+    """Reverse lookup so a reader can tell which schema wrote a record."""
+    return {get(n).fingerprint: n for n in NAMES}
+
+
+def name_for(fingerprint: bytes) -> str | None:
+    """Schema name for 8 fingerprint bytes, or None if none of ours."""
+    return by_fingerprint().get(fingerprint)

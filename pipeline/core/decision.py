@@ -1,0 +1,110 @@
+"""Decisions as data: the outcome, the ordered rule trace and the approved action, if any.
+
+Ids are derived from the input alone, so replaying the same event under the same policy
+yields byte-identical decisions, and a channel can dedupe on `action_id`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+APPROVED: Final = "approved"
+DEFERRED: Final = "deferred"
+SUPPRESSED: Final = "suppressed"
+MERGED: Final = "merged"
+ESCALATED: Final = "escalated"
+HELD: Final = "held"
+RECORDED: Final = "recorded"
+DUPLICATE: Final = "duplicate"
+
+OUTCOMES: Final = (APPROVED, DEFERRED, SUPPRESSED, MERGED, ESCALATED, HELD, RECORDED, DUPLICATE)
+#: Outcomes that emit an action on `approved-actions`.
+EMITTING: Final = frozenset({APPROVED, DEFERRED, ESCALATED})
+
+
+def decision_id_for(customer_id: str, event_id: str) -> str:
+    digest = hashlib.blake2b(f"{customer_id}\x00{event_id}".encode(), digest_size=10)
+    return "d-" + digest.hexdigest()
+
+
+def action_id_for(decision_id: str) -> str:
+    return "a-" + hashlib.blake2b(decision_id.encode(), digest_size=10).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStep:
+    """One line of the rule trace: which rule looked, what it said, and why."""
+
+    rule: str
+    verdict: str  # pass | block | merge | record | duplicate | defer | escalate | transform
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "verdict": self.verdict, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedAction:
+    """What a channel receives: one action, already arbitrated and transformed."""
+
+    action_id: str
+    decision_id: str
+    customer_id: str
+    channel: str | None
+    action: str
+    category: str
+    content: str | None
+    offer_id: str | None
+    offer_value: float | None
+    conversation_id: str | None
+    asserts: Mapping[str, str]
+    source_event_ids: tuple[str, ...]
+    agents: tuple[str, ...]
+    decided_at: int
+    not_before: int | None
+    policy_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action_id": self.action_id,
+            "decision_id": self.decision_id,
+            "customer_id": self.customer_id,
+            "channel": self.channel,
+            "action": self.action,
+            "category": self.category,
+            "content": self.content,
+            "offer_id": self.offer_id,
+            "offer_value": self.offer_value,
+            "conversation_id": self.conversation_id,
+            "asserts": dict(self.asserts),
+            "source_event_ids": list(self.source_event_ids),
+            "agents": list(self.agents),
+            "decided_at": self.decided_at,
+            "not_before": self.not_before,
+            "policy_version": self.policy_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The core's answer for one event; the shell turns it into audit and action records."""
+
+    decision_id: str
+    event_id: str
+    customer_id: str
+    outcome: str
+    rule: str | None
+    reason: str
+    trace: tuple[RuleStep, ...]
+    policy_version: str
+    decided_at: int
+    action: ApprovedAction | None = None
+    merged_into: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def action_id(self) -> str | None:
+        return None if self.action is None else self.action.action_id

@@ -1,0 +1,69 @@
+"""`tower`: the command line of Journey Tower.
+
+Every command reads its defaults from `TOWER_*` environment variables (see README.md);
+flags override them. Errors print one line saying what to do and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.settings import Settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="journey-tower", prog_name="tower")
+def main() -> None:
+    """Journey Tower: one approved-action stream out of many AI agents' proposals.
+
+    \b
+    Typical local session:
+      tower kafka up          # a real Apache Kafka broker on 127.0.0.1:9092
+      tower topics create     # the six topics, idempotently
+      tower worker            # decide events; metrics on http://127.0.0.1:6066/metrics
+      tower demo              # all of the above plus simulated agents and a summary
+    """
+
+
+@main.command()
+@click.option("--bootstrap", envvar="TOWER_BOOTSTRAP", help="Kafka bootstrap servers.")
+@click.option("--web-port", type=int, envvar="TOWER_WEB_PORT", help="Port for /metrics and pages.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="TOWER_DATA_DIR",
+    help="Where the worker keeps its RocksDB state (rebuilt from the changelog if lost).",
+)
+@click.option("--loglevel", default="info", show_default=True, help="Faust log level.")
+def worker(
+    bootstrap: str | None, web_port: int | None, data_dir: Path | None, loglevel: str
+) -> None:
+    """Run a decision worker (a Faust app) in the foreground.
+
+    Consumes agent-events, keeps per-customer state in RocksDB with a changelog topic,
+    and publishes approved-actions, audit and deadletter records. Start several to spread
+    customers over partitions. Stop with Ctrl-C.
+    """
+    from pipeline.shell.app import run_worker
+
+    settings = Settings.from_env(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
+    run_worker(settings, loglevel=loglevel)
+
+
+def _add_optional_groups() -> None:
+    from pipeline.ops.demo import demo_command
+    from pipeline.ops.kafka_commands import kafka_group, topics_group
+
+    main.add_command(kafka_group, "kafka")
+    main.add_command(topics_group, "topics")
+    main.add_command(demo_command, "demo")
+
+
+_add_optional_groups()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""`tower kafka ...` and `tower topics ...`: a local broker and the tower's topics in two commands.
+
+Kept apart from cli.py so the main CLI stays importable without these groups. Errors are
+expected conditions (no Java, port taken, wrong partition count): they print one line saying
+what to do and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import click
+
+from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
+from pipeline.ops.topics import TopicsError, create_topics, delete_topics, list_topics, topic_specs
+from pipeline.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_port_option = click.option(
+    "--port",
+    type=int,
+    help="Broker port [default: TOWER_KAFKA_PORT or 9092]; each port has its own broker and data.",
+)
+_bootstrap_option = click.option(
+    "--bootstrap",
+    help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092].",
+)
+
+
+def _friendly_errors(fn: F) -> F:
+    """Expected failures become one line on stderr and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LocalKafkaError, TopicsError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return cast(F, wrapper)
+
+
+def _local(
+    port: int | None, version: str | None = None, controller_port: int | None = None
+) -> LocalKafka:
+    settings = Settings.from_env(kafka_port=port, kafka_version=version)
+    return LocalKafka.from_settings(settings, controller_port=controller_port)
+
+
+@click.group("kafka")
+def kafka_group() -> None:
+    """A local single-node Apache Kafka broker (KRaft), no Docker needed.
+
+    Needs Java 17+; the first `up` fetches the broker jars with Maven (mvn) into
+    TOWER_CACHE_DIR (~/.cache/journey-tower). Data and server.log live in
+    <cache>/run/<port>, so the broker keeps its topics across restarts.
+    """
+
+
+@kafka_group.command("up")
+@_port_option
+@click.option("--controller-port", type=int, help="KRaft controller port [default: port+1].")
+@click.option("--version", "version", help="Kafka version [default: TOWER_KAFKA_VERSION or 4.1.1].")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the broker to answer.",
+)
+@_friendly_errors
+def kafka_up(
+    port: int | None, controller_port: int | None, version: str | None, wait_s: float
+) -> None:
+    """Start the broker in the background and wait until it serves requests.
+
+    Harmless when it is already running. Stop it with `tower kafka down`.
+    """
+    _local(port, version, controller_port).up(wait_s=wait_s)
+
+
+@kafka_group.command("down")
+@_port_option
+@_friendly_errors
+def kafka_down(port: int | None) -> None:
+    """Stop the broker cleanly (SIGTERM, then SIGKILL after 30 s). Keeps its data."""
+    _local(port).down()
+
+
+@kafka_group.command("status")
+@_port_option
+@_friendly_errors
+def kafka_status(port: int | None) -> None:
+    """Show whether the broker runs; exit code 0 if it does, 1 if not."""
+    st = _local(port).status()
+    if st.running:
+        click.echo(f"running   pid {st.pid}, Kafka {st.version}, bootstrap {st.bootstrap}")
+    else:
+        click.echo(f"stopped   no broker started by tower on {st.bootstrap}")
+    click.echo(f"log       {st.log_path}")
+    sys.exit(0 if st.running else 1)
+
+
+@kafka_group.command("logs")
+@_port_option
+@click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@_friendly_errors
+def kafka_logs(port: int | None, lines: int, follow: bool) -> None:
+    """Print the end of the broker's server.log."""
+    try:
+        for line in _local(port).logs(lines=lines, follow=follow):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.group("topics")
+def topics_group() -> None:
+    """The tower's topics: agent-events, tower-wakeups, approved-actions, audit, deadletter
+    (TOWER_PARTITIONS partitions each, 8 by default) and the compacted policies topic.
+    """
+
+
+@topics_group.command("create")
+@click.option(
+    "--partitions",
+    type=int,
+    help="Partitions per topic [default: TOWER_PARTITIONS or 8]; policies always has 1.",
+)
+@_bootstrap_option
+@_friendly_errors
+def topics_create(partitions: int | None, bootstrap: str | None) -> None:
+    """Create the missing topics and check the existing ones.
+
+    Idempotent. Exits 1 if an existing topic has a different partition count or config,
+    since records would then be keyed onto the wrong partitions.
+    """
+    settings = Settings.from_env(bootstrap=bootstrap, partitions=partitions)
+    report = create_topics(settings, partitions)
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        click.echo(
+            f"error: {len(report.problems)} topic(s) on {settings.bootstrap} do not match; "
+            "see above",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@topics_group.command("list")
+@_bootstrap_option
+@_friendly_errors
+def topics_list(bootstrap: str | None) -> None:
+    """List the broker's topics with partition counts, marking missing tower topics."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    existing = list_topics(settings.bootstrap)
+    ours = {s.name: s for s in topic_specs(settings)}
+    for name, spec in ours.items():
+        n = existing.get(name)
+        state = "missing" if n is None else f"{n} partition{'' if n == 1 else 's'}"
+        if n != spec.partitions:
+            state += f" (expected {spec.partitions})"
+        click.echo(f"{name:<24} {state}")
+    for name, n in existing.items():
+        if name not in ours:
+            click.echo(f"{name:<24} {n} partitions (not a tower topic)")
+
+
+@topics_group.command("delete")
+@_bootstrap_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_friendly_errors
+def topics_delete(bootstrap: str | None, yes: bool) -> None:
+    """Delete the tower's six topics and their records (a dev reset)."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    if not yes:
+        click.confirm(
+            f"Delete the tower topics and all their records on {settings.bootstrap}?", abort=True
+        )
+    deleted = delete_topics(settings)
+    click.echo(f"deleted {', '.join(deleted)}" if deleted else "no tower topics to delete")

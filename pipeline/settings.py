@@ -1,0 +1,96 @@
+"""Settings from the environment (prefix `TOWER_`), with defaults that work on a laptop.
+
+One frozen object, read once at start-up, so nothing on the hot path touches `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "journey-tower"
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    events: str = "agent-events"
+    wakeups: str = "tower-wakeups"
+    approved: str = "approved-actions"
+    audit: str = "audit"
+    deadletter: str = "deadletter"
+    policies: str = "policies"
+
+    def all(self) -> list[str]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the worker and the CLI share; see the configuration table in README.md."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "journey-tower"
+    partitions: int = 8
+    output_format: str = "avro"  # or "json"
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    data_dir: Path = Path("var/worker")
+    cache_dir: Path = DEFAULT_CACHE
+    kafka_version: str = "4.1.1"
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    max_event_bytes: int = 64 * 1024
+    batch_size: int = 500
+    batch_within_s: float = 0.05
+    policy_file: Path | None = None
+    topics: TopicNames = field(default_factory=TopicNames)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `TOWER_<FIELD>` variables; explicit overrides (CLI flags) win."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "topics":
+                continue
+            raw = env.get(f"TOWER_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, raw, getattr(cls(), f.name))
+        topic_values = {
+            t.name: env[f"TOWER_TOPIC_{t.name.upper()}"]
+            for t in fields(TopicNames)
+            if env.get(f"TOWER_TOPIC_{t.name.upper()}")
+        }
+        values["topics"] = TopicNames(**topic_values)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if settings.output_format not in ("avro", "json"):
+            raise ValueError(
+                f"TOWER_OUTPUT_FORMAT must be 'avro' or 'json', not {settings.output_format!r}"
+            )
+        return settings
+
+    @property
+    def broker_url(self) -> str:
+        """The broker list in Faust's `kafka://` URL form."""
+        return ";".join(f"kafka://{b}" for b in self.bootstrap.split(","))
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path) or name in ("policy_file",):
+            return Path(raw).expanduser()
+    except ValueError as exc:
+        raise ValueError(
+            f"TOWER_{name.upper()}={raw!r} is not a valid {type(default).__name__}"
+        ) from exc
+    return raw

@@ -1,0 +1,140 @@
+"""The Faust worker: thin wiring of topics, the state table and the web views around
+`BatchProcessor`.
+
+The agent takes events in batches (`take_events`) so Faust's per-message cost is paid
+once per batch, not once per output: outputs go straight to the app's producer, whose
+buffer Faust flushes before it commits offsets (at-least-once).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from prometheus_client import generate_latest
+
+from pipeline.core.policy import DEFAULT_POLICY, Policy
+from pipeline.settings import Settings
+from pipeline.shell.batch import BatchProcessor, InputRecord
+from pipeline.shell.metrics import TowerMetrics
+
+STATE_TABLE = "customer-state"
+#: aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+#: Faust's RocksDB default is a 2 GiB block cache per partition database: far too much.
+ROCKSDB_OPTIONS = {"block_cache_size": 64 * 1024 * 1024, "block_cache_compressed_size": 0}
+
+
+class FaustStateStore:
+    """Reads and writes the state table for a given source partition.
+
+    Faust picks the RocksDB partition database and the changelog partition from the
+    *current event*; in a batch the current event is the batch's last one, which may belong
+    to another partition, so each access first points the context at an event of the
+    customer's own partition.
+    """
+
+    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
+        self.table = table
+        self.events = events_by_partition
+
+    def _focus(self, partition: int) -> None:
+        _current_event.set(weakref.ref(self.events[partition]))
+
+    def load(self, partition: int, key: bytes) -> bytes | None:
+        self._focus(partition)
+        return self.table.get(key)
+
+    def save(self, partition: int, key: bytes, value: bytes) -> None:
+        self._focus(partition)
+        self.table[key] = value
+
+
+def create_app(
+    settings: Settings, policy: Policy = DEFAULT_POLICY, **faust_options: Any
+) -> faust.App:
+    """Build the worker app; `faust_options` override Faust settings (tests, benchmarks)."""
+    options: dict[str, Any] = {
+        "broker": settings.broker_url,
+        "store": "rocksdb://",
+        "datadir": str(settings.data_dir),
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "topic_allow_declare": True,
+        "consumer_auto_offset_reset": "earliest",
+        "stream_buffer_maxsize": 16384,
+        "broker_commit_every": 10_000,
+        "broker_commit_interval": 1.0,
+        "table_standby_replicas": 0,
+        "producer_linger_ms": 5,
+        "producer_max_batch_size": 512 * 1024,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    options.update(faust_options)
+    app = faust.App(settings.app_id, **options)
+    metrics = TowerMetrics()
+    metrics.policy_info.labels(policy.policy_version).set(1)
+    processor = BatchProcessor(settings, policy=lambda: policy, metrics=metrics)
+    app.tower_metrics = metrics  # type: ignore[attr-defined]
+    app.tower_processor = processor  # type: ignore[attr-defined]
+
+    t = settings.topics
+    events_topic = app.topic(
+        t.events, key_type=bytes, value_type=bytes, partitions=settings.partitions
+    )
+    state = app.Table(
+        STATE_TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options=ROCKSDB_OPTIONS,
+    )
+    app.tower_state = state  # type: ignore[attr-defined]
+
+    @app.agent(events_topic, name="tower-decide")
+    async def decide_events(stream: faust.StreamT) -> None:
+        producer = app.producer
+        async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
+            records = []
+            latest: dict[int, Any] = {}
+            for ev in batch:
+                msg = ev.message
+                latest[msg.partition] = ev
+                ts = msg.timestamp
+                records.append(
+                    InputRecord(
+                        msg.key,
+                        msg.value,
+                        msg.partition,
+                        msg.offset,
+                        int(ts * 1000) if ts else None,
+                    )
+                )
+            outputs = processor.process(records, FaustStateStore(state, latest))
+            for out in outputs:
+                await producer.send(out.topic, out.key, out.value, out.partition, None, None)
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_TEXT)
+
+    @app.page("/healthz")
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "policy_version": policy.policy_version})
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker in the foreground until SIGTERM/SIGINT."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,147 @@
+"""Shared fixtures: a real Kafka broker for the session, isolated topics per test, and a
+worker process that tests can start, SIGKILL and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings, TopicNames
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_PORT = int(os.environ.get("TOWER_TEST_KAFKA_PORT", "39092"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`TOWER_TEST_BOOTSTRAP` reuses a running broker; otherwise one is started and stopped."""
+    reuse = os.environ.get("TOWER_TEST_BOOTSTRAP")
+    if reuse:
+        yield reuse
+        return
+    from pipeline.ops.local_kafka import LocalKafka
+
+    broker = LocalKafka(
+        port=TEST_PORT,
+        controller_port=TEST_PORT + 1,
+        run_dir=tmp_path_factory.mktemp("kafka"),
+        out=sys.stderr,
+    )
+    broker.up(wait_s=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def tower_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings with topics, consumer group and changelog unique to this test."""
+    from pipeline.ops.topics import create_topics
+
+    tag = uuid.uuid4().hex[:8]
+    names = TopicNames(**{f: f"t{tag}-{v}" for f, v in TopicNames().__dict__.items()})
+    settings = Settings(
+        bootstrap=kafka_bootstrap,
+        app_id=f"tower-{tag}",
+        partitions=4,
+        data_dir=tmp_path / "worker",
+        topics=names,
+    )
+    create_topics(settings).raise_for_problems()
+    return settings
+
+
+@dataclass
+class WorkerProcess:
+    """A `tower worker` subprocess with the test's settings."""
+
+    settings: Settings
+    log_dir: Path
+    data_dir: Path
+    web_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            TOWER_BOOTSTRAP=s.bootstrap,
+            TOWER_APP_ID=s.app_id,
+            TOWER_PARTITIONS=str(s.partitions),
+            TOWER_DATA_DIR=str(self.data_dir),
+            TOWER_WEB_PORT=str(self.web_port),
+            TOWER_OUTPUT_FORMAT=s.output_format,
+            PYTHONPATH=str(REPO),
+        )
+        for name, value in s.topics.__dict__.items():
+            env[f"TOWER_TOPIC_{name.upper()}"] = value
+        return env
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "warning"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.log_dir / f"worker-{self.starts}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def metrics_text(self, timeout: float = 30.0) -> str:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                url = f"http://127.0.0.1:{self.web_port}/metrics"
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    return resp.read().decode()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+@pytest.fixture
+def worker(tower_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(tower_settings, tmp_path, tmp_path / "worker")
+    try:
+        yield w
+    finally:
+        w.stop()

@@ -1,0 +1,71 @@
+"""Builders for test events: short to write, complete enough for every rule."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from pipeline.contracts.events import AgentEvent, Proposal, Signal
+
+_ids = itertools.count()
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def proposal(
+    customer: str = "c1",
+    at: int = T0,
+    *,
+    event_id: str | None = None,
+    agent: str = "marketing-bot",
+    department: str = "marketing",
+    channel: str = "email",
+    trigger: str | None = None,
+    action: str = "message",
+    category: str = "marketing",
+    priority: int = 50,
+    **extra: Any,
+) -> AgentEvent:
+    return AgentEvent(
+        event_id=event_id or f"e{next(_ids)}",
+        customer_id=customer,
+        occurred_at=at,
+        kind="proposal",
+        agent=agent,
+        department=department,
+        channel=channel,
+        trigger=trigger,
+        proposal=Proposal(action=action, category=category, priority=priority, **extra),
+    )
+
+
+def signal(
+    type_: str,
+    customer: str = "c1",
+    at: int = T0,
+    *,
+    event_id: str | None = None,
+    agent: str = "crm",
+    **attributes: str,
+) -> AgentEvent:
+    return AgentEvent(
+        event_id=event_id or f"e{next(_ids)}",
+        customer_id=customer,
+        occurred_at=at,
+        kind="signal",
+        agent=agent,
+        department="system",
+        signal=Signal(type=type_, attributes=attributes),
+    )
+
+
+def consent(
+    granted: bool, channel: str = "all", purpose: str = "all", customer: str = "c1", at: int = T0
+) -> AgentEvent:
+    return signal(
+        "consent_changed",
+        customer,
+        at,
+        channel=channel,
+        purpose=purpose,
+        granted="true" if granted else "false",
+    )

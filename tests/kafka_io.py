@@ -1,0 +1,83 @@
+"""Plain confluent-kafka producing and consuming for integration tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from pipeline.contracts.codec import decode_record
+
+
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    n = 0
+    for key, value in records:
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+        n += 1
+    assert producer.flush(30) == 0, "records still unsent after 30 s"
+    return n
+
+
+SCHEMA_FOR = {"approved": "approved_action", "audit": "audit_record", "deadletter": "dead_letter"}
+
+
+def consume_until(
+    bootstrap: str,
+    topics: dict[str, str],
+    done: Callable[[dict[str, list[Consumed]]], bool],
+    timeout: float = 120.0,
+    settle: float = 2.0,
+) -> dict[str, list[Consumed]]:
+    """Read `topics` ({role: topic name}) from the start until `done(seen)` holds, then
+    keep reading `settle` seconds more so that extra (unexpected) records show up too."""
+    by_topic = {name: role for role, name in topics.items()}
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe(list(topics.values()))
+    seen: dict[str, list[Consumed]] = {role: [] for role in topics}
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error():
+                    continue
+                role = by_topic[msg.topic()]
+                seen[role].append(
+                    Consumed(
+                        msg.topic(),
+                        msg.partition(),
+                        msg.offset(),
+                        msg.key(),
+                        decode_record(SCHEMA_FOR[role], msg.value()),
+                    )
+                )
+            if settle_until is None and done(seen):
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                return seen
+    finally:
+        consumer.close()
+    counts = {role: len(v) for role, v in seen.items()}
+    raise TimeoutError(f"outputs incomplete after {timeout}s: {counts}")
