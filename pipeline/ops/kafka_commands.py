@@ -85,6 +85,15 @@ def kafka_up(
     _local(port, version, controller_port).up(wait_s=wait_s)
 
 
+@kafka_group.command("fetch")
+@click.option("--version", "version", help="Kafka version [default: TOWER_KAFKA_VERSION or 4.1.1].")
+@_friendly_errors
+def kafka_fetch(version: str | None) -> None:
+    """Fetch the broker jars with Maven into the cache, once (no-op when present)."""
+    path = _local(None, version).ensure_jars()
+    click.echo(f"Kafka jars ready in {path}")
+
+
 @kafka_group.command("down")
 @_port_option
 @_friendly_errors
