@@ -160,7 +160,7 @@ def create_topics(
                 if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                     continue  # created concurrently by someone else; checked below
                 raise TopicsError(f"could not create topic {name!r}: {err}") from exc
-        existing = _partition_counts(admin, settings.bootstrap, timeout)
+        existing = _await_partitions(admin, settings.bootstrap, created, timeout)
 
     configs = _configs(admin, [s for s in specs if s.config and s.name in existing], timeout)
     results = [_check(spec, existing, created, configs) for spec in specs]
@@ -213,6 +213,18 @@ def _partition_counts(admin: AdminClient, bootstrap: str, timeout: float) -> dic
             "or point --bootstrap / TOWER_BOOTSTRAP at yours"
         ) from exc
     return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
+
+
+def _await_partitions(
+    admin: AdminClient, bootstrap: str, created: set[str], timeout: float
+) -> dict[str, int]:
+    """Metadata lags creation: a new topic first shows up with no partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _partition_counts(admin, bootstrap, timeout)
+        if all(counts.get(name) for name in created) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
 
 
 def _configs(
