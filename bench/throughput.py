@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,12 @@ def _run_process(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.P
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -160,7 +167,7 @@ def main(events: int, customers: int, partitions: int, bootstrap: str | None) ->
         "TOWER_APP_ID": settings.app_id,
         "TOWER_DATA_DIR": str(settings.data_dir),
         "TOWER_PARTITIONS": str(partitions),
-        "TOWER_WEB_PORT": "0",
+        "TOWER_WEB_PORT": str(_free_port()),
     }
     env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in names.__dict__.items()})
     proc = _run_process(

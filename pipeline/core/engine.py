@@ -6,11 +6,13 @@ policy version replays every decision exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from pipeline.contracts.events import AgentEvent, Proposal
 from pipeline.core.decision import (
     APPROVED,
+    DEFERRED,
     DUPLICATE,
     MERGED,
     RECORDED,
@@ -25,26 +27,51 @@ from pipeline.core.policy import Policy
 from pipeline.core.rules import (
     MERGE,
     PASS,
-    Rule,
     RuleContext,
     consent,
+    consistency_ledger,
     duplicate_merge,
     eligibility,
     frequency_caps,
+    kill_switch,
+    offer_arbitration,
+    quiet_hours,
+    service_first,
 )
+from pipeline.core.rules.quiet_hours import DEFER
 from pipeline.core.signals import apply_signal
-from pipeline.core.state import Contact, CustomerState, TriggerMemo
+from pipeline.core.state import ActiveOffer, Contact, CustomerState, TriggerMemo
 
-#: Rule order: cheap, definitive checks first; caps last so merged or blocked proposals
-#: never consume a contact.
-PROPOSAL_RULES: tuple[Rule, ...] = (
+#: A rule that has nothing to say about a proposal (switched off by the policy, or not about
+#: this kind of proposal) returns None and leaves no line in the trace.
+OptionalRule = Callable[[RuleContext], RuleStep | None]
+
+#: Rule order, which is also the trace order:
+#:   kill_switch      operator override, beats everything
+#:   eligibility      expired proposals
+#:   duplicate_merge  one action per trigger (merges into the first approved)
+#:   consent          opt-in / opt-out per channel and purpose
+#:   service_first    no selling during an open case or after a complaint
+#:   consistency_ledger  no contradicting what the customer was told
+#:   offer_arbitration   one active offer per window
+#:   quiet_hours      defer (continue) or suppress at the customer's night
+#:   frequency_cap    last, so merged or blocked proposals never consume a contact
+#: Only `defer` lets the chain continue besides `pass`: a deferred action must still pass
+#: every later rule.
+PROPOSAL_RULES: tuple[OptionalRule, ...] = (
+    kill_switch.check,
     eligibility.check,
     duplicate_merge.check,
     consent.check,
+    service_first.check,
+    consistency_ledger.check,
+    offer_arbitration.check,
+    quiet_hours.check,
     frequency_caps.check,
 )
 
 REPLAY = "replay"
+FIRST_SEEN = RuleStep(REPLAY, PASS, "first time this event id is seen")
 #: Approved actions of these kinds are not customer contacts (they move work, not messages).
 NON_CONTACT_ACTIONS = frozenset({"route_case"})
 
@@ -72,10 +99,10 @@ def decide(
             ),
             state,
         )
-    replay_step = RuleStep(REPLAY, PASS, "first time this event id is seen")
+    replay_step = FIRST_SEEN
 
     if event.proposal is None:
-        new_state = apply_signal(state, event)
+        new_state = apply_signal(state, event, policy)
         step = RuleStep(
             "signal", "record", f"{event.signal.type if event.signal else 'signal'} recorded"
         )
@@ -111,7 +138,7 @@ def decide(
             merged_into=memo.decision_id,
         )
         return decision, _remember(state, event.event_id, decision_id, policy, now)
-    if verdict != PASS:
+    if verdict not in (PASS, DEFER):
         decision = Decision(
             decision_id,
             event.event_id,
@@ -125,37 +152,47 @@ def decide(
         )
         return decision, _remember(state, event.event_id, decision_id, policy, now)
 
-    action = approved_action(event, event.proposal, decision_id, version, now)
+    not_before = quiet_hours.not_before(ctx) if verdict == DEFER else None
+    action = approved_action(
+        event, event.proposal, decision_id, version, now, not_before=not_before
+    )
+    deferred = not_before is not None
     decision = Decision(
         decision_id,
         event.event_id,
         event.customer_id,
-        APPROVED,
-        None,
-        "every rule passed",
+        DEFERRED if deferred else APPROVED,
+        quiet_hours.NAME if deferred else None,
+        f"deferred until {not_before}" if deferred else "every rule passed",
         trace,
         version,
         now,
         action=action,
     )
-    return decision, _remember(
-        _record_approval(state, event, event.proposal, decision_id, action.action_id, policy, now),
-        event.event_id,
-        decision_id,
-        policy,
-        now,
+    changes = _approval_changes(
+        state, event, event.proposal, decision_id, action.action_id, policy, now
     )
+    return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
 
 
-def run_rules(ctx: RuleContext, rules: Iterable[Rule]) -> tuple[tuple[RuleStep, ...], str]:
-    """Run rules in order until one does not pass; return the trace and the last verdict."""
+def run_rules(ctx: RuleContext, rules: Iterable[OptionalRule]) -> tuple[tuple[RuleStep, ...], str]:
+    """Run rules in order until one blocks or merges; return the trace and the verdict.
+
+    The verdict is PASS, DEFER (some rule deferred and none blocked later) or the stopping
+    rule's verdict, which is then the last step of the trace.
+    """
     trace: list[RuleStep] = []
+    verdict = PASS
     for rule in rules:
         step = rule(ctx)
+        if step is None:
+            continue
         trace.append(step)
-        if step.verdict != PASS:
+        if step.verdict == DEFER:
+            verdict = DEFER
+        elif step.verdict != PASS:
             return tuple(trace), step.verdict
-    return tuple(trace), PASS
+    return tuple(trace), verdict
 
 
 def approved_action(
@@ -165,6 +202,8 @@ def approved_action(
     version: str,
     now: int,
     merged: Sequence[AgentEvent] = (),
+    *,
+    not_before: int | None = None,
 ) -> ApprovedAction:
     return ApprovedAction(
         action_id=action_id_for(decision_id),
@@ -181,12 +220,12 @@ def approved_action(
         source_event_ids=(event.event_id, *(m.event_id for m in merged)),
         agents=tuple(dict.fromkeys((event.agent, *(m.agent for m in merged)))),
         decided_at=now,
-        not_before=None,
+        not_before=not_before,
         policy_version=version,
     )
 
 
-def _record_approval(
+def _approval_changes(
     state: CustomerState,
     event: AgentEvent,
     p: Proposal,
@@ -194,7 +233,10 @@ def _record_approval(
     action_id: str,
     policy: Policy,
     now: int,
-) -> CustomerState:
+) -> dict[str, Any]:
+    """What an approved (or deferred) action adds to the state: contact, trigger, facts, offer."""
+    # A deferred action counts as a contact (and holds its offer) from the moment it was
+    # decided, so nothing else slips past the caps while it waits for the morning.
     contacts = state.contacts
     if p.action not in NON_CONTACT_ACTIONS:
         horizon = now - policy.longest_cap_window_ms
@@ -207,15 +249,28 @@ def _record_approval(
         horizon = now - policy.merge_window_ms
         triggers = {k: m for k, m in triggers.items() if m.at > horizon}
         triggers[event.trigger] = TriggerMemo(now, decision_id, action_id)
-    return state.evolve(contacts=contacts, triggers=triggers)
+    facts = consistency_ledger.record(state.facts, p.asserts, event.agent, policy, now)
+    offer = state.offer
+    if policy.offers.window_ms > 0 and offer_arbitration.is_offer(p):
+        score = offer_arbitration.score(p, policy.offers)
+        offer = ActiveOffer(now, p.offer_id or "", event.agent, score, decision_id)
+    return {"contacts": contacts, "triggers": triggers, "facts": facts, "offer": offer}
 
 
 def _remember(
-    state: CustomerState, event_id: str, decision_id: str, policy: Policy, now: int
+    state: CustomerState,
+    event_id: str,
+    decision_id: str,
+    policy: Policy,
+    now: int,
+    **changes: Any,
 ) -> CustomerState:
-    """Add the event id to the bounded replay memory (oldest forgotten first)."""
+    """Add the event id to the bounded replay memory (oldest forgotten first).
+
+    Takes the decision's other state changes too, so each decision builds one new state.
+    """
     seen = dict(state.seen)
     seen[event_id] = decision_id
     while len(seen) > policy.replay_memory:
         del seen[next(iter(seen))]
-    return state.evolve(seen=seen, events=state.events + 1)
+    return state.evolve(seen=seen, events=state.events + 1, **changes)

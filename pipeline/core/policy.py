@@ -1,7 +1,9 @@
 """The policy: every rule's settings as one immutable value, identified by version + hash.
 
 The worker stamps `policy_version` on every decision so any decision can be replayed
-under the exact policy that made it.
+under the exact policy that made it. Defaults are chosen so that `Policy()` only switches on
+rules that are silent for ordinary traffic (no case open, no complaint, no asserted facts);
+kill switch, quiet hours and offer arbitration are off until a policy sets them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import orjson
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+
+CAP_SCOPES: frozenset[str] = frozenset({"channel", "category", "department", "all"})
+QUIET_MODES: frozenset[str] = frozenset({"defer", "suppress"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,64 @@ class FrequencyCap:
     window_ms: int
     scope: str = "channel"
     exempt_categories: frozenset[str] = frozenset({"transactional"})
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitch:
+    """Stop an agent, a department, an action type or a channel at once, without a deploy."""
+
+    agents: frozenset[str] = frozenset()
+    departments: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+
+    @property
+    def armed(self) -> bool:
+        return bool(self.agents or self.departments or self.actions or self.channels)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFirst:
+    """No selling to a customer with an open case or a fresh complaint.
+
+    Cases older than `case_max_age_ms` count as closed, so a lost `case_resolved` signal
+    cannot silence a customer for ever.
+    """
+
+    categories: frozenset[str] = frozenset({"marketing", "sales"})
+    complaint_cooldown_ms: int = 2 * DAY_MS
+    sentiment_threshold: float = -0.5
+    case_max_age_ms: int = 30 * DAY_MS
+    max_open_cases: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Local-time night for the customer: `start` to `end` ("HH:MM", may wrap midnight).
+
+    `categories` maps a category to `defer` or `suppress`; categories not listed are not
+    quiet. Empty means the rule is off.
+    """
+
+    start: str = "21:00"
+    end: str = "08:00"
+    timezone: str = "UTC"
+    categories: Mapping[str, str] = field(default_factory=dict)
+    exempt_transactional: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OfferArbitration:
+    """One active offer per customer per `window_ms` (0 switches the rule off).
+
+    Score = priority^priority_weight x propensity^propensity_weight x value^value_weight;
+    weights are exponents because the factors multiply (a weight of 0 ignores a factor).
+    """
+
+    window_ms: int = 0
+    priority_weight: float = 1.0
+    propensity_weight: float = 1.0
+    value_weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +111,14 @@ class Policy:
     )
     merge_window_ms: int = 10 * 60_000
     replay_memory: int = 200
+    #: agents, highest authority first: who may correct a fact, who wins an offer tie
+    authority: tuple[str, ...] = ()
+    #: how many asserted facts the consistency ledger keeps per customer (oldest dropped)
+    max_facts: int = 100
+    kill_switch: KillSwitch = field(default_factory=KillSwitch)
+    service_first: ServiceFirst = field(default_factory=ServiceFirst)
+    quiet_hours: QuietHours = field(default_factory=QuietHours)
+    offers: OfferArbitration = field(default_factory=OfferArbitration)
     notes: str = ""
     content_hash: str = field(init=False, compare=False, repr=False, default="")
 
@@ -66,6 +137,13 @@ class Policy:
     @property
     def longest_cap_window_ms(self) -> int:
         return max((c.window_ms for c in self.caps), default=0)
+
+    def rank(self, agent: str) -> int:
+        """Authority rank: 0 is highest; agents not listed rank below every listed one."""
+        try:
+            return self.authority.index(agent)
+        except ValueError:
+            return len(self.authority)
 
 
 DEFAULT_POLICY = Policy()

@@ -1,0 +1,33 @@
+# Journey Tower worker image: `docker build -t journey-tower .`
+# Runs `tower worker` by default; any other subcommand works too, e.g. `docker run ... topics create`.
+# (`tower kafka ...` and `tower demo` need Java, Maven and a source checkout: not in this image.)
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+# README.md is the package's readme in pyproject.toml, so the build needs it.
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY schemas ./schemas
+RUN pip install . \
+    && rm -rf build *.egg-info \
+    && useradd --create-home --uid 10001 --user-group tower \
+    && mkdir -p /data \
+    && chown tower:tower /data
+
+# The installed package cannot find schemas/ next to itself (only in a checkout): point at the copy.
+# State (RocksDB) goes to /data; it is rebuilt from the changelog topic if the volume is lost.
+ENV TOWER_SCHEMA_DIR=/app/schemas \
+    TOWER_DATA_DIR=/data \
+    TOWER_WEB_HOST=0.0.0.0
+
+USER tower
+VOLUME ["/data"]
+EXPOSE 6066
+
+ENTRYPOINT ["tower"]
+CMD ["worker"]

@@ -1,0 +1,414 @@
+"""Policy as code: a YAML document read into a `Policy`, strictly, with every error at once.
+
+A policy change goes to production through review, so the loader refuses anything it does
+not understand rather than guessing: unknown keys, wrong types, impossible windows, unknown
+scopes, channels, categories or undeclared agents. Each issue carries the YAML line and says
+what would be valid. String fields take the scalar's text as written, so YAML 1.1 surprises
+(`21:00` read as 1260, `no` read as false) cannot change meaning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pipeline.contracts.events import ACTIONS, CATEGORIES, CHANNELS
+from pipeline.core.policy import (
+    CAP_SCOPES,
+    QUIET_MODES,
+    FrequencyCap,
+    KillSwitch,
+    OfferArbitration,
+    Policy,
+    QuietHours,
+    ServiceFirst,
+)
+from pipeline.core.signals import is_timezone
+
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyIssue:
+    line: int
+    path: str
+    message: str
+
+
+class PolicyError(ValueError):
+    """Every problem found in one policy document."""
+
+    def __init__(self, source: str, issues: list[PolicyIssue]) -> None:
+        self.source = source
+        self.issues = issues
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}:{i.line}: {i.path}: {i.message}" for i in self.issues)
+
+
+class _Invalid:
+    """Marker for a value that produced an issue (so checks do not pile up on one error)."""
+
+
+INVALID = _Invalid()
+
+
+def _join(items: frozenset[str] | tuple[str, ...] | list[str]) -> str:
+    return ", ".join(sorted(items)) or "(none)"
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Reader:
+    """Walks composed YAML nodes, collecting issues instead of stopping at the first."""
+
+    def __init__(self, loader: yaml.SafeLoader) -> None:
+        self.loader = loader
+        self.issues: list[PolicyIssue] = []
+        self.agents: frozenset[str] = frozenset()
+
+    def fail(self, node: Node, path: str, message: str) -> _Invalid:
+        self.issues.append(PolicyIssue(node.start_mark.line + 1, path, message))
+        return INVALID
+
+    def mapping(
+        self, node: Node, path: str, keys: frozenset[str], required: frozenset[str] = frozenset()
+    ) -> dict[str, Node]:
+        if not isinstance(node, MappingNode):
+            self.fail(node, path, f"must be a mapping with keys: {_join(keys)}")
+            return {}
+        out: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, ScalarNode) else "?"
+            where = f"{path}.{key}" if path else key
+            if key not in keys:
+                self.fail(key_node, where, f"unknown key; valid keys: {_join(keys)}")
+            elif key in out:
+                self.fail(key_node, where, "duplicate key")
+            else:
+                out[key] = value_node
+        for key in sorted(required - out.keys()):
+            self.fail(node, f"{path}.{key}" if path else key, "required key is missing")
+        return out
+
+    def text(self, node: Node, path: str) -> str | _Invalid:
+        if not isinstance(node, ScalarNode) or node.value == "":
+            return self.fail(node, path, "must be a non-empty string")
+        return node.value
+
+    def boolean(self, node: Node, path: str) -> bool | _Invalid:
+        value = self._scalar(node)
+        if type(value) is not bool:
+            return self.fail(node, path, f"must be true or false, got {self._show(node)}")
+        return value
+
+    def integer(self, node: Node, path: str, minimum: int, meaning: str) -> int | _Invalid:
+        value = self._scalar(node)
+        if type(value) is not int:
+            return self.fail(node, path, f"must be an integer {meaning}, got {self._show(node)}")
+        if value < minimum:
+            return self.fail(node, path, f"must be an integer {meaning}, got {value}")
+        return value
+
+    def number(self, node: Node, path: str, minimum: float | None = None) -> float | _Invalid:
+        value = self._scalar(node)
+        if type(value) not in (int, float):
+            return self.fail(node, path, f"must be a number, got {self._show(node)}")
+        if minimum is not None and value < minimum:
+            return self.fail(node, path, f"must be a number >= {minimum:g}, got {value}")
+        return float(value)
+
+    def names(
+        self, node: Node, path: str, valid: frozenset[str] | None, what: str
+    ) -> tuple[str, ...] | _Invalid:
+        """A list of names, each checked against `valid` (None accepts any)."""
+        if not isinstance(node, SequenceNode):
+            return self.fail(node, path, f"must be a list of {what}s")
+        out: list[str] = []
+        ok = True
+        for i, item in enumerate(node.value):
+            name = self.text(item, f"{path}[{i}]")
+            if isinstance(name, _Invalid):
+                ok = False
+            elif valid is not None and name not in valid:
+                self.fail(item, f"{path}[{i}]", f"unknown {what} {name!r}; valid: {_join(valid)}")
+                ok = False
+            elif name in out:
+                self.fail(item, f"{path}[{i}]", f"{what} {name!r} listed twice")
+                ok = False
+            else:
+                out.append(name)
+        return tuple(out) if ok else INVALID
+
+    def agent_names(self, node: Node, path: str) -> tuple[str, ...] | _Invalid:
+        if not isinstance(node, SequenceNode):
+            return self.fail(node, path, "must be a list of agents")
+        names = self.names(node, path, None, "agent")
+        if isinstance(names, _Invalid):
+            return names
+        ok = True
+        for i, (item, name) in enumerate(zip(node.value, names, strict=True)):
+            if name not in self.agents:
+                self.fail(
+                    item,
+                    f"{path}[{i}]",
+                    f"agent {name!r} is not declared in agents: (declared: {_join(self.agents)})",
+                )
+                ok = False
+        return names if ok else INVALID
+
+    def _scalar(self, node: Node) -> Any:
+        if not isinstance(node, ScalarNode):
+            return INVALID
+        try:
+            return self.loader.construct_object(node)
+        except yaml.YAMLError:
+            return INVALID
+
+    @staticmethod
+    def _show(node: Node) -> str:
+        if isinstance(node, ScalarNode):
+            return repr(node.value)
+        return "a list" if isinstance(node, SequenceNode) else "a mapping"
+
+
+Section = Callable[[_Reader, Node, str], Any]
+Check = Callable[[_Reader, Node, str, Any], Any]
+
+
+def _fields(
+    r: _Reader, node: Node, path: str, readers: Mapping[str, Section], required: frozenset[str]
+) -> dict[str, Any]:
+    """Read a mapping whose keys each have a reader; drop the values that were invalid."""
+    nodes = r.mapping(node, path, frozenset(readers), required)
+    out: dict[str, Any] = {}
+    for key, value_node in nodes.items():
+        value = readers[key](r, value_node, f"{path}.{key}" if path else key)
+        if not isinstance(value, _Invalid):
+            out[key] = value
+    return out
+
+
+def _positive_ms(r: _Reader, n: Node, p: str) -> int | _Invalid:
+    return r.integer(n, p, 1, "of milliseconds > 0")
+
+
+def _off_or_ms(r: _Reader, n: Node, p: str) -> int | _Invalid:
+    return r.integer(n, p, 0, "of milliseconds >= 0 (0 switches it off)")
+
+
+def _count(minimum: int) -> Section:
+    return lambda r, n, p: r.integer(n, p, minimum, f">= {minimum}")
+
+
+def _name_set(valid: frozenset[str] | None, what: str) -> Section:
+    def read(r: _Reader, n: Node, p: str) -> frozenset[str] | _Invalid:
+        names = r.names(n, p, valid, what)
+        return names if isinstance(names, _Invalid) else frozenset(names)
+
+    return read
+
+
+def _version(r: _Reader, n: Node, p: str) -> str | _Invalid:
+    text = r.text(n, p)
+    if isinstance(text, str) and not SEMVER.match(text):
+        return r.fail(n, p, f"{text!r} is not semantic version MAJOR.MINOR.PATCH, e.g. 1.0.0")
+    return text
+
+
+def _opt_in(r: _Reader, n: Node, p: str) -> dict[str, bool] | _Invalid:
+    """Categories not named keep their default, so a partial block cannot drop an opt-in."""
+    return {
+        **Policy().opt_in_required,
+        **_fields(r, n, p, dict.fromkeys(CATEGORIES, _bool), frozenset()),
+    }
+
+
+def _bool(r: _Reader, n: Node, p: str) -> bool | _Invalid:
+    return r.boolean(n, p)
+
+
+def _scope(r: _Reader, n: Node, p: str) -> str | _Invalid:
+    text = r.text(n, p)
+    if isinstance(text, str) and text not in CAP_SCOPES:
+        return r.fail(n, p, f"unknown scope {text!r}; valid: {_join(CAP_SCOPES)}")
+    return text
+
+
+CAP_FIELDS: Mapping[str, Section] = {
+    "name": lambda r, n, p: r.text(n, p),
+    "limit": lambda r, n, p: r.integer(n, p, 0, ">= 0"),
+    "window_ms": _positive_ms,
+    "scope": _scope,
+    "exempt_categories": _name_set(CATEGORIES, "category"),
+}
+CAP_REQUIRED = frozenset({"name", "limit", "window_ms"})
+
+
+def _caps(r: _Reader, n: Node, p: str) -> tuple[FrequencyCap, ...] | _Invalid:
+    if not isinstance(n, SequenceNode):
+        return r.fail(n, p, f"must be a list of caps with keys: {_join(frozenset(CAP_FIELDS))}")
+    caps: list[FrequencyCap] = []
+    ok = True
+    for i, item in enumerate(n.value):
+        before = len(r.issues)
+        values = _fields(r, item, f"{p}[{i}]", CAP_FIELDS, CAP_REQUIRED)
+        if len(r.issues) > before:
+            ok = False
+            continue
+        if any(c.name == values["name"] for c in caps):
+            r.fail(item, f"{p}[{i}].name", f"cap name {values['name']!r} used twice")
+            ok = False
+            continue
+        caps.append(FrequencyCap(**values))
+    return tuple(caps) if ok else INVALID
+
+
+def _section(cls: type, readers: Mapping[str, Section], check: Check | None = None) -> Section:
+    """A nested settings block: all its keys optional, defaults from `cls`."""
+
+    def read(r: _Reader, n: Node, p: str) -> Any:
+        before = len(r.issues)
+        values = _fields(r, n, p, readers, frozenset())
+        if len(r.issues) > before:
+            return INVALID
+        value = cls(**values)
+        if check is not None and isinstance(check(r, n, p, value), _Invalid):
+            return INVALID
+        return value
+
+    return read
+
+
+def _hhmm(r: _Reader, n: Node, p: str) -> str | _Invalid:
+    text = r.text(n, p)
+    if isinstance(text, str) and not HHMM.match(text):
+        return r.fail(n, p, f"{text!r} is not a 24h time HH:MM, e.g. 21:30")
+    return text
+
+
+def _timezone(r: _Reader, n: Node, p: str) -> str | _Invalid:
+    text = r.text(n, p)
+    if isinstance(text, str) and not is_timezone(text):
+        return r.fail(n, p, f"unknown time zone {text!r}; use an IANA name like Europe/Berlin")
+    return text
+
+
+def _quiet_modes(r: _Reader, n: Node, p: str) -> dict[str, str] | _Invalid:
+    def mode(r: _Reader, n: Node, p: str) -> str | _Invalid:
+        text = r.text(n, p)
+        if isinstance(text, str) and text not in QUIET_MODES:
+            return r.fail(n, p, f"unknown mode {text!r}; valid: {_join(QUIET_MODES)}")
+        return text
+
+    before = len(r.issues)
+    values = _fields(r, n, p, dict.fromkeys(CATEGORIES, mode), frozenset())
+    return INVALID if len(r.issues) > before else values
+
+
+def _quiet_span(r: _Reader, n: Node, p: str, qh: QuietHours) -> _Invalid | None:
+    if qh.start == qh.end:
+        return r.fail(n, p, f"start and end are both {qh.start}; quiet hours need a span")
+    return None
+
+
+READERS: Mapping[str, Section] = {
+    "version": _version,
+    "notes": lambda r, n, p: r.text(n, p),
+    "agents": lambda r, n, p: INVALID,  # read first, see `load_policy`
+    "authority": lambda r, n, p: r.agent_names(n, p),
+    "opt_in_required": _opt_in,
+    "caps": _caps,
+    "merge_window_ms": _positive_ms,
+    "replay_memory": _count(1),
+    "max_facts": _count(0),
+    "kill_switch": _section(
+        KillSwitch,
+        {
+            "agents": lambda r, n, p: (
+                a if isinstance(a := r.agent_names(n, p), _Invalid) else frozenset(a)
+            ),
+            "departments": _name_set(None, "department"),
+            "actions": _name_set(ACTIONS, "action"),
+            "channels": _name_set(CHANNELS, "channel"),
+        },
+    ),
+    "service_first": _section(
+        ServiceFirst,
+        {
+            "categories": _name_set(CATEGORIES, "category"),
+            "complaint_cooldown_ms": _off_or_ms,
+            "sentiment_threshold": lambda r, n, p: r.number(n, p),
+            "case_max_age_ms": _positive_ms,
+            "max_open_cases": _count(1),
+        },
+    ),
+    "quiet_hours": _section(
+        QuietHours,
+        {
+            "start": _hhmm,
+            "end": _hhmm,
+            "timezone": _timezone,
+            "categories": _quiet_modes,
+            "exempt_transactional": _bool,
+        },
+        _quiet_span,
+    ),
+    "offers": _section(
+        OfferArbitration,
+        {
+            "window_ms": _off_or_ms,
+            "priority_weight": lambda r, n, p: r.number(n, p, 0.0),
+            "propensity_weight": lambda r, n, p: r.number(n, p, 0.0),
+            "value_weight": lambda r, n, p: r.number(n, p, 0.0),
+        },
+    ),
+}
+
+
+def load_policy(text: str, source: str = "<policy>") -> Policy:
+    """The `Policy` a YAML document describes; raises `PolicyError` listing every issue."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise PolicyError(
+            source, [PolicyIssue(line, "", f"not valid YAML: {exc.problem}")]
+        ) from exc
+    r = _Reader(loader)
+    if root is None:
+        raise PolicyError(source, [PolicyIssue(1, "", "empty document; expected a mapping")])
+    if isinstance(root, MappingNode):
+        for key_node, value_node in root.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == "agents":
+                names = r.names(value_node, "agents", None, "agent")
+                if not isinstance(names, _Invalid):
+                    r.agents = frozenset(names)
+                break
+    values = _fields(r, root, "", READERS, frozenset({"version"}))
+    if r.issues:
+        raise PolicyError(source, sorted(r.issues, key=lambda i: i.line))
+    values.pop("agents", None)
+    return Policy(**values)
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    path = Path(path)
+    return load_policy(path.read_text(encoding="utf-8"), str(path))

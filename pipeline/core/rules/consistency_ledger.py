@@ -1,0 +1,61 @@
+"""Consistency ledger: the customer is never told two different values for one fact.
+
+A conflicting proposal is suppressed (not escalated: the tower emits no route_case of its
+own, the reason names the fact and who said it first) unless its agent outranks the first
+speaker in `policy.authority`; then it is approved as a correction and the ledger updated.
+Silent for proposals that assert nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipeline.core.decision import RuleStep
+from pipeline.core.policy import Policy
+from pipeline.core.rules import BLOCK, PASS, RuleContext
+from pipeline.core.state import Fact
+
+NAME = "consistency_ledger"
+
+
+def check(ctx: RuleContext) -> RuleStep | None:
+    asserts = ctx.proposal.asserts
+    if not asserts:
+        return None
+    facts = ctx.state.facts
+    policy = ctx.policy
+    agent = ctx.event.agent
+    corrections: list[str] = []
+    for key, value in asserts.items():
+        known = facts.get(key)
+        if known is None or known.value == value:
+            continue
+        if policy.rank(agent) < policy.rank(known.agent):
+            corrections.append(key)
+            continue
+        return RuleStep(
+            NAME,
+            BLOCK,
+            f"{key}={value!r} contradicts {known.value!r} told by {known.agent} at {known.at}",
+        )
+    if corrections:
+        fixed = ", ".join(sorted(corrections))
+        return RuleStep(NAME, PASS, f"correction of {fixed} by higher authority {agent}")
+    return RuleStep(NAME, PASS, f"consistent with the ledger: {', '.join(sorted(asserts))}")
+
+
+def record(
+    facts: dict[str, Fact], asserts: Mapping[str, str], agent: str, policy: Policy, now: int
+) -> dict[str, Fact]:
+    """The ledger after an approved action: new facts and corrections in, oldest out."""
+    if not asserts:
+        return facts
+    out = dict(facts)
+    for key, value in asserts.items():
+        known = out.get(key)
+        if known is None or known.value != value:
+            out.pop(key, None)  # re-insert so the newest stays last
+            out[key] = Fact(value, agent, now)
+    while len(out) > policy.max_facts:
+        del out[next(iter(out))]
+    return out
