@@ -37,9 +37,20 @@ def main() -> None:
     envvar="TOWER_DATA_DIR",
     help="Where the worker keeps its RocksDB state (rebuilt from the changelog if lost).",
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    envvar="TOWER_POLICY_FILE",
+    help="Policy YAML to start with (validated first) [default: the built-in policy].",
+)
 @click.option("--loglevel", default="info", show_default=True, help="Faust log level.")
 def worker(
-    bootstrap: str | None, web_port: int | None, data_dir: Path | None, loglevel: str
+    bootstrap: str | None,
+    web_port: int | None,
+    data_dir: Path | None,
+    policy_file: Path | None,
+    loglevel: str,
 ) -> None:
     """Run a decision worker (a Faust app) in the foreground.
 
@@ -47,10 +58,16 @@ def worker(
     and publishes approved-actions, audit and deadletter records. Start several to spread
     customers over partitions. Stop with Ctrl-C.
     """
+    from pipeline.core.policy_document import PolicyError
     from pipeline.shell.app import run_worker
 
-    settings = Settings.from_env(bootstrap=bootstrap, web_port=web_port, data_dir=data_dir)
-    run_worker(settings, loglevel=loglevel)
+    settings = Settings.from_env(
+        bootstrap=bootstrap, web_port=web_port, data_dir=data_dir, policy_file=policy_file
+    )
+    try:
+        run_worker(settings, loglevel=loglevel)
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy was refused:\n{exc}") from exc
 
 
 def _add_optional_groups() -> None:

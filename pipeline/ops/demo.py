@@ -23,9 +23,11 @@ from pipeline.contracts.codec import decode_record
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.ops.simulator import MALFORMED, AgentSimulator
 from pipeline.ops.topics import admin_client, create_topics, delete_topics
-from pipeline.settings import Settings
+from pipeline.settings import Settings, TopicNames
 
 DEMO_APP_ID = "journey-tower-demo"
+#: The demo works on its own topics, so it never touches a real deployment's data.
+DEMO_TOPICS = TopicNames(**{f: f"demo-{v}" for f, v in TopicNames().__dict__.items()})
 
 
 def _reset_demo_topics(settings: Settings) -> None:
@@ -47,6 +49,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
         TOWER_DATA_DIR=str(settings.data_dir),
         TOWER_WEB_PORT=str(settings.web_port),
         TOWER_PARTITIONS=str(settings.partitions),
+        **{f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()},
     )
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
     return subprocess.Popen(
@@ -170,7 +173,6 @@ def demo_command(
     withdraw consent, some records are replays or malformed), then prints what the tower did.
     """
     base = Settings.from_env()
-    settings = Settings.from_env(app_id=DEMO_APP_ID, data_dir=Path("var/demo"))
     with ExitStack() as stack:
         broker = LocalKafka.from_settings(base, out=sys.stdout)
         already = broker.status().running
@@ -181,7 +183,10 @@ def demo_command(
         if not already and not keep_kafka:
             stack.callback(broker.down)
         settings = Settings.from_env(
-            app_id=DEMO_APP_ID, data_dir=Path("var/demo"), bootstrap=broker.bootstrap
+            app_id=DEMO_APP_ID,
+            data_dir=Path("var/demo"),
+            bootstrap=broker.bootstrap,
+            topics=DEMO_TOPICS,
         )
         click.echo("Preparing fresh demo topics ...")
         _reset_demo_topics(settings)

@@ -2,12 +2,14 @@
 `BatchProcessor`.
 
 The agent takes events in batches (`take_events`) so Faust's per-message cost is paid
-once per batch, not once per output: outputs go straight to the app's producer, whose
-buffer Faust flushes before it commits offsets (at-least-once).
+once per batch, not once per output: outputs go straight to the app's producer; the batch's
+state writes (changelog) follow only once the broker acknowledged them, and Faust commits
+offsets after both (at-least-once: a crash re-emits identical records, never loses one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from typing import Any
 
@@ -16,6 +18,7 @@ from faust.streams import _current_event
 from prometheus_client import generate_latest
 
 from pipeline.core.policy import DEFAULT_POLICY, Policy
+from pipeline.core.policy_document import load_policy_file
 from pipeline.settings import Settings
 from pipeline.shell.batch import BatchProcessor, InputRecord
 from pipeline.shell.metrics import TowerMetrics
@@ -52,10 +55,13 @@ class FaustStateStore:
         self.table[key] = value
 
 
-def create_app(
-    settings: Settings, policy: Policy = DEFAULT_POLICY, **faust_options: Any
-) -> faust.App:
-    """Build the worker app; `faust_options` override Faust settings (tests, benchmarks)."""
+def create_app(settings: Settings, policy: Policy | None = None, **faust_options: Any) -> faust.App:
+    """Build the worker app; `faust_options` override Faust settings (tests, benchmarks).
+
+    The policy is, in order: the argument, `TOWER_POLICY_FILE`, the built-in default.
+    """
+    if policy is None:
+        policy = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
     options: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "rocksdb://",
@@ -117,9 +123,16 @@ def create_app(
                         int(ts * 1000) if ts else None,
                     )
                 )
-            outputs = processor.process(records, FaustStateStore(state, latest))
-            for out in outputs:
+            store = FaustStateStore(state, latest)
+            result = processor.process(records, store)
+            acks = [
                 await producer.send(out.topic, out.key, out.value, out.partition, None, None)
+                for out in result.outputs
+            ]
+            if acks:
+                await asyncio.gather(*acks)
+            for write in result.state_writes:
+                store.save(write.partition, write.key, write.value)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

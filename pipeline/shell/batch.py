@@ -41,6 +41,25 @@ class OutputRecord:
     partition: int
 
 
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    partition: int
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Outputs to publish first, then the state writes to apply once they are acknowledged.
+
+    That order is the at-least-once contract: a crash between the two re-decides the batch
+    from the old state and re-emits the same records (same ids), never loses one.
+    """
+
+    outputs: list[OutputRecord]
+    state_writes: list[StateWrite]
+
+
 class StateStore(Protocol):
     """Where customer states live: a Faust table in the worker, a dict in tests."""
 
@@ -81,7 +100,7 @@ class BatchProcessor:
         self._approved, self._audit, self._deadletter = t.approved, t.audit, t.deadletter
         self._fmt = settings.output_format
 
-    def process(self, records: Sequence[InputRecord], store: StateStore) -> list[OutputRecord]:
+    def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         out: list[OutputRecord] = []
@@ -100,11 +119,12 @@ class BatchProcessor:
             groups.setdefault((rec.partition, rec.key or b""), []).append((event, rec))
 
         policy = self.policy()
+        writes: list[StateWrite] = []
         for (partition, key), items in groups.items():
             state = CustomerState.from_bytes(store.load(partition, key))
             for event, rec in items:
                 state = self._decide_one(state, event, rec, policy, now_ms, out)
-            store.save(partition, key, state.to_bytes())
+            writes.append(StateWrite(partition, key, state.to_bytes()))
 
         if records:
             m.batch_size.observe(len(records))
@@ -113,7 +133,14 @@ class BatchProcessor:
             newest = max((r.timestamp_ms or 0) for r in records)
             if newest:
                 m.end_to_end_lag.observe(max(0.0, now_ms - newest) / 1000)
-        return out
+        return BatchResult(out, writes)
+
+    def process_and_save(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
+        """For synchronous callers (tests, benchmarks) whose outputs need no acknowledgement."""
+        result = self.process(records, store)
+        for w in result.state_writes:
+            store.save(w.partition, w.key, w.value)
+        return result
 
     def _decide_one(
         self,
