@@ -6,6 +6,7 @@ in tests without a broker. Per batch each customer's state is read once and writ
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Protocol
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
+from pipeline.core import experience
 from pipeline.core.decision import EMITTING
 from pipeline.core.engine import decide
 from pipeline.core.policy import Policy
@@ -58,6 +60,20 @@ class BatchResult:
 
     outputs: list[OutputRecord]
     state_writes: list[StateWrite]
+
+
+_WATERMARK = struct.Struct(">q")
+
+
+def pack_stored(offset: int, state: CustomerState) -> bytes:
+    """Table value: the input offset the state includes (8 bytes), then the state."""
+    return _WATERMARK.pack(offset) + state.to_bytes()
+
+
+def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
+    if not raw:
+        return -1, CustomerState.from_bytes(None)
+    return _WATERMARK.unpack_from(raw)[0], CustomerState.from_bytes(raw[_WATERMARK.size :])
 
 
 class StateStore(Protocol):
@@ -121,10 +137,18 @@ class BatchProcessor:
         policy = self.policy()
         writes: list[StateWrite] = []
         for (partition, key), items in groups.items():
-            state = CustomerState.from_bytes(store.load(partition, key))
+            watermark, state = unpack_stored(store.load(partition, key))
+            last = watermark
             for event, rec in items:
+                if rec.offset <= watermark:
+                    # Already decided and published before a crash: the stored state holds
+                    # its effects and its outputs were acknowledged before that state was.
+                    m.reprocessed.inc()
+                    continue
                 state = self._decide_one(state, event, rec, policy, now_ms, out)
-            writes.append(StateWrite(partition, key, state.to_bytes()))
+                last = rec.offset
+            if last != watermark:
+                writes.append(StateWrite(partition, key, pack_stored(last, state)))
 
         if records:
             m.batch_size.observe(len(records))
@@ -153,6 +177,12 @@ class BatchProcessor:
     ) -> CustomerState:
         """Decide one event, append its output records to `out`, return the new state."""
         decision, state = decide(state, event, policy, event.occurred_at)
+        # Experience metrics (pipeline/core/experience.py): computed after `decide`, from the
+        # state it returned, so the decision rules never depend on them.
+        journey, observations = experience.observe(state.journey, event, decision)
+        if journey is not state.journey:
+            state = state.evolve(journey=journey)
+        self.metrics.experience.record(observations)
         m = self.metrics
         m.decisions.labels(decision.outcome, decision.rule or "-").inc()
         if event.kind == "proposal":

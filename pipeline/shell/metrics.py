@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipeline.core import experience as xp
+from pipeline.core.experience import Observation
+
 
 def _registry() -> CollectorRegistry:
     return CollectorRegistry(auto_describe=True)
@@ -49,6 +52,11 @@ class TowerMetrics:
             ["reason"],
             registry=r,
         )
+        self.reprocessed = Counter(
+            "tower_reprocessed_skipped",
+            "Records seen again after a restart whose decision was already published",
+            registry=r,
+        )
         self.decision_latency = Histogram(
             "tower_decision_latency_seconds",
             "Time to decide one batch of events, per event",
@@ -73,3 +81,109 @@ class TowerMetrics:
             ["policy_version"],
             registry=r,
         )
+        self.policy_rejected = Counter(
+            "tower_policy_rejected",
+            "Published policies ignored (the one in force stays), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.policy_swaps = Counter(
+            "tower_policy_swaps",
+            "Times a newly published policy came into force without a restart",
+            registry=r,
+        )
+        self.experience = ExperienceMetrics(r)  # pipeline/core/experience.py
+
+
+#: Time to resolution spans minutes to weeks: edges at 1 m, 5 m, 15 m, 30 m, 1 h, 2 h, 4 h,
+#: 8 h, 1 d, 2 d, 3 d, 7 d, 14 d, 30 d.
+RESOLUTION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200,
+                      604800, 1209600, 2592000)  # fmt: skip
+
+
+class ExperienceMetrics:
+    """The experience metrics, registered under the names `experience.py` observes.
+
+    Counters add an observation's value, histograms observe it; ratios (containment, repeat
+    contact rate, approval rate) are left to PromQL so they can be taken over any window.
+    """
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, list(labels), registry=r)
+
+        self.by_name: dict[str, Counter | Histogram] = {
+            xp.CONVERSATIONS_RESOLVED: counter(
+                xp.CONVERSATIONS_RESOLVED,
+                "Resolved AI-handled conversations; contained=false if handed to a human",
+                "contained",
+            ),
+            xp.CSAT_SCORE: Histogram(
+                xp.CSAT_SCORE,
+                "CSAT (1-5) of resolved AI-handled conversations",
+                ["contained"],
+                buckets=(1, 2, 3, 4, 5),
+                registry=r,
+            ),
+            xp.RESOLUTIONS: counter(xp.RESOLUTIONS, "case_resolved signals"),
+            xp.REPEAT_CONTACTS: counter(
+                xp.REPEAT_CONTACTS, "Contacts within the repeat window after a resolution"
+            ),
+            xp.SENTIMENT_SHIFT: Histogram(
+                xp.SENTIMENT_SHIFT,
+                "Sentiment score after an approved AI action minus the last score before",
+                buckets=(-1.5, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 1.5),
+                registry=r,
+            ),
+            xp.JOURNEY_STEP: counter(
+                xp.JOURNEY_STEP, "journey_step signals: the funnel", "journey", "step"
+            ),
+            xp.CHANNEL_SWITCHES: counter(
+                xp.CHANNEL_SWITCHES,
+                "Touchpoints of an open conversation on another channel than the previous one",
+                "from_channel",
+                "to_channel",
+            ),
+            xp.TIME_TO_RESOLUTION: Histogram(
+                xp.TIME_TO_RESOLUTION,
+                "First contact to case_resolved of a conversation, event time",
+                buckets=RESOLUTION_BUCKETS,
+                registry=r,
+            ),
+            xp.COST_TO_SERVE: counter(
+                xp.COST_TO_SERVE,
+                "Nominal cost of emitted actions and human handoffs (experience.DEFAULT_COSTS)",
+                "channel",
+                "action",
+            ),
+            xp.PURCHASES: counter(
+                xp.PURCHASES,
+                "Purchases; assisted if within the window after an AI action",
+                "assisted",
+            ),
+            xp.PURCHASE_AMOUNT: counter(
+                xp.PURCHASE_AMOUNT, "Purchase amounts, assisted or not", "assisted"
+            ),
+            xp.CHURN_RISK: counter(
+                xp.CHURN_RISK,
+                "Negative sentiment or low CSAT within the window after an AI action",
+                "signal",
+            ),
+            xp.CONFLICTS_PREVENTED: counter(
+                xp.CONFLICTS_PREVENTED, "Proposals suppressed or merged, by rule", "rule"
+            ),
+            xp.CONTRADICTIONS_BLOCKED: counter(
+                xp.CONTRADICTIONS_BLOCKED, "Proposals suppressed by the consistency ledger"
+            ),
+            xp.ESCALATIONS: counter(xp.ESCALATIONS, "Escalated decisions, by rule", "rule"),
+            xp.HANDOFFS: counter(xp.HANDOFFS, "handoff_to_human signals", "channel"),
+        }
+
+    def record(self, observations: list[Observation]) -> None:
+        for name, labels, value in observations:
+            metric = self.by_name[name]
+            child = metric.labels(**dict(labels)) if labels else metric
+            if isinstance(child, Counter):
+                child.inc(value)
+            else:
+                child.observe(value)

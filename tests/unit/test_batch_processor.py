@@ -1,0 +1,68 @@
+"""The worker's per-batch work without a broker: outputs, state writes, crash replays."""
+
+from __future__ import annotations
+
+from pipeline.contracts.codec import decode_record
+from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.ops.simulator import AgentSimulator
+from pipeline.settings import Settings
+from pipeline.shell.batch import BatchProcessor, DictStateStore, InputRecord, unpack_stored
+
+SETTINGS = Settings()
+
+
+def inputs(n: int, malformed: int = 0) -> list[InputRecord]:
+    records = AgentSimulator(customers=5, seed=2).records(n, malformed=malformed)
+    return [InputRecord(r.key, r.value, 0, i, None) for i, r in enumerate(records)]
+
+
+def processor() -> BatchProcessor:
+    return BatchProcessor(SETTINGS, policy=lambda: DEFAULT_POLICY, clock=lambda: 1.0)
+
+
+def by_topic(outputs):
+    t = SETTINGS.topics
+    names = {t.approved: "approved_action", t.audit: "audit_record", t.deadletter: "dead_letter"}
+    out: dict[str, list[dict]] = {name: [] for name in names.values()}
+    for o in outputs:
+        out[names[o.topic]].append(decode_record(names[o.topic], o.value))
+    return out
+
+
+def test_one_audit_per_valid_record_and_one_dead_letter_per_invalid():
+    recs = inputs(200, malformed=7)
+    result = processor().process_and_save(recs, DictStateStore())
+    got = by_topic(result.outputs)
+    assert len(got["audit_record"]) == 193
+    assert len(got["dead_letter"]) == 7
+    assert all(o.partition == 0 for o in result.outputs)
+
+
+def test_state_is_read_and_written_once_per_customer_per_batch():
+    store = DictStateStore()
+    result = processor().process(inputs(100), store)
+    keys = [w.key for w in result.state_writes]
+    assert len(keys) == len(set(keys)) == 5
+    assert store.data == {}  # nothing written until the caller applies state_writes
+
+
+def test_records_already_in_the_stored_state_are_skipped_after_a_restart():
+    recs = inputs(120)
+    store = DictStateStore()
+    first = processor().process_and_save(recs[:80], store)
+    again = processor().process_and_save(recs, store)  # consumer restarted from offset 0
+    audited_again = by_topic(again.outputs)["audit_record"]
+    assert {a["source_offset"] for a in audited_again} == set(range(80, 120))
+    assert by_topic(first.outputs)["audit_record"]
+    watermark, _ = unpack_stored(store.data[recs[-1].key])
+    assert watermark <= 119
+
+
+def test_a_crash_before_the_state_write_re_emits_identical_records():
+    recs = inputs(60)
+    store = DictStateStore()
+    lost = processor().process(recs, store)  # outputs published, state never written
+    again = processor().process(recs, store)
+    assert [o.value for o in again.outputs if o.topic == SETTINGS.topics.approved] == [
+        o.value for o in lost.outputs if o.topic == SETTINGS.topics.approved
+    ]
