@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent, Proposal
+from pipeline.core import hold_windows
 from pipeline.core.decision import (
     APPROVED,
     DEFERRED,
@@ -119,9 +120,31 @@ def decide(
         )
         return decision, _remember(new_state, event.event_id, decision_id, policy, now)
 
+    if event.trigger is not None and policy.holds.hold_ms.get(event.proposal.action, 0) > 0:
+        decision, changes = hold_windows.park(state, event, policy, now, decision_id)
+        return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
+
+    decision, changes = decide_proposal(state, event, policy, now, decision_id)
+    return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
+
+
+def decide_proposal(
+    state: CustomerState,
+    event: AgentEvent,
+    policy: Policy,
+    now: int,
+    decision_id: str,
+    merged: Sequence[AgentEvent] = (),
+) -> tuple[Decision, dict[str, Any]]:
+    """Run the rule chain on one proposal; return the decision and the state changes.
+
+    `merged` are held competitors that lost to this one: an approved action lists them.
+    """
+    assert event.proposal is not None
+    version = policy.policy_version
     ctx = RuleContext(event, event.proposal, state, policy, now)
     trace, verdict = run_rules(ctx, PROPOSAL_RULES)
-    trace = (replay_step, *trace)
+    trace = (FIRST_SEEN, *trace)
     last = trace[-1]
     if verdict == MERGE:
         memo = state.triggers[event.trigger or ""]
@@ -137,7 +160,7 @@ def decide(
             now,
             merged_into=memo.decision_id,
         )
-        return decision, _remember(state, event.event_id, decision_id, policy, now)
+        return decision, {}
     if verdict not in (PASS, DEFER):
         decision = Decision(
             decision_id,
@@ -150,11 +173,11 @@ def decide(
             version,
             now,
         )
-        return decision, _remember(state, event.event_id, decision_id, policy, now)
+        return decision, {}
 
     not_before = quiet_hours.not_before(ctx) if verdict == DEFER else None
     action = approved_action(
-        event, event.proposal, decision_id, version, now, not_before=not_before
+        event, event.proposal, decision_id, version, now, merged, not_before=not_before
     )
     deferred = not_before is not None
     decision = Decision(
@@ -169,10 +192,55 @@ def decide(
         now,
         action=action,
     )
-    changes = _approval_changes(
+    return decision, _approval_changes(
         state, event, event.proposal, decision_id, action.action_id, policy, now
     )
-    return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
+
+
+def release(
+    state: CustomerState, customer_id: str, hold_id: str, policy: Policy
+) -> tuple[list[Decision], CustomerState]:
+    """Close a hold at its deadline: the best proposal that passes the rules goes out, listing
+    the others, which are merged into it. Releasing an unknown hold (already released before
+    a crash, or a duplicate wake-up) changes nothing.
+    """
+    hold = state.holds.get(hold_id)
+    if hold is None:
+        return [], state
+    now = hold.deadline
+    holds = {k: h for k, h in state.holds.items() if k != hold_id}
+    state = state.evolve(holds=holds)
+    candidates = hold_windows.ranked(hold_windows.held_events(customer_id, hold), policy)
+    decisions: list[Decision] = []
+    winner: Decision | None = None
+    for i, event in enumerate(candidates):
+        decision_id = decision_id_for(customer_id, event.event_id)
+        if winner is None:
+            decision, changes = decide_proposal(
+                state, event, policy, now, decision_id, merged=candidates[i + 1 :]
+            )
+            if decision.action is not None:
+                winner = decision
+            state = state.evolve(**changes)
+        else:
+            reason = (
+                f"{hold_id}: {winner.event_id} ranked higher and went out as {winner.action_id}"
+            )
+            step = RuleStep(hold_windows.NAME, MERGE, reason)
+            decision = Decision(
+                decision_id,
+                event.event_id,
+                customer_id,
+                MERGED,
+                hold_windows.NAME,
+                reason,
+                (FIRST_SEEN, step),
+                policy.policy_version,
+                now,
+                merged_into=winner.decision_id,
+            )
+        decisions.append(decision)
+    return decisions, state
 
 
 def run_rules(ctx: RuleContext, rules: Iterable[OptionalRule]) -> tuple[tuple[RuleStep, ...], str]:

@@ -94,6 +94,22 @@ class OfferArbitration:
     value_weight: float = 1.0
 
 
+MERGE_KEYS: frozenset[str] = frozenset({"trigger", "trigger+category"})
+
+
+@dataclass(frozen=True, slots=True)
+class HoldWindows:
+    """Digest windows: proposals of an action in `hold_ms` are parked that long, so that
+    competitors for the same merge key can join and the best one goes out once.
+
+    `merge_key` widens what counts as "the same": the customer's trigger (default), or
+    trigger and category. Actions not listed (or 0) are decided at once.
+    """
+
+    hold_ms: Mapping[str, int] = field(default_factory=dict)
+    merge_key: str = "trigger"
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: str = "1.0.0"
@@ -119,6 +135,7 @@ class Policy:
     service_first: ServiceFirst = field(default_factory=ServiceFirst)
     quiet_hours: QuietHours = field(default_factory=QuietHours)
     offers: OfferArbitration = field(default_factory=OfferArbitration)
+    holds: HoldWindows = field(default_factory=HoldWindows)
     notes: str = ""
     content_hash: str = field(init=False, compare=False, repr=False, default="")
 

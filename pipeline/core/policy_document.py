@@ -21,8 +21,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from pipeline.contracts.events import ACTIONS, CATEGORIES, CHANNELS
 from pipeline.core.policy import (
     CAP_SCOPES,
+    MERGE_KEYS,
     QUIET_MODES,
     FrequencyCap,
+    HoldWindows,
     KillSwitch,
     OfferArbitration,
     Policy,
@@ -321,6 +323,19 @@ def _quiet_modes(r: _Reader, n: Node, p: str) -> dict[str, str] | _Invalid:
     return INVALID if len(r.issues) > before else values
 
 
+def _hold_ms(r: _Reader, n: Node, p: str) -> dict[str, int] | _Invalid:
+    before = len(r.issues)
+    values = _fields(r, n, p, dict.fromkeys(ACTIONS, _off_or_ms), frozenset())
+    return INVALID if len(r.issues) > before else values
+
+
+def _merge_key(r: _Reader, n: Node, p: str) -> str | _Invalid:
+    text = r.text(n, p)
+    if isinstance(text, str) and text not in MERGE_KEYS:
+        return r.fail(n, p, f"unknown merge key {text!r}; valid: {_join(MERGE_KEYS)}")
+    return text
+
+
 def _quiet_span(r: _Reader, n: Node, p: str, qh: QuietHours) -> _Invalid | None:
     if qh.start == qh.end:
         return r.fail(n, p, f"start and end are both {qh.start}; quiet hours need a span")
@@ -369,6 +384,7 @@ READERS: Mapping[str, Section] = {
         },
         _quiet_span,
     ),
+    "holds": _section(HoldWindows, {"hold_ms": _hold_ms, "merge_key": _merge_key}),
     "offers": _section(
         OfferArbitration,
         {
