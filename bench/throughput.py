@@ -1,35 +1,81 @@
-"""Sustained throughput: the Tower worker against a naive Faust pass-through, same broker,
-same pre-encoded data, one invocation.
+"""Sustained throughput of the Tower worker against its ceiling and a naive Faust agent, and
+(with --latency) its end-to-end latency at a fixed rate. One invocation, one broker, the
+same pre-encoded records for every contender.
 
-Each contender starts with the whole input already in its topic (a backlog), so the figure
-is what one process sustains: records / (last output time - first output time), read from
-the output records' timestamps.
+Contenders, each a subprocess started on a backlog already in its own input topic:
 
-    python -m bench.throughput --events 60000
+  raw    plain confluent-kafka loop: consume, decode_event, encode_record, produce (ceiling)
+  faust  naive Faust agent re-sending every record (what Faust gives without thought)
+  tower  `python -m pipeline.ops.cli worker` with every rule on (bench/policy.full.yaml)
+
+The figure is records / (last output timestamp - first output timestamp): what one process
+sustains once running, start-up excluded. Consumer lag is sampled every second.
+
+    python -m bench.throughput --events 60000 --latency --seconds 20 --plots-dir docs
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
+import collections
+import json
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.ops.local_kafka import LocalKafka
+from bench import plots
+from bench.common import (
+    FULL_POLICY_FILE,
+    LagSampler,
+    create_plain_topics,
+    inclusive_share,
+    machine,
+    produce_all,
+    run_process,
+    start_broker,
+    start_profile,
+    start_tower,
+    stop_process,
+    stop_profile,
+    summarise_profile,
+    tower_settings,
+    watch,
+)
+from pipeline.contracts.codec import decode_event, decode_record
 from pipeline.ops.simulator import AgentSimulator
-from pipeline.ops.topics import admin_client, create_topics
-from pipeline.settings import Settings, TopicNames
+from pipeline.ops.topics import create_topics
 
-REPO = Path(__file__).resolve().parents[1]
+CONTENDERS = ("raw", "faust", "tower")
+LABELS = {
+    "raw": "raw confluent-kafka loop (decode + encode)",
+    "faust": "naive Faust pass-through agent",
+    "tower": "Tower worker, full rule set",
+}
+#: Frames worth a line in the profile summary: where a batch's time goes, inclusive.
+PROFILE_MARKERS = (
+    "decode_event",
+    "decide (pipeline/core/engine.py",
+    "encode_record",
+    "audit_record",
+    "from_bytes",
+    "to_bytes",
+    "FaustStateStore.load",
+    "FaustStateStore.save",
+    "send (faust/",
+    "process (pipeline/shell/batch.py",
+    "labels (prometheus_client",
+    "take_events",
+)
 
 
 @dataclass
@@ -37,155 +83,519 @@ class Result:
     name: str
     records: int
     seconds: float
+    wall: float
+    per_second: dict[int, int] = field(default_factory=dict)
+    lag: list[tuple[float, int, int]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
 
 
-def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000})
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush(60)
+def _records(events: int, customers: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """The simulator's mix: consent opening, proposals from 3 bots per trigger, signals,
+    about 5% replayed duplicates; half Avro, half JSON."""
+    return [
+        (r.key, r.value) for r in AgentSimulator(customers=customers, seed=seed).records(events)
+    ]
 
 
-def _watch(
-    bootstrap: str, topic: str, partitions: int, expected: int, timeout: float, label: str
-) -> tuple[int, float]:
-    """Count records on `topic` until `expected`; return count and first→last span (s)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-        }
+@dataclass
+class _Setup:
+    """One contender's topics and how to start it; `sink` carries one record per input."""
+
+    source: str
+    sink: str
+    group: str
+    start: Callable[[], subprocess.Popen[bytes]]
+    extra_sinks: tuple[str, ...] = ()
+    web_port: int = 0
+
+
+def _setup(
+    name: str, bootstrap: str, partitions: int, work: Path, tag: str, policy_file: Path
+) -> _Setup:
+    """Create the contender's topics; the returned `start` launches its process."""
+    if name == "tower":
+        settings = tower_settings(bootstrap, tag, partitions, work / f"tower-{tag}")
+        create_topics(settings).raise_for_problems()
+        t = settings.topics
+
+        def start_worker() -> subprocess.Popen[bytes]:
+            proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
+            return proc
+
+        setup = _Setup(t.events, t.audit, settings.app_id, start_worker, (t.approved,))
+        return setup
+    source, sink, group = (
+        f"bench-{tag}-{name}-in",
+        f"bench-{tag}-{name}-out",
+        f"bench-{tag}-{name}",
     )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    first = last = None
-    n = 0
-    deadline = time.monotonic() + timeout
-    with click.progressbar(length=expected, label=f"{label:<28}") as bar:
-        while n < expected and time.monotonic() < deadline:
-            for msg in consumer.consume(5000, 0.5):
+    create_plain_topics(bootstrap, [source, sink], partitions)
+    module = "bench.raw_loop" if name == "raw" else "bench.faust_passthrough"
+    env = {
+        "BENCH_APP_ID": group,
+        "BENCH_BOOTSTRAP": bootstrap,
+        "BENCH_SOURCE": source,
+        "BENCH_SINK": sink,
+        "BENCH_DATA_DIR": str(work / f"{name}-{tag}"),
+    }
+    log = work / f"{name}-{tag}.log"
+    return _Setup(
+        source, sink, group, lambda: run_process([sys.executable, "-m", module], env, log)
+    )
+
+
+def _run_contender(
+    name: str,
+    bootstrap: str,
+    records: list[tuple[bytes, bytes]],
+    partitions: int,
+    work: Path,
+    tag: str,
+    policy_file: Path,
+    timeout: float,
+    profile: bool,
+) -> Result:
+    """Load the backlog, start the contender, watch its output, sample its group's lag."""
+    setup = _setup(name, bootstrap, partitions, work, f"{tag}-tp", policy_file)
+    source, sink, group, start = setup.source, setup.sink, setup.group, setup.start
+    produce_all(bootstrap, source, records)
+    expected = len(records)  # one audit / one pass-through record per input
+    t0 = time.time()
+    sampler = LagSampler(bootstrap, group, source, partitions, t0)
+    sampler.start()
+    proc = start()
+    profiles: list[subprocess.Popen[bytes] | None] = []
+
+    def begin_profile() -> None:
+        if profile and name == "tower":
+            profiles.append(start_profile(proc.pid, work / "tower.folded"))
+
+    try:
+        w = watch(bootstrap, sink, partitions, expected, timeout, LABELS[name], t0, begin_profile)
+        time.sleep(2.5)  # one more commit interval, so the lag series ends at zero
+    finally:
+        for prof in profiles:
+            stop_profile(prof)
+        stop_process(proc)
+        lag = sampler.stop()
+    wall = (w.last - t0) if w.last else 0.0
+    return Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag)
+
+
+# --- latency -------------------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    rate: float
+    produced: int
+    seconds: float
+    approved_ms: list[float]
+    audit_ms: list[float]
+    missing: int
+    #: (seconds after the paced start, ms) per approved action: a rising line means backlog
+    series: list[tuple[float, float]] = field(default_factory=list)
+    #: the worker's own histogram: record timestamp -> start of deciding its batch (s, count)
+    worker_lag: list[tuple[float, float]] = field(default_factory=list)
+
+    def percentiles(self, values: list[float]) -> dict[str, float]:
+        if not values:
+            return {}
+        s = sorted(values)
+
+        def pct(p: float) -> float:
+            return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+        return {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": s[-1]}
+
+
+class _OutputReader(threading.Thread):
+    """Consumes output topics as records appear; notes the wall clock per record."""
+
+    def __init__(self, bootstrap: str, primary: str, others: list[str], partitions: int) -> None:
+        super().__init__(daemon=True, name="latency-reader")
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-lat-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        topics = [primary, *others]
+        self.consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
+        self.primary = primary
+        self.seen: list[tuple[str, float, bytes | None, bytes]] = []
+        self.outputs = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            for msg in self.consumer.consume(1000, 0.05):
                 if msg.error():
                     continue
-                ts = msg.timestamp()[1] / 1000
-                first = ts if first is None else min(first, ts)
-                last = ts if last is None else max(last, ts)
-                n += 1
-                bar.update(1)
-    consumer.close()
-    return n, (last - first) if first is not None and last is not None else 0.0
+                self.seen.append((msg.topic(), time.time(), msg.key(), msg.value()))
+                if msg.topic() == self.primary:
+                    self.outputs += 1
+        self.consumer.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
 
 
-def _run_process(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd,
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
+def _latency(
+    name: str,
+    bootstrap: str,
+    partitions: int,
+    work: Path,
+    tag: str,
+    policy_file: Path,
+    rate: float,
+    seconds: float,
+    customers: int,
+) -> Latency:
+    """Load the customers' consent opening as a warm-up, then produce at `rate` for
+    `seconds`, each record's timestamp set to its produce time. Approved actions are matched
+    to inputs by `source_event_ids`, every input to its audit record (tower) or pass-through
+    copy (raw, faust) by event id."""
+    warmup = len(list(AgentSimulator(customers=customers, seed=11).opening()))
+    total = warmup + int(rate * seconds)
+    sim = AgentSimulator(customers=customers, seed=11).records(total)
+    setup = _setup(name, bootstrap, partitions, work, f"{tag}-lat", policy_file)
+    proc = setup.start()
+    reader = _OutputReader(bootstrap, setup.sink, list(setup.extra_sinks), partitions)
+    reader.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    produced_at: dict[str, float] = {}
+    output_due: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+    worker_lag: list[tuple[float, float]] = []
     try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        for r in sim[:warmup]:
+            producer.produce(setup.source, key=r.key, value=r.value)
+        producer.flush(30)
+        deadline = time.monotonic() + 180
+        with click.progressbar(length=warmup, label=f"{f'{name}: warm-up':<22}") as bar:
+            while reader.outputs < warmup and time.monotonic() < deadline:
+                bar.update(reader.outputs - bar.pos)
+                time.sleep(0.2)
+        measured = sim[warmup:]
+        start = time.time()
+        label = f"{f'{name} @ {rate:.0f}/s':<22}"
+        with click.progressbar(length=len(measured), label=label) as bar:
+            for i, r in enumerate(measured):
+                delay = start + i / rate - time.time()
+                if delay > 0.001:
+                    time.sleep(delay)
+                now_ms = int(time.time() * 1000)
+                assert r.event is not None
+                produced_at.setdefault(r.event.event_id, now_ms / 1000)
+                output_due[r.event.event_id].append(now_ms / 1000)
+                while True:
+                    try:
+                        producer.produce(setup.source, key=r.key, value=r.value, timestamp=now_ms)
+                        break
+                    except BufferError:
+                        producer.poll(0.001)
+                producer.poll(0)
+                if i % 500 == 499:
+                    bar.update(500)
+        producer.flush(30)
+        elapsed = time.time() - start
+        deadline = time.monotonic() + 60
+        while reader.outputs < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        if setup.web_port:
+            worker_lag = _scrape_histogram(setup.web_port, "tower_end_to_end_lag_seconds")
+    finally:
+        reader.stop()
+        stop_process(proc)
+    approved, per_input, series = [], [], []
+    for topic, seen_at, key, value in reader.seen:
+        if topic != setup.sink:  # approved-actions
+            ids = decode_record("approved_action", value)["source_event_ids"]
+            times = [produced_at[i] for i in ids if i in produced_at]
+            if times:  # the newest input the action depends on is the one that caused it
+                approved.append(1000 * (seen_at - max(times)))
+                series.append((max(times) - start, approved[-1]))
+            continue
+        if name == "tower":
+            event_id = decode_record("audit_record", value)["event_id"]
+        else:
+            event_id = decode_event(key, value).event_id
+        queue = output_due.get(event_id)
+        if queue:
+            per_input.append(1000 * (seen_at - queue.popleft()))
+            if name != "tower":
+                series.append((seen_at - per_input[-1] / 1000 - start, per_input[-1]))
+    missing = sum(len(q) for q in output_due.values())
+    return Latency(
+        rate, len(sim) - warmup, elapsed, approved, per_input, missing, series, worker_lag
+    )
 
 
-@click.command()
-@click.option("--events", default=60_000, show_default=True, help="Input records per contender.")
-@click.option("--customers", default=5_000, show_default=True)
-@click.option("--partitions", default=8, show_default=True)
+def _scrape_histogram(port: int, name: str) -> list[tuple[float, float]]:
+    """Cumulative buckets (le, count) of one histogram on the worker's /metrics page."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out.append((float(le), float(line.rsplit(" ", 1)[1])))
+    return out
+
+
+def _bucket_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Upper bound of the bucket holding quantile q (Prometheus-style, coarse)."""
+    if not buckets or not buckets[-1][1]:
+        return None
+    target = q * buckets[-1][1]
+    return next(le for le, n in buckets if n >= target)
+
+
+def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """Median latency of the first and the last quarter: equal when the rate is sustained."""
+    if len(series) < 8:
+        return None
+    s = sorted(series)
+    q = len(s) // 4
+    return statistics.median(v for _, v in s[:q]), statistics.median(v for _, v in s[-q:])
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--events", default=60_000, show_default=True, help="Backlog records per contender.")
 @click.option(
-    "--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker instead of a local one."
+    "--customers", default=5_000, show_default=True, help="Distinct customers in the records."
 )
-def main(events: int, customers: int, partitions: int, bootstrap: str | None) -> None:
-    """Measure events/s of the Tower worker and of a Faust pass-through, and their ratio."""
-    if not bootstrap:
-        broker = LocalKafka.from_settings(Settings.from_env(), out=sys.stderr)
-        broker.up()
-        bootstrap = broker.bootstrap
-    tag = uuid.uuid4().hex[:6]
+@click.option("--partitions", default=8, show_default=True, help="Partitions of every topic.")
+@click.option(
+    "--contenders",
+    default=",".join(CONTENDERS),
+    show_default=True,
+    help="Comma list of raw, faust, tower; empty for latency only (needs --rate).",
+)
+@click.option(
+    "--latency/--no-latency",
+    default=False,
+    show_default=True,
+    help="Also measure the Tower worker's end-to-end latency at a fixed rate.",
+)
+@click.option(
+    "--rate",
+    type=float,
+    help="Events/s for --latency [default: half the Tower rate measured in this run].",
+)
+@click.option("--seconds", default=20.0, show_default=True, help="Duration of --latency.")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=FULL_POLICY_FILE,
+    show_default=True,
+    help="Policy of the Tower worker.",
+)
+@click.option(
+    "--profile/--no-profile",
+    default=False,
+    help="Sample the Tower worker with py-spy during its run (adds a little overhead).",
+)
+@click.option(
+    "--plots-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write throughput/lag and latency PNGs here [default: the run's temp dir].",
+)
+@click.option(
+    "--results", type=click.Path(path_type=Path, dir_okay=False), help="Also write JSON here."
+)
+@click.option(
+    "--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker instead of starting one."
+)
+@click.option(
+    "--kafka-port",
+    default=39492,
+    show_default=True,
+    help="Port of the private broker started when no --bootstrap is given (controller: +1).",
+)
+@click.option("--timeout", default=600.0, show_default=True, help="Give up on a contender after.")
+def main(
+    events: int,
+    customers: int,
+    partitions: int,
+    contenders: str,
+    latency: bool,
+    rate: float | None,
+    seconds: float,
+    policy_file: Path,
+    profile: bool,
+    plots_dir: Path | None,
+    results: Path | None,
+    bootstrap: str | None,
+    kafka_port: int,
+    timeout: float,
+) -> None:
+    """Events/s of a raw confluent-kafka loop, a naive Faust agent and the Tower worker on
+    the same backlog, the ratios tower/raw and tower/faust, and optionally the Tower's
+    end-to-end latency (p50/p95/p99/max) at a fixed rate.
+
+    Starts a private Kafka broker on --kafka-port (stopped at the end) unless --bootstrap is
+    given. Logs, JSON results and (with matplotlib installed) plots land in a temp dir that
+    is printed at the end.
+    """
+    chosen = [c.strip() for c in contenders.split(",") if c.strip()]
+    unknown = set(chosen) - set(CONTENDERS)
+    if unknown:
+        raise click.BadParameter(f"unknown contender(s) {sorted(unknown)}", param_hint="contenders")
+    if latency and rate is None and "tower" not in chosen:
+        raise click.UsageError("--latency without the tower contender needs --rate")
     work = Path(tempfile.mkdtemp(prefix="tower-bench-"))
-    click.echo(f"Generating {events} records for {customers} customers ...")
-    sim = AgentSimulator(customers=customers, seed=3)
-    records = [(r.key, r.value) for r in sim.records(events)]
+    plots_dir = plots_dir or work
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench.throughput " + " ".join(sys.argv[1:])
+    bootstrap, broker = start_broker(bootstrap, kafka_port, work / "kafka")
+    try:
+        tag = uuid.uuid4().hex[:6]
+        click.echo(f"Generating {events} records for {customers} customers ...")
+        records = _records(events, customers, seed=3)
+        out: dict[str, Result] = {}
+        for name in chosen:
+            out[name] = _run_contender(
+                name, bootstrap, records, partitions, work, tag, policy_file, timeout, profile
+            )
+        lats: dict[str, Latency] = {}
+        if latency:
+            if rate is None:
+                rate = round(out["tower"].rate / 2)
+            for name in chosen or ["tower"]:
+                lats[name] = _latency(
+                    name, bootstrap, partitions, work, tag, policy_file, rate, seconds, customers
+                )
+    finally:
+        if broker is not None:
+            broker.down()
+    report = _report(out, lats, profile, work, plots_dir)
+    report.update(command=command, events=events, customers=customers, partitions=partitions)
+    report["machine"] = machine()
+    (work / "results.json").write_text(json.dumps(report, indent=2))
+    if results:
+        results.write_text(json.dumps(report, indent=2))
+    click.echo(f"logs and results.json in {work}")
 
-    # 1. naive Faust pass-through
-    src, sink = f"bench-{tag}-in", f"bench-{tag}-out"
-    admin = admin_client(bootstrap)
-    from confluent_kafka.admin import NewTopic
 
-    for fut in admin.create_topics(
-        [NewTopic(src, partitions, 1), NewTopic(sink, partitions, 1)]
-    ).values():
-        fut.result()
-    _produce(bootstrap, src, records)
-    proc = _run_process(
-        [sys.executable, "-m", "bench.faust_passthrough"],
-        {
-            "BENCH_APP_ID": f"bench-faust-{tag}",
-            "BENCH_BOOTSTRAP": bootstrap,
-            "BENCH_SOURCE": src,
-            "BENCH_SINK": sink,
-            "BENCH_DATA_DIR": str(work / "faust"),
-        },
-        work / "faust.log",
-    )
-    n, span = _watch(bootstrap, sink, partitions, len(records), 600, "faust pass-through")
-    _stop(proc)
-    faust_result = Result("faust pass-through (consume + topic.send)", n, span)
-
-    # 2. Tower worker, full current rule set
-    names = TopicNames(**{f: f"bench-{tag}-{v}" for f, v in TopicNames().__dict__.items()})
-    settings = Settings(
-        bootstrap=bootstrap,
-        app_id=f"bench-tower-{tag}",
-        partitions=partitions,
-        data_dir=work / "tower",
-        topics=names,
-    )
-    create_topics(settings).raise_for_problems()
-    _produce(bootstrap, names.events, records)
-    env = {
-        "TOWER_BOOTSTRAP": bootstrap,
-        "TOWER_APP_ID": settings.app_id,
-        "TOWER_DATA_DIR": str(settings.data_dir),
-        "TOWER_PARTITIONS": str(partitions),
-        "TOWER_WEB_PORT": str(_free_port()),
-    }
-    env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in names.__dict__.items()})
-    proc = _run_process(
-        [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "warning"],
-        env,
-        work / "tower.log",
-    )
-    n, span = _watch(bootstrap, names.audit, partitions, len(records), 600, "tower worker (audit)")
-    _stop(proc)
-    tower_result = Result("tower worker (decode, decide, state, audit + actions)", n, span)
-
+def _report(
+    out: dict[str, Result],
+    lats: dict[str, Latency],
+    profile: bool,
+    work: Path,
+    plots_dir: Path,
+) -> dict[str, Any]:
+    """Print the final table; return everything for JSON and the docs."""
+    report: dict[str, Any] = {"contenders": {}}
     click.echo()
-    click.echo(f"{'contender':<58}{'records':>9}{'seconds':>9}{'events/s':>10}")
-    for r in (faust_result, tower_result):
-        click.echo(f"{r.name:<58}{r.records:>9}{r.seconds:>9.2f}{r.rate:>10.0f}")
-    if faust_result.rate:
-        click.echo(f"ratio tower / faust pass-through: {tower_result.rate / faust_result.rate:.2f}")
-    click.echo(f"logs in {work}")
+    click.echo(f"{'contender':<46}{'records':>9}{'seconds':>9}{'events/s':>10}{'start→last':>12}")
+    for key, r in out.items():
+        click.echo(f"{r.name:<46}{r.records:>9}{r.seconds:>9.2f}{r.rate:>10.0f}{r.wall:>11.1f}s")
+        report["contenders"][key] = {
+            "name": r.name,
+            "records": r.records,
+            "seconds": r.seconds,
+            "events_per_s": r.rate,
+            "start_to_last_s": r.wall,
+            "per_second": r.per_second,
+            "lag": r.lag,
+        }
+    tower = out.get("tower")
+    for other in ("raw", "faust"):
+        if tower and other in out and out[other].rate:
+            ratio = tower.rate / out[other].rate
+            report[f"ratio_tower_{other}"] = ratio
+            click.echo(f"ratio tower / {other:<6}{ratio:>8.3f}")
+    if out:
+        series = {r.name: {"per_second": r.per_second, "lag": r.lag} for r in out.values()}
+        png = plots.throughput_and_lag(series, plots_dir / "bench-throughput-lag.png")
+        if png:
+            click.echo(f"plot: {png}")
+    if profile:
+        folded = work / "tower.folded"
+        top = summarise_profile(folded)
+        report["profile_top_self"] = top
+        report["profile_inclusive"] = inclusive_share(folded, PROFILE_MARKERS)
+        if top:
+            click.echo("\nTower worker, py-spy: top functions by own time (self %, incl %)")
+            for fn, own, incl in top:
+                click.echo(f"  {own:5.1f} {incl:5.1f}  {fn}")
+            click.echo("inclusive share of stacks containing:")
+            for needle, share in report["profile_inclusive"].items():
+                click.echo(f"  {share:5.1f}  {needle}")
+    if lats:
+        report["latency"] = {}
+        first = next(iter(lats.values()))
+        click.echo(
+            f"\nend-to-end latency at {first.rate:.0f} events/s for {first.seconds:.1f} s "
+            "(ms from the input's produce timestamp to the output consumed):"
+        )
+        click.echo(f"{'contender / output':<46}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
+        for key, lat in lats.items():
+            rows = [("pass-through record" if key != "tower" else "audit record", lat.audit_ms)]
+            if key == "tower":
+                rows.insert(0, ("approved action", lat.approved_ms))
+            entry: dict[str, Any] = {
+                "rate": lat.rate,
+                "produced": lat.produced,
+                "seconds": lat.seconds,
+                "missing_outputs": lat.missing,
+                "series": lat.series,
+            }
+            for label, values in rows:
+                p = lat.percentiles(values)
+                entry[label.replace(" ", "_") + "_ms"] = {"n": len(values), **p}
+                if p:
+                    click.echo(
+                        f"{key + ' / ' + label:<46}{len(values):>7}"
+                        + "".join(f"{p[k]:>9.1f}" for k in ("p50", "p95", "p99", "max"))
+                    )
+            drift = _drift(lat.series)
+            if drift is not None:
+                entry["p50_first_vs_last_quarter_ms"] = drift
+            if lat.worker_lag:
+                qs = {
+                    k: _bucket_quantile(lat.worker_lag, q) for k, q in (("p50", 0.5), ("p99", 0.99))
+                }
+                entry["worker_record_to_decision_bucket_bound_s"] = qs
+                entry["worker_lag_buckets"] = lat.worker_lag
+            if lat.missing:
+                click.echo(f"  {key}: {lat.missing} inputs without an output within the drain time")
+            report["latency"][key] = entry
+        for key, entry in report["latency"].items():
+            if "p50_first_vs_last_quarter_ms" in entry:
+                q1, q4 = entry["p50_first_vs_last_quarter_ms"]
+                click.echo(f"  {key}: p50 in the first / last quarter {q1:.1f} / {q4:.1f} ms")
+        hist = {
+            (f"{k}: approved actions" if k == "tower" else f"{k}: pass-through"): (
+                v.approved_ms if k == "tower" else v.audit_ms
+            )
+            for k, v in lats.items()
+        }
+        png = plots.latency_histogram(
+            hist,
+            plots_dir / "bench-latency.png",
+            f"End-to-end latency at {first.rate:.0f} events/s",
+        )
+        if png:
+            click.echo(f"plot: {png}")
+    return report
 
 
 if __name__ == "__main__":

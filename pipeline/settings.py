@@ -45,6 +45,8 @@ class Settings:
     batch_size: int = 500
     batch_within_s: float = 0.05
     policy_file: Path | None = None
+    #: how long a starting worker waits to read the published policy before deciding
+    policy_wait_s: float = 5.0
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod

@@ -78,6 +78,7 @@ class WorkerProcess:
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -93,6 +94,7 @@ class WorkerProcess:
         )
         for name, value in s.topics.__dict__.items():
             env[f"TOWER_TOPIC_{name.upper()}"] = value
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:

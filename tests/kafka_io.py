@@ -22,7 +22,15 @@ class Consumed:
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "acks": "all",
+            # the Java default partitioner, as Faust's table routing computes partitions
+            "partitioner": "murmur2_random",
+        }
+    )
     n = 0
     for key, value in records:
         producer.produce(topic, key=key, value=value)

@@ -53,6 +53,83 @@ class ActiveOffer(NamedTuple):
     decision_id: str
 
 
+class Hold(NamedTuple):
+    """Proposals parked for one merge key until `deadline` (event time), best one wins then.
+
+    `items` are the held events as canonical JSON, so the changelog carries them and a
+    crash or rebalance loses none.
+    """
+
+    key: str
+    deadline: int
+    items: tuple[str, ...]
+
+
+class Conversation(NamedTuple):
+    """An open conversation (or case) as the experience metrics follow it."""
+
+    started: int  # first contact, event time
+    channel: str  # channel of the last touchpoint, "" if unknown
+    ai: bool  # an AI answer was approved in it
+    handoff: bool  # it was handed to a human
+
+
+class ClosedConversation(NamedTuple):
+    """A resolved AI-handled conversation, kept until its CSAT arrives (or the window ends)."""
+
+    at: int
+    contained: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    """What the experience metrics remember (pipeline/core/experience.py), bounded there."""
+
+    conversations: dict[str, Conversation] = field(default_factory=dict)  # open, oldest first
+    closed: dict[str, ClosedConversation] = field(default_factory=dict)  # awaiting CSAT
+    resolved_at: int | None = None  # last resolution not yet followed by a contact
+    ai_at: int | None = None  # last approved AI action
+    sentiment: float | None = None  # last sentiment score
+    ai_since_sentiment: bool = False  # an approved AI action came after that score
+
+    def to_dict(self) -> dict[str, Any]:
+        """Compact form; empty fields left out (an empty journey is `{}`)."""
+        d: dict[str, Any] = {}
+        if self.conversations:
+            d["cv"] = {
+                k: [c.started, c.channel, int(c.ai), int(c.handoff)]
+                for k, c in self.conversations.items()
+            }
+        if self.closed:
+            d["cl"] = {k: [c.at, int(c.contained)] for k, c in self.closed.items()}
+        if self.resolved_at is not None:
+            d["ra"] = self.resolved_at
+        if self.ai_at is not None:
+            d["ai"] = self.ai_at
+        if self.sentiment is not None:
+            d["se"] = self.sentiment
+        if self.ai_since_sentiment:
+            d["as"] = 1
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Journey:
+        return cls(
+            conversations={
+                k: Conversation(v[0], v[1], bool(v[2]), bool(v[3]))
+                for k, v in d.get("cv", {}).items()
+            },
+            closed={k: ClosedConversation(v[0], bool(v[1])) for k, v in d.get("cl", {}).items()},
+            resolved_at=d.get("ra"),
+            ai_at=d.get("ai"),
+            sentiment=d.get("se"),
+            ai_since_sentiment=bool(d.get("as", 0)),
+        )
+
+
+EMPTY_JOURNEY = Journey()
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerState:
     """Bounded memory of one customer; every collection is pruned by time or count."""
@@ -67,6 +144,8 @@ class CustomerState:
     facts: dict[str, Fact] = field(default_factory=dict)  # consistency ledger, oldest first
     timezone: str | None = None  # IANA name from profile_updated
     offer: ActiveOffer | None = None
+    journey: Journey = EMPTY_JOURNEY  # experience metrics, written by the shell after decide
+    holds: dict[str, Hold] = field(default_factory=dict)  # hold id -> parked proposals
 
     def evolve(self, **changes: Any) -> CustomerState:
         """`dataclasses.replace`, spelled out: it runs on every decision and is 5x faster."""
@@ -82,6 +161,8 @@ class CustomerState:
             get("facts", self.facts),
             get("timezone", self.timezone),
             get("offer", self.offer),
+            get("journey", self.journey),
+            get("holds", self.holds),
         )
 
     def to_bytes(self) -> bytes:
@@ -102,6 +183,10 @@ class CustomerState:
             d["tz"] = self.timezone
         if self.offer is not None:
             d["o"] = list(self.offer)
+        if self.journey != EMPTY_JOURNEY:
+            d["j"] = self.journey.to_dict()
+        if self.holds:
+            d["h"] = {k: [h.key, h.deadline, list(h.items)] for k, h in self.holds.items()}
         return orjson.dumps(d)
 
     @classmethod
@@ -121,6 +206,8 @@ class CustomerState:
             facts={k: Fact(*v) for k, v in d.get("f", {}).items()},
             timezone=d.get("tz"),
             offer=None if offer is None else ActiveOffer(*offer),
+            journey=Journey.from_dict(d["j"]) if "j" in d else EMPTY_JOURNEY,
+            holds={k: Hold(v[0], v[1], tuple(v[2])) for k, v in d.get("h", {}).items()},
         )
 
 

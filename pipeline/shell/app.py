@@ -10,18 +10,22 @@ offsets after both (at-least-once: a crash re-emits identical records, never los
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from typing import Any
 
 import faust
+import orjson
 from faust.streams import _current_event
 from prometheus_client import generate_latest
 
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_document import load_policy_file
 from pipeline.settings import Settings
-from pipeline.shell.batch import BatchProcessor, InputRecord
+from pipeline.shell.batch import BatchProcessor, BatchResult, InputRecord
 from pipeline.shell.metrics import TowerMetrics
+from pipeline.shell.policy_follower import PolicyFollower
+from pipeline.shell.web import register_views
 
 STATE_TABLE = "customer-state"
 #: aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
@@ -58,7 +62,9 @@ class FaustStateStore:
 def create_app(settings: Settings, policy: Policy | None = None, **faust_options: Any) -> faust.App:
     """Build the worker app; `faust_options` override Faust settings (tests, benchmarks).
 
-    The policy is, in order: the argument, `TOWER_POLICY_FILE`, the built-in default.
+    The policy is the one published on the policies topic (followed while the app runs, see
+    `PolicyFollower`); until one is published: the argument, `TOWER_POLICY_FILE`, the
+    built-in default. Waits up to `settings.policy_wait_s` to read the published one.
     """
     if policy is None:
         policy = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
@@ -85,10 +91,24 @@ def create_app(settings: Settings, policy: Policy | None = None, **faust_options
     options.update(faust_options)
     app = faust.App(settings.app_id, **options)
     metrics = TowerMetrics()
-    metrics.policy_info.labels(policy.policy_version).set(1)
-    processor = BatchProcessor(settings, policy=lambda: policy, metrics=metrics)
+
+    def show_policy(p: Policy) -> None:
+        metrics.policy_info.clear()
+        metrics.policy_info.labels(p.policy_version).set(1)
+
+    show_policy(policy)
+    follower = PolicyFollower(
+        settings.bootstrap, settings.topics.policies, policy, metrics, on_change=show_policy
+    )
+    follower.start(wait_s=settings.policy_wait_s)
+    processor = BatchProcessor(settings, policy=follower.current, metrics=metrics)
     app.tower_metrics = metrics  # type: ignore[attr-defined]
     app.tower_processor = processor  # type: ignore[attr-defined]
+    app.tower_policy = follower  # type: ignore[attr-defined]
+
+    @app.on_before_shutdown.connect
+    async def stop_policy_follower(sender: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(follower.stop)
 
     t = settings.topics
     events_topic = app.topic(
@@ -104,35 +124,42 @@ def create_app(settings: Settings, policy: Policy | None = None, **faust_options
     )
     app.tower_state = state  # type: ignore[attr-defined]
 
+    wakeups_topic = app.topic(
+        t.wakeups, key_type=bytes, value_type=bytes, partitions=settings.partitions
+    )
+    # Both agents read-modify-write customer states and await the broker in between: one
+    # lock keeps a release from interleaving with a batch of the same customer.
+    state_lock = asyncio.Lock()
+
+    async def publish(result: BatchResult, store: FaustStateStore) -> None:
+        """Outputs first; the state only once the broker has acknowledged them."""
+        producer = app.producer
+        acks = [
+            await producer.send(out.topic, out.key, out.value, out.partition, None, None)
+            for out in result.outputs
+        ]
+        if acks:
+            await asyncio.gather(*acks)
+        for write in result.state_writes:
+            store.save(write.partition, write.key, write.value)
+
     @app.agent(events_topic, name="tower-decide")
     async def decide_events(stream: faust.StreamT) -> None:
-        producer = app.producer
         async for batch in stream.take_events(settings.batch_size, settings.batch_within_s):
-            records = []
-            latest: dict[int, Any] = {}
-            for ev in batch:
-                msg = ev.message
-                latest[msg.partition] = ev
-                ts = msg.timestamp
-                records.append(
-                    InputRecord(
-                        msg.key,
-                        msg.value,
-                        msg.partition,
-                        msg.offset,
-                        int(ts * 1000) if ts else None,
-                    )
-                )
-            store = FaustStateStore(state, latest)
-            result = processor.process(records, store)
-            acks = [
-                await producer.send(out.topic, out.key, out.value, out.partition, None, None)
-                for out in result.outputs
-            ]
-            if acks:
-                await asyncio.gather(*acks)
-            for write in result.state_writes:
-                store.save(write.partition, write.key, write.value)
+            records = [input_record(ev.message) for ev in batch]
+            store = FaustStateStore(state, {ev.message.partition: ev for ev in batch})
+            async with state_lock:
+                await publish(processor.process(records, store), store)
+
+    @app.agent(wakeups_topic, name="tower-release-holds")
+    async def release_holds(stream: faust.StreamT) -> None:
+        """Wake-ups arrive right after their hold opens; each waits for its deadline."""
+        async for ev in stream.events():
+            record = input_record(ev.message)
+            await asyncio.sleep(max(0.0, wakeup_deadline_s(record.value) - time.time()))
+            store = FaustStateStore(state, {record.partition: ev})
+            async with state_lock:
+                await publish(processor.release(record, store), store)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
@@ -140,9 +167,26 @@ def create_app(settings: Settings, policy: Policy | None = None, **faust_options
 
     @app.page("/healthz")
     async def health_view(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "policy_version": policy.policy_version})
+        return web.json({"status": "ok", "policy_version": follower.current().policy_version})
 
+    app.tower_feed = register_views(app, state, processor, settings)  # type: ignore[attr-defined]
     return app
+
+
+def input_record(msg: Any) -> InputRecord:
+    ts = msg.timestamp
+    return InputRecord(
+        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None
+    )
+
+
+def wakeup_deadline_s(value: bytes | None) -> float:
+    """The wall-clock second a wake-up is due (event time of the deadline); 0 if unreadable,
+    so a malformed wake-up is dead-lettered at once instead of stalling the stream."""
+    try:
+        return float(orjson.loads(value or b"")["deadline"]) / 1000
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 0.0
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

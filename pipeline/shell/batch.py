@@ -12,11 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
+
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
 from pipeline.core import experience
-from pipeline.core.decision import EMITTING
-from pipeline.core.engine import decide
+from pipeline.core.decision import EMITTING, HELD, Decision
+from pipeline.core.engine import decide, release
+from pipeline.core.hold_windows import held_events
 from pipeline.core.policy import Policy
 from pipeline.core.state import CustomerState
 from pipeline.settings import Settings
@@ -114,7 +117,10 @@ class BatchProcessor:
         t = settings.topics
         self._source_topic = t.events
         self._approved, self._audit, self._deadletter = t.approved, t.audit, t.deadletter
+        self._wakeups = self._wakeup_topic = t.wakeups
         self._fmt = settings.output_format
+        #: called with every decision (the web views' live feed); None costs nothing
+        self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
 
     def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
         started = time.perf_counter()
@@ -183,12 +189,27 @@ class BatchProcessor:
         if journey is not state.journey:
             state = state.evolve(journey=journey)
         self.metrics.experience.record(observations)
+        source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
+        self._emit(decision, event, source, rec.key, now_ms, out)
+        return state
+
+    def _emit(
+        self,
+        decision: Decision,
+        event: AgentEvent,
+        source: Source,
+        key: bytes | None,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> None:
+        """Count the decision and append its records: action, wake-up, audit."""
         m = self.metrics
         m.decisions.labels(decision.outcome, decision.rule or "-").inc()
-        if event.kind == "proposal":
+        if self.feed is not None:
+            self.feed(decision, event, now_ms)
+        if event.kind == "proposal" and decision.outcome != HELD:
             m.proposals.labels(event.agent).inc()
-        source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
-        key = rec.key
+        partition = source.partition
         if decision.action is not None and decision.outcome in EMITTING:
             m.approved.labels(event.channel or "-", event.agent).inc()
             out.append(
@@ -196,19 +217,57 @@ class BatchProcessor:
                     self._approved,
                     key,
                     encode_record("approved_action", decision.action.to_dict(), self._fmt),
-                    rec.partition,
+                    partition,
                 )
             )
+        wakeup = decision.extra.get("wakeup")
+        if wakeup is not None:
+            value = orjson.dumps({"customer_id": event.customer_id, **wakeup})
+            out.append(OutputRecord(self._wakeups, key, value, partition))
         audit = audit_record(decision, event, source, now_ms)
         out.append(
             OutputRecord(
-                self._audit, key, encode_record("audit_record", audit, self._fmt), rec.partition
+                self._audit, key, encode_record("audit_record", audit, self._fmt), partition
             )
         )
-        return state
 
-    def _dead_letter(self, rec: InputRecord, reason: str, detail: str, now_ms: int) -> OutputRecord:
-        source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
+    def release(self, wakeup: InputRecord, store: StateStore) -> BatchResult:
+        """Release the hold a wake-up record names (at its deadline, in event time).
+
+        The final audit records of the held proposals cite the wake-up record as their
+        source; their `held` audit records cite the input. A wake-up for a hold that is
+        already gone (released before a crash) produces nothing.
+        """
+        now_ms = int(self.clock() * 1000)
+        try:
+            body = orjson.loads(wakeup.value or b"")
+            customer_id, hold_id = str(body["customer_id"]), str(body["hold_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            self.metrics.dead_letters.labels("bad_wakeup").inc()
+            dead = self._dead_letter(wakeup, "bad_wakeup", str(exc), now_ms, self._wakeup_topic)
+            return BatchResult([dead], [])
+        key = customer_id.encode()
+        watermark, state = unpack_stored(store.load(wakeup.partition, key))
+        hold = state.holds.get(hold_id)
+        if hold is None:
+            return BatchResult([], [])
+        decisions, state = release(state, customer_id, hold_id, self.policy())
+        events = {e.event_id: e for e in held_events(customer_id, hold)}
+        source = Source(self._wakeup_topic, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
+        out: list[OutputRecord] = []
+        for decision in decisions:
+            event = events[decision.event_id]
+            journey, observations = experience.observe(state.journey, event, decision)
+            state = state.evolve(journey=journey)
+            self.metrics.experience.record(observations)
+            self._emit(decision, event, source, key, now_ms, out)
+        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
+        return BatchResult(out, [write])
+
+    def _dead_letter(
+        self, rec: InputRecord, reason: str, detail: str, now_ms: int, topic: str | None = None
+    ) -> OutputRecord:
+        source = Source(topic or self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
         record = dead_letter_record(reason, detail, rec.key, rec.value, source, now_ms)
         return OutputRecord(
             self._deadletter,

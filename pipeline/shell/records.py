@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from pipeline.contracts.events import AgentEvent, Source, event_to_dict
-from pipeline.core.decision import Decision
+from pipeline.core.decision import Decision, decision_id_for
 
 
 def audit_record(
@@ -56,4 +56,45 @@ def dead_letter_record(
         "source_offset": source.offset,
         "source_timestamp": source.timestamp_ms,
         "dead_lettered_at": dead_lettered_at,
+    }
+
+
+def policy_change_record(
+    summary: str,
+    changes: list[str],
+    old_version: str,
+    new_version: str,
+    published_by: str,
+    published_at: int,
+    source: Source,
+    record_json: str,
+) -> dict[str, Any]:
+    """The audit record of a policy change, so the audit trail shows when decisions changed.
+
+    It reuses the decision schema: customer "-", the publisher as agent, one trace step per
+    changed setting. The id depends on both versions, so re-publishing is idempotent.
+    """
+    event_id = f"policy:{new_version}"
+    return {
+        "decision_id": decision_id_for("-", f"{event_id}<-{old_version}"),
+        "event_id": event_id,
+        "customer_id": "-",
+        "kind": "policy",
+        "agent": published_by,
+        "department": "operations",
+        "channel": None,
+        "trigger": None,
+        "outcome": "policy_changed",
+        "rule": None,
+        "reason": summary,
+        "trace": [{"rule": "policy", "verdict": "change", "reason": c} for c in changes],
+        "policy_version": new_version,
+        "action_id": None,
+        "merged_into": None,
+        "decided_at": published_at,
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "input": record_json,
+        "processed_at": published_at,
     }

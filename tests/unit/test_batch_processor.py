@@ -25,6 +25,8 @@ def by_topic(outputs):
     names = {t.approved: "approved_action", t.audit: "audit_record", t.deadletter: "dead_letter"}
     out: dict[str, list[dict]] = {name: [] for name in names.values()}
     for o in outputs:
+        if o.topic not in names:
+            continue
         out[names[o.topic]].append(decode_record(names[o.topic], o.value))
     return out
 
@@ -66,3 +68,33 @@ def test_a_crash_before_the_state_write_re_emits_identical_records():
     assert [o.value for o in again.outputs if o.topic == SETTINGS.topics.approved] == [
         o.value for o in lost.outputs if o.topic == SETTINGS.topics.approved
     ]
+
+
+def test_held_proposals_go_out_once_when_their_wake_up_comes_back():
+    from pipeline.contracts.codec import encode_event
+    from pipeline.core.policy import HoldWindows, Policy
+    from tests.factories import proposal
+
+    policy = Policy(holds=HoldWindows(hold_ms={"message": 5_000}))
+    bp = BatchProcessor(SETTINGS, policy=lambda: policy, clock=lambda: 1.0)
+    events = [
+        proposal(customer="c9", agent=f"bot-{i}", trigger="t", category="service", priority=p)
+        for i, p in enumerate((20, 80, 40))
+    ]
+    recs = [InputRecord(b"c9", encode_event(e, "json"), 3, i, None) for i, e in enumerate(events)]
+    store = DictStateStore()
+    parked = bp.process_and_save(recs, store)
+    wakeups = [o for o in parked.outputs if o.topic == SETTINGS.topics.wakeups]
+    assert len(wakeups) == 1 and wakeups[0].partition == 3
+    assert {a["outcome"] for a in by_topic(parked.outputs)["audit_record"]} == {"held"}
+
+    wake = InputRecord(b"c9", wakeups[0].value, 3, 0, None)
+    released = bp.release(wake, store)
+    for w in released.state_writes:
+        store.save(w.partition, w.key, w.value)
+    got = by_topic(released.outputs)
+    assert len(got["approved_action"]) == 1
+    action = got["approved_action"][0]
+    assert action["agents"][0] == "bot-1" and len(action["source_event_ids"]) == 3
+    assert sorted(a["outcome"] for a in got["audit_record"]) == ["approved", "merged", "merged"]
+    assert bp.release(wake, store).outputs == []  # a duplicate wake-up is a no-op

@@ -1,0 +1,356 @@
+"""Shared plumbing of the benchmarks: broker, topics, producing, watching, lag, processes.
+
+Kept in one place so every contender is fed and observed by exactly the same code.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from pipeline.ops.local_kafka import LocalKafka
+from pipeline.ops.topics import admin_client, create_topics
+from pipeline.settings import Settings, TopicNames
+
+REPO = Path(__file__).resolve().parents[1]
+#: Every rule switched on (the same policy as `bench.core_speed.FULL_POLICY`).
+FULL_POLICY_FILE = REPO / "bench" / "policy.full.yaml"
+
+
+def start_broker(bootstrap: str | None, port: int, run_dir: Path) -> tuple[str, LocalKafka | None]:
+    """Use `bootstrap` if given, else start a private local broker (stopped by the caller)."""
+    if bootstrap:
+        return bootstrap, None
+    broker = LocalKafka(port=port, controller_port=port + 1, run_dir=run_dir, out=sys.stderr)
+    broker.up()
+    return broker.bootstrap, broker
+
+
+def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    admin = admin_client(bootstrap)
+    for fut in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        fut.result()
+
+
+def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+    """Load a backlog as fast as the client goes (not measured)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000})
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_process(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        stdout=open(log, "wb"),  # owned by the child for its lifetime
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+# --- the Tower worker ----------------------------------------------------------------------
+
+
+def tower_settings(bootstrap: str, tag: str, partitions: int, data_dir: Path) -> Settings:
+    """Settings with private topic names, so runs never see each other's records."""
+    names = TopicNames(**{f: f"bench-{tag}-{v}" for f, v in TopicNames().__dict__.items()})
+    return Settings(
+        bootstrap=bootstrap,
+        app_id=f"bench-tower-{tag}",
+        partitions=partitions,
+        data_dir=data_dir,
+        topics=names,
+    )
+
+
+def tower_env(settings: Settings, web_port: int, policy_file: Path | None) -> dict[str, str]:
+    env = {
+        "TOWER_BOOTSTRAP": settings.bootstrap,
+        "TOWER_APP_ID": settings.app_id,
+        "TOWER_DATA_DIR": str(settings.data_dir),
+        "TOWER_PARTITIONS": str(settings.partitions),
+        "TOWER_WEB_PORT": str(web_port),
+    }
+    if policy_file is not None:
+        env["TOWER_POLICY_FILE"] = str(policy_file)
+    env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()})
+    return env
+
+
+def start_tower(
+    settings: Settings, policy_file: Path | None, log: Path, loglevel: str = "warning"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`python -m pipeline.ops.cli worker` exactly as an operator runs it; returns (proc, port)."""
+    create_topics(settings).raise_for_problems()
+    port = free_port()
+    proc = run_process(
+        [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", loglevel],
+        tower_env(settings, port, policy_file),
+        log,
+    )
+    return proc, port
+
+
+# --- observing -----------------------------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    """What arrived on an output topic: count, first/last record timestamps, per-second counts."""
+
+    records: int = 0
+    first: float | None = None
+    last: float | None = None
+    per_second: collections.Counter[int] = field(default_factory=collections.Counter)
+
+    @property
+    def span(self) -> float:
+        return (self.last - self.first) if self.first is not None and self.last else 0.0
+
+
+def watch(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    expected: int,
+    timeout: float,
+    label: str,
+    t0: float,
+    on_first: Callable[[], object] | None = None,
+) -> Watched:
+    """Count records on `topic` until `expected`, with a progress bar.
+
+    Times are the output records' own timestamps (set by the contender's producer), so the
+    watcher's speed does not enter the figure; `per_second` is keyed by seconds after t0.
+    `on_first` runs when the first record arrives (to profile processing, not start-up).
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-watch-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    w = Watched()
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=expected, label=f"{label:<22}", show_pos=True) as bar:
+        while w.records < expected and time.monotonic() < deadline:
+            msgs = consumer.consume(5000, 0.5)
+            if msgs and on_first is not None and w.first is None:
+                on_first()
+            for msg in msgs:
+                if msg.error():
+                    continue
+                ts = msg.timestamp()[1] / 1000
+                w.first = ts if w.first is None else min(w.first, ts)
+                w.last = ts if w.last is None else max(w.last, ts)
+                w.per_second[int(ts - t0)] += 1
+                w.records += 1
+            bar.update(len(msgs))
+    consumer.close()
+    return w
+
+
+class LagSampler(threading.Thread):
+    """Every `interval` s: end offsets of the input topic minus the group's committed offsets.
+
+    Committed offsets (not positions) are what an operator's lag monitor sees, so the series
+    shows commit cadence too; samples are (seconds after t0, lag, committed total).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        partitions: int,
+        t0: float,
+        interval: float = 1.0,
+    ) -> None:
+        super().__init__(daemon=True, name=f"lag-{group}")
+        self.consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        self.tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self.t0 = t0
+        self.interval = interval
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.monotonic()
+            with contextlib.suppress(Exception):  # a transient broker error: skip the sample
+                self.samples.append((time.time() - self.t0, *self._sample()))
+            self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        self.consumer.close()
+
+    def _sample(self) -> tuple[int, int]:
+        committed = self.consumer.committed(self.tps, timeout=5)
+        lag = done = 0
+        for tp in committed:
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), timeout=5, cached=False
+            )
+            pos = tp.offset if tp.offset >= 0 else low
+            lag += max(0, high - pos)
+            done += max(0, pos - low)
+        return lag, done
+
+    def stop(self) -> list[tuple[float, int, int]]:
+        self._stop_event.set()
+        self.join(10)
+        return self.samples
+
+
+# --- profiling -----------------------------------------------------------------------------
+
+
+def py_spy() -> str | None:
+    """py-spy next to this interpreter or on PATH; it is optional."""
+    local = Path(sys.executable).with_name("py-spy")
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    exe = py_spy()
+    if exe is None:
+        click.echo("py-spy not installed: no profile (pip install py-spy)", err=True)
+        return None
+    args = ["record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--nonblocking"]
+    return subprocess.Popen(
+        [exe, *args, "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(out.with_suffix(".log"), "wb"),
+    )
+
+
+def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def summarise_profile(folded: Path, top: int = 15) -> list[tuple[str, float, float]]:
+    """(function, self %, inclusive %) from py-spy's collapsed stacks, busiest first by self."""
+    if not folded.exists():
+        return []
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_short(f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    if not total:
+        return []
+    return [(f, 100 * n / total, 100 * incl[f] / total) for f, n in own.most_common(top)]
+
+
+def inclusive_share(folded: Path, needles: Sequence[str]) -> dict[str, float]:
+    """Share of samples whose stack contains each needle (a substring of a frame)."""
+    hits: collections.Counter[str] = collections.Counter()
+    total = 0
+    if not folded.exists():
+        return {}
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        for needle in needles:
+            if needle in stack:
+                hits[needle] += int(count)
+    return {n: 100 * hits[n] / total for n in needles} if total else {}
+
+
+def _short(frame: str) -> str:
+    """`func (path/to/module.py:12)` -> `func (module.py)`: lines split one function apart."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})" if path else name
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, for docs/benchmarks.md."""
+    import confluent_kafka
+    import faust
+
+    mem_kb = 0
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "kafka": Settings().kafka_version,
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "faust": faust.__version__,
+        "os": platform.platform(),
+    }

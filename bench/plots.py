@@ -1,0 +1,80 @@
+"""PNG plots of benchmark results; matplotlib is optional, so every function degrades to a
+message when it is missing (it is not a runtime dependency of the project)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _pyplot() -> Any | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        click.echo("matplotlib is not installed: no plots (pip install matplotlib)", err=True)
+        return None
+    return plt
+
+
+def throughput_and_lag(series: Mapping[str, Mapping[str, Any]], out: Path) -> Path | None:
+    """Two panels over seconds since each contender's process started: output events/s and
+    consumer lag (end offsets minus committed offsets of its group)."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for name, s in series.items():
+        per_second: Mapping[int, int] = s["per_second"]
+        if per_second:
+            xs = list(range(0, max(per_second) + 1))
+            top.plot(xs, [per_second.get(x, 0) for x in xs], label=name)
+        lag: Sequence[Sequence[float]] = s["lag"]
+        if lag:
+            bottom.plot([p[0] for p in lag], [p[1] for p in lag], label=name)
+    top.set_ylabel("output events/s")
+    top.set_title("Throughput on a pre-loaded backlog (same broker, same data)")
+    top.legend()
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("consumer lag (records, committed)")
+    bottom.set_xlabel("seconds since the contender's process started")
+    bottom.legend()
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def latency_histogram(series: Mapping[str, Sequence[float]], out: Path, title: str) -> Path | None:
+    """Overlaid histograms of end-to-end latencies, p50 and p99 in the legend."""
+    plt = _pyplot()
+    series = {k: v for k, v in series.items() if v}
+    if plt is None or not series:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    cap = max(sorted(v)[int(0.99 * (len(v) - 1))] for v in series.values()) * 1.3
+    for name, values in series.items():
+        s = sorted(values)
+        p50, p99 = s[len(s) // 2], s[int(0.99 * (len(s) - 1))]
+        ax.hist(
+            [min(v, cap) for v in values],
+            bins=80,
+            range=(0, cap),
+            alpha=0.6,
+            label=f"{name} (p50 {p50:.0f} ms, p99 {p99:.0f} ms, n={len(s)})",
+        )
+    ax.set_xlabel(f"ms from the input's produce timestamp to the output consumed (cap {cap:.0f})")
+    ax.set_ylabel("records")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,233 @@
+"""Replay: re-run the pure core over recorded audit inputs and compare with what was recorded.
+
+A decision depends on every earlier decision about the same customer, so the state is
+rebuilt from an empty one over the customer's whole audit history, in decision order,
+duplicates and merges included. No I/O: the caller reads the audit topic and says how a
+`policy_version` becomes a `Policy`.
+
+A worker restarted after a crash may re-decide records it had already decided (at-least-once).
+Such a re-emission has the source position of an earlier audit record; it is checked against
+both things the worker could have done (re-decide from the state before the first decision,
+or find the event already in a state that had been saved) and does not advance the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final
+
+from pipeline.contracts.codec import InvalidEvent, decode_event
+from pipeline.contracts.events import AgentEvent
+from pipeline.core.decision import Decision
+from pipeline.core.engine import decide
+from pipeline.core.policy import DEFAULT_POLICY, Policy
+from pipeline.core.state import EMPTY_STATE, CustomerState
+
+MATCH: Final = "match"
+MISMATCH: Final = "mismatch"
+#: the record's policy version is not known to the resolver
+UNRESOLVED: Final = "unresolved"
+#: the input does not decode, or an earlier decision of the customer could not be replayed
+#: (the state it left behind is unknown, so nothing after it can be checked)
+UNREPLAYABLE: Final = "unreplayable"
+
+#: What must be identical between the recorded and the recomputed decision.
+COMPARED: Final = (
+    "outcome",
+    "rule",
+    "reason",
+    "trace",
+    "action_id",
+    "merged_into",
+    "policy_version",
+)
+
+PolicyResolver = Callable[[str], Policy | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """The verdict on one audit record; `recomputed` is None when it could not be recomputed."""
+
+    decision_id: str
+    event_id: str
+    customer_id: str
+    status: str
+    detail: str
+    recorded: Mapping[str, Any]
+    recomputed: Mapping[str, Any] | None = None
+    differences: tuple[str, ...] = ()
+    reemitted: bool = False
+
+    @property
+    def policy_version(self) -> str:
+        return str(self.recorded.get("policy_version", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySummary:
+    replayed: int
+    matched: int
+    mismatched: int
+    unresolved: int
+    unreplayable: int
+    unresolved_versions: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing contradicts the record (unresolved policies are a gap, not a contradiction)."""
+        return self.mismatched == 0
+
+
+def catalog(policies: Iterable[Policy]) -> PolicyResolver:
+    """Resolve versions among `policies` plus the built-in default; later ones win a tie."""
+    known = {DEFAULT_POLICY.policy_version: DEFAULT_POLICY}
+    known.update({p.policy_version: p for p in policies})
+    return known.get
+
+
+def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The compared fields of an audit record, traces as plain dicts."""
+    out = {name: record.get(name) for name in COMPARED}
+    out["trace"] = [
+        {"rule": s.get("rule"), "verdict": s.get("verdict"), "reason": s.get("reason")}
+        for s in record.get("trace") or ()
+    ]
+    return out
+
+
+def decision_fields(decision: Decision) -> dict[str, Any]:
+    return {
+        "outcome": decision.outcome,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "trace": [step.to_dict() for step in decision.trace],
+        "action_id": decision.action_id,
+        "merged_into": decision.merged_into,
+        "policy_version": decision.policy_version,
+    }
+
+
+def differences(recorded: Mapping[str, Any], recomputed: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(name for name in COMPARED if recorded.get(name) != recomputed.get(name))
+
+
+def _position(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
+    pos = (record.get("source_topic"), record.get("source_partition"), record.get("source_offset"))
+    return None if pos[2] is None else pos
+
+
+def replay_customer(
+    records: Iterable[Mapping[str, Any]], resolve: PolicyResolver
+) -> list[Replayed]:
+    """Replay one customer's audit records, given in decision order (audit topic order)."""
+    state: CustomerState = EMPTY_STATE
+    first_seen: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    broken: str | None = None  # why the rebuilt state can no longer be trusted
+    out: list[Replayed] = []
+    for record in records:
+        recorded = comparable(record)
+        result = partial(_result, record, recorded)
+        if broken is not None:
+            out.append(result(UNREPLAYABLE, broken))
+            continue
+        version = str(record.get("policy_version"))
+        policy = resolve(version)
+        if policy is None:
+            out.append(result(UNRESOLVED, f"policy version {version} is not known"))
+            broken = f"follows {record.get('decision_id')}, whose policy {version} is not known"
+            continue
+        try:
+            event = _event(record)
+        except InvalidEvent as exc:
+            out.append(result(UNREPLAYABLE, f"recorded input does not decode: {exc}"))
+            broken = f"follows {record.get('decision_id')}, whose input does not decode"
+            continue
+        now = int(record.get("decided_at") or event.occurred_at)
+        decision, next_state = decide(state, event, policy, now)
+        fresh = decision_fields(decision)
+        pos = _position(record)
+        earlier = first_seen.get(pos) if pos is not None else None
+        if earlier is None:
+            if pos is not None:
+                first_seen[pos] = fresh
+            state = next_state
+            out.append(_compared(result, recorded, fresh, reemitted=False))
+            continue
+        # a re-emission: the state already holds this event; either answer is legitimate,
+        # and a wrong one is shown against the decision it repeats
+        if not differences(recorded, fresh):
+            out.append(result(MATCH, "", fresh, reemitted=True))
+        else:
+            out.append(_compared(result, recorded, earlier, reemitted=True))
+    return out
+
+
+def _result(
+    record: Mapping[str, Any],
+    recorded: dict[str, Any],
+    status: str,
+    detail: str,
+    recomputed: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Replayed:
+    return Replayed(
+        str(record.get("decision_id")),
+        str(record.get("event_id")),
+        str(record.get("customer_id")),
+        status,
+        detail,
+        recorded,
+        recomputed,
+        **kw,
+    )
+
+
+def _compared(
+    result: Callable[..., Replayed],
+    recorded: dict[str, Any],
+    recomputed: dict[str, Any],
+    *,
+    reemitted: bool,
+) -> Replayed:
+    diff = differences(recorded, recomputed)
+    if not diff:
+        return result(MATCH, "", recomputed, reemitted=reemitted)
+    return result(
+        MISMATCH, "differs in " + ", ".join(diff), recomputed, differences=diff, reemitted=reemitted
+    )
+
+
+def _event(record: Mapping[str, Any]) -> AgentEvent:
+    raw = str(record.get("input") or "").encode()
+    return decode_event(str(record.get("customer_id")).encode(), raw, max_bytes=max(len(raw), 1))
+
+
+def replay_all(records: Iterable[Mapping[str, Any]], resolve: PolicyResolver) -> list[Replayed]:
+    """Replay many customers' records; each customer's relative order must be decision order."""
+    by_customer: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_customer.setdefault(str(record.get("customer_id")), []).append(record)
+    out: list[Replayed] = []
+    for history in by_customer.values():
+        out.extend(replay_customer(history, resolve))
+    return out
+
+
+def summarize(results: Sequence[Replayed]) -> ReplaySummary:
+    count = {s: 0 for s in (MATCH, MISMATCH, UNRESOLVED, UNREPLAYABLE)}
+    versions: set[str] = set()
+    for r in results:
+        count[r.status] += 1
+        if r.status == UNRESOLVED:
+            versions.add(r.policy_version)
+    return ReplaySummary(
+        replayed=len(results),
+        matched=count[MATCH],
+        mismatched=count[MISMATCH],
+        unresolved=count[UNRESOLVED],
+        unreplayable=count[UNREPLAYABLE],
+        unresolved_versions=tuple(sorted(versions)),
+    )

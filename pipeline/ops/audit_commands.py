@@ -1,0 +1,263 @@
+"""`tower audit`, `tower explain`, `tower replay`: "what happened, and would it happen again?"
+
+Each command scans the audit topic from the beginning to the end offsets it had at start.
+The customer id is the record key, but the worker writes audit records to the partition its
+input came from (whatever partitioner the agent used), so a customer's partition cannot be
+computed here: the scan reads every partition and filters by key before decoding.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+
+from pipeline.contracts.codec import decode_record
+from pipeline.core.policy_document import PolicyError
+from pipeline.core.replay import MATCH, MISMATCH, Replayed, replay_all, replay_customer, summarize
+from pipeline.ops import audit_render as render
+from pipeline.ops.replay_policies import policy_resolver
+from pipeline.ops.topic_scan import ScanError, TopicRecord, scan_topic
+from pipeline.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: `tower replay` exit codes
+EXIT_MISMATCH = 1
+EXIT_UNVERIFIED = 2
+
+_bootstrap_option = click.option(
+    "--bootstrap",
+    help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092].",
+)
+
+
+def _friendly_errors(fn: F) -> F:
+    """Expected failures (no broker, no topic, bad policy file) are one line and exit 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ScanError, PolicyError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return cast(F, wrapper)
+
+
+def _progress(topic: str) -> Callable[[int, int], None]:
+    def show(read: int, total: int) -> None:
+        click.echo(f"scanning {topic}: {read:,}/{total:,} records", err=True)
+
+    return show
+
+
+def _audit_records(
+    settings: Settings, keep: Callable[[bytes | None, bytes | None], bool] | None = None
+) -> Iterator[tuple[TopicRecord, dict[str, Any]]]:
+    """Decoded audit records passing `keep`, in topic order (decision order per customer)."""
+    topic = settings.topics.audit
+    for rec in scan_topic(settings.bootstrap, topic, keep=keep, progress=_progress(topic)):
+        if not rec.value:
+            continue
+        try:
+            yield rec, decode_record("audit_record", rec.value)
+        except ValueError as exc:
+            click.echo(f"warning: {_where(rec)} is not an audit record: {exc}", err=True)
+
+
+def _where(rec: TopicRecord) -> str:
+    return f"{rec.topic} partition {rec.partition} offset {rec.offset}"
+
+
+def _with_key(customer: str) -> Callable[[bytes | None, bytes | None], bool]:
+    key = customer.encode()
+    return lambda k, _v: k == key
+
+
+def _containing(text: str) -> Callable[[bytes | None, bytes | None], bool]:
+    """Cheap pre-filter: ids are ASCII and appear verbatim in both Avro and JSON values."""
+    needle = text.encode()
+    return lambda _k, v: v is not None and needle in v
+
+
+Found = list[tuple[TopicRecord, dict[str, Any]]]
+
+
+def _find_decision(settings: Settings, decision_id: str) -> Found:
+    found = [
+        (rec, d)
+        for rec, d in _audit_records(settings, _containing(decision_id))
+        if d.get("decision_id") == decision_id
+    ]
+    if not found:
+        raise ValueError(
+            f"no audit record with decision id {decision_id!r} on topic {settings.topics.audit} "
+            f"({settings.bootstrap}); decision ids look like d-<20 hex digits>"
+        )
+    return found
+
+
+@click.command("audit")
+@click.argument("customer")
+@click.option("--since", help="Only decisions at or after this time: ISO 8601 or epoch ms.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line (full records).")
+@_bootstrap_option
+@_friendly_errors
+def audit_command(customer: str, since: str | None, as_json: bool, bootstrap: str | None) -> None:
+    """Every decision about CUSTOMER, oldest first, from the audit topic."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    since_ms = render.parse_since(since) if since else None
+    records = [
+        d
+        for _, d in _audit_records(settings, _with_key(customer))
+        if since_ms is None or d.get("decided_at", 0) >= since_ms
+    ]
+    if as_json:
+        for d in records:
+            click.echo(render.json_line(d))
+        return
+    if not records:
+        click.echo(f"no decisions about {customer} on {settings.topics.audit}", err=True)
+        return
+    for line in render.audit_table(records):
+        click.echo(line)
+
+
+@click.command("explain")
+@click.argument("decision_id")
+@_bootstrap_option
+@_friendly_errors
+def explain_command(decision_id: str, bootstrap: str | None) -> None:
+    """Explain one decision in words: input, policy, rule trace, outcome, approved action.
+
+    A decision id names one event of one customer, so a replayed event (outcome duplicate)
+    shares it with the first decision: every audit record with the id is shown.
+    """
+    settings = Settings.from_env(bootstrap=bootstrap)
+    found = _find_decision(settings, decision_id)
+    action_ids = {d["action_id"] for _, d in found if d.get("action_id")}
+    actions = _approved_actions(settings, action_ids) if action_ids else {}
+    for i, (rec, d) in enumerate(found):
+        if i:
+            click.echo("")
+        action, action_rec = actions.get(d.get("action_id") or "", (None, None))
+        action_where = _where(action_rec) if action_rec else ""
+        for line in render.explain(d, _where(rec), action, action_where):
+            click.echo(line)
+
+
+def _approved_actions(
+    settings: Settings, action_ids: set[str]
+) -> dict[str, tuple[dict[str, Any], TopicRecord]]:
+    """The first approved-actions record of each id (a restarted worker may re-emit one)."""
+    topic = settings.topics.approved
+    out: dict[str, tuple[dict[str, Any], TopicRecord]] = {}
+
+    def keep(_k: bytes | None, v: bytes | None) -> bool:
+        return v is not None and any(a.encode() in v for a in action_ids)
+
+    for rec in scan_topic(settings.bootstrap, topic, keep=keep, progress=_progress(topic)):
+        try:
+            action = decode_record("approved_action", rec.value or b"")
+        except ValueError:
+            continue
+        if action.get("action_id") in action_ids:
+            out.setdefault(action["action_id"], (action, rec))
+    return out
+
+
+@click.command("replay")
+@click.argument("decision_id", required=False)
+@click.option("--customer", help="Replay every decision about this customer.")
+@click.option("--all", "everything", is_flag=True, help="Replay every decision on the topic.")
+@click.option(
+    "--policy",
+    "policy_files",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="A policy YAML that decisions may name (repeatable); the built-in policy and the "
+    "versions published on the policies topic are always known.",
+)
+@click.option(
+    "--show",
+    type=int,
+    default=20,
+    show_default=True,
+    help="With --all or --customer: how many mismatches to print in full.",
+)
+@_bootstrap_option
+@_friendly_errors
+def replay_command(
+    decision_id: str | None,
+    customer: str | None,
+    everything: bool,
+    policy_files: tuple[Path, ...],
+    show: int,
+    bootstrap: str | None,
+) -> None:
+    """Re-run the decision core on recorded inputs and check it decides the same again.
+
+    The customer's state is rebuilt from their whole audit history, since a decision
+    depends on the earlier ones. A mismatch prints the recorded and the replayed trace.
+
+    Exit code 0 when everything matched, 1 on any mismatch, 2 when nothing mismatched but
+    some decisions could not be checked (unknown policy version, undecodable input).
+    """
+    if sum((decision_id is not None, customer is not None, everything)) != 1:
+        raise click.UsageError("give exactly one of DECISION_ID, --customer C or --all")
+    settings = Settings.from_env(bootstrap=bootstrap)
+    resolve = policy_resolver(policy_files, settings.bootstrap, settings.topics.policies, _warn)
+    if decision_id is not None:
+        _, first = _find_decision(settings, decision_id)[0]
+        history = [d for _, d in _audit_records(settings, _with_key(first["customer_id"]))]
+        results = [r for r in replay_customer(history, resolve) if r.decision_id == decision_id]
+        for r in results:
+            for line in render.replay_lines(r):
+                click.echo(line)
+        sys.exit(_exit_code(results))
+    keep = _with_key(customer) if customer is not None else None
+    records = [d for _, d in _audit_records(settings, keep)]
+    started = time.perf_counter()
+    results = replay_all(records, resolve)
+    seconds = time.perf_counter() - started
+    _print_mismatches(results, show)
+    for line in render.summary_lines(summarize(results), seconds):
+        click.echo(line)
+    sys.exit(_exit_code(results))
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _print_mismatches(results: list[Replayed], show: int) -> None:
+    not_matched = [r for r in results if r.status != MATCH]
+    for r in not_matched[:show]:
+        for line in render.replay_lines(r):
+            click.echo(line)
+    if len(not_matched) > show:
+        click.echo(f"... and {len(not_matched) - show} more not matched (see --show)")
+
+
+def _exit_code(results: list[Replayed]) -> int:
+    if any(r.status == MISMATCH for r in results):
+        return EXIT_MISMATCH
+    if any(r.status != MATCH for r in results):
+        return EXIT_UNVERIFIED
+    return 0
+
+
+COMMANDS = (audit_command, explain_command, replay_command)
+
+
+def add_to(group: click.Group) -> None:
+    """Register the three commands on the `tower` group."""
+    for command in COMMANDS:
+        group.add_command(command)

@@ -1,0 +1,81 @@
+"""Hold windows on the real broker: parked proposals come back through `tower-wakeups`."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from pipeline.contracts.codec import encode_event
+from tests.factories import proposal
+from tests.kafka_io import consume_until, produce
+
+pytestmark = pytest.mark.integration
+
+HOLD_MS = 3_000
+POLICY = f"""
+version: 1.0.0
+merge_window_ms: {HOLD_MS}
+holds:
+  hold_ms: {{message: {HOLD_MS}, offer: {HOLD_MS}}}
+"""
+AGENTS = ("promo-bot", "upsell-bot", "care-bot", "winback-bot", "notify-bot")
+
+
+def five(customer: str, trigger: str, at: int) -> list:
+    return [
+        proposal(
+            customer=customer,
+            at=at + 10 * i,
+            agent=agent,
+            department="service",
+            category="service",
+            trigger=trigger,
+            priority=prio,
+            event_id=f"{customer}-{trigger}-{i}",
+        )
+        for i, (agent, prio) in enumerate(zip(AGENTS, (10, 50, 90, 30, 70), strict=True))
+    ]
+
+
+def test_five_agents_one_trigger_one_action_and_two_windows_two(tower_settings, worker, tmp_path):
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY)
+    worker.extra_env["TOWER_POLICY_FILE"] = str(policy_file)
+    now = int(time.time() * 1000)
+    one_window = five("cust-a", "cart", now)
+    spread = five("cust-b", "renewal", now)
+    spread = spread[:3] + [
+        e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "occurred_at": now + HOLD_MS + i})
+        for i, e in enumerate(spread[3:])
+    ]
+    events = one_window + spread
+    worker.start()
+    produce(
+        tower_settings.bootstrap,
+        tower_settings.topics.events,
+        [(e.customer_id.encode(), encode_event(e, "avro")) for e in events],
+    )
+    t = tower_settings.topics
+    seen = consume_until(
+        tower_settings.bootstrap,
+        {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter},
+        lambda s: sum(a.value["outcome"] != "held" for a in s["audit"]) >= len(events),
+        timeout=120,
+    )
+    approved = [a.value for a in seen["approved"]]
+    per_customer = Counter(a["customer_id"] for a in approved)
+    assert per_customer == {"cust-a": 1, "cust-b": 2}, worker.log_tail()
+    winner = next(a for a in approved if a["customer_id"] == "cust-a")
+    assert winner["agents"][0] == "care-bot"  # priority 90: the highest score
+    assert sorted(winner["source_event_ids"]) == sorted(e.event_id for e in one_window)
+    assert set(winner["agents"]) == set(AGENTS)
+    assert sorted(len(a["source_event_ids"]) for a in approved if a["customer_id"] == "cust-b") == [
+        2,
+        3,
+    ]
+    # every event: one `held` audit record, then exactly one final one
+    outcomes = Counter((a.value["event_id"], a.value["outcome"] == "held") for a in seen["audit"])
+    assert all(outcomes[(e.event_id, True)] == 1 for e in events)
+    assert all(outcomes[(e.event_id, False)] == 1 for e in events)
