@@ -349,8 +349,13 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
         "kafka": Settings().kafka_version,
-        "confluent_kafka": confluent_kafka.version()[0],
-        "librdkafka": confluent_kafka.libversion()[0],
+        "confluent_kafka": _first(confluent_kafka.version()),
+        "librdkafka": _first(confluent_kafka.libversion()),
         "faust": faust.__version__,
         "os": platform.platform(),
     }
+
+
+def _first(version: Any) -> str:
+    """confluent-kafka returns (text, int) from some version calls and text from others."""
+    return str(version[0] if isinstance(version, tuple) else version)

@@ -3,6 +3,8 @@ message when it is missing (it is not a runtime dependency of the project)."""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,11 +68,12 @@ def latency_histogram(series: Mapping[str, Sequence[float]], out: Path, title: s
             [min(v, cap) for v in values],
             bins=80,
             range=(0, cap),
+            density=True,
             alpha=0.6,
             label=f"{name} (p50 {p50:.0f} ms, p99 {p99:.0f} ms, n={len(s)})",
         )
     ax.set_xlabel(f"ms from the input's produce timestamp to the output consumed (cap {cap:.0f})")
-    ax.set_ylabel("records")
+    ax.set_ylabel("density (each contender sums to 1)")
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -78,3 +81,30 @@ def latency_histogram(series: Mapping[str, Sequence[float]], out: Path, title: s
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def from_results(results: Path, out_dir: Path) -> None:
+    """Redraw both plots from a results JSON written by `bench.throughput --results`."""
+    data = json.loads(results.read_text())
+    series = {
+        c["name"]: {"per_second": {int(k): v for k, v in c["per_second"].items()}, "lag": c["lag"]}
+        for c in data.get("contenders", {}).values()
+    }
+    if series:
+        throughput_and_lag(series, out_dir / "bench-throughput-lag.png")
+    lat = data.get("latency", {})
+    if lat:
+        hist = {
+            (f"{k}: approved actions" if k == "tower" else f"{k}: pass-through"): [
+                ms for _, ms in v["series"]
+            ]
+            for k, v in lat.items()
+        }
+        rate = next(iter(lat.values()))["rate"]
+        latency_histogram(
+            hist, out_dir / "bench-latency.png", f"End-to-end latency at {rate:.0f} events/s"
+        )
+
+
+if __name__ == "__main__":  # python -m bench.plots results.json docs
+    from_results(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -167,8 +167,12 @@ def worker_figures(
         "rocksdb_bytes": _du(settings.data_dir),
     }
     fill["changelog_records"] = _end_offsets(bootstrap, changelog, partitions)
-    if broker is not None:  # a local broker: the changelog's segment files on disk
-        on_disk = sum(_du(broker.data_dir / f"{changelog}-{p}") for p in range(partitions))
+    if broker is not None:  # a local broker: the changelog's segments (not preallocated indexes)
+        on_disk = sum(
+            f.stat().st_size
+            for p in range(partitions)
+            for f in (broker.data_dir / f"{changelog}-{p}").glob("*.log")
+        )
         fill["changelog_disk_bytes"] = on_disk
         fill["changelog_bytes_per_record"] = on_disk / max(1, fill["changelog_records"])
 

@@ -120,7 +120,13 @@ def decide(
         )
         return decision, _remember(new_state, event.event_id, decision_id, policy, now)
 
-    if event.trigger is not None and policy.holds.hold_ms.get(event.proposal.action, 0) > 0:
+    if (
+        event.trigger is not None
+        and policy.holds.hold_ms.get(event.proposal.action, 0) > 0
+        and duplicate_merge.check(RuleContext(event, event.proposal, state, policy, now)).verdict
+        == PASS
+    ):
+        # A latecomer for a trigger already answered is merged at once, not held again.
         decision, changes = hold_windows.park(state, event, policy, now, decision_id)
         return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
 

@@ -87,6 +87,7 @@ def create_app(settings: Settings, policy: Policy | None = None, **faust_options
         "producer_max_batch_size": 512 * 1024,
         "key_serializer": "raw",
         "value_serializer": "raw",
+        "processing_guarantee": settings.processing_guarantee,
     }
     options.update(faust_options)
     app = faust.App(settings.app_id, **options)
@@ -134,6 +135,8 @@ def create_app(settings: Settings, policy: Policy | None = None, **faust_options
     async def publish(result: BatchResult, store: FaustStateStore) -> None:
         """Outputs first; the state only once the broker has acknowledged them."""
         producer = app.producer
+        if app.in_transaction:  # exactly_once: route sends into the partition's transaction
+            producer = app.consumer.transactions
         acks = [
             await producer.send(out.topic, out.key, out.value, out.partition, None, None)
             for out in result.outputs

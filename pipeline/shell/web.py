@@ -8,9 +8,11 @@ the data is only if producers partition like Faust does (murmur2, the Java defau
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import faust
+from faust.web.exceptions import ServiceUnavailable
 
 from pipeline.contracts.codec import decode_record
 from pipeline.ops.topic_scan import ScanError
@@ -31,6 +33,28 @@ def register_views(
     """Add the pages to `app` and start feeding them the processor's decisions."""
     feed = DecisionFeed()
     processor.feed = feed
+    changelog = state_table.changelog_topic.get_topic_name()
+
+    def routed(view_fun: Any) -> Any:
+        """Faust's table routing, once the producer knows the changelog's partitions.
+
+        Faust hashes the key with the producer's metadata of the changelog topic, which the
+        producer only has after writing to it: a worker that has decided nothing yet would
+        fail every lookup (TypeError in aiokafka's partitioner). That metadata is asked for
+        only once partitions are assigned: by then the tables have declared the changelog,
+        whereas asking earlier can make the broker auto-create it with one partition.
+        """
+        route = app.table_route(table=state_table, match_info="customer_id")(view_fun)
+
+        @functools.wraps(view_fun)
+        async def get(view: Any, request: Any, **kwargs: Any) -> Any:
+            owners = app.router.table_metadata(state_table.name)
+            if not any(parts for tps in owners.values() for parts in tps.values()):
+                raise ServiceUnavailable()  # starting or rebalancing, as Faust's routing says
+            await app.producer._ensure_producer().partitions_for(changelog)  # type: ignore[attr-defined]
+            return await route(view, request, **kwargs)
+
+        return get
 
     async def customer_data(customer_id: str) -> dict[str, Any]:
         key = customer_id.encode()
@@ -86,13 +110,13 @@ def register_views(
         )
 
     @app.page("/customers/{customer_id}")
-    @app.table_route(table=state_table, match_info="customer_id")
+    @routed
     async def customer_page(view: Any, request: Any, customer_id: str) -> Any:
         data = await customer_data(customer_id)
         return view.html(render_customer_page(data), status=200 if data["known"] else 404)
 
     @app.page("/api/customers/{customer_id}")
-    @app.table_route(table=state_table, match_info="customer_id")
+    @routed
     async def customer_api(view: Any, request: Any, customer_id: str) -> Any:
         data = await customer_data(customer_id)
         return view.json(data, status=200 if data["known"] else 404)

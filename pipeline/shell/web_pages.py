@@ -29,7 +29,7 @@ th{font-weight:600;color:#5a6478;font-size:12px}
 .escalated{background:#ffe0c2}.held{background:#eadcff}.duplicate{background:#eee}
 .counts{display:flex;gap:8px;flex-wrap:wrap}.count{border:1px solid #dde1e8;
   border-radius:6px;padding:4px 10px}.count b{font-size:16px;margin-left:4px}
-.muted{color:#7a8496}code{font-size:12px}
+.muted{color:#7a8496}code{font-size:12px;white-space:nowrap}
 """
 
 LIVE_PAGE = (

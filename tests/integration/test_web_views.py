@@ -7,6 +7,7 @@ what the pure core decides for the same events. Screenshots land in docs/.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -54,7 +55,7 @@ needs_browser = pytest.mark.skipif(
 
 
 def journey(ana: str, ben: str) -> list[AgentEvent]:
-    """Ana: opted in to email marketing, two offers out, a third merged, one channel without
+    """Ana: opted in to email marketing, two marketing emails out, a third merged, a channel without
     consent, a case that stops selling, a service answer, a replayed event. Ben: withdrew
     email marketing, gets a service SMS."""
     first = proposal(
@@ -70,16 +71,29 @@ def journey(ana: str, ben: str) -> list[AgentEvent]:
         signal("case_opened", ana, T0 + 5 * M, case_id="case-7"),
         proposal(ana, T0 + 6 * M, event_id=f"{ana}-p5", trigger="summer"),
         proposal(
-            ana, T0 + 7 * M, event_id=f"{ana}-p6", agent="care-bot", department="service",
-            channel="chat", action="answer", category="service", content="Your parcel left",
-        ),  # fmt: skip
+            ana,
+            T0 + 7 * M,
+            event_id=f"{ana}-p6",
+            agent="care-bot",
+            department="service",
+            channel="chat",
+            action="answer",
+            category="service",
+            content="Your parcel left",
+        ),
         replace(first),
         consent(False, "email", "marketing", ben, T0),
         proposal(ben, T0 + M, event_id=f"{ben}-p1", trigger="spring-sale"),
         proposal(
-            ben, T0 + 2 * M, event_id=f"{ben}-p2", agent="care-bot", department="service",
-            channel="sms", category="service", content="Your parcel left",
-        ),  # fmt: skip
+            ben,
+            T0 + 2 * M,
+            event_id=f"{ben}-p2",
+            agent="care-bot",
+            department="service",
+            channel="sms",
+            category="service",
+            content="Your parcel left",
+        ),
     ]
 
 
@@ -103,8 +117,22 @@ def get_json(url: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.HTTPError as exc:  # 404 for unknown customers, 503 while rebalancing
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"error": body.decode(errors="replace")}
+
+
+def wait_until_assigned(url: str, polls: int = 120) -> int:
+    """The status of `url` once it is no longer 503 (partitions not yet assigned)."""
+    for _ in range(polls):
+        status = get_json(url)[0]
+        if status != 503:
+            return status
+        time.sleep(0.5)
+    return 503
 
 
 @pytest.fixture
@@ -133,6 +161,9 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
     worker.start()
     worker.metrics_text()  # the web server is up
     base = f"http://127.0.0.1:{worker.web_port}"
+    # before anything is decided (the worker has written no state yet) a customer is unknown;
+    # 503 until the worker has its partitions
+    assert wait_until_assigned(f"{base}/api/customers/ana-1") == 404
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(base + "/")
     expect(page.locator("#status")).to_have_text("live", timeout=30_000)
@@ -155,9 +186,7 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
             "data-count", str(n)
         )
     for rule, n in Counter(d.rule or "-" for d in decisions).items():
-        expect(page.locator(f'.count[data-rule="{rule}"]')).to_have_attribute(
-            "data-count", str(n)
-        )
+        expect(page.locator(f'.count[data-rule="{rule}"]')).to_have_attribute("data-count", str(n))
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "live-view.png"), full_page=True)
 
@@ -165,9 +194,7 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
     page.locator("tr.decision a", has_text="ana-1").first.click()
     expect(page.locator("#customer-id")).to_have_text("ana-1")
     ana = states["ana-1"]
-    assert table_rows(page, "consents") == [
-        ["email:marketing", "granted", "2026-01-01 00:00:00"]
-    ]
+    assert table_rows(page, "consents") == [["email:marketing", "granted", "2026-01-01 00:00:00"]]
     caps = {r[1]: r[2] for r in table_rows(page, "caps")}
     assert caps == {"channel email": "2 of 3", "channel chat": "1 of 3"}
     assert [r[:3] for r in table_rows(page, "facts")] == [["price", "49.90", "promo-bot"]]
@@ -187,9 +214,7 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
     # the same data as JSON; an unknown customer is a 404
     status, data = get_json(f"{base}/api/customers/ben-2")
     assert status == 200
-    assert data["consents"] == [
-        {"scope": "email:marketing", "granted": False, "at": T0}
-    ]
+    assert data["consents"] == [{"scope": "email:marketing", "granted": False, "at": T0}]
     assert [t["outcome"] for t in data["timeline"]] == ["recorded", "suppressed", "approved"]
     assert get_json(f"{base}/api/customers/nobody")[0] == 404
 
@@ -212,8 +237,8 @@ def test_a_customer_page_is_answered_by_the_worker_that_owns_the_customer(
     pairs = list(zip(names[::2], names[1::2], strict=True))
     events = [e for ana, ben in pairs for e in journey(ana, ben)]
     _, states = decided(events)
-    other = WorkerProcess(tower_settings, tmp_path, tmp_path / "worker-b")
-    other.starts = 10  # its own log files next to the first worker's
+    (tmp_path / "b").mkdir()
+    other = WorkerProcess(tower_settings, tmp_path / "b", tmp_path / "b" / "worker")
     workers = [worker, other]
     try:
         for w in workers:
@@ -223,30 +248,26 @@ def test_a_customer_page_is_answered_by_the_worker_that_owns_the_customer(
         urls = {f"http://127.0.0.1:{w.web_port}" for w in workers}
 
         def answers() -> dict[tuple[str, str], tuple[int, dict]]:
-            return {
-                (url, c): get_json(f"{url}/api/customers/{c}") for url in urls for c in names
-            }
+            return {(u, c): get_json(f"{u}/api/customers/{c}") for u in urls for c in names}
 
-        deadline_polls = 180
-        for _ in range(deadline_polls):  # until both workers have their partitions
-            got = answers()
-            owners = {c: {d.get("served_by") for (_, cc), (_, d) in got.items() if cc == c}
-                      for c in names}  # fmt: skip
-            complete = all(
-                s == 200 and len(d["timeline"]) == len(
-                    [e for e in events if e.customer_id == c]
-                )
-                for (_, c), (s, d) in got.items()
+        def settled(got: dict[tuple[str, str], tuple[int, dict]]) -> bool:
+            """Every answer complete, and both workers agree on each customer's owner."""
+            return all(
+                status == 200
+                and len(data["timeline"]) == sum(e.customer_id == c for e in events)
+                and data["served_by"] == got[(min(urls), c)][1]["served_by"]
+                for (u, c), (status, data) in got.items()
             )
-            if complete and all(len(o) == 1 for o in owners.values()):
-                break
-            import time
 
+        for _ in range(180):  # until both workers have their partitions and all is decided
+            got = answers()
+            if settled(got):
+                break
             time.sleep(1)
         else:
             pytest.fail(f"answers never settled: {got}\n{worker.log_tail()}\n{other.log_tail()}")
 
-        served_by = {c: next(iter(o)) for c, o in owners.items()}
+        served_by = {c: got[(min(urls), c)][1]["served_by"] for c in names}
         assert set(served_by.values()) == urls  # each worker owns some customers
         forwarded = [(url, c) for (url, c) in got if served_by[c] != url]
         assert len(forwarded) == len(names)  # every customer was asked of its non-owner too

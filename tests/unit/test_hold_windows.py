@@ -167,3 +167,11 @@ def test_policy_document_reads_holds():
 
 def _fields(e):
     return {f: getattr(e, f) for f in e.__slots__}
+
+
+def test_a_latecomer_after_the_release_is_merged_not_held_again():
+    held, state = feed(five())
+    _, state = release_all(state, held)
+    late = proposal(at=T0 + 100, agent="late-bot", trigger="t1", category="service")
+    decision, _ = decide(state, late, POLICY, late.occurred_at)
+    assert decision.outcome == MERGED and "wakeup" not in decision.extra
