@@ -8,8 +8,9 @@ from collections import defaultdict
 import pytest
 
 from pipeline.core.engine import decide, release
+from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.policy_document import load_policy
-from pipeline.core.state import EMPTY_STATE
+from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.ops.simulator import AgentSimulator
 from tests.conftest import WorkerProcess
 from tests.kafka_io import consume_until, produce
@@ -27,12 +28,12 @@ holds:
 
 def answered_triggers(records, policy) -> set[tuple[str, str]]:
     """(customer, trigger) pairs the pure core approves something for, holds released last."""
-    states: dict[str, object] = {}
+    states: dict[str, CustomerState] = {}
     for rec in records:
         ev = rec.event
-        states[ev.customer_id], _ = decide(
+        _, states[ev.customer_id] = decide(
             states.get(ev.customer_id, EMPTY_STATE), ev, policy, ev.occurred_at
-        )[::-1]
+        )
     triggers = {r.event.event_id: r.event.trigger for r in records}
     out = set()
     for customer, state in states.items():
@@ -107,8 +108,7 @@ def test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, worker, tmp
     """Partitions move to a new worker and back; caps and merges hold for moved customers."""
     sim = AgentSimulator(customers=60, seed=41)
     records = sim.records(6_000, malformed=0)
-    states: dict[str, object] = {}
-    from pipeline.core.policy import DEFAULT_POLICY
+    states: dict[str, CustomerState] = {}
 
     expected = set()
     for rec in records:
