@@ -190,6 +190,9 @@ def _run_contender(
 
 @dataclass
 class Latency:
+    """Per contender: `approved_ms` per approved action (tower only), `audit_ms` per input to
+    its audit record (tower) or its pass-through copy (raw, faust)."""
+
     rate: float
     produced: int
     seconds: float

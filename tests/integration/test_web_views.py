@@ -55,9 +55,9 @@ needs_browser = pytest.mark.skipif(
 
 
 def journey(ana: str, ben: str) -> list[AgentEvent]:
-    """Ana: opted in to email marketing, two marketing emails out, a third merged, a channel without
-    consent, a case that stops selling, a service answer, a replayed event. Ben: withdrew
-    email marketing, gets a service SMS."""
+    """Ana: opted in to email marketing, two marketing emails out, a third merged, a channel
+    without consent, a case that stops selling, a service answer, a replayed event. Ben:
+    withdrew email marketing, gets a service SMS."""
     first = proposal(
         ana, T0 + M, event_id=f"{ana}-p1", agent="promo-bot", trigger="spring-sale",
         content="20% off shoes", asserts={"price": "49.90"},
