@@ -26,6 +26,7 @@ import click
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.ops.topics import admin_client, create_topics
 from pipeline.settings import Settings, TopicNames
@@ -52,7 +53,14 @@ def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -
 
 def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
     """Load a backlog as fast as the client goes (not measured)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            **JAVA_PARTITIONER,
+        }
+    )
     for key, value in records:
         while True:
             try:

@@ -52,6 +52,7 @@ from bench.common import (
     watch,
 )
 from pipeline.contracts.codec import decode_event, decode_record
+from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.ops.topics import create_topics
 
@@ -272,7 +273,7 @@ def _latency(
     proc = setup.start()
     reader = _OutputReader(bootstrap, setup.sink, list(setup.extra_sinks), partitions)
     reader.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, **JAVA_PARTITIONER})
     produced_at: dict[str, float] = {}
     output_due: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
     worker_lag: list[tuple[float, float]] = []

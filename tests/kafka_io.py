@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from pipeline.contracts.codec import decode_record
+from pipeline.contracts.partitioning import JAVA_PARTITIONER
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,7 @@ class Consumed:
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 5,
-            "acks": "all",
-            # the Java default partitioner, as Faust's table routing computes partitions
-            "partitioner": "murmur2_random",
-        }
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **JAVA_PARTITIONER}
     )
     n = 0
     for key, value in records:

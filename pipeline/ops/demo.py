@@ -20,6 +20,7 @@ import click
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.contracts.codec import decode_record
+from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.ops.simulator import MALFORMED, AgentSimulator
 from pipeline.ops.topics import admin_client, create_topics, delete_topics
@@ -201,7 +202,9 @@ def demo_command(
         _wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", proc, log_path, 60)
 
         sim = AgentSimulator(customers=customers, seed=int(time.time()))
-        producer = Producer({"bootstrap.servers": settings.bootstrap, "linger.ms": 5})
+        producer = Producer(
+            {"bootstrap.servers": settings.bootstrap, "linger.ms": 5, **JAVA_PARTITIONER}
+        )
         produced = 0
         total = int(seconds * rate)
         bad_every = max(1, total // max(1, malformed)) if malformed else 0
