@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
+import orjson
+
 from pipeline.contracts.codec import InvalidEvent, decode_event
 from pipeline.contracts.events import AgentEvent
-from pipeline.core.decision import Decision
-from pipeline.core.engine import decide
+from pipeline.core.decision import HELD, Decision
+from pipeline.core.engine import decide, release
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 
@@ -126,6 +128,7 @@ def replay_customer(
     state: CustomerState = EMPTY_STATE
     first_seen: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     broken: str | None = None  # why the rebuilt state can no longer be trusted
+    released: dict[str, Decision] = {}  # final decisions of a released hold, not yet met
     out: list[Replayed] = []
     for record in records:
         recorded = comparable(record)
@@ -146,7 +149,15 @@ def replay_customer(
             broken = f"follows {record.get('decision_id')}, whose input does not decode"
             continue
         now = int(record.get("decided_at") or event.occurred_at)
-        decision, next_state = decide(state, event, policy, now)
+        hold_id = _held_in(state, event.event_id) if record.get("outcome") != HELD else None
+        if hold_id is not None:
+            # the first final record of a released hold: release it as the worker did
+            decisions, state = release(state, event.customer_id, hold_id, policy)
+            released.update((d.event_id, d) for d in decisions)
+        if event.event_id in released:
+            decision, next_state = released.pop(event.event_id), state
+        else:
+            decision, next_state = decide(state, event, policy, now)
         fresh = decision_fields(decision)
         pos = _position(record)
         earlier = first_seen.get(pos) if pos is not None else None
@@ -200,6 +211,14 @@ def _compared(
     )
 
 
+def _held_in(state: CustomerState, event_id: str) -> str | None:
+    """The hold that parks `event_id`, if any."""
+    for hold_id, hold in state.holds.items():
+        if any(orjson.loads(item)["event_id"] == event_id for item in hold.items):
+            return hold_id
+    return None
+
+
 def _event(record: Mapping[str, Any]) -> AgentEvent:
     raw = str(record.get("input") or "").encode()
     return decode_event(str(record.get("customer_id")).encode(), raw, max_bytes=max(len(raw), 1))
@@ -209,6 +228,8 @@ def replay_all(records: Iterable[Mapping[str, Any]], resolve: PolicyResolver) ->
     """Replay many customers' records; each customer's relative order must be decision order."""
     by_customer: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
+        if record.get("kind") == "policy":
+            continue  # a policy change, not a decision about a customer
         by_customer.setdefault(str(record.get("customer_id")), []).append(record)
     out: list[Replayed] = []
     for history in by_customer.values():

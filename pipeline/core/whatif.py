@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent
-from pipeline.core.decision import Decision
-from pipeline.core.engine import decide
+from pipeline.core.decision import HELD, Decision
+from pipeline.core.engine import decide, release
 from pipeline.core.policy import Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 
@@ -64,14 +64,16 @@ class WhatIfReport:
 
 
 def what_if(events: Iterable[AgentEvent], old: Policy, new: Policy) -> WhatIfReport:
-    """Decide every event under both policies, in the given order, using event time."""
+    """Decide every event under both policies, in the given order, using event time.
+
+    Held proposals count with their final decision: a hold is released once event time
+    passes its deadline (as a live worker does), and any still open at the end are released.
+    """
+    events = list(events)
     report = WhatIfReport(old.policy_version, new.policy_version)
-    old_states: dict[str, CustomerState] = {}
-    new_states: dict[str, CustomerState] = {}
-    for ev in events:
-        c = ev.customer_id
-        a, old_states[c] = decide(old_states.get(c, EMPTY_STATE), ev, old, ev.occurred_at)
-        b, new_states[c] = decide(new_states.get(c, EMPTY_STATE), ev, new, ev.occurred_at)
+    before, after = final_decisions(events, old), final_decisions(events, new)
+    for i, ev in enumerate(events):
+        a, b = before[i], after[i]
         la, lb = label(a), label(b)
         report.events += 1
         report.old_outcomes[a.outcome] += 1
@@ -82,3 +84,32 @@ def what_if(events: Iterable[AgentEvent], old: Policy, new: Policy) -> WhatIfRep
             if len(ids) < EXAMPLES_PER_TRANSITION:
                 ids.append(ev.event_id)
     return report
+
+
+def final_decisions(events: list[AgentEvent], policy: Policy) -> list[Decision]:
+    """The final decision for each event, by position in `events`."""
+    states: dict[str, CustomerState] = {}
+    finals: dict[int, Decision] = {}
+    pending: dict[str, int] = {}  # held event id -> its position
+
+    def settle(customer: str, until: int | None) -> None:
+        state = states[customer]
+        for hold_id, hold in list(state.holds.items()):
+            if until is None or hold.deadline <= until:
+                released, state = release(state, customer, hold_id, policy)
+                for d in released:
+                    finals[pending.pop(d.event_id)] = d
+        states[customer] = state
+
+    for i, ev in enumerate(events):
+        c = ev.customer_id
+        if c in states and states[c].holds:
+            settle(c, ev.occurred_at)
+        d, states[c] = decide(states.get(c, EMPTY_STATE), ev, policy, ev.occurred_at)
+        if d.outcome == HELD:
+            pending[ev.event_id] = i
+        else:
+            finals[i] = d
+    for c in list(states):
+        settle(c, None)
+    return [finals[i] for i in range(len(events))]

@@ -117,7 +117,7 @@ class BatchProcessor:
         t = settings.topics
         self._source_topic = t.events
         self._approved, self._audit, self._deadletter = t.approved, t.audit, t.deadletter
-        self._wakeups = self._wakeup_topic = t.wakeups
+        self._wakeups = t.wakeups
         self._fmt = settings.output_format
         #: called with every decision (the web views' live feed); None costs nothing
         self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
@@ -244,7 +244,7 @@ class BatchProcessor:
             customer_id, hold_id = str(body["customer_id"]), str(body["hold_id"])
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             self.metrics.dead_letters.labels("bad_wakeup").inc()
-            dead = self._dead_letter(wakeup, "bad_wakeup", str(exc), now_ms, self._wakeup_topic)
+            dead = self._dead_letter(wakeup, "bad_wakeup", str(exc), now_ms, self._wakeups)
             return BatchResult([dead], [])
         key = customer_id.encode()
         watermark, state = unpack_stored(store.load(wakeup.partition, key))
@@ -253,7 +253,7 @@ class BatchProcessor:
             return BatchResult([], [])
         decisions, state = release(state, customer_id, hold_id, self.policy())
         events = {e.event_id: e for e in held_events(customer_id, hold)}
-        source = Source(self._wakeup_topic, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
+        source = Source(self._wakeups, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
         out: list[OutputRecord] = []
         for decision in decisions:
             event = events[decision.event_id]

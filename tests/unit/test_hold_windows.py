@@ -175,3 +175,32 @@ def test_a_latecomer_after_the_release_is_merged_not_held_again():
     late = proposal(at=T0 + 100, agent="late-bot", trigger="t1", category="service")
     decision, _ = decide(state, late, POLICY, late.occurred_at)
     assert decision.outcome == MERGED and "wakeup" not in decision.extra
+
+
+def test_replay_and_what_if_follow_holds_through_their_release():
+    from pipeline.contracts.codec import decode_record, encode_event
+    from pipeline.core.policy import DEFAULT_POLICY
+    from pipeline.core.replay import MATCH, catalog, replay_all
+    from pipeline.core.whatif import what_if
+    from pipeline.settings import Settings
+    from pipeline.shell.batch import BatchProcessor, DictStateStore, InputRecord
+
+    settings = Settings()
+    bp = BatchProcessor(settings, policy=lambda: POLICY, clock=lambda: 1.0)
+    events = [*five(), *five(trigger="t2", at=T0 + 2 * HOLD)]
+    recs = [InputRecord(b"c1", encode_event(e, "json"), 0, i, None) for i, e in enumerate(events)]
+    store = DictStateStore()
+    outputs = list(bp.process_and_save(recs, store).outputs)
+    for wake in [o for o in outputs if o.topic == settings.topics.wakeups]:
+        result = bp.release(InputRecord(b"c1", wake.value, 0, 0, None), store)
+        for w in result.state_writes:
+            store.save(w.partition, w.key, w.value)
+        outputs.extend(result.outputs)
+    audits = [decode_record("audit_record", o.value) for o in outputs if o.topic == "audit"]
+    assert len(audits) == 20  # ten held, ten final
+    results = replay_all(audits, catalog([POLICY]))
+    assert [r.status for r in results] == [MATCH] * 20
+
+    report = what_if(events, DEFAULT_POLICY, POLICY)
+    assert report.new_outcomes == {APPROVED: 2, MERGED: 8}
+    assert HELD not in report.new_outcomes and report.events == 10
