@@ -7,6 +7,7 @@ Contenders, each a subprocess started on a backlog already in its own input topi
   raw    plain confluent-kafka loop: consume, decode_event, encode_record, produce (ceiling)
   faust  naive Faust agent re-sending every record (what Faust gives without thought)
   tower  `python -m pipeline.ops.cli worker` with every rule on (bench/policy.full.yaml)
+  native the same worker with TOWER_ENGINE=native (confluent-kafka, exactly-once)
 
 The figure is records / (last output timestamp - first output timestamp): what one process
 sustains once running, start-up excluded. Consumer lag is sampled every second.
@@ -38,6 +39,7 @@ from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
     create_plain_topics,
+    free_port,
     inclusive_share,
     machine,
     produce_all,
@@ -48,6 +50,7 @@ from bench.common import (
     stop_process,
     stop_profile,
     summarise_profile,
+    tower_env,
     tower_settings,
     watch,
 )
@@ -56,11 +59,12 @@ from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.ops.topics import create_topics
 
-CONTENDERS = ("raw", "faust", "tower")
+CONTENDERS = ("raw", "faust", "tower", "native")
 LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
     "tower": "Tower worker, full rule set",
+    "native": "Tower worker, native engine (EOS)",
 }
 #: Frames worth a line in the profile summary: where a batch's time goes, inclusive.
 PROFILE_MARKERS = (
@@ -117,12 +121,17 @@ def _setup(
     name: str, bootstrap: str, partitions: int, work: Path, tag: str, policy_file: Path
 ) -> _Setup:
     """Create the contender's topics; the returned `start` launches its process."""
-    if name == "tower":
-        settings = tower_settings(bootstrap, tag, partitions, work / f"tower-{tag}")
+    if name in ("tower", "native"):
+        settings = tower_settings(bootstrap, f"{tag}-{name}", partitions, work / f"{name}-{tag}")
         create_topics(settings).raise_for_problems()
         t = settings.topics
 
         def start_worker() -> subprocess.Popen[bytes]:
+            if name == "native":
+                setup.web_port = free_port()
+                env = {**tower_env(settings, setup.web_port, policy_file), "TOWER_ENGINE": "native"}
+                cmd = [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "info"]
+                return run_process(cmd, env, work / f"native-{tag}.log")
             proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
             return proc
 
@@ -526,6 +535,12 @@ def _report(
             ratio = tower.rate / out[other].rate
             report[f"ratio_tower_{other}"] = ratio
             click.echo(f"ratio tower / {other:<6}{ratio:>8.3f}")
+    native = out.get("native")
+    for other in ("raw", "faust", "tower"):
+        if native and other in out and out[other].rate:
+            ratio = native.rate / out[other].rate
+            report[f"ratio_native_{other}"] = ratio
+            click.echo(f"ratio native / {other:<6}{ratio:>8.3f}")
     if out:
         series = {r.name: {"per_second": r.per_second, "lag": r.lag} for r in out.values()}
         png = plots.throughput_and_lag(series, plots_dir / "bench-throughput-lag.png")

@@ -50,6 +50,7 @@ class Settings:
     #: "at_least_once" (default) or "exactly_once" (Faust transactions; see README: it
     #: does not hold up under crash tests with faust-streaming 0.11, kept for evaluation)
     processing_guarantee: str = "at_least_once"
+    engine: str = "faust"  # or "native" (pipeline/native: confluent-kafka, transactions)
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod

@@ -44,26 +44,40 @@ def main() -> None:
     envvar="TOWER_POLICY_FILE",
     help="Policy YAML to start with (validated first) [default: the built-in policy].",
 )
-@click.option("--loglevel", default="info", show_default=True, help="Faust log level.")
+@click.option(
+    "--engine",
+    type=click.Choice(["faust", "native"]),
+    envvar="TOWER_ENGINE",
+    help="faust (default) or native: confluent-kafka with exactly-once transactions.",
+)
+@click.option("--loglevel", default="info", show_default=True, help="Log level.")
 def worker(
     bootstrap: str | None,
     web_port: int | None,
     data_dir: Path | None,
     policy_file: Path | None,
+    engine: str | None,
     loglevel: str,
 ) -> None:
-    """Run a decision worker (a Faust app) in the foreground.
+    """Run a decision worker (a Faust app, or --engine native) in the foreground.
 
     Consumes agent-events, keeps per-customer state in RocksDB with a changelog topic,
     and publishes approved-actions, audit and deadletter records. Start several to spread
     customers over partitions. Stop with Ctrl-C.
     """
     from pipeline.core.policy_document import PolicyError
-    from pipeline.shell.app import run_worker
 
     settings = Settings.from_env(
-        bootstrap=bootstrap, web_port=web_port, data_dir=data_dir, policy_file=policy_file
+        bootstrap=bootstrap,
+        web_port=web_port,
+        data_dir=data_dir,
+        policy_file=policy_file,
+        engine=engine,
     )
+    if settings.engine == "native":
+        from pipeline.native.worker import run_native_worker as run_worker
+    else:
+        from pipeline.shell.app import run_worker
     try:
         run_worker(settings, loglevel=loglevel)
     except PolicyError as exc:

@@ -1,0 +1,242 @@
+"""The native worker loop: consume a batch, decide it, and publish outputs, state changelog
+and consumed offsets in ONE Kafka transaction (exactly-once, KIP-447 fencing).
+
+Assignment is eager with the range assignor: range gives partition p of agent-events and
+of tower-wakeups to the same worker (both touch the states of partition p), and eager
+revocation only happens inside `consume()`, i.e. between two transactions, so a revoke
+never finds half-written state. Restores run in the assignment callback, before the first
+record of a partition is decided.
+
+Errors: an abortable transaction error (e.g. a rebalance fenced the group generation) is
+aborted, the consumer is rewound to the committed offsets, and the batch is decided again
+from the untouched local state. A fatal error (producer fenced by a newer instance) ends
+the process: the state it could write is owned by someone else now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from pipeline.native.changelog import changelog_topic, restore_partitions
+from pipeline.native.state_store import LocalStores, OverlayStore
+from pipeline.native.wakeups import BatchPlan, Polled, plan_batch
+from pipeline.settings import Settings
+from pipeline.shell.batch import BatchProcessor, InputRecord, OutputRecord
+
+log = logging.getLogger(__name__)
+
+
+def instance_id(settings: Settings) -> str:
+    """The transactional id and static group member id, stable per data dir.
+
+    A restarted worker fences its killed predecessor at once (`init_transactions` aborts
+    the open transaction) instead of leaving read_committed readers stuck until the
+    transaction times out, and rejoins the group without waiting for the old session to
+    expire. RocksDB's lock keeps two live processes off one data dir, so the id is still
+    unique per live process."""
+    where = str(settings.data_dir.resolve()).encode()
+    return f"{settings.app_id}-native-{hashlib.sha1(where).hexdigest()[:12]}"
+
+
+class NativeEngine:
+    """One consumer, one transactional producer, local RocksDB per assigned partition."""
+
+    def __init__(self, settings: Settings, processor: BatchProcessor) -> None:
+        self.settings = settings
+        self.processor = processor
+        t = settings.topics
+        self.events, self.wakeups = t.events, t.wakeups
+        self.changelog = changelog_topic(settings.app_id)
+        self.stores = LocalStores(settings.data_dir)
+        #: paused wake-up partition -> wall-clock second it is due
+        self.paused: dict[int, float] = {}
+        self.transactions = 0
+        self.aborts = 0
+        self._stopping = False
+        self._delivered: dict[int, int] = {}
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "group.id": settings.app_id,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+                # static membership: a restarted worker takes its partitions back at once
+                # instead of waiting for the killed one's session to expire
+                "group.instance.id": instance_id(settings),
+                "session.timeout.ms": 10_000,
+            }
+        )
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "transactional.id": instance_id(settings),
+                "transaction.timeout.ms": 30_000,
+                "linger.ms": 5,
+                "batch.size": 512 * 1024,
+            }
+        )
+
+    def stop(self) -> None:
+        """Ask the loop to end after the transaction in flight (signal-handler safe)."""
+        self._stopping = True
+
+    def assigned(self) -> list[int]:
+        return sorted(self.stores.dbs)
+
+    # --- rebalance callbacks (run inside consume(), between transactions) ---------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        dbs = {p: self.stores.open(p) for p in numbers}
+        restore_partitions(self.settings.bootstrap, self.changelog, dbs)
+        self.paused.clear()
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        for p in {tp.partition for tp in partitions}:
+            self.stores.close(p)
+            self.paused.pop(p, None)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.producer.init_transactions(60)
+        self.consumer.subscribe(
+            [self.events, self.wakeups],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not self._stopping:
+                msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_within_s)
+                self._resume_due(time.time())
+                batch = self._polled(msgs)
+                if not batch:
+                    continue
+                plan = plan_batch(batch, self.events, self.wakeups, time.time(), set(self.paused))
+                for p, (offset, deadline) in plan.hold_back.items():
+                    self._hold(p, offset, deadline)
+                if plan.offsets:
+                    self._transact(plan)
+        finally:
+            self.consumer.close()  # revokes: closes the partition databases
+            self.stores.close_all()
+            self.producer.flush(10)
+
+    def _polled(self, msgs: list[Message]) -> list[Polled]:
+        out = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                log.warning("consume: %s", err)
+                continue
+            ts_type, ts = msg.timestamp()
+            out.append(
+                Polled(
+                    msg.topic(),
+                    InputRecord(
+                        msg.key(),
+                        msg.value(),
+                        msg.partition(),
+                        msg.offset(),
+                        ts if ts_type else None,
+                    ),
+                )
+            )
+        return out
+
+    def _hold(self, partition: int, offset: int, deadline: float) -> None:
+        """Stop reading a wake-up partition at a wake-up that is not due yet."""
+        tp = TopicPartition(self.wakeups, partition, offset)
+        self.consumer.pause([tp])
+        self.consumer.seek(tp)
+        self.paused[partition] = deadline
+
+    def _resume_due(self, now: float) -> None:
+        due = [p for p, deadline in self.paused.items() if deadline <= now]
+        if due:
+            self.consumer.resume([TopicPartition(self.wakeups, p) for p in due])
+            for p in due:
+                del self.paused[p]
+
+    def _transact(self, plan: BatchPlan) -> None:
+        overlay = OverlayStore(self.stores)
+        outputs: list[OutputRecord] = []
+        results = [self.processor.process(plan.events, overlay)] if plan.events else []
+        for w in results:
+            for write in w.state_writes:
+                overlay.save(write.partition, write.key, write.value)
+            outputs.extend(w.outputs)
+        for wakeup in plan.due_wakeups:  # after the batch's events, seeing their effects
+            result = self.processor.release(wakeup, overlay)
+            for write in result.state_writes:
+                overlay.save(write.partition, write.key, write.value)
+            outputs.extend(result.outputs)
+        self._delivered = {}
+        try:
+            self.producer.begin_transaction()
+            for out in outputs:
+                self._produce(out.topic, out.key, out.value, out.partition)
+            for (partition, key), value in overlay.writes.items():
+                self._produce(self.changelog, key, value, partition, self._on_changelog)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in plan.offsets.items()]
+            self.producer.send_offsets_to_transaction(
+                offsets, self.consumer.consumer_group_metadata(), 30
+            )
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            self._recover(exc)
+            return
+        self.producer.poll(0)  # any delivery report not yet served
+        self.transactions += 1
+        overlay.commit_to({p: offset + 1 for p, offset in self._delivered.items()})
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, partition: int, cb: Any = None
+    ) -> None:
+        while True:
+            try:
+                if cb is None:
+                    self.producer.produce(topic, value, key, partition)
+                else:
+                    self.producer.produce(topic, value, key, partition, on_delivery=cb)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _on_changelog(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            p = msg.partition()
+            self._delivered[p] = max(self._delivered.get(p, -1), msg.offset())
+
+    def _recover(self, exc: KafkaException) -> None:
+        """Abort and decide the batch again from the committed offsets, or give up."""
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and err.fatal():
+            log.error("fatal transaction error, exiting: %s", err)
+            raise exc
+        self.aborts += 1
+        log.warning("transaction aborted, rewinding to the committed offsets: %s", err)
+        self.producer.abort_transaction(60)
+        assignment = self.consumer.assignment()
+        if self.paused:
+            self.consumer.resume([TopicPartition(self.wakeups, p) for p in self.paused])
+            self.paused.clear()
+        for tp in self.consumer.committed(assignment, timeout=30):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
