@@ -59,12 +59,20 @@ from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.ops.topics import create_topics
 
-CONTENDERS = ("raw", "faust", "tower", "native")
+CONTENDERS = ("raw", "faust", "tower", "tower-eos", "native")
 LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
     "tower": "Tower worker, full rule set",
+    "tower-eos": "Tower worker, Faust exactly_once",
     "native": "Tower worker, native engine (EOS)",
+}
+#: Contenders that run the Tower worker: their outputs are audit records and actions.
+TOWERS = frozenset({"tower", "tower-eos", "native"})
+#: Extra environment per Tower contender.
+TOWER_ENV = {
+    "tower-eos": {"TOWER_PROCESSING_GUARANTEE": "exactly_once"},
+    "native": {"TOWER_ENGINE": "native"},
 }
 #: Frames worth a line in the profile summary: where a batch's time goes, inclusive.
 PROFILE_MARKERS = (
@@ -121,17 +129,17 @@ def _setup(
     name: str, bootstrap: str, partitions: int, work: Path, tag: str, policy_file: Path
 ) -> _Setup:
     """Create the contender's topics; the returned `start` launches its process."""
-    if name in ("tower", "native"):
+    if name in TOWERS:
         settings = tower_settings(bootstrap, f"{tag}-{name}", partitions, work / f"{name}-{tag}")
         create_topics(settings).raise_for_problems()
         t = settings.topics
 
         def start_worker() -> subprocess.Popen[bytes]:
-            if name == "native":
+            if name in TOWER_ENV:
                 setup.web_port = free_port()
-                env = {**tower_env(settings, setup.web_port, policy_file), "TOWER_ENGINE": "native"}
+                env = {**tower_env(settings, setup.web_port, policy_file), **TOWER_ENV[name]}
                 cmd = [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "info"]
-                return run_process(cmd, env, work / f"native-{tag}.log")
+                return run_process(cmd, env, work / f"{name}-{tag}.log")
             proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
             return proc
 
@@ -336,14 +344,14 @@ def _latency(
                 approved.append(1000 * (seen_at - max(times)))
                 series.append((max(times) - start, approved[-1]))
             continue
-        if name == "tower":
+        if name in TOWERS:
             event_id = decode_record("audit_record", value)["event_id"]
         else:
             event_id = decode_event(key, value).event_id
         queue = output_due.get(event_id)
         if queue:
             per_input.append(1000 * (seen_at - queue.popleft()))
-            if name != "tower":
+            if name not in TOWERS:
                 series.append((seen_at - per_input[-1] / 1000 - start, per_input[-1]))
     missing = sum(len(q) for q in output_due.values())
     return Latency(
@@ -529,18 +537,12 @@ def _report(
             "per_second": r.per_second,
             "lag": r.lag,
         }
-    tower = out.get("tower")
-    for other in ("raw", "faust"):
-        if tower and other in out and out[other].rate:
-            ratio = tower.rate / out[other].rate
-            report[f"ratio_tower_{other}"] = ratio
-            click.echo(f"ratio tower / {other:<6}{ratio:>8.3f}")
-    native = out.get("native")
-    for other in ("raw", "faust", "tower"):
-        if native and other in out and out[other].rate:
-            ratio = native.rate / out[other].rate
-            report[f"ratio_native_{other}"] = ratio
-            click.echo(f"ratio native / {other:<6}{ratio:>8.3f}")
+    for mine in sorted(TOWERS & out.keys()):
+        for other in ("raw", "faust", "tower"):
+            if other != mine and other in out and out[other].rate:
+                ratio = out[mine].rate / out[other].rate
+                report[f"ratio_{mine}_{other}"] = ratio
+                click.echo(f"ratio {mine} / {other:<6}{ratio:>8.3f}")
     if out:
         series = {r.name: {"per_second": r.per_second, "lag": r.lag} for r in out.values()}
         png = plots.throughput_and_lag(series, plots_dir / "bench-throughput-lag.png")
@@ -567,8 +569,8 @@ def _report(
         )
         click.echo(f"{'contender / output':<46}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
         for key, lat in lats.items():
-            rows = [("pass-through record" if key != "tower" else "audit record", lat.audit_ms)]
-            if key == "tower":
+            rows = [("pass-through record" if key not in TOWERS else "audit record", lat.audit_ms)]
+            if key in TOWERS:
                 rows.insert(0, ("approved action", lat.approved_ms))
             entry: dict[str, Any] = {
                 "rate": lat.rate,
@@ -602,8 +604,8 @@ def _report(
                 q1, q4 = entry["p50_first_vs_last_quarter_ms"]
                 click.echo(f"  {key}: p50 in the first / last quarter {q1:.1f} / {q4:.1f} ms")
         hist = {
-            (f"{k}: approved actions" if k == "tower" else f"{k}: pass-through"): (
-                v.approved_ms if k == "tower" else v.audit_ms
+            (f"{k}: approved actions" if k in TOWERS else f"{k}: pass-through"): (
+                v.approved_ms if k in TOWERS else v.audit_ms
             )
             for k, v in lats.items()
         }

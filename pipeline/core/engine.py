@@ -7,6 +7,7 @@ policy version replays every decision exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent, Proposal
@@ -15,6 +16,7 @@ from pipeline.core.decision import (
     APPROVED,
     DEFERRED,
     DUPLICATE,
+    ESCALATED,
     MERGED,
     RECORDED,
     SUPPRESSED,
@@ -26,6 +28,7 @@ from pipeline.core.decision import (
 )
 from pipeline.core.policy import Policy
 from pipeline.core.rules import (
+    BLOCK,
     MERGE,
     PASS,
     RuleContext,
@@ -33,12 +36,16 @@ from pipeline.core.rules import (
     consistency_ledger,
     duplicate_merge,
     eligibility,
+    escalation,
     frequency_caps,
     kill_switch,
+    loop_prevention,
     offer_arbitration,
     quiet_hours,
     service_first,
+    transforms,
 )
+from pipeline.core.rules.escalation import ESCALATE
 from pipeline.core.rules.quiet_hours import DEFER
 from pipeline.core.signals import apply_signal
 from pipeline.core.state import ActiveOffer, Contact, CustomerState, TriggerMemo
@@ -51,20 +58,29 @@ OptionalRule = Callable[[RuleContext], RuleStep | None]
 #:   kill_switch      operator override, beats everything
 #:   eligibility      expired proposals
 #:   duplicate_merge  one action per trigger (merges into the first approved)
+#:   escalation       a customer who needs a human: the first AI answer becomes a route_case
+#:                    (outcome escalated), later ones are suppressed until case_resolved;
+#:                    before consent, since a route_case is internal work, not a contact
 #:   consent          opt-in / opt-out per channel and purpose
 #:   service_first    no selling during an open case or after a complaint
-#:   consistency_ledger  no contradicting what the customer was told
+#:   loop_prevention  no asking for what signals already told us (or annotate, see transforms)
+#:   consistency_ledger  no contradicting what the customer was told (or escalate it)
 #:   offer_arbitration   one active offer per window
 #:   quiet_hours      defer (continue) or suppress at the customer's night
 #:   frequency_cap    last, so merged or blocked proposals never consume a contact
 #: Only `defer` lets the chain continue besides `pass`: a deferred action must still pass
-#: every later rule.
+#: every later rule. `escalate` stops the chain like a block, but emits a route_case.
+#: Then, for approved and deferred proposals only, `transforms.apply` rewrites the content
+#: (known facts, banned phrases, PII, AI disclosure, maximum length; rules/transforms.py);
+#: it may still suppress (banned phrase, too long), and adds a `transform` step per change.
 PROPOSAL_RULES: tuple[OptionalRule, ...] = (
     kill_switch.check,
     eligibility.check,
     duplicate_merge.check,
+    escalation.check,
     consent.check,
     service_first.check,
+    loop_prevention.check,
     consistency_ledger.check,
     offer_arbitration.check,
     quiet_hours.check,
@@ -167,6 +183,13 @@ def decide_proposal(
             merged_into=memo.decision_id,
         )
         return decision, {}
+    if verdict == ESCALATE:
+        return _escalate(ctx, trace, decision_id, merged)
+    transformed = transforms.apply(ctx) if verdict in (PASS, DEFER) else transforms.UNCHANGED
+    if transformed.steps:
+        trace = (*trace, *transformed.steps)
+    if transformed.blocked is not None:
+        trace, verdict, last = (*trace, transformed.blocked), BLOCK, transformed.blocked
     if verdict not in (PASS, DEFER):
         decision = Decision(
             decision_id,
@@ -183,7 +206,14 @@ def decide_proposal(
 
     not_before = quiet_hours.not_before(ctx) if verdict == DEFER else None
     action = approved_action(
-        event, event.proposal, decision_id, version, now, merged, not_before=not_before
+        event,
+        event.proposal,
+        decision_id,
+        version,
+        now,
+        merged,
+        not_before=not_before,
+        content=transformed.content,
     )
     deferred = not_before is not None
     decision = Decision(
@@ -198,9 +228,49 @@ def decide_proposal(
         now,
         action=action,
     )
-    return decision, _approval_changes(
+    changes = _approval_changes(
         state, event, event.proposal, decision_id, action.action_id, policy, now
     )
+    if transformed.disclosed is not None:
+        changes["disclosed"] = transforms.remember(state.disclosed, transformed.disclosed, now)
+    return decision, changes
+
+
+def _escalate(
+    ctx: RuleContext, trace: tuple[RuleStep, ...], decision_id: str, merged: Sequence[AgentEvent]
+) -> tuple[Decision, dict[str, Any]]:
+    """An escalated proposal goes out as a route_case to the policy's human queue instead.
+
+    The escalation rule also marks the handoff as routed, so later AI answers are suppressed
+    until case_resolved; a consistency escalation changes no state.
+    """
+    event, p, state, policy, now = ctx.event, ctx.proposal, ctx.state, ctx.policy, ctx.now
+    last = trace[-1]
+    routed = replace(
+        p,
+        action="route_case",
+        content=escalation.route_content(last.reason, policy.escalation.queue),
+        offer_id=None,
+        offer_value=None,
+        asserts={},
+    )
+    action = approved_action(event, routed, decision_id, policy.policy_version, now, merged)
+    decision = Decision(
+        decision_id,
+        event.event_id,
+        event.customer_id,
+        ESCALATED,
+        last.rule,
+        last.reason,
+        trace,
+        policy.policy_version,
+        now,
+        action=action,
+    )
+    changes: dict[str, Any] = {}
+    if last.rule == escalation.NAME and state.handoff is not None:
+        changes["handoff"] = state.handoff._replace(action_id=action.action_id)
+    return decision, changes
 
 
 def release(
@@ -278,7 +348,10 @@ def approved_action(
     merged: Sequence[AgentEvent] = (),
     *,
     not_before: int | None = None,
+    content: str | None = None,
 ) -> ApprovedAction:
+    """The action a channel receives; `content` (the transformed text) replaces the
+    proposal's when given."""
     return ApprovedAction(
         action_id=action_id_for(decision_id),
         decision_id=decision_id,
@@ -286,7 +359,7 @@ def approved_action(
         channel=event.channel,
         action=p.action,
         category=p.category,
-        content=p.content,
+        content=p.content if content is None else content,
         offer_id=p.offer_id,
         offer_value=p.offer_value,
         conversation_id=event.conversation_id,

@@ -3,7 +3,9 @@
 The worker stamps `policy_version` on every decision so any decision can be replayed
 under the exact policy that made it. Defaults are chosen so that `Policy()` only switches on
 rules that are silent for ordinary traffic (no case open, no complaint, no asserted facts);
-kill switch, quiet hours and offer arbitration are off until a policy sets them.
+kill switch, quiet hours, offer arbitration, escalation, loop prevention and every content
+transform (disclosure, PII redaction, banned phrases, maximum length) are off until a policy
+sets them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ DAY_MS = 24 * HOUR_MS
 
 CAP_SCOPES: frozenset[str] = frozenset({"channel", "category", "department", "all"})
 QUIET_MODES: frozenset[str] = frozenset({"defer", "suppress"})
+LOOP_ACTIONS: frozenset[str] = frozenset({"suppress", "rewrite"})
+BANNED_ACTIONS: frozenset[str] = frozenset({"suppress", "redact"})
+LENGTH_ACTIONS: frozenset[str] = frozenset({"truncate", "suppress"})
+PII_KINDS: frozenset[str] = frozenset({"card", "email", "phone", "iban"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,80 @@ class HoldWindows:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """When a customer needs a human instead of another AI answer (rules/escalation.py).
+
+    Three triggers put the customer in "needs human" state: `repeat_contacts` inbound
+    contacts (message_received or case_opened) within `repeat_window_ms`; a streak of
+    `negative_streak` consecutive sentiment scores below `sentiment_threshold`; an explicit
+    request (handoff_to_human, or message_received with intent=human) if `explicit_request`.
+    0 / false switches a trigger off. The next AI answer is routed to `queue` instead, and
+    AI answers stay suppressed until case_resolved. `consistency_escalates` routes a
+    contradiction the consistency ledger would suppress to `queue` as well.
+    """
+
+    repeat_contacts: int = 0
+    repeat_window_ms: int = DAY_MS
+    negative_streak: int = 0
+    sentiment_threshold: float = -0.5
+    explicit_request: bool = False
+    queue: str = "human-care"
+    consistency_escalates: bool = False
+
+    @property
+    def armed(self) -> bool:
+        return bool(self.repeat_contacts or self.negative_streak or self.explicit_request)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopPrevention:
+    """Do not ask the customer for what the tower already knows (rules/loop_prevention.py).
+
+    `templates` maps a template id to the facts its message asks for; a proposal uses the
+    template whose id its `content` starts with (the longest such id). Facts are known from
+    signals: profile_updated attributes and purchase order_id (as `order_number`). `action`
+    is `suppress` or `rewrite` (approve, appending " [known: key=value, ...]" to the content).
+    Empty `templates` switches the rule off.
+    """
+
+    templates: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    action: str = "suppress"
+
+    @property
+    def asked(self) -> frozenset[str]:
+        """Every fact some template asks for: the only ones worth remembering."""
+        return frozenset().union(*self.templates.values()) if self.templates else frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """AI disclosure: `text` is prepended to the first AI-generated message per conversation
+    (or per channel without one), and again once `repeat_after_ms` passed (0: never again).
+    Empty `text` switches it off."""
+
+    text: str = ""
+    repeat_after_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BannedPhrases:
+    """Phrases (case-insensitive) that never reach a customer: `suppress` the proposal or
+    `redact` them to "[removed]". Empty `phrases` switches it off."""
+
+    phrases: tuple[str, ...] = ()
+    action: str = "suppress"
+
+
+@dataclass(frozen=True, slots=True)
+class MaxLength:
+    """Maximum content length per channel (characters): `truncate` with an ellipsis, or
+    `suppress`. Channels not listed have no limit."""
+
+    channels: Mapping[str, int] = field(default_factory=dict)
+    action: str = "truncate"
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str = "1.0.0"
     #: categories whose outreach needs an explicit opt-in (consent_changed granted=true)
@@ -136,6 +216,13 @@ class Policy:
     quiet_hours: QuietHours = field(default_factory=QuietHours)
     offers: OfferArbitration = field(default_factory=OfferArbitration)
     holds: HoldWindows = field(default_factory=HoldWindows)
+    escalation: Escalation = field(default_factory=Escalation)
+    loop_prevention: LoopPrevention = field(default_factory=LoopPrevention)
+    #: transforms of approved content (rules/transforms.py); all off by default
+    disclosure: Disclosure = field(default_factory=Disclosure)
+    redact_pii: frozenset[str] = frozenset()  # of PII_KINDS
+    banned_phrases: BannedPhrases = field(default_factory=BannedPhrases)
+    max_length: MaxLength = field(default_factory=MaxLength)
     notes: str = ""
     content_hash: str = field(init=False, compare=False, repr=False, default="")
 

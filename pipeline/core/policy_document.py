@@ -20,12 +20,21 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipeline.contracts.events import ACTIONS, CATEGORIES, CHANNELS
 from pipeline.core.policy import (
+    BANNED_ACTIONS,
     CAP_SCOPES,
+    LENGTH_ACTIONS,
+    LOOP_ACTIONS,
     MERGE_KEYS,
+    PII_KINDS,
     QUIET_MODES,
+    BannedPhrases,
+    Disclosure,
+    Escalation,
     FrequencyCap,
     HoldWindows,
     KillSwitch,
+    LoopPrevention,
+    MaxLength,
     OfferArbitration,
     Policy,
     QuietHours,
@@ -336,6 +345,67 @@ def _merge_key(r: _Reader, n: Node, p: str) -> str | _Invalid:
     return text
 
 
+def _choice(valid: frozenset[str], what: str) -> Section:
+    def read(r: _Reader, n: Node, p: str) -> str | _Invalid:
+        text = r.text(n, p)
+        if isinstance(text, str) and text not in valid:
+            return r.fail(n, p, f"unknown {what} {text!r}; valid: {_join(valid)}")
+        return text
+
+    return read
+
+
+def _any_text(r: _Reader, n: Node, p: str) -> str | _Invalid:
+    """A string that may be empty (empty switches the setting off)."""
+    if not isinstance(n, ScalarNode):
+        return r.fail(n, p, "must be a string (empty switches it off)")
+    return n.value
+
+
+FACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _templates(r: _Reader, n: Node, p: str) -> dict[str, frozenset[str]] | _Invalid:
+    """`{template id: {asks: [fact, ...]}}`; ids are content prefixes, facts snake_case."""
+    if not isinstance(n, MappingNode):
+        return r.fail(n, p, "must be a mapping of template id to {asks: [facts]}")
+    before = len(r.issues)
+    out: dict[str, frozenset[str]] = {}
+    for key_node, value_node in n.value:
+        tid = r.text(key_node, f"{p}.?")
+        if isinstance(tid, _Invalid):
+            continue
+        where = f"{p}.{tid}"
+        if tid in out:
+            r.fail(key_node, where, "duplicate template id")
+            continue
+        fields = r.mapping(value_node, where, frozenset({"asks"}), frozenset({"asks"}))
+        if "asks" not in fields:
+            continue
+        asks = r.names(fields["asks"], f"{where}.asks", None, "fact")
+        if isinstance(asks, _Invalid):
+            continue
+        if not asks:
+            r.fail(fields["asks"], f"{where}.asks", "must name at least one fact")
+            continue
+        bad = [a for a in asks if not FACT_NAME.match(a)]
+        if bad:
+            r.fail(fields["asks"], f"{where}.asks", f"fact {bad[0]!r} is not snake_case")
+            continue
+        out[tid] = frozenset(asks)
+    return INVALID if len(r.issues) > before else out
+
+
+def _phrases(r: _Reader, n: Node, p: str) -> tuple[str, ...] | _Invalid:
+    return r.names(n, p, None, "phrase")
+
+
+def _max_chars(r: _Reader, n: Node, p: str) -> dict[str, int] | _Invalid:
+    before = len(r.issues)
+    values = _fields(r, n, p, dict.fromkeys(CHANNELS, _count(2)), frozenset())
+    return INVALID if len(r.issues) > before else values
+
+
 def _quiet_span(r: _Reader, n: Node, p: str, qh: QuietHours) -> _Invalid | None:
     if qh.start == qh.end:
         return r.fail(n, p, f"start and end are both {qh.start}; quiet hours need a span")
@@ -385,6 +455,32 @@ READERS: Mapping[str, Section] = {
         _quiet_span,
     ),
     "holds": _section(HoldWindows, {"hold_ms": _hold_ms, "merge_key": _merge_key}),
+    "escalation": _section(
+        Escalation,
+        {
+            "repeat_contacts": _count(0),
+            "repeat_window_ms": _positive_ms,
+            "negative_streak": _count(0),
+            "sentiment_threshold": lambda r, n, p: r.number(n, p),
+            "explicit_request": _bool,
+            "queue": lambda r, n, p: r.text(n, p),
+            "consistency_escalates": _bool,
+        },
+    ),
+    "loop_prevention": _section(
+        LoopPrevention,
+        {"templates": _templates, "action": _choice(LOOP_ACTIONS, "loop action")},
+    ),
+    "disclosure": _section(Disclosure, {"text": _any_text, "repeat_after_ms": _off_or_ms}),
+    "redact_pii": _name_set(PII_KINDS, "PII kind"),
+    "banned_phrases": _section(
+        BannedPhrases,
+        {"phrases": _phrases, "action": _choice(BANNED_ACTIONS, "banned phrase action")},
+    ),
+    "max_length": _section(
+        MaxLength,
+        {"channels": _max_chars, "action": _choice(LENGTH_ACTIONS, "length action")},
+    ),
     "offers": _section(
         OfferArbitration,
         {

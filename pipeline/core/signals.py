@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.policy import DEFAULT_POLICY, Policy
-from pipeline.core.state import ConsentMark, CustomerState
+from pipeline.core.state import ConsentMark, CustomerState, Handoff
+
+#: Signal attributes that name a fact under another key (purchase order_id is the customer's
+#: order number); every other attribute of profile_updated / purchase is known as itself.
+FACT_ALIASES = {"order_id": "order_number"}
 
 
 def apply_signal(
@@ -15,6 +20,17 @@ def apply_signal(
     signal = event.signal
     if signal is None:
         return state
+    state = _base_transition(state, event, policy)
+    if policy.escalation.armed or state.handoff is not None:
+        state = _escalation(state, event, policy)
+    if policy.loop_prevention.templates and signal.type in ("profile_updated", "purchase"):
+        state = _learn(state, signal.attributes, policy)
+    return state
+
+
+def _base_transition(state: CustomerState, event: AgentEvent, policy: Policy) -> CustomerState:
+    signal = event.signal
+    assert signal is not None
     attrs = signal.attributes
     kind = signal.type
     if kind == "consent_changed":
@@ -43,6 +59,66 @@ def apply_signal(
         if tz and is_timezone(tz):
             return state.evolve(timezone=tz)
     return state
+
+
+def _escalation(state: CustomerState, event: AgentEvent, policy: Policy) -> CustomerState:
+    """Escalation bookkeeping: inbound contacts, the negative streak, the needs-human mark.
+
+    case_resolved (any case) ends the handoff and starts the counts afresh. Once a customer
+    needs a human the first reason is kept; later triggers do not replace it.
+    """
+    esc = policy.escalation
+    signal = event.signal
+    assert signal is not None
+    kind = signal.type
+    at = event.occurred_at
+    if kind == "case_resolved":
+        if state.handoff is None and not state.inbound and not state.negative_streak:
+            return state
+        return state.evolve(handoff=None, inbound=(), negative_streak=0)
+    reason: str | None = None
+    changes: dict[str, object] = {}
+    if kind == "handoff_to_human" and esc.explicit_request:
+        reason = "customer asked for a human (handoff_to_human)"
+    elif (
+        kind == "message_received"
+        and esc.explicit_request
+        and (signal.attributes.get("intent", "").lower() == "human")
+    ):
+        reason = "customer asked for a human (intent=human)"
+    if kind in ("message_received", "case_opened") and esc.repeat_contacts > 0:
+        horizon = at - esc.repeat_window_ms
+        inbound = (*(t for t in state.inbound if horizon < t <= at), at)[-esc.repeat_contacts :]
+        changes["inbound"] = inbound
+        if reason is None and len(inbound) >= esc.repeat_contacts:
+            hours = esc.repeat_window_ms / 3_600_000
+            reason = f"repeat contact: {len(inbound)} contacts within {hours:g}h"
+    if kind == "sentiment" and esc.negative_streak > 0:
+        score = _float(signal.attributes.get("score"))
+        if score is not None:
+            streak = state.negative_streak + 1 if score < esc.sentiment_threshold else 0
+            changes["negative_streak"] = streak
+            if reason is None and streak >= esc.negative_streak:
+                reason = (
+                    f"negative sentiment: {streak} scores in a row below "
+                    f"{esc.sentiment_threshold:g}"
+                )
+    if reason is not None and state.handoff is None:
+        changes["handoff"] = Handoff(at, reason, None)
+    return state.evolve(**changes) if changes else state
+
+
+def _learn(state: CustomerState, attrs: Mapping[str, str], policy: Policy) -> CustomerState:
+    """Remember facts a template asks for (only those: the rest is not worth the bytes)."""
+    asked = policy.loop_prevention.asked
+    learned = {
+        key: value
+        for name, value in attrs.items()
+        if value and (key := FACT_ALIASES.get(name, name)) in asked
+    }
+    if not learned or all(state.known.get(k) == v for k, v in learned.items()):
+        return state
+    return state.evolve(known={**state.known, **learned})
 
 
 def _open_case(state: CustomerState, event: AgentEvent, policy: Policy) -> dict[str, int]:

@@ -65,6 +65,15 @@ class Hold(NamedTuple):
     items: tuple[str, ...]
 
 
+class Handoff(NamedTuple):
+    """The customer needs a human (escalation): since when, why, and the route_case action
+    that handed them over (None until the next AI answer was turned into one)."""
+
+    at: int
+    reason: str
+    action_id: str | None
+
+
 class Conversation(NamedTuple):
     """An open conversation (or case) as the experience metrics follow it."""
 
@@ -146,6 +155,11 @@ class CustomerState:
     offer: ActiveOffer | None = None
     journey: Journey = EMPTY_JOURNEY  # experience metrics, written by the shell after decide
     holds: dict[str, Hold] = field(default_factory=dict)  # hold id -> parked proposals
+    inbound: tuple[int, ...] = ()  # escalation: recent inbound contacts (event time)
+    negative_streak: int = 0  # escalation: consecutive sentiment scores below threshold
+    handoff: Handoff | None = None  # escalation: needs a human until case_resolved
+    known: dict[str, str] = field(default_factory=dict)  # loop prevention: facts from signals
+    disclosed: dict[str, int] = field(default_factory=dict)  # AI disclosure key -> at
 
     def evolve(self, **changes: Any) -> CustomerState:
         """`dataclasses.replace`, spelled out: it runs on every decision and is 5x faster."""
@@ -163,6 +177,11 @@ class CustomerState:
             get("offer", self.offer),
             get("journey", self.journey),
             get("holds", self.holds),
+            get("inbound", self.inbound),
+            get("negative_streak", self.negative_streak),
+            get("handoff", self.handoff),
+            get("known", self.known),
+            get("disclosed", self.disclosed),
         )
 
     def to_bytes(self) -> bytes:
@@ -187,6 +206,16 @@ class CustomerState:
             d["j"] = self.journey.to_dict()
         if self.holds:
             d["h"] = {k: [h.key, h.deadline, list(h.items)] for k, h in self.holds.items()}
+        if self.inbound:
+            d["in"] = list(self.inbound)
+        if self.negative_streak:
+            d["ns"] = self.negative_streak
+        if self.handoff is not None:
+            d["ho"] = list(self.handoff)
+        if self.known:
+            d["kn"] = self.known
+        if self.disclosed:
+            d["di"] = self.disclosed
         return orjson.dumps(d)
 
     @classmethod
@@ -195,6 +224,7 @@ class CustomerState:
             return EMPTY_STATE
         d = orjson.loads(raw)
         offer = d.get("o")
+        handoff = d.get("ho")
         return cls(
             consents={k: ConsentMark(v[0], v[1]) for k, v in d.get("c", {}).items()},
             contacts=tuple(Contact(*c) for c in d.get("k", ())),
@@ -208,6 +238,11 @@ class CustomerState:
             offer=None if offer is None else ActiveOffer(*offer),
             journey=Journey.from_dict(d["j"]) if "j" in d else EMPTY_JOURNEY,
             holds={k: Hold(v[0], v[1], tuple(v[2])) for k, v in d.get("h", {}).items()},
+            inbound=tuple(d.get("in", ())),
+            negative_streak=d.get("ns", 0),
+            handoff=None if handoff is None else Handoff(*handoff),
+            known=d.get("kn", {}),
+            disclosed=d.get("di", {}),
         )
 
 

@@ -7,15 +7,13 @@ import signal
 from types import FrameType
 from typing import Any
 
-from pipeline.core.policy import DEFAULT_POLICY, Policy
-from pipeline.core.policy_document import load_policy_file
 from pipeline.native.changelog import ensure_changelog_topic
 from pipeline.native.engine import NativeEngine
 from pipeline.native.web import serve
 from pipeline.settings import Settings
 from pipeline.shell.batch import BatchProcessor
 from pipeline.shell.metrics import TowerMetrics
-from pipeline.shell.policy_follower import PolicyFollower
+from pipeline.shell.policy_follower import start_policy_follower
 
 
 def run_native_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -24,18 +22,8 @@ def run_native_worker(settings: Settings, loglevel: str = "info") -> None:
         level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    policy = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
     metrics = TowerMetrics()
-
-    def show_policy(p: Policy) -> None:
-        metrics.policy_info.clear()
-        metrics.policy_info.labels(p.policy_version).set(1)
-
-    show_policy(policy)
-    follower = PolicyFollower(
-        settings.bootstrap, settings.topics.policies, policy, metrics, on_change=show_policy
-    )
-    follower.start(wait_s=settings.policy_wait_s)
+    follower = start_policy_follower(settings, metrics)
     ensure_changelog_topic(settings)
     engine = NativeEngine(settings, BatchProcessor(settings, follower.current, metrics))
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import click
 
@@ -21,11 +20,10 @@ from pipeline.contracts.codec import decode_record
 from pipeline.core.policy_document import PolicyError
 from pipeline.core.replay import MATCH, MISMATCH, Replayed, replay_all, replay_customer, summarize
 from pipeline.ops import audit_render as render
+from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.replay_policies import policy_resolver
 from pipeline.ops.topic_scan import ScanError, TopicRecord, scan_topic
 from pipeline.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: `tower replay` exit codes
 EXIT_MISMATCH = 1
@@ -37,18 +35,7 @@ _bootstrap_option = click.option(
 )
 
 
-def _friendly_errors(fn: F) -> F:
-    """Expected failures (no broker, no topic, bad policy file) are one line and exit 1."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ScanError, PolicyError, ValueError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return cast(F, wrapper)
+_friendly_errors = friendly_errors(ScanError, PolicyError)
 
 
 def _progress(topic: str) -> Callable[[int, int], None]:

@@ -8,17 +8,13 @@ what to do and exit 1, never a traceback.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar, cast
 
 import click
 
+from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.ops.topics import TopicsError, create_topics, delete_topics, list_topics, topic_specs
 from pipeline.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _port_option = click.option(
     "--port",
@@ -31,18 +27,7 @@ _bootstrap_option = click.option(
 )
 
 
-def _friendly_errors(fn: F) -> F:
-    """Expected failures become one line on stderr and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (LocalKafkaError, TopicsError, ValueError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return cast(F, wrapper)
+_friendly_errors = friendly_errors(LocalKafkaError, TopicsError)
 
 
 def _local(

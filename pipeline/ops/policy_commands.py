@@ -9,14 +9,12 @@ recorded input under both policies with the pure core.
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import click
 import orjson
@@ -36,12 +34,12 @@ from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_changes import policy_changes, summary
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
 from pipeline.core.whatif import WhatIfReport, what_if
+from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.topics import TopicsError, list_topics, wait_for_broker
 from pipeline.settings import Settings
 from pipeline.shell.policy_follower import PolicyMismatch, policy_from_record
 from pipeline.shell.records import policy_change_record
 
-F = TypeVar("F", bound=Callable[..., Any])
 KAFKA_PREFIX = "kafka:"
 
 
@@ -49,21 +47,7 @@ class PolicyCommandError(Exception):
     """An expected failure of a policy command; the message says what to do."""
 
 
-def _friendly_errors(fn: F) -> F:
-    """Expected failures become lines on stderr and exit code 1, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except PolicyError as exc:
-            click.echo(str(exc), err=True)
-            sys.exit(1)
-        except (PolicyCommandError, TopicsError, KafkaException, ValueError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return cast(F, wrapper)
+_friendly_errors = friendly_errors(PolicyCommandError, TopicsError, KafkaException)
 
 
 # --- reading and writing the policies topic ------------------------------------------------

@@ -19,12 +19,10 @@ import orjson
 from faust.streams import _current_event
 from prometheus_client import generate_latest
 
-from pipeline.core.policy import DEFAULT_POLICY, Policy
-from pipeline.core.policy_document import load_policy_file
 from pipeline.settings import Settings
 from pipeline.shell.batch import BatchProcessor, BatchResult, InputRecord
 from pipeline.shell.metrics import TowerMetrics
-from pipeline.shell.policy_follower import PolicyFollower
+from pipeline.shell.policy_follower import start_policy_follower
 from pipeline.shell.web import register_views
 
 STATE_TABLE = "customer-state"
@@ -59,15 +57,13 @@ class FaustStateStore:
         self.table[key] = value
 
 
-def create_app(settings: Settings, policy: Policy | None = None, **faust_options: Any) -> faust.App:
+def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     """Build the worker app; `faust_options` override Faust settings (tests, benchmarks).
 
     The policy is the one published on the policies topic (followed while the app runs, see
-    `PolicyFollower`); until one is published: the argument, `TOWER_POLICY_FILE`, the
-    built-in default. Waits up to `settings.policy_wait_s` to read the published one.
+    `PolicyFollower`); until one is published: `TOWER_POLICY_FILE`, else the built-in
+    default. Waits up to `settings.policy_wait_s` to read the published one.
     """
-    if policy is None:
-        policy = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
     options: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "rocksdb://",
@@ -92,16 +88,7 @@ def create_app(settings: Settings, policy: Policy | None = None, **faust_options
     options.update(faust_options)
     app = faust.App(settings.app_id, **options)
     metrics = TowerMetrics()
-
-    def show_policy(p: Policy) -> None:
-        metrics.policy_info.clear()
-        metrics.policy_info.labels(p.policy_version).set(1)
-
-    show_policy(policy)
-    follower = PolicyFollower(
-        settings.bootstrap, settings.topics.policies, policy, metrics, on_change=show_policy
-    )
-    follower.start(wait_s=settings.policy_wait_s)
+    follower = start_policy_follower(settings, metrics)
     processor = BatchProcessor(settings, policy=follower.current, metrics=metrics)
     app.tower_metrics = metrics  # type: ignore[attr-defined]
     app.tower_processor = processor  # type: ignore[attr-defined]

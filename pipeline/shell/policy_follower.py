@@ -29,8 +29,9 @@ from pipeline.contracts.policy_record import (
     PolicyRecord,
     decode_policy_record,
 )
-from pipeline.core.policy import Policy
-from pipeline.core.policy_document import PolicyError, load_policy
+from pipeline.core.policy import DEFAULT_POLICY, Policy
+from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
+from pipeline.settings import Settings
 from pipeline.shell.metrics import TowerMetrics
 
 log = logging.getLogger(__name__)
@@ -173,3 +174,20 @@ class PolicyFollower:
         except KafkaException:
             return None
         return high if high >= 0 else None
+
+
+def start_policy_follower(settings: Settings, metrics: TowerMetrics) -> PolicyFollower:
+    """Follow the policies topic on this worker, starting from TOWER_POLICY_FILE or the
+    built-in default; the `tower_policy_info` gauge always names the version in force."""
+    initial = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
+
+    def show(p: Policy) -> None:
+        metrics.policy_info.clear()
+        metrics.policy_info.labels(p.policy_version).set(1)
+
+    show(initial)
+    follower = PolicyFollower(
+        settings.bootstrap, settings.topics.policies, initial, metrics, on_change=show
+    )
+    follower.start(wait_s=settings.policy_wait_s)
+    return follower

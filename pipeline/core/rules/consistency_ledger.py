@@ -1,9 +1,9 @@
 """Consistency ledger: the customer is never told two different values for one fact.
 
-A conflicting proposal is suppressed (not escalated: the tower emits no route_case of its
-own, the reason names the fact and who said it first) unless its agent outranks the first
-speaker in `policy.authority`; then it is approved as a correction and the ledger updated.
-Silent for proposals that assert nothing.
+A conflicting proposal is suppressed (the reason names the fact and who said it first), or
+with `escalation.consistency_escalates` escalated: the engine routes it to the human queue as
+a route_case instead. An agent that outranks the first speaker in `policy.authority` is
+approved as a correction and the ledger updated. Silent for proposals that assert nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pipeline.core.decision import RuleStep
 from pipeline.core.policy import Policy
 from pipeline.core.rules import BLOCK, PASS, RuleContext
+from pipeline.core.rules.escalation import ESCALATE
 from pipeline.core.state import Fact
 
 NAME = "consistency_ledger"
@@ -35,7 +36,7 @@ def check(ctx: RuleContext) -> RuleStep | None:
             continue
         return RuleStep(
             NAME,
-            BLOCK,
+            ESCALATE if policy.escalation.consistency_escalates else BLOCK,
             f"{key}={value!r} contradicts {known.value!r} told by {known.agent} at {known.at}",
         )
     if corrections:

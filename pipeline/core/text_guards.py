@@ -1,0 +1,133 @@
+"""Pure text functions behind the content transforms: PII redaction, banned phrases, length.
+
+Every function takes and returns plain strings, so each is tested on its own by table.
+Redaction order is e-mail, IBAN, card, phone: the replacement tokens carry no digits, so a
+later pattern never sees what an earlier one replaced, and the checksummed patterns (IBAN
+mod 97, card Luhn) claim their digits before the looser phone pattern does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+#: Two letters, two check digits, 11-30 alphanumerics, optionally grouped by single spaces.
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+#: 13-19 digits, optionally grouped by single spaces or dashes.
+CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
+#: An optional + or 00 country prefix, then digit groups separated by space . - / or (..);
+#: 7-15 digits in all (E.164), not glued to letters or other numbers.
+PHONE = re.compile(r"(?<![\w+\-/.])(?:\+|00)?(?:\(\d{1,5}\) ?|\d)(?:[ ./-]?\(?\d+\)?)+(?![\w\-/])")
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+ELLIPSIS = "…"
+REMOVED = "[removed]"
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum of a string of digits (payment cards)."""
+    if not digits.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(text: str) -> bool:
+    """ISO 13616 check: country letters, check digits, mod 97 of the rearranged number == 1."""
+    s = text.replace(" ", "").upper()
+    if not (15 <= len(s) <= 34 and s[:2].isalpha() and s[2:4].isdigit() and s.isalnum()):
+        return False
+    rearranged = s[4:] + s[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _is_card(m: re.Match[str]) -> bool:
+    digits = _digits(m.group())
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _is_phone(m: re.Match[str]) -> bool:
+    """7-15 digits; a bare run of digits (no +, no separators) only from 10, so order numbers
+    and amounts stay readable; ISO dates are never phones."""
+    text = m.group()
+    n = len(_digits(text))
+    if text.isdigit() and n < 10:
+        return False
+    return 7 <= n <= 15 and not ISO_DATE.fullmatch(text)
+
+
+def _replace(
+    pattern: re.Pattern[str], token: str, check: Callable[[re.Match[str]], bool] | None = None
+) -> Callable[[str], str]:
+    def sub(text: str) -> str:
+        if check is None:
+            return pattern.sub(token, text)
+        return pattern.sub(lambda m: token if check(m) else m.group(), text)
+
+    return sub
+
+
+REDACTORS: dict[str, Callable[[str], str]] = {
+    "email": _replace(EMAIL, "[email]"),
+    "iban": _replace(IBAN, "[iban]", lambda m: iban_valid(m.group())),
+    "card": _replace(CARD, "[card]", _is_card),
+    "phone": _replace(PHONE, "[phone]", _is_phone),
+}
+ORDER = ("email", "iban", "card", "phone")
+
+
+def redact_pii(text: str, kinds: Iterable[str] = ORDER) -> tuple[str, tuple[str, ...]]:
+    """`text` with the PII of `kinds` replaced by tokens; also which kinds were found."""
+    wanted = frozenset(kinds)
+    has_digit = any(ch.isdigit() for ch in text)
+    found: list[str] = []
+    for kind in ORDER:
+        if kind not in wanted or (kind == "email" and "@" not in text):
+            continue
+        if kind != "email" and not has_digit:
+            continue
+        out = REDACTORS[kind](text)
+        if out != text:
+            found.append(kind)
+            text = out
+    return text, tuple(found)
+
+
+@lru_cache(maxsize=64)
+def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for all phrases, longest first (None if there are none)."""
+    items = sorted({p for p in phrases if p}, key=len, reverse=True)
+    if not items:
+        return None
+    return re.compile("|".join(re.escape(p) for p in items), re.IGNORECASE)
+
+
+def find_phrases(text: str, pattern: re.Pattern[str] | None) -> tuple[str, ...]:
+    """The banned phrases in `text` as written there, each once, in order of appearance."""
+    if pattern is None:
+        return ()
+    return tuple(dict.fromkeys(m.group() for m in pattern.finditer(text)))
+
+
+def redact_phrases(text: str, pattern: re.Pattern[str] | None) -> str:
+    return text if pattern is None else pattern.sub(REMOVED, text)
+
+
+def truncate(text: str, limit: int) -> str:
+    """At most `limit` characters, the last one an ellipsis when something was cut."""
+    if len(text) <= limit:
+        return text
+    if limit <= 0:
+        return ""
+    return text[: limit - 1].rstrip() + ELLIPSIS
