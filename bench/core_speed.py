@@ -17,8 +17,13 @@ from pipeline.core.policy import (
     DAY_MS,
     DEFAULT_POLICY,
     HOUR_MS,
+    BannedPhrases,
+    Disclosure,
+    Escalation,
     FrequencyCap,
     KillSwitch,
+    LoopPrevention,
+    MaxLength,
     OfferArbitration,
     Policy,
     QuietHours,
@@ -38,6 +43,20 @@ FULL_POLICY = Policy(
         "21:00", "08:00", "Europe/Berlin", {"marketing": "defer", "sales": "suppress"}
     ),
     offers=OfferArbitration(window_ms=DAY_MS),
+    escalation=Escalation(
+        repeat_contacts=2,
+        repeat_window_ms=6 * HOUR_MS,
+        negative_streak=2,
+        explicit_request=True,
+        consistency_escalates=True,
+    ),
+    loop_prevention=LoopPrevention(
+        {"care-bot about support": frozenset({"order_number"})}, action="rewrite"
+    ),
+    disclosure=Disclosure("[AI]", repeat_after_ms=DAY_MS),
+    redact_pii=frozenset({"card", "email", "phone", "iban"}),
+    banned_phrases=BannedPhrases(("guaranteed", "risk-free"), action="redact"),
+    max_length=MaxLength({"sms": 160, "push": 120}),
 )
 
 

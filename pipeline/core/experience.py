@@ -167,9 +167,10 @@ def _after_proposal(
     if decision.outcome not in (APPROVED, DEFERRED, ESCALATED) or decision.action is None:
         return j, out
     channel = event.channel or ""
-    cost = cost_of(p.action, channel, s.costs)
+    action = decision.action.action  # an escalated answer costs what its route_case costs
+    cost = cost_of(action, channel, s.costs)
     if cost:
-        out.append(obs(COST_TO_SERVE, cost, channel=channel or "-", action=p.action))
+        out.append(obs(COST_TO_SERVE, cost, channel=channel or "-", action=action))
     now = event.occurred_at
     ai = p.ai_generated and decision.outcome in (APPROVED, DEFERRED)
     conversations = j.conversations

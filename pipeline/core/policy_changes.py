@@ -81,4 +81,6 @@ def _show(value: Any) -> str:
         return "(unset)"
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, frozenset):  # e.g. the facts a loop-prevention template asks for
+        return "[" + ", ".join(sorted(map(str, value))) + "]"
     return str(value)

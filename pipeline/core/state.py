@@ -162,27 +162,31 @@ class CustomerState:
     disclosed: dict[str, int] = field(default_factory=dict)  # AI disclosure key -> at
 
     def evolve(self, **changes: Any) -> CustomerState:
-        """`dataclasses.replace`, spelled out: it runs on every decision and is 5x faster."""
+        """`dataclasses.replace`, spelled out: it runs on every decision (5x faster).
+
+        Fills the slots of a fresh instance directly (the frozen `__init__` costs twice as
+        much); a test checks that every field is carried over.
+        """
         get = changes.get
-        return CustomerState(
-            get("consents", self.consents),
-            get("contacts", self.contacts),
-            get("triggers", self.triggers),
-            get("seen", self.seen),
-            get("events", self.events),
-            get("open_cases", self.open_cases),
-            get("complaint_at", self.complaint_at),
-            get("facts", self.facts),
-            get("timezone", self.timezone),
-            get("offer", self.offer),
-            get("journey", self.journey),
-            get("holds", self.holds),
-            get("inbound", self.inbound),
-            get("negative_streak", self.negative_streak),
-            get("handoff", self.handoff),
-            get("known", self.known),
-            get("disclosed", self.disclosed),
-        )
+        new = _new(CustomerState)
+        _set_consents(new, get("consents", self.consents))
+        _set_contacts(new, get("contacts", self.contacts))
+        _set_triggers(new, get("triggers", self.triggers))
+        _set_seen(new, get("seen", self.seen))
+        _set_events(new, get("events", self.events))
+        _set_open_cases(new, get("open_cases", self.open_cases))
+        _set_complaint_at(new, get("complaint_at", self.complaint_at))
+        _set_facts(new, get("facts", self.facts))
+        _set_timezone(new, get("timezone", self.timezone))
+        _set_offer(new, get("offer", self.offer))
+        _set_journey(new, get("journey", self.journey))
+        _set_holds(new, get("holds", self.holds))
+        _set_inbound(new, get("inbound", self.inbound))
+        _set_negative_streak(new, get("negative_streak", self.negative_streak))
+        _set_handoff(new, get("handoff", self.handoff))
+        _set_known(new, get("known", self.known))
+        _set_disclosed(new, get("disclosed", self.disclosed))
+        return new
 
     def to_bytes(self) -> bytes:
         d: dict[str, Any] = {
@@ -245,5 +249,24 @@ class CustomerState:
             disclosed=d.get("di", {}),
         )
 
+
+_new = object.__new__
+_set_consents = CustomerState.consents.__set__  # type: ignore[attr-defined]
+_set_contacts = CustomerState.contacts.__set__  # type: ignore[attr-defined]
+_set_triggers = CustomerState.triggers.__set__  # type: ignore[attr-defined]
+_set_seen = CustomerState.seen.__set__  # type: ignore[attr-defined]
+_set_events = CustomerState.events.__set__  # type: ignore[attr-defined]
+_set_open_cases = CustomerState.open_cases.__set__  # type: ignore[attr-defined]
+_set_complaint_at = CustomerState.complaint_at.__set__  # type: ignore[attr-defined]
+_set_facts = CustomerState.facts.__set__  # type: ignore[attr-defined]
+_set_timezone = CustomerState.timezone.__set__  # type: ignore[attr-defined]
+_set_offer = CustomerState.offer.__set__  # type: ignore[attr-defined]
+_set_journey = CustomerState.journey.__set__  # type: ignore[attr-defined]
+_set_holds = CustomerState.holds.__set__  # type: ignore[attr-defined]
+_set_inbound = CustomerState.inbound.__set__  # type: ignore[attr-defined]
+_set_negative_streak = CustomerState.negative_streak.__set__  # type: ignore[attr-defined]
+_set_handoff = CustomerState.handoff.__set__  # type: ignore[attr-defined]
+_set_known = CustomerState.known.__set__  # type: ignore[attr-defined]
+_set_disclosed = CustomerState.disclosed.__set__  # type: ignore[attr-defined]
 
 EMPTY_STATE = CustomerState()

@@ -11,6 +11,7 @@ from pipeline.core.policy import (
     LoopPrevention,
     MaxLength,
 )
+from pipeline.core.policy_changes import policy_changes
 from pipeline.core.policy_document import PolicyError, load_policy
 
 HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
@@ -113,4 +114,21 @@ def test_a_misspelt_asks_is_reported_twice_on_its_line():
     assert [(i.line, i.path) for i in err.value.issues] == [
         (5, "loop_prevention.templates.ask.wants"),
         (5, "loop_prevention.templates.ask.asks"),
+    ]
+
+
+def test_changes_to_the_new_settings_read_well():
+    old = load_policy(HEAD)
+    new = load_policy(
+        HEAD
+        + "escalation: {repeat_contacts: 3}\n"
+        + "loop_prevention: {templates: {ask-order: {asks: [order_number, email]}}}\n"
+        + "redact_pii: [card]\n"
+        + "max_length: {channels: {sms: 160}}\n"
+    )
+    assert policy_changes(old, new) == [
+        "escalation.repeat_contacts: 0 -> 3",
+        "loop_prevention.templates.ask-order: (unset) -> [email, order_number]",
+        "redact_pii: +card",
+        "max_length.channels.sms: (unset) -> 160",
     ]

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.contracts.codec import decode_event
 from pipeline.core.decision import APPROVED, EMITTING, ESCALATED, RECORDED, SUPPRESSED
@@ -243,3 +245,48 @@ def test_new_state_fields_round_trip():
     )
     assert CustomerState.from_bytes(state.to_bytes()) == state
     assert b"ho" not in EMPTY_STATE.to_bytes()
+
+
+ARMED = Policy(
+    caps=(),
+    escalation=Escalation(
+        repeat_contacts=2, repeat_window_ms=HOUR_MS, negative_streak=2, explicit_request=True
+    ),
+)
+STEPS = st.sampled_from(
+    [
+        ("message_received", {}),
+        ("message_received", {"intent": "human"}),
+        ("case_opened", {}),
+        ("case_resolved", {}),
+        ("handoff_to_human", {}),
+        ("sentiment", {"score": "-0.9"}),
+        ("sentiment", {"score": "0.4"}),
+        ("answer", {}),
+        ("answer", {"ai_generated": False}),
+    ]
+)
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(STEPS, st.integers(min_value=1, max_value=HOUR_MS)), max_size=30))
+def test_one_route_case_per_handoff_and_none_without_one(steps):
+    state: CustomerState = EMPTY_STATE
+    at = T0
+    routed_since_resolution = 0
+    for (kind, extra), gap in steps:
+        at += gap
+        ev = answer(at, **extra) if kind == "answer" else signal(kind, at=at, **extra)
+        needed = state.handoff is not None
+        d, state = decide(state, ev, ARMED, at)
+        if kind == "case_resolved":
+            routed_since_resolution = 0
+            assert state.handoff is None
+        if d.outcome == ESCALATED:
+            routed_since_resolution += 1
+            assert needed and d.action.action == "route_case"
+            assert state.handoff.action_id == d.action.action_id
+        if kind == "answer" and not extra and not needed:
+            assert d.outcome == APPROVED
+        assert routed_since_resolution <= 1
+        assert CustomerState.from_bytes(state.to_bytes()) == state
