@@ -76,6 +76,7 @@ CONFLICTS_PREVENTED: Final = "tower_conflicts_prevented"  # counter {rule}
 CONTRADICTIONS_BLOCKED: Final = "tower_contradictions_blocked"  # counter
 ESCALATIONS: Final = "tower_escalations"  # counter {rule}
 HANDOFFS: Final = "tower_handoffs"  # counter {channel}
+TRANSFORMS: Final = "tower_transforms_applied"  # counter {transform}: disclosures, redactions
 
 HANDOFF_ACTION: Final = "human_handoff"  # the cost-table action of a handoff_to_human
 CONTRADICTION_RULE: Final = "consistency_ledger"
@@ -155,8 +156,11 @@ def _governance(decision: Decision) -> list[Observation]:
             out.append(obs(CONTRADICTIONS_BLOCKED))
         return out
     if decision.outcome == ESCALATED:
-        return [obs(ESCALATIONS, rule=rule)]
-    return []
+        out = [obs(ESCALATIONS, rule=rule)]
+        if rule == CONTRADICTION_RULE:
+            out.append(obs(CONTRADICTIONS_BLOCKED))
+        return out
+    return [obs(TRANSFORMS, transform=s.rule) for s in decision.trace if s.verdict == "transform"]
 
 
 def _after_proposal(

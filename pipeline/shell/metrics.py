@@ -177,6 +177,11 @@ class ExperienceMetrics:
             ),
             xp.ESCALATIONS: counter(xp.ESCALATIONS, "Escalated decisions, by rule", "rule"),
             xp.HANDOFFS: counter(xp.HANDOFFS, "handoff_to_human signals", "channel"),
+            xp.TRANSFORMS: counter(
+                xp.TRANSFORMS,
+                "Changes made to outgoing content: AI disclosures, PII redactions, ...",
+                "transform",
+            ),
         }
 
     def record(self, observations: list[Observation]) -> None:

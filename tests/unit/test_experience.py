@@ -267,7 +267,7 @@ ALL_KINDS = [
 def test_every_observation_is_registered_with_its_labels():
     observations, _ = run(ALL_KINDS)
     names = {o.name for o in observations}
-    assert names == set(TowerMetrics().experience.by_name) - {xp.ESCALATIONS}
+    assert names == set(TowerMetrics().experience.by_name) - {xp.ESCALATIONS, xp.TRANSFORMS}
     metrics = TowerMetrics()
     metrics.experience.record(observations)
     r = metrics.registry
@@ -278,3 +278,18 @@ def test_every_observation_is_registered_with_its_labels():
     # escalations: the engine emits none yet, but the counter takes them
     metrics.experience.record([xp.obs(xp.ESCALATIONS, rule="r")])
     assert r.get_sample_value("tower_escalations_total", {"rule": "r"}) == 1
+
+
+def test_transforms_of_outgoing_content_are_counted_by_kind():
+    from pipeline.core.engine import decide
+    from pipeline.core.experience import TRANSFORMS
+    from pipeline.core.policy import Disclosure, Policy
+    from pipeline.core.state import EMPTY_STATE
+    from tests.factories import proposal
+
+    policy = Policy(disclosure=Disclosure(text="[AI]"), redact_pii=frozenset({"email"}))
+    ev = proposal(category="service", content="write to a@b.example", ai_generated=True)
+    decision, state = decide(EMPTY_STATE, ev, policy, ev.occurred_at)
+    _, observations = observe(state.journey, ev, decision)
+    kinds = sorted(dict(o.labels)["transform"] for o in observations if o.name == TRANSFORMS)
+    assert kinds == ["disclosure", "pii_redaction"]
