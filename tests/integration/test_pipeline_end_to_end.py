@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -40,7 +42,9 @@ def outputs(settings):
     return {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter}
 
 
-def test_thousand_mixed_records_reconcile(tower_settings, worker):
+@pytest.mark.parametrize("engine", ["faust", "native"])
+def test_thousand_mixed_records_reconcile(tower_settings, worker, engine):
+    worker.extra_env["TOWER_ENGINE"] = engine
     records = AgentSimulator(customers=40, seed=11).records(1000, malformed=50)
     valid = [r for r in records if r.event is not None]
     expected = expected_decisions(records)
@@ -86,6 +90,14 @@ def test_thousand_mixed_records_reconcile(tower_settings, worker):
     metrics = worker.metrics_text()
     assert 'tower_dead_letters_total{reason="bad_json"} 10.0' in metrics
     assert "tower_decisions_total" in metrics and "tower_end_to_end_lag_seconds" in metrics
+    url = f"http://127.0.0.1:{worker.web_port}/healthz"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        health = json.loads(resp.read())
+    assert health["policy_version"] == DEFAULT_POLICY.policy_version
+    if engine == "native":
+        assert health["engine"] == "native" and health["transactions"] > 0
+        worker.stop()  # SIGTERM: finishes the transaction in flight, closes, exits 0
+        assert worker.proc.returncode == 0, worker.log_tail()
 
 
 def test_sigkill_and_restart_resumes_caps_from_changelog(tower_settings, worker):
