@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars demo test unit integration lint format bench clean
+.PHONY: help install kafka-jars demo test soak unit integration lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ demo: install kafka-jars  ## local Kafka, topics, a worker, simulated agents, a 
 	$(BIN)/tower demo
 
 test: install kafka-jars lint  ## unit + integration tests against a real broker the tests start
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m 'not soak' $(PYTEST_ARGS)
+
+soak: install kafka-jars  ## long or known-intermittent scenarios (see tests marked soak)
+	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
 unit: install  ## unit tests only (no broker)
 	$(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)

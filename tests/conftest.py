@@ -20,6 +20,8 @@ from pipeline.settings import Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("TOWER_TEST_KAFKA_PORT", "39092"))
+#: `TOWER_TEST_WORKER_LOGLEVEL=info` keeps more of the workers' logs for a failing test.
+WORKER_LOGLEVEL = os.environ.get("TOWER_TEST_WORKER_LOGLEVEL", "warning")
 
 
 def free_port() -> int:
@@ -101,7 +103,7 @@ class WorkerProcess:
         self.starts += 1
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
