@@ -144,16 +144,19 @@ class BatchProcessor:
         writes: list[StateWrite] = []
         for (partition, key), items in groups.items():
             watermark, state = unpack_stored(store.load(partition, key))
+            start = state
             last = watermark
             for event, rec in items:
-                if rec.offset <= watermark:
+                if rec.offset <= watermark and event.event_id in state.seen:
                     # Already decided and published before a crash: the stored state holds
                     # its effects and its outputs were acknowledged before that state was.
+                    # (An older offset whose event the state has not seen is decided: the
+                    # consumer may deliver out of order around a rebalance.)
                     m.reprocessed.inc()
                     continue
                 state = self._decide_one(state, event, rec, policy, now_ms, out)
-                last = rec.offset
-            if last != watermark:
+                last = max(last, rec.offset)
+            if last != watermark or state is not start:
                 writes.append(StateWrite(partition, key, pack_stored(last, state)))
 
         if records:
