@@ -69,3 +69,16 @@ def consent(
         purpose=purpose,
         granted="true" if granted else "false",
     )
+
+
+def decide_all(events, policy, state=None):
+    """Feed events through the pure core in order; the decisions and the final state."""
+    from pipeline.core.engine import decide
+    from pipeline.core.state import EMPTY_STATE
+
+    state = EMPTY_STATE if state is None else state
+    decisions = []
+    for ev in events:
+        d, state = decide(state, ev, policy, ev.occurred_at)
+        decisions.append(d)
+    return decisions, state

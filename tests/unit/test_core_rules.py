@@ -8,19 +8,14 @@ from pipeline.core.decision import APPROVED, DUPLICATE, MERGED, RECORDED, SUPPRE
 from pipeline.core.engine import decide
 from pipeline.core.policy import DAY_MS, FrequencyCap, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
-from tests.factories import T0, consent, proposal
+from tests.factories import T0, consent, decide_all, proposal
 
 POLICY = Policy()
 MIN = 60_000
 
 
 def run(events, policy=POLICY):
-    state: CustomerState = EMPTY_STATE
-    decisions = []
-    for ev in events:
-        d, state = decide(state, ev, policy, ev.occurred_at)
-        decisions.append(d)
-    return decisions, state
+    return decide_all(events, policy)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pipeline.core.engine import decide, release
 from pipeline.core.policy import HoldWindows, Policy
 from pipeline.core.policy_document import PolicyError, load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
-from tests.factories import T0, consent, proposal
+from tests.factories import T0, consent, decide_all, proposal
 
 HOLD = 3_000
 POLICY = Policy(
@@ -35,11 +35,7 @@ def five(trigger="t1", at=T0, priorities=(10, 50, 90, 30, 70), category="service
 
 
 def feed(events, policy=POLICY, state: CustomerState = EMPTY_STATE):
-    decisions = []
-    for ev in events:
-        d, state = decide(state, ev, policy, ev.occurred_at)
-        decisions.append(d)
-    return decisions, state
+    return decide_all(events, policy, state)
 
 
 def release_all(state, decisions, policy=POLICY):

@@ -16,7 +16,7 @@ from pipeline.core.engine import decide
 from pipeline.core.policy import DEFAULT_POLICY, HOUR_MS, Escalation, FrequencyCap, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState, Handoff
 from pipeline.ops.simulator import AgentSimulator
-from tests.factories import T0, proposal, signal
+from tests.factories import T0, decide_all, proposal, signal
 
 MIN = 60_000
 REPEAT = Policy(caps=(), escalation=Escalation(repeat_contacts=3, repeat_window_ms=HOUR_MS))
@@ -25,12 +25,7 @@ EXPLICIT = Policy(caps=(), escalation=Escalation(explicit_request=True, queue="t
 
 
 def run(events, policy):
-    state: CustomerState = EMPTY_STATE
-    decisions = []
-    for ev in events:
-        d, state = decide(state, ev, policy, ev.occurred_at)
-        decisions.append(d)
-    return decisions, state
+    return decide_all(events, policy)
 
 
 def answer(at=T0, **changes):

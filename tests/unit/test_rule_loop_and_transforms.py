@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core.decision import APPROVED, DEFERRED, SUPPRESSED
-from pipeline.core.engine import decide
 from pipeline.core.policy import (
     DAY_MS,
     HOUR_MS,
@@ -22,8 +21,7 @@ from pipeline.core.policy import (
     Policy,
     QuietHours,
 )
-from pipeline.core.state import EMPTY_STATE, CustomerState
-from tests.factories import T0, proposal, signal
+from tests.factories import T0, decide_all, proposal, signal
 
 TEMPLATES = {
     "ask-order": frozenset({"order_number"}),
@@ -35,12 +33,7 @@ REWRITE = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES, action="rewr
 
 
 def run(events, policy):
-    state: CustomerState = EMPTY_STATE
-    decisions = []
-    for ev in events:
-        d, state = decide(state, ev, policy, ev.occurred_at)
-        decisions.append(d)
-    return decisions, state
+    return decide_all(events, policy)
 
 
 def msg(content, at=T0 + 1, **changes):

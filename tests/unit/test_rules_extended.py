@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.core.decision import APPROVED, DEFERRED, EMITTING, RECORDED, SUPPRESSED
-from pipeline.core.engine import decide
 from pipeline.core.policy import (
     DAY_MS,
     HOUR_MS,
@@ -22,18 +21,13 @@ from pipeline.core.policy import (
 )
 from pipeline.core.rules.offer_arbitration import score
 from pipeline.core.state import EMPTY_STATE, CustomerState
-from tests.factories import T0, consent, proposal, signal
+from tests.factories import T0, consent, decide_all, proposal, signal
 
 NO_CAPS = Policy(caps=())
 
 
 def run(events, policy=NO_CAPS):
-    state: CustomerState = EMPTY_STATE
-    decisions = []
-    for ev in events:
-        d, state = decide(state, ev, policy, ev.occurred_at)
-        decisions.append(d)
-    return decisions, state
+    return decide_all(events, policy)
 
 
 def ms(iso: str) -> int:
