@@ -88,6 +88,12 @@ PROFILE_MARKERS = (
     "process (pipeline/shell/batch.py",
     "labels (prometheus_client",
     "take_events",
+    "OverlayStore",
+    "_produce (pipeline/native",
+    "commit_transaction",
+    "send_offsets_to_transaction",
+    "consume (pipeline/native",
+    "_polled",
 )
 
 
@@ -188,8 +194,8 @@ def _run_contender(
     profiles: list[subprocess.Popen[bytes] | None] = []
 
     def begin_profile() -> None:
-        if profile and name == "tower":
-            profiles.append(start_profile(proc.pid, work / "tower.folded"))
+        if profile and name in TOWERS:
+            profiles.append(start_profile(proc.pid, work / f"{name}.folded"))
 
     try:
         w = watch(bootstrap, sink, partitions, expected, timeout, LABELS[name], t0, begin_profile)
@@ -548,17 +554,17 @@ def _report(
         png = plots.throughput_and_lag(series, plots_dir / "bench-throughput-lag.png")
         if png:
             click.echo(f"plot: {png}")
-    if profile:
-        folded = work / "tower.folded"
+    for name in sorted(TOWERS & out.keys()) if profile else ():
+        folded = work / f"{name}.folded"
         top = summarise_profile(folded)
-        report["profile_top_self"] = top
-        report["profile_inclusive"] = inclusive_share(folded, PROFILE_MARKERS)
+        shares = inclusive_share(folded, PROFILE_MARKERS)
+        report.setdefault("profiles", {})[name] = {"top_self": top, "inclusive": shares}
         if top:
-            click.echo("\nTower worker, py-spy: top functions by own time (self %, incl %)")
+            click.echo(f"\n{LABELS[name]}, py-spy: top functions by own time (self %, incl %)")
             for fn, own, incl in top:
                 click.echo(f"  {own:5.1f} {incl:5.1f}  {fn}")
             click.echo("inclusive share of stacks containing:")
-            for needle, share in report["profile_inclusive"].items():
+            for needle, share in shares.items():
                 click.echo(f"  {share:5.1f}  {needle}")
     if lats:
         report["latency"] = {}

@@ -23,7 +23,7 @@ from pipeline.core.hold_windows import held_events
 from pipeline.core.policy import Policy
 from pipeline.core.state import CustomerState
 from pipeline.settings import Settings
-from pipeline.shell.metrics import TowerMetrics
+from pipeline.shell.metrics import Tally, TowerMetrics
 from pipeline.shell.records import audit_record, dead_letter_record
 
 AVRO_MAGIC = b"\xc3\x01"
@@ -121,23 +121,24 @@ class BatchProcessor:
         self._fmt = settings.output_format
         #: called with every decision (the web views' live feed); None costs nothing
         self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
+        self._tally = Tally()  # counters of the batch in progress, applied at its end
 
     def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         out: list[OutputRecord] = []
         groups: dict[tuple[int, bytes], list[tuple[AgentEvent, InputRecord]]] = {}
-        m = self.metrics
+        m, tally = self.metrics, self._tally
         for rec in records:
             fmt = "avro" if rec.value is not None and rec.value[:2] == AVRO_MAGIC else "json"
             try:
                 event = decode_event(rec.key, rec.value, self.settings.max_event_bytes)
             except InvalidEvent as exc:
-                m.events_in.labels("invalid", fmt).inc()
-                m.dead_letters.labels(exc.reason).inc()
+                tally.add(m.events_in, "invalid", fmt)
+                tally.add(m.dead_letters, exc.reason)
                 out.append(self._dead_letter(rec, exc.reason, exc.detail, now_ms))
                 continue
-            m.events_in.labels(event.kind, fmt).inc()
+            tally.add(m.events_in, event.kind, fmt)
             groups.setdefault((rec.partition, rec.key or b""), []).append((event, rec))
 
         policy = self.policy()
@@ -152,13 +153,14 @@ class BatchProcessor:
                     # its effects and its outputs were acknowledged before that state was.
                     # (An older offset whose event the state has not seen is decided: the
                     # consumer may deliver out of order around a rebalance.)
-                    m.reprocessed.inc()
+                    tally.add(m.reprocessed)
                     continue
                 state = self._decide_one(state, event, rec, policy, now_ms, out)
                 last = max(last, rec.offset)
             if last != watermark or state is not start:
                 writes.append(StateWrite(partition, key, pack_stored(last, state)))
 
+        tally.flush()
         if records:
             m.batch_size.observe(len(records))
             per_event = (time.perf_counter() - started) / len(records)
@@ -191,7 +193,7 @@ class BatchProcessor:
         journey, observations = experience.observe(state.journey, event, decision)
         if journey is not state.journey:
             state = state.evolve(journey=journey)
-        self.metrics.experience.record(observations)
+        self.metrics.experience.record(observations, self._tally)
         source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
         self._emit(decision, event, source, rec.key, now_ms, out)
         return state
@@ -206,15 +208,15 @@ class BatchProcessor:
         out: list[OutputRecord],
     ) -> None:
         """Count the decision and append its records: action, wake-up, audit."""
-        m = self.metrics
-        m.decisions.labels(decision.outcome, decision.rule or "-").inc()
+        m, tally = self.metrics, self._tally
+        tally.add(m.decisions, decision.outcome, decision.rule or "-")
         if self.feed is not None:
             self.feed(decision, event, now_ms)
         if event.kind == "proposal" and decision.outcome != HELD:
-            m.proposals.labels(event.agent).inc()
+            tally.add(m.proposals, event.agent)
         partition = source.partition
         if decision.action is not None and decision.outcome in EMITTING:
-            m.approved.labels(event.channel or "-", event.agent).inc()
+            tally.add(m.approved, event.channel or "-", event.agent)
             out.append(
                 OutputRecord(
                     self._approved,
@@ -262,8 +264,9 @@ class BatchProcessor:
             event = events[decision.event_id]
             journey, observations = experience.observe(state.journey, event, decision)
             state = state.evolve(journey=journey)
-            self.metrics.experience.record(observations)
+            self.metrics.experience.record(observations, self._tally)
             self._emit(decision, event, source, key, now_ms, out)
+        self._tally.flush()
         write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
         return BatchResult(out, [write])
 

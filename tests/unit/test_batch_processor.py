@@ -110,3 +110,24 @@ def test_an_older_offset_delivered_late_is_still_decided():
     late = bp.process_and_save([recs[2], recs[3], recs[5]], store)
     got = by_topic(first.outputs)["audit_record"] + by_topic(late.outputs)["audit_record"]
     assert sorted(a["source_offset"] for a in got) == sorted(r.offset for r in recs)
+
+
+def test_metrics_count_every_record_of_a_batch_by_the_batch_end():
+    recs = inputs(200, malformed=7)
+    proc = processor()
+    result = proc.process_and_save(recs, DictStateStore())
+    r = proc.metrics.registry
+    audits = by_topic(result.outputs)["audit_record"]
+
+    def total(name: str) -> float:
+        return sum(s.value for m in r.collect() for s in m.samples if s.name == f"{name}_total")
+
+    assert total("tower_events_in") == 200
+    assert total("tower_dead_letters") == 7
+    assert total("tower_decisions") == len(audits) == 193
+    approved = sum(a["outcome"] == "approved" for a in audits)
+    assert total("tower_approved_actions") == approved > 0
+    by_outcome = (
+        r.get_sample_value("tower_decisions_total", {"outcome": "approved", "rule": "-"}) or 0
+    )
+    assert by_outcome <= approved

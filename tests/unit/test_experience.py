@@ -293,3 +293,35 @@ def test_transforms_of_outgoing_content_are_counted_by_kind():
     _, observations = observe(state.journey, ev, decision)
     kinds = sorted(dict(o.labels)["transform"] for o in observations if o.name == TRANSFORMS)
     assert kinds == ["disclosure", "pii_redaction"]
+
+
+def test_a_tally_applies_the_same_counts_as_recording_one_by_one():
+    from pipeline.shell.metrics import Tally
+
+    observations, _ = run(ALL_KINDS)
+    observations += [
+        xp.obs(xp.CHANNEL_SWITCHES, to_channel="sms", from_channel="chat"),  # kwargs order
+        xp.obs(xp.COST_TO_SERVE, 0.5, action="reply", channel="chat"),
+    ]
+    direct, batched = TowerMetrics(), TowerMetrics()
+    tally = Tally()
+    for _ in range(2):  # the same label sets twice: one increment of 2 each
+        direct.experience.record(observations)
+        batched.experience.record(observations, tally)
+    tally.flush()
+
+    def samples(m: TowerMetrics) -> dict:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for metric in m.registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(batched) == samples(direct)
+    assert (
+        direct.registry.get_sample_value(
+            "tower_channel_switches_total", {"from_channel": "chat", "to_channel": "sms"}
+        )
+        == 2
+    )

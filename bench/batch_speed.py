@@ -1,0 +1,64 @@
+"""Events/s of a worker's CPU work alone: `BatchProcessor.process` (decode, decide, state
+bytes, audit and action encoding, metrics) on the throughput harness' records, in batches,
+with the states in a dict. No broker: this is the ceiling the Kafka side can approach.
+
+Run: `python -m bench.batch_speed [--events N] [--profile]` (`--profile` prints cProfile's
+busiest functions by own time).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.core.policy_document import load_policy
+from pipeline.ops.simulator import AgentSimulator
+from pipeline.settings import Settings
+from pipeline.shell.batch import BatchProcessor, DictStateStore, InputRecord
+
+FULL_POLICY_FILE = Path(__file__).with_name("policy.full.yaml")
+
+
+def batches(events: int, customers: int, partitions: int, size: int) -> list[list[InputRecord]]:
+    records = AgentSimulator(customers=customers, seed=3).records(events)
+    inputs = [
+        InputRecord(r.key, r.value, hash(r.key) % partitions, i, None)
+        for i, r in enumerate(records)
+    ]
+    return [inputs[i : i + size] for i in range(0, len(inputs), size)]
+
+
+def run(work: list[list[InputRecord]], processor: BatchProcessor) -> float:
+    store = DictStateStore()
+    start = time.perf_counter()
+    for batch in work:
+        processor.process_and_save(batch, store)
+    return sum(map(len, work)) / (time.perf_counter() - start)
+
+
+@click.command()
+@click.option("--events", default=60_000, show_default=True, help="Records to process.")
+@click.option("--customers", default=5_000, show_default=True)
+@click.option("--batch-size", default=500, show_default=True, help="Records per batch.")
+@click.option("--repeat", default=3, show_default=True, help="Runs; the best one counts.")
+@click.option("--profile/--no-profile", default=False, help="cProfile one more run.")
+def main(events: int, customers: int, batch_size: int, repeat: int, profile: bool) -> None:
+    """Events/s of BatchProcessor.process with every rule on (bench/policy.full.yaml)."""
+    policy = load_policy(FULL_POLICY_FILE.read_text())
+    work = batches(events, customers, 8, batch_size)
+    best = max(run(work, BatchProcessor(Settings(), lambda: policy)) for _ in range(repeat))
+    click.echo(
+        f"BatchProcessor.process: {best:,.0f} events/s, best of {repeat} ({events:,} events)"
+    )
+    if profile:
+        prof = cProfile.Profile()
+        prof.runcall(run, work, BatchProcessor(Settings(), lambda: policy))
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
