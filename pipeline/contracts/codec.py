@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import struct
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -389,6 +390,11 @@ def encode_record(name: str, record: Mapping[str, Any], fmt: str = "avro") -> by
     """
     info = schemas.get(name)
     if fmt == "avro":
+        if info.writer is not None:
+            try:
+                return MAGIC + info.fingerprint + info.writer(record)
+            except (TypeError, ValueError, KeyError, AttributeError, struct.error):
+                pass  # fastavro below names the offending field in its error
         buf = _buffer()
         buf.write(MAGIC)
         buf.write(info.fingerprint)

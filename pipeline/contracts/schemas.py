@@ -16,6 +16,8 @@ import orjson
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
 
+from pipeline.contracts.avro_writer import Writer, compile_writer
+
 NAMES: tuple[str, ...] = ("agent_event", "approved_action", "audit_record", "dead_letter")
 
 _EMPTY = 0xC15D213AA4D7A795
@@ -50,6 +52,8 @@ class SchemaInfo:
     parsed: Any
     canonical: str
     fingerprint: bytes  # 8 bytes, little-endian, as written after the C3 01 magic
+    #: compiled encoder (pipeline/contracts/avro_writer.py); None: use fastavro's writer
+    writer: Writer | None = None
 
 
 def schema_dir() -> Path:
@@ -69,7 +73,11 @@ def get(name: str) -> SchemaInfo:
     parsed = parse_schema(raw)
     canonical = to_parsing_canonical_form(raw)
     fp = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
-    return SchemaInfo(name=name, parsed=parsed, canonical=canonical, fingerprint=fp)
+    try:
+        writer: Writer | None = compile_writer(raw)
+    except NotImplementedError:  # a type the compiled writer does not cover
+        writer = None
+    return SchemaInfo(name, parsed, canonical, fp, writer)
 
 
 @cache
