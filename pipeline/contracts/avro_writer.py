@@ -65,6 +65,7 @@ _PRIMITIVES = {
 class _Compiler:
     def __init__(self) -> None:
         self.env: dict[str, Any] = {
+            "_ONE_BYTE": _ONE_BYTE,
             "_long": _long,
             "_bytes": _bytes,
             "_string": _string,
@@ -93,6 +94,15 @@ class _Compiler:
     def value(self, schema: Any, var: str, depth: int) -> list[str]:
         """Statements appending the encoding of `var` (of type `schema`) to `out`."""
         if isinstance(schema, str):
+            if schema in ("string", "bytes"):  # inlined: most of a record's fields
+                b = f"b{depth}"
+                encode = ".encode()" if schema == "string" else ""
+                return [
+                    f"{b} = {var}{encode}",
+                    f"n = len({b})",
+                    "out.append(_ONE_BYTE[n << 1] if n < 64 else _long(n))",
+                    f"out.append({b})",
+                ]
             if schema in _PRIMITIVES:
                 return [f"out.append({_PRIMITIVES[schema]}({var}))"]
             raise NotImplementedError(f"Avro type {schema!r}")
