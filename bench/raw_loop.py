@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import event_to_dict
+from pipeline.native.polling import take_available
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     while running:
-        msgs = consumer.consume(500, 0.05)
+        msgs = take_available(consumer, 500, 0.05)
         for msg in msgs:
             if msg.error():
                 continue

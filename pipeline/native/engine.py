@@ -31,6 +31,7 @@ from confluent_kafka import (
 )
 
 from pipeline.native.changelog import changelog_topic, restore_partitions
+from pipeline.native.polling import take_available
 from pipeline.native.state_store import LocalStores, OverlayStore
 from pipeline.native.wakeups import BatchPlan, Polled, plan_batch
 from pipeline.settings import Settings
@@ -123,7 +124,9 @@ class NativeEngine:
         )
         try:
             while not self._stopping:
-                msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_within_s)
+                msgs = take_available(
+                    self.consumer, self.settings.batch_size, self.settings.batch_within_s
+                )
                 self._resume_due(time.time())
                 batch = self._polled(msgs)
                 if not batch:

@@ -114,3 +114,24 @@ def test_rebalance_scenario_second_worker_joins_and_leaves(
     """test_crash_and_rebalance's rebalance scenario; the second worker is native too."""
     monkeypatch.setenv("TOWER_ENGINE", "native")
     crash.test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, native, tmp_path)
+
+
+def test_a_batch_is_taken_as_soon_as_a_record_is_there(tower_settings):
+    """`take_available` returns what is queued instead of waiting to fill the batch; plain
+    `consume(1000, 30)` would sit out the 30 s for three records."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipeline.native.polling import take_available
+
+    topic = tower_settings.topics.events
+    consumer = Consumer({"bootstrap.servers": tower_settings.bootstrap, "group.id": "take"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(tower_settings.partitions)])
+    assert take_available(consumer, 1000, 0.2) == []  # nothing there: waits, then empty
+    produce(tower_settings.bootstrap, topic, [(b"c%d" % i, b"{}") for i in range(3)])
+    started = time.monotonic()
+    got: list = []
+    while len(got) < 3:
+        got += take_available(consumer, 1000, 30)
+    assert time.monotonic() - started < 15, "waited for the batch to fill"
+    assert sorted(m.key() for m in got) == [b"c0", b"c1", b"c2"]
+    consumer.close()
