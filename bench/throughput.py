@@ -299,7 +299,7 @@ def _latency(
     proc = setup.start()
     reader = _OutputReader(bootstrap, setup.sink, list(setup.extra_sinks), partitions)
     reader.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, **JAVA_PARTITIONER})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **JAVA_PARTITIONER})
     produced_at: dict[str, float] = {}
     output_due: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
     worker_lag: list[tuple[float, float]] = []
@@ -415,18 +415,25 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     "--contenders",
     default=",".join(CONTENDERS),
     show_default=True,
-    help="Comma list of raw, faust, tower; empty for latency only (needs --rate).",
+    help="Comma list of raw, faust, tower, tower-eos, native; empty for latency only.",
 )
 @click.option(
     "--latency/--no-latency",
     default=False,
     show_default=True,
-    help="Also measure the Tower worker's end-to-end latency at a fixed rate.",
+    help="Also measure end-to-end latency at a fixed rate (see --latency-of).",
+)
+@click.option(
+    "--latency-of",
+    default="",
+    help="Comma list of contenders whose latency --latency measures [default: the chosen "
+    "ones, or native if none].",
 )
 @click.option(
     "--rate",
     type=float,
-    help="Events/s for --latency [default: half the Tower rate measured in this run].",
+    help="Events/s for --latency [default: half of each contender's rate measured in this "
+    "run, i.e. half its sustainable load].",
 )
 @click.option("--seconds", default=20.0, show_default=True, help="Duration of --latency.")
 @click.option(
@@ -466,6 +473,7 @@ def main(
     partitions: int,
     contenders: str,
     latency: bool,
+    latency_of: str,
     rate: float | None,
     seconds: float,
     policy_file: Path,
@@ -488,8 +496,13 @@ def main(
     unknown = set(chosen) - set(CONTENDERS)
     if unknown:
         raise click.BadParameter(f"unknown contender(s) {sorted(unknown)}", param_hint="contenders")
-    if latency and rate is None and "tower" not in chosen:
-        raise click.UsageError("--latency without the tower contender needs --rate")
+    measured = [c.strip() for c in latency_of.split(",") if c.strip()] or chosen or ["native"]
+    if set(measured) - set(CONTENDERS):
+        raise click.BadParameter(f"unknown contender(s) in {measured}", param_hint="latency-of")
+    if latency and rate is None and set(measured) - set(chosen):
+        raise click.UsageError(
+            "--latency of a contender without a throughput run in this invocation needs --rate"
+        )
     work = Path(tempfile.mkdtemp(prefix="tower-bench-"))
     plots_dir = plots_dir or work
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -505,13 +518,11 @@ def main(
                 name, bootstrap, records, partitions, work, tag, policy_file, timeout, profile
             )
         lats: dict[str, Latency] = {}
-        if latency:
-            if rate is None:
-                rate = round(out["tower"].rate / 2)
-            for name in chosen or ["tower"]:
-                lats[name] = _latency(
-                    name, bootstrap, partitions, work, tag, policy_file, rate, seconds, customers
-                )
+        for name in measured if latency else ():
+            at = rate or round(out[name].rate / 2)
+            lats[name] = _latency(
+                name, bootstrap, partitions, work, tag, policy_file, at, seconds, customers
+            )
     finally:
         if broker is not None:
             broker.down()
@@ -573,10 +584,11 @@ def _report(
         report["latency"] = {}
         first = next(iter(lats.values()))
         click.echo(
-            f"\nend-to-end latency at {first.rate:.0f} events/s for {first.seconds:.1f} s "
+            f"\nend-to-end latency for {first.seconds:.1f} s at a fixed rate "
             "(ms from the input's produce timestamp to the output consumed):"
         )
-        click.echo(f"{'contender / output':<46}{'n':>7}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
+        heads = ("rate/s", "n", "p50", "p95", "p99", "max")
+        click.echo(f"{'contender / output':<40}" + "".join(f"{h:>9}" for h in heads))
         for key, lat in lats.items():
             rows = [("pass-through record" if key not in TOWERS else "audit record", lat.audit_ms)]
             if key in TOWERS:
@@ -593,7 +605,7 @@ def _report(
                 entry[label.replace(" ", "_") + "_ms"] = {"n": len(values), **p}
                 if p:
                     click.echo(
-                        f"{key + ' / ' + label:<46}{len(values):>7}"
+                        f"{key + ' / ' + label:<40}{lat.rate:>9.0f}{len(values):>9}"
                         + "".join(f"{p[k]:>9.1f}" for k in ("p50", "p95", "p99", "max"))
                     )
             drift = _drift(lat.series)
@@ -613,15 +625,13 @@ def _report(
                 q1, q4 = entry["p50_first_vs_last_quarter_ms"]
                 click.echo(f"  {key}: p50 in the first / last quarter {q1:.1f} / {q4:.1f} ms")
         hist = {
-            (f"{k}: approved actions" if k in TOWERS else f"{k}: pass-through"): (
+            (f"{k} @ {v.rate:.0f}/s: " + ("approved actions" if k in TOWERS else "pass-through")): (
                 v.approved_ms if k in TOWERS else v.audit_ms
             )
             for k, v in lats.items()
         }
         png = plots.latency_histogram(
-            hist,
-            plots_dir / "bench-latency.png",
-            f"End-to-end latency at {first.rate:.0f} events/s",
+            hist, plots_dir / "bench-latency.png", "End-to-end latency at a fixed rate"
         )
         if png:
             click.echo(f"plot: {png}")

@@ -89,6 +89,15 @@ class NativeEngine:
                 "transaction.timeout.ms": 30_000,
                 "linger.ms": 5,
                 "batch.size": 512 * 1024,
+                # back-to-back transactions: the coordinator answers CONCURRENT_TRANSACTIONS
+                # while it finishes the previous one; librdkafka's default 100 ms backoff (up
+                # to 1 s, growing) then lands on every batch's latency
+                # (confluent-kafka-python#967, KAFKA-5477)
+                "retry.backoff.ms": 5,
+                "retry.backoff.max.ms": 25,
+                # audit records carry JSON and repeated ids: cheap to compress, and fewer
+                # bytes for the broker to write and serve
+                "compression.type": "lz4",
             }
         )
 
@@ -191,7 +200,9 @@ class NativeEngine:
                 overlay.save(write.partition, write.key, write.value)
             outputs.extend(result.outputs)
         self._delivered = {}
+        timer = self.processor.metrics.transaction_seconds
         try:
+            started = time.perf_counter()
             self.producer.begin_transaction()
             for out in outputs:
                 self._produce(out.topic, out.key, out.value, out.partition)
@@ -201,7 +212,10 @@ class NativeEngine:
             self.producer.send_offsets_to_transaction(
                 offsets, self.consumer.consumer_group_metadata(), 30
             )
+            sent = time.perf_counter()
             self.producer.commit_transaction(60)
+            timer.labels("send").observe(sent - started)
+            timer.labels("commit").observe(time.perf_counter() - sent)
         except KafkaException as exc:
             self._recover(exc)
             return

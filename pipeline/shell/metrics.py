@@ -76,6 +76,14 @@ class TowerMetrics:
             buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
             registry=r,
         )
+        self.transaction_seconds = Histogram(
+            "tower_transaction_seconds",
+            "Native engine, per batch: produce + send_offsets_to_transaction (step=send), "
+            "then commit_transaction (step=commit)",
+            ["step"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.policy_info = Gauge(
             "tower_policy_info",
             "The policy version in force (value is always 1)",
