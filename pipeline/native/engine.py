@@ -7,6 +7,12 @@ revocation only happens inside `consume()`, i.e. between two transactions, so a 
 never finds half-written state. Restores run in the assignment callback, before the first
 record of a partition is decided.
 
+Pipelining: a batch's commit (send_offsets_to_transaction + commit_transaction, network
+waits that release the GIL) runs on a helper thread while the main thread consumes and
+decides the next batch on top of the in-flight batch's state. The next batch is produced
+only after that commit succeeded; if it failed, both batches are redone from the committed
+offsets. Rebalance callbacks wait for the commit in flight before touching the databases.
+
 Errors: an abortable transaction error (e.g. a rebalance fenced the group generation) is
 aborted, the consumer is rewound to the committed offsets, and the batch is decided again
 from the untouched local state. A fatal error (producer fenced by a newer instance) ends
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -29,6 +36,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from prometheus_client import Histogram
 
 from pipeline.native.changelog import changelog_topic, restore_partitions
 from pipeline.native.polling import take_available
@@ -38,6 +46,41 @@ from pipeline.settings import Settings
 from pipeline.shell.batch import BatchProcessor, InputRecord, OutputRecord
 
 log = logging.getLogger(__name__)
+
+
+class _InFlight:
+    """A batch whose transaction is being committed on a helper thread."""
+
+    def __init__(self, overlay: OverlayStore) -> None:
+        self.overlay = overlay
+        self.error: KafkaException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(
+        self,
+        producer: Producer,
+        offsets: list[TopicPartition],
+        group: Any,
+        timer: Histogram,
+    ) -> None:
+        def commit() -> None:
+            try:
+                started = time.perf_counter()
+                producer.send_offsets_to_transaction(offsets, group, 30)
+                sent = time.perf_counter()
+                producer.commit_transaction(60)
+                timer.labels("send").observe(sent - started)
+                timer.labels("commit").observe(time.perf_counter() - sent)
+            except KafkaException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=commit, name="tower-commit", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> KafkaException | None:
+        if self._thread is not None:
+            self._thread.join()
+        return self.error
 
 
 def instance_id(settings: Settings) -> str:
@@ -68,6 +111,9 @@ class NativeEngine:
         self.aborts = 0
         self._stopping = False
         self._delivered: dict[int, int] = {}
+        self._inflight: _InFlight | None = None
+        #: a failed commit noticed inside a rebalance callback, recovered in the loop
+        self._failed: KafkaException | None = None
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap,
@@ -111,12 +157,14 @@ class NativeEngine:
     # --- rebalance callbacks (run inside consume(), between transactions) ---------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._settle_in_callback()
         numbers = {tp.partition for tp in partitions}
         dbs = {p: self.stores.open(p) for p in numbers}
         restore_partitions(self.settings.bootstrap, self.changelog, dbs)
         self.paused.clear()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._settle_in_callback()
         for p in {tp.partition for tp in partitions}:
             self.stores.close(p)
             self.paused.pop(p, None)
@@ -138,7 +186,12 @@ class NativeEngine:
                 )
                 self._resume_due(time.time())
                 batch = self._polled(msgs)
+                if self._failed is not None:  # the batch read past it is redone too
+                    exc, self._failed = self._failed, None
+                    self._recover(exc)
+                    continue
                 if not batch:
+                    self._settle()  # idle: make the batch in flight durable locally now
                     continue
                 plan = plan_batch(batch, self.events, self.wakeups, time.time(), set(self.paused))
                 for p, (offset, deadline) in plan.hold_back.items():
@@ -146,6 +199,7 @@ class NativeEngine:
                 if plan.offsets:
                     self._transact(plan)
         finally:
+            self._settle(recover=False)
             self.consumer.close()  # revokes: closes the partition databases
             self.stores.close_all()
             self.producer.flush(10)
@@ -187,7 +241,8 @@ class NativeEngine:
                 del self.paused[p]
 
     def _transact(self, plan: BatchPlan) -> None:
-        overlay = OverlayStore(self.stores)
+        inflight = self._inflight
+        overlay = OverlayStore(self.stores, under=inflight.overlay if inflight else None)
         outputs: list[OutputRecord] = []
         results = [self.processor.process(plan.events, overlay)] if plan.events else []
         for w in results:
@@ -199,29 +254,51 @@ class NativeEngine:
             for write in result.state_writes:
                 overlay.save(write.partition, write.key, write.value)
             outputs.extend(result.outputs)
+        if not self._settle():
+            return  # the batch before failed: this one was decided on its state, redo both
+        overlay.under = None  # what it read through is in the databases now
         self._delivered = {}
-        timer = self.processor.metrics.transaction_seconds
         try:
-            started = time.perf_counter()
             self.producer.begin_transaction()
             for out in outputs:
                 self._produce(out.topic, out.key, out.value, out.partition)
             for (partition, key), value in overlay.writes.items():
                 self._produce(self.changelog, key, value, partition, self._on_changelog)
-            offsets = [TopicPartition(t, p, o) for (t, p), o in plan.offsets.items()]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), 30
-            )
-            sent = time.perf_counter()
-            self.producer.commit_transaction(60)
-            timer.labels("send").observe(sent - started)
-            timer.labels("commit").observe(time.perf_counter() - sent)
         except KafkaException as exc:
             self._recover(exc)
             return
-        self.producer.poll(0)  # any delivery report not yet served
-        self.transactions += 1
-        overlay.commit_to({p: offset + 1 for p, offset in self._delivered.items()})
+        offsets = [TopicPartition(t, p, o) for (t, p), o in plan.offsets.items()]
+        self._inflight = _InFlight(overlay)
+        self._inflight.start(
+            self.producer,
+            offsets,
+            self.consumer.consumer_group_metadata(),
+            self.processor.metrics.transaction_seconds,
+        )
+
+    def _settle(self, recover: bool = True) -> bool:
+        """Wait for the commit in flight; apply its writes locally if it succeeded.
+
+        False if it failed: then (with `recover`) the transaction is aborted and the
+        consumer rewound to the committed offsets."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return True
+        error = inflight.wait()
+        if error is None:
+            self.producer.poll(0)  # any delivery report not yet served
+            self.transactions += 1
+            inflight.overlay.commit_to({p: o + 1 for p, o in self._delivered.items()})
+            return True
+        if recover:
+            self._recover(error)
+        return False
+
+    def _settle_in_callback(self) -> None:
+        """Rebalance callbacks run inside consume(): settle, leave recovery to the loop."""
+        inflight = self._inflight
+        if inflight is not None and not self._settle(recover=False):
+            self._failed = inflight.error
 
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, partition: int, cb: Any = None

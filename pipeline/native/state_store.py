@@ -94,12 +94,16 @@ class OverlayStore:
     Nothing reaches disk until `commit_to`; an aborted transaction just drops the overlay.
     """
 
-    def __init__(self, base: LocalStores) -> None:
+    def __init__(self, base: LocalStores, under: OverlayStore | None = None) -> None:
         self.base = base
+        #: the transaction in flight: written to the log, not yet to the databases
+        self.under = under
         self.writes: dict[tuple[int, bytes], bytes] = {}
 
     def load(self, partition: int, key: bytes) -> bytes | None:
         value = self.writes.get((partition, key))
+        if value is None and self.under is not None:
+            value = self.under.writes.get((partition, key))
         return value if value is not None else self.base.load(partition, key)
 
     def save(self, partition: int, key: bytes, value: bytes) -> None:
