@@ -45,6 +45,17 @@ def start_broker(bootstrap: str | None, port: int, run_dir: Path) -> tuple[str, 
     return broker.bootstrap, broker
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a live process has used (Linux /proc), None if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
     admin = admin_client(bootstrap)
     for fut in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():

@@ -38,6 +38,7 @@ from bench import plots
 from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
+    cpu_seconds,
     create_plain_topics,
     free_port,
     inclusive_share,
@@ -60,21 +61,25 @@ from pipeline.native.polling import take_available
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.ops.topics import create_topics
 
-CONTENDERS = ("raw", "faust", "tower", "tower-eos", "native")
+CONTENDERS = ("raw", "faust", "tower", "tower-eos", "native", "native-x2")
 LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
     "tower": "Tower worker, full rule set",
     "tower-eos": "Tower worker, Faust exactly_once",
     "native": "Tower worker, native engine (EOS)",
+    "native-x2": "two native Tower workers, one group",
 }
 #: Contenders that run the Tower worker: their outputs are audit records and actions.
-TOWERS = frozenset({"tower", "tower-eos", "native"})
+TOWERS = frozenset({"tower", "tower-eos", "native", "native-x2"})
 #: Extra environment per Tower contender.
 TOWER_ENV = {
     "tower-eos": {"TOWER_PROCESSING_GUARANTEE": "exactly_once"},
     "native": {"TOWER_ENGINE": "native"},
+    "native-x2": {"TOWER_ENGINE": "native"},
 }
+#: Worker processes per contender (one unless listed): they share the partitions.
+WORKERS = {"native-x2": 2}
 #: Frames worth a line in the profile summary: where a batch's time goes, inclusive.
 PROFILE_MARKERS = (
     "decode_event",
@@ -106,6 +111,8 @@ class Result:
     wall: float
     per_second: dict[int, int] = field(default_factory=dict)
     lag: list[tuple[float, int, int]] = field(default_factory=list)
+    #: cores busy from the first to the last output: the contender's processes, the broker
+    cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -127,9 +134,10 @@ class _Setup:
     source: str
     sink: str
     group: str
-    start: Callable[[], subprocess.Popen[bytes]]
+    start: Callable[[], list[subprocess.Popen[bytes]]]
     extra_sinks: tuple[str, ...] = ()
     web_port: int = 0
+    worker_ports: list[int] = field(default_factory=list)
 
 
 def _setup(
@@ -141,14 +149,21 @@ def _setup(
         create_topics(settings).raise_for_problems()
         t = settings.topics
 
-        def start_worker() -> subprocess.Popen[bytes]:
-            if name in TOWER_ENV:
-                setup.web_port = free_port()
-                env = {**tower_env(settings, setup.web_port, policy_file), **TOWER_ENV[name]}
+        def start_worker() -> list[subprocess.Popen[bytes]]:
+            if name not in TOWER_ENV:
+                proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
+                return [proc]
+            procs = []
+            for i in range(WORKERS.get(name, 1)):
+                port = setup.worker_ports[i] if i < len(setup.worker_ports) else free_port()
+                if i == len(setup.worker_ports):
+                    setup.worker_ports.append(port)
+                setup.web_port = setup.worker_ports[0]  # the first worker's metrics
+                env = {**tower_env(settings, port, policy_file), **TOWER_ENV[name]}
+                env["TOWER_DATA_DIR"] += f"/worker-{i}"
                 cmd = [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "info"]
-                return run_process(cmd, env, work / f"{name}-{tag}.log")
-            proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
-            return proc
+                procs.append(run_process(cmd, env, work / f"{name}-{tag}-{i}.log"))
+            return procs
 
         setup = _Setup(t.events, t.audit, settings.app_id, start_worker, (t.approved,))
         return setup
@@ -168,7 +183,7 @@ def _setup(
     }
     log = work / f"{name}-{tag}.log"
     return _Setup(
-        source, sink, group, lambda: run_process([sys.executable, "-m", module], env, log)
+        source, sink, group, lambda: [run_process([sys.executable, "-m", module], env, log)]
     )
 
 
@@ -182,32 +197,78 @@ def _run_contender(
     policy_file: Path,
     timeout: float,
     profile: bool,
+    broker_pid: int | None,
 ) -> Result:
     """Load the backlog, start the contender, watch its output, sample its group's lag."""
     setup = _setup(name, bootstrap, partitions, work, f"{tag}-tp", policy_file)
     source, sink, group, start = setup.source, setup.sink, setup.group, setup.start
+    if WORKERS.get(name, 1) > 1:
+        _settle_group(start, setup.worker_ports)
     produce_all(bootstrap, source, records)
     expected = len(records)  # one audit / one pass-through record per input
     t0 = time.time()
     sampler = LagSampler(bootstrap, group, source, partitions, t0)
     sampler.start()
-    proc = start()
+    procs = start()
     profiles: list[subprocess.Popen[bytes] | None] = []
+    cpu: list[tuple[float, float, float | None]] = []  # (monotonic, contender, broker)
 
-    def begin_profile() -> None:
+    def sample_cpu() -> None:
+        used = sum(cpu_seconds(p.pid) or 0.0 for p in procs)
+        cpu.append((time.monotonic(), used, cpu_seconds(broker_pid)))
+
+    def on_first_output() -> None:
+        sample_cpu()
         if profile and name in TOWERS:
-            profiles.append(start_profile(proc.pid, work / f"{name}.folded"))
+            profiles.append(start_profile(procs[0].pid, work / f"{name}.folded"))
 
     try:
-        w = watch(bootstrap, sink, partitions, expected, timeout, LABELS[name], t0, begin_profile)
+        w = watch(bootstrap, sink, partitions, expected, timeout, LABELS[name], t0, on_first_output)
+        sample_cpu()
         time.sleep(2.5)  # one more commit interval, so the lag series ends at zero
     finally:
         for prof in profiles:
             stop_profile(prof)
-        stop_process(proc)
+        for proc in procs:
+            stop_process(proc)
         lag = sampler.stop()
     wall = (w.last - t0) if w.last else 0.0
-    return Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag)
+    cores = {}
+    if len(cpu) == 2 and cpu[1][0] > cpu[0][0]:
+        (t1, c1, b1), (t2, c2, b2) = cpu
+        cores["contender"] = (c2 - c1) / (t2 - t1)
+        if b1 is not None and b2 is not None:
+            cores["broker"] = (b2 - b1) / (t2 - t1)
+    return Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores)
+
+
+def _settle_group(start: Callable[[], list[subprocess.Popen[bytes]]], ports: list[int]) -> None:
+    """Start the workers on the empty topic until each owns partitions, then stop them.
+
+    They are static group members (`group.instance.id`), so when they start again on the
+    backlog they get the same partitions back at once: the measured run has no rebalance
+    and no restore, like the single worker it is compared with."""
+    import urllib.request
+
+    procs = start()
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            owned = []
+            for port in ports:
+                try:
+                    url = f"http://127.0.0.1:{port}/healthz"
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        owned.append(bool(json.loads(resp.read())["partitions"]))
+                except (OSError, ValueError, KeyError):
+                    owned.append(False)
+            if all(owned):
+                return
+            time.sleep(0.5)
+        raise click.ClickException("the workers did not share the partitions within 120 s")
+    finally:
+        for proc in procs:
+            stop_process(proc)
 
 
 # --- latency -------------------------------------------------------------------------------
@@ -228,6 +289,8 @@ class Latency:
     series: list[tuple[float, float]] = field(default_factory=list)
     #: the worker's own histogram: record timestamp -> start of deciding its batch (s, count)
     worker_lag: list[tuple[float, float]] = field(default_factory=list)
+    #: native engine: the worker's commit_transaction durations (s, count)
+    worker_commit: list[tuple[float, float]] = field(default_factory=list)
 
     def percentiles(self, values: list[float]) -> dict[str, float]:
         if not values:
@@ -296,13 +359,14 @@ def _latency(
     total = warmup + int(rate * seconds)
     sim = AgentSimulator(customers=customers, seed=11).records(total)
     setup = _setup(name, bootstrap, partitions, work, f"{tag}-lat", policy_file)
-    proc = setup.start()
+    procs = setup.start()
     reader = _OutputReader(bootstrap, setup.sink, list(setup.extra_sinks), partitions)
     reader.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **JAVA_PARTITIONER})
     produced_at: dict[str, float] = {}
     output_due: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
     worker_lag: list[tuple[float, float]] = []
+    worker_commit: list[tuple[float, float]] = []
     try:
         for r in sim[:warmup]:
             producer.produce(setup.source, key=r.key, value=r.value)
@@ -341,9 +405,13 @@ def _latency(
         time.sleep(1.0)
         if setup.web_port:
             worker_lag = _scrape_histogram(setup.web_port, "tower_end_to_end_lag_seconds")
+            worker_commit = _scrape_histogram(
+                setup.web_port, "tower_transaction_seconds", 'step="commit"'
+            )
     finally:
         reader.stop()
-        stop_process(proc)
+        for proc in procs:
+            stop_process(proc)
     approved, per_input, series = [], [], []
     for topic, seen_at, key, value in reader.seen:
         if topic != setup.sink:  # approved-actions
@@ -364,12 +432,21 @@ def _latency(
                 series.append((seen_at - per_input[-1] / 1000 - start, per_input[-1]))
     missing = sum(len(q) for q in output_due.values())
     return Latency(
-        rate, len(sim) - warmup, elapsed, approved, per_input, missing, series, worker_lag
+        rate,
+        len(sim) - warmup,
+        elapsed,
+        approved,
+        per_input,
+        missing,
+        series,
+        worker_lag,
+        worker_commit,
     )
 
 
-def _scrape_histogram(port: int, name: str) -> list[tuple[float, float]]:
-    """Cumulative buckets (le, count) of one histogram on the worker's /metrics page."""
+def _scrape_histogram(port: int, name: str, labels: str = "") -> list[tuple[float, float]]:
+    """Cumulative buckets (le, count) of one histogram on the worker's /metrics page,
+    of the series whose labels contain `labels` (e.g. 'step="commit"')."""
     import urllib.request
 
     try:
@@ -379,7 +456,7 @@ def _scrape_histogram(port: int, name: str) -> list[tuple[float, float]]:
         return []
     out = []
     for line in text.splitlines():
-        if line.startswith(f"{name}_bucket{{"):
+        if line.startswith(f"{name}_bucket{{") and labels in line:
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out.append((float(le), float(line.rsplit(" ", 1)[1])))
     return out
@@ -415,7 +492,8 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     "--contenders",
     default=",".join(CONTENDERS),
     show_default=True,
-    help="Comma list of raw, faust, tower, tower-eos, native; empty for latency only.",
+    help="Comma list of raw, faust, tower, tower-eos, native, native-x2 (two native workers); "
+    "empty for latency only.",
 )
 @click.option(
     "--latency/--no-latency",
@@ -515,7 +593,16 @@ def main(
         out: dict[str, Result] = {}
         for name in chosen:
             out[name] = _run_contender(
-                name, bootstrap, records, partitions, work, tag, policy_file, timeout, profile
+                name,
+                bootstrap,
+                records,
+                partitions,
+                work,
+                tag,
+                policy_file,
+                timeout,
+                profile,
+                broker.status().pid if broker else None,
             )
         lats: dict[str, Latency] = {}
         for name in measured if latency else ():
@@ -545,9 +632,18 @@ def _report(
     """Print the final table; return everything for JSON and the docs."""
     report: dict[str, Any] = {"contenders": {}}
     click.echo()
-    click.echo(f"{'contender':<46}{'records':>9}{'seconds':>9}{'events/s':>10}{'start→last':>12}")
+    click.echo(
+        f"{'contender':<46}{'records':>9}{'seconds':>9}{'events/s':>10}{'start→last':>12}"
+        f"{'cores: it':>11}{'broker':>8}"
+    )
     for key, r in out.items():
-        click.echo(f"{r.name:<46}{r.records:>9}{r.seconds:>9.2f}{r.rate:>10.0f}{r.wall:>11.1f}s")
+        busy = "".join(
+            f"{r.cores[k]:>{w}.2f}" if k in r.cores else f"{'-':>{w}}"
+            for k, w in (("contender", 11), ("broker", 8))
+        )
+        click.echo(
+            f"{r.name:<46}{r.records:>9}{r.seconds:>9.2f}{r.rate:>10.0f}{r.wall:>11.1f}s{busy}"
+        )
         report["contenders"][key] = {
             "name": r.name,
             "records": r.records,
@@ -556,9 +652,10 @@ def _report(
             "start_to_last_s": r.wall,
             "per_second": r.per_second,
             "lag": r.lag,
+            "cores": r.cores,
         }
     for mine in sorted(TOWERS & out.keys()):
-        for other in ("raw", "faust", "tower"):
+        for other in ("raw", "faust", "tower", "native"):
             if other != mine and other in out and out[other].rate:
                 ratio = out[mine].rate / out[other].rate
                 report[f"ratio_{mine}_{other}"] = ratio
@@ -617,6 +714,16 @@ def _report(
                 }
                 entry["worker_record_to_decision_bucket_bound_s"] = qs
                 entry["worker_lag_buckets"] = lat.worker_lag
+            if lat.worker_commit:
+                commit = {
+                    k: _bucket_quantile(lat.worker_commit, q)
+                    for k, q in (("p50", 0.5), ("p99", 0.99))
+                }
+                entry["worker_commit_bucket_bound_s"] = commit
+                click.echo(
+                    f"  {key}: commit_transaction p50 <= {commit['p50']} s, "
+                    f"p99 <= {commit['p99']} s (worker histogram, warm-up included)"
+                )
             if lat.missing:
                 click.echo(f"  {key}: {lat.missing} inputs without an output within the drain time")
             report["latency"][key] = entry
