@@ -48,8 +48,9 @@ format: install
 	$(BIN)/ruff format pipeline tests bench
 	$(BIN)/ruff check --fix pipeline tests bench
 
-bench: install kafka-jars  ## throughput: tower worker vs a Faust pass-through, same broker and data
-	$(BIN)/python -m bench.throughput
+BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2 --latency --latency-of native
+bench: install kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers (docs/benchmarks.md)
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:  ## remove the venv and local state (not the Kafka jar cache)
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
