@@ -31,8 +31,11 @@ demo: install kafka-jars  ## local Kafka, topics, a worker, simulated agents, a 
 test: install kafka-jars lint  ## unit + integration tests against a real broker the tests start
 	$(BIN)/pytest -m 'not soak' $(PYTEST_ARGS)
 
-soak: install kafka-jars  ## long or known-intermittent scenarios (see tests marked soak)
-	$(BIN)/pytest -m soak $(PYTEST_ARGS)
+SOAK_TALLY ?= var/soak-tally.jsonl
+soak: install kafka-jars  ## each crash/rebalance scenario 10x on both runtimes (TOWER_SOAK_RUNS), then the tally
+	@mkdir -p $(dir $(SOAK_TALLY)) && rm -f $(SOAK_TALLY)
+	TOWER_SOAK_TALLY=$(abspath $(SOAK_TALLY)) $(BIN)/pytest -m soak $(PYTEST_ARGS); \
+	  rc=$$?; $(BIN)/python -m tests.soak_tally $(SOAK_TALLY); exit $$rc
 
 unit: install  ## unit tests only (no broker)
 	$(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)

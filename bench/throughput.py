@@ -62,20 +62,18 @@ from pipeline.native.polling import take_available
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.ops.topics import create_topics
 
-CONTENDERS = ("raw", "faust", "tower", "tower-eos", "native", "native-x2")
+CONTENDERS = ("raw", "faust", "tower", "native", "native-x2")
 LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
     "tower": "Tower worker, full rule set",
-    "tower-eos": "Tower worker, Faust exactly_once",
     "native": "Tower worker, native engine (EOS)",
     "native-x2": "two native Tower workers, one group",
 }
 #: Contenders that run the Tower worker: their outputs are audit records and actions.
-TOWERS = frozenset({"tower", "tower-eos", "native", "native-x2"})
+TOWERS = frozenset({"tower", "native", "native-x2"})
 #: Extra environment per Tower contender.
 TOWER_ENV = {
-    "tower-eos": {"TOWER_PROCESSING_GUARANTEE": "exactly_once"},
     "native": {"TOWER_ENGINE": "native"},
     "native-x2": {"TOWER_ENGINE": "native"},
 }
@@ -505,7 +503,7 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     "--contenders",
     default=",".join(CONTENDERS),
     show_default=True,
-    help="Comma list of raw, faust, tower, tower-eos, native, native-x2 (two native workers); "
+    help="Comma list of raw, faust, tower, native, native-x2 (two native workers); "
     "empty for latency only.",
 )
 @click.option(

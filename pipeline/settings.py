@@ -5,6 +5,7 @@ One frozen object, read once at start-up, so nothing on the hot path touches `os
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -47,8 +48,8 @@ class Settings:
     policy_file: Path | None = None
     #: how long a starting worker waits to read the published policy before deciding
     policy_wait_s: float = 5.0
-    #: "at_least_once" (default) or "exactly_once" (Faust transactions; see README: it
-    #: does not hold up under crash tests with faust-streaming 0.11, kept for evaluation)
+    #: the Faust runtime is at-least-once, with input offsets of its own (README, Delivery
+    #: guarantee); exactly-once is the native runtime's. Kept to refuse an old setting.
     processing_guarantee: str = "at_least_once"
     engine: str = "faust"  # or "native" (pipeline/native: confluent-kafka, transactions)
     topics: TopicNames = field(default_factory=TopicNames)
@@ -77,7 +78,21 @@ class Settings:
             raise ValueError(
                 f"TOWER_OUTPUT_FORMAT must be 'avro' or 'json', not {settings.output_format!r}"
             )
+        if settings.processing_guarantee != "at_least_once":
+            raise ValueError(
+                f"TOWER_PROCESSING_GUARANTEE={settings.processing_guarantee!r} is not offered: "
+                "the Faust runtime is at-least-once with identical re-emits; for exactly-once "
+                "run the transactional runtime (TOWER_ENGINE=native)"
+            )
         return settings
+
+    def member_id(self, runtime: str) -> str:
+        """A static group member id, stable per data dir: a restarted worker rejoins with
+        its partitions at once instead of waiting for its killed predecessor's session to
+        expire. RocksDB's lock keeps two live processes off one data dir, so the id is
+        unique per live process."""
+        where = str(self.data_dir.resolve()).encode()
+        return f"{self.app_id}-{runtime}-{hashlib.sha1(where).hexdigest()[:12]}"
 
     @property
     def broker_url(self) -> str:

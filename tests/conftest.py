@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_PORT = int(os.environ.get("TOWER_TEST_KAFKA_PORT", "39092"))
 #: `TOWER_TEST_WORKER_LOGLEVEL=info` keeps more of the workers' logs for a failing test.
 WORKER_LOGLEVEL = os.environ.get("TOWER_TEST_WORKER_LOGLEVEL", "warning")
+MODULE = "pipeline.ops.cli"
 
 
 def free_port() -> int:
@@ -81,6 +82,9 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: the module run as `python -m MODULE worker`; tests.faults.faust_worker injects faults
+    #: (`TOWER_TEST_WORKER_MODULE` sets it for every test, to diagnose one that fails)
+    module: str = field(default_factory=lambda: os.environ.get("TOWER_TEST_WORKER_MODULE", MODULE))
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -103,7 +107,7 @@ class WorkerProcess:
         self.starts += 1
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
+            [sys.executable, "-m", self.module, "worker", "--loglevel", WORKER_LOGLEVEL],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

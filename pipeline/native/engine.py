@@ -21,7 +21,6 @@ the process: the state it could write is owned by someone else now.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from pipeline.native.state_store import LocalStores, OverlayStore
 from pipeline.native.wakeups import BatchPlan, Polled, plan_batch
 from pipeline.settings import Settings
 from pipeline.shell.batch import BatchProcessor, InputRecord, OutputRecord
+from pipeline.shell.wakeup_schedule import WakeupSchedule
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,12 @@ class _InFlight:
 
 
 def instance_id(settings: Settings) -> str:
-    """The transactional id and static group member id, stable per data dir.
+    """The transactional id and static group member id (`Settings.member_id`).
 
     A restarted worker fences its killed predecessor at once (`init_transactions` aborts
     the open transaction) instead of leaving read_committed readers stuck until the
-    transaction times out, and rejoins the group without waiting for the old session to
-    expire. RocksDB's lock keeps two live processes off one data dir, so the id is still
-    unique per live process."""
-    where = str(settings.data_dir.resolve()).encode()
-    return f"{settings.app_id}-native-{hashlib.sha1(where).hexdigest()[:12]}"
+    transaction times out."""
+    return settings.member_id("native")
 
 
 class NativeEngine:
@@ -105,8 +102,10 @@ class NativeEngine:
         self.events, self.wakeups = t.events, t.wakeups
         self.changelog = changelog_topic(settings.app_id)
         self.stores = LocalStores(settings.data_dir)
-        #: paused wake-up partition -> wall-clock second it is due
-        self.paused: dict[int, float] = {}
+        #: wake-ups read, released when due (pipeline/shell/wakeup_schedule.py)
+        self.schedule = WakeupSchedule()
+        #: wake-up partition -> next offset to read
+        self.wakeups_read: dict[int, int] = {}
         self.transactions = 0
         self.aborts = 0
         self._stopping = False
@@ -161,13 +160,20 @@ class NativeEngine:
         numbers = {tp.partition for tp in partitions}
         dbs = {p: self.stores.open(p) for p in numbers}
         restore_partitions(self.settings.bootstrap, self.changelog, dbs)
-        self.paused.clear()
+        self._forget_wakeups(numbers)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._settle_in_callback()
-        for p in {tp.partition for tp in partitions}:
+        numbers = {tp.partition for tp in partitions}
+        for p in numbers:
             self.stores.close(p)
-            self.paused.pop(p, None)
+        self._forget_wakeups(numbers)
+
+    def _forget_wakeups(self, partitions: set[int]) -> None:
+        """They will be read again from the committed offsets."""
+        self.schedule.drop(partitions)
+        for p in partitions:
+            self.wakeups_read.pop(p, None)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -182,22 +188,20 @@ class NativeEngine:
         try:
             while not self._stopping:
                 msgs = take_available(
-                    self.consumer, self.settings.batch_size, self.settings.batch_within_s
+                    self.consumer, self.settings.batch_size, self._wait_s(time.time())
                 )
-                self._resume_due(time.time())
                 batch = self._polled(msgs)
                 if self._failed is not None:  # the batch read past it is redone too
                     exc, self._failed = self._failed, None
                     self._recover(exc)
                     continue
-                if not batch:
-                    self._settle()  # idle: make the batch in flight durable locally now
-                    continue
-                plan = plan_batch(batch, self.events, self.wakeups, time.time(), set(self.paused))
-                for p, (offset, deadline) in plan.hold_back.items():
-                    self._hold(p, offset, deadline)
-                if plan.offsets:
+                plan = plan_batch(
+                    batch, self.events, self.wakeups, time.time(), self.schedule, self.wakeups_read
+                )
+                if plan.events or plan.due_wakeups:
                     self._transact(plan)
+                else:
+                    self._settle()  # idle: make the batch in flight durable locally now
         finally:
             self._settle(recover=False)
             self.consumer.close()  # revokes: closes the partition databases
@@ -226,19 +230,12 @@ class NativeEngine:
             )
         return out
 
-    def _hold(self, partition: int, offset: int, deadline: float) -> None:
-        """Stop reading a wake-up partition at a wake-up that is not due yet."""
-        tp = TopicPartition(self.wakeups, partition, offset)
-        self.consumer.pause([tp])
-        self.consumer.seek(tp)
-        self.paused[partition] = deadline
-
-    def _resume_due(self, now: float) -> None:
-        due = [p for p, deadline in self.paused.items() if deadline <= now]
-        if due:
-            self.consumer.resume([TopicPartition(self.wakeups, p) for p in due])
-            for p in due:
-                del self.paused[p]
+    def _wait_s(self, now: float) -> float:
+        """How long to wait for records: no longer than until the next hold is due."""
+        deadline = self.schedule.next_deadline()
+        if deadline is None:
+            return self.settings.batch_within_s
+        return max(0.0, min(self.settings.batch_within_s, deadline - now))
 
     def _transact(self, plan: BatchPlan) -> None:
         inflight = self._inflight
@@ -328,9 +325,7 @@ class NativeEngine:
         log.warning("transaction aborted, rewinding to the committed offsets: %s", err)
         self.producer.abort_transaction(60)
         assignment = self.consumer.assignment()
-        if self.paused:
-            self.consumer.resume([TopicPartition(self.wakeups, p) for p in self.paused])
-            self.paused.clear()
+        self._forget_wakeups({tp.partition for tp in assignment})
         for tp in self.consumer.committed(assignment, timeout=30):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))

@@ -1,11 +1,10 @@
-"""Which records of a polled batch to handle now, and where a not-yet-due wake-up stops
-its partition. Pure: no broker, no clock of its own.
+"""Which records of a polled batch to handle now, and which offsets the transaction
+commits. Pure: no broker, no clock of its own.
 
-A wake-up that is not due pauses its partition at its own offset (the shell seeks back
-there and resumes at the deadline). Offsets of a partition are only committed up to the
-records handled, so a crash while waiting loses no wake-up, and no heap has to survive.
-Wake-ups behind a waiting one wait too: they were written in decision order and their
-deadlines are close, which is what the Faust engine's sequential agent does as well.
+Wake-ups go into the `WakeupSchedule` as they are read and are released when each is
+due, so a short hold is not kept waiting behind a longer one written before it. A wake-up
+partition's committed offset stays at the oldest wake-up not yet released: a crash or an
+aborted transaction re-reads those, and the ones already released find their hold gone.
 """
 
 from __future__ import annotations
@@ -13,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import orjson
-
 from pipeline.shell.batch import InputRecord
+from pipeline.shell.wakeup_schedule import WakeupSchedule, wakeup_deadline_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +28,8 @@ class Polled:
 class BatchPlan:
     events: list[InputRecord] = field(default_factory=list)
     due_wakeups: list[InputRecord] = field(default_factory=list)
-    #: wake-up partition -> (offset to resume from, deadline in wall-clock seconds)
-    hold_back: dict[int, tuple[int, float]] = field(default_factory=dict)
-    #: (topic, partition) -> next offset to commit (last handled + 1)
+    #: (topic, partition) -> offset to commit
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-
-
-def wakeup_deadline_s(value: bytes | None) -> float:
-    """The wall-clock second a wake-up is due (its deadline, event time); 0 if unreadable,
-    so a malformed wake-up is dead-lettered at once instead of stalling its partition."""
-    try:
-        return float(orjson.loads(value or b"")["deadline"]) / 1000
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return 0.0
 
 
 def plan_batch(
@@ -50,26 +37,26 @@ def plan_batch(
     events_topic: str,
     wakeups_topic: str,
     now_s: float,
-    paused: frozenset[int] | set[int] = frozenset(),
+    schedule: WakeupSchedule,
+    wakeups_read: dict[int, int],
 ) -> BatchPlan:
-    """Split a batch; `paused` are wake-up partitions already waiting (their records are
-    stale prefetches and will be fetched again after the resume)."""
+    """Split a batch: events to decide, wake-ups into `schedule`, those due to release.
+
+    `wakeups_read` (partition -> next wake-up offset to read) is updated in place."""
     plan = BatchPlan()
     for item in batch:
         rec = item.record
         if item.topic == events_topic:
             plan.events.append(rec)
+            key = (events_topic, rec.partition)
+            plan.offsets[key] = max(plan.offsets.get(key, 0), rec.offset + 1)
         elif item.topic == wakeups_topic:
-            p = rec.partition
-            if p in paused or p in plan.hold_back:
-                continue
-            deadline = wakeup_deadline_s(rec.value)
-            if deadline > now_s:
-                plan.hold_back[p] = (rec.offset, deadline)
-                continue
-            plan.due_wakeups.append(rec)
-        else:
-            continue
-        key = (item.topic, rec.partition)
-        plan.offsets[key] = max(plan.offsets.get(key, 0), rec.offset + 1)
+            schedule.add(rec, wakeup_deadline_s(rec.value))
+            wakeups_read[rec.partition] = max(wakeups_read.get(rec.partition, 0), rec.offset + 1)
+    plan.due_wakeups = [w.record for w in schedule.pop_due(now_s)]
+    touched = {r.partition for r in plan.due_wakeups}
+    touched |= {i.record.partition for i in batch if i.topic == wakeups_topic}
+    for p in touched:
+        if p in wakeups_read:
+            plan.offsets[(wakeups_topic, p)] = schedule.restart_offset(p, wakeups_read[p])
     return plan

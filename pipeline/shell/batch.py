@@ -148,11 +148,12 @@ class BatchProcessor:
             start = state
             last = watermark
             for event, rec in items:
-                if rec.offset <= watermark and event.event_id in state.seen:
-                    # Already decided and published before a crash: the stored state holds
-                    # its effects and its outputs were acknowledged before that state was.
-                    # (An older offset whose event the state has not seen is decided: the
-                    # consumer may deliver out of order around a rebalance.)
+                if rec.offset <= watermark:
+                    # This very record was decided and published before a crash: records
+                    # are decided in offset order (the runtimes' sequence guarantee), the
+                    # state includes every one up to its watermark, and their outputs
+                    # were acknowledged before that state was written. A replay at a new
+                    # offset is decided (and gets its `duplicate` audit).
                     tally.add(m.reprocessed)
                     continue
                 state = self._decide_one(state, event, rec, policy, now_ms, out)

@@ -58,6 +58,19 @@ class TowerMetrics:
             "Records seen again after a restart whose decision was already published",
             registry=r,
         )
+        self.input_not_decided = Counter(
+            "tower_input_not_decided",
+            "Delivered input records the sequence guard did not decide: already_decided "
+            "(re-delivered), out_of_sequence (records before it missing: the partition "
+            "seeks back), not_assigned (left over from before a rebalance)",
+            ["reason"],
+            registry=r,
+        )
+        self.input_seeks = Counter(
+            "tower_input_seeks",
+            "Seeks back to the next offset to decide after records went missing in delivery",
+            registry=r,
+        )
         self.decision_latency = Histogram(
             "tower_decision_latency_seconds",
             "Time to decide one batch of events, per event",

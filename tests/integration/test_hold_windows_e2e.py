@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from pipeline.contracts.codec import encode_event
-from tests.factories import proposal
+from tests.factories import consent, proposal
 from tests.kafka_io import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -79,3 +79,51 @@ def test_five_agents_one_trigger_one_action_and_two_windows_two(tower_settings, 
     outcomes = Counter((a.value["event_id"], a.value["outcome"] == "held") for a in seen["audit"])
     assert all(outcomes[(e.event_id, True)] == 1 for e in events)
     assert all(outcomes[(e.event_id, False)] == 1 for e in events)
+
+
+TWO_HOLDS = """
+version: 1.0.0
+merge_window_ms: 600000
+holds:
+  hold_ms: {message: 6000, offer: 1000}
+"""
+
+
+@pytest.mark.parametrize("engine", ["faust", "native"])
+def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
+    tower_settings, worker, tmp_path, engine
+):
+    """A 6 s hold, then a 1 s hold of the same customer (so the same wake-up partition,
+    the long one first): each is released within 200 ms of its own deadline."""
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(TWO_HOLDS)
+    worker.extra_env.update(TOWER_POLICY_FILE=str(policy_file), TOWER_ENGINE=engine)
+    t = tower_settings.topics
+    roles = {"approved": t.approved, "audit": t.audit}
+    worker.start()
+    warm = consent(True, customer="cust-h", at=int(time.time() * 1000))
+    produce(tower_settings.bootstrap, t.events, [(b"cust-h", encode_event(warm, "json"))])
+    consume_until(tower_settings.bootstrap, roles, lambda s: len(s["audit"]) >= 1, 120, 0)
+
+    now = int(time.time() * 1000)
+    long_hold = proposal(customer="cust-h", at=now, action="message", trigger="winback")
+    short_hold = proposal(customer="cust-h", at=now + 1, action="offer", trigger="renewal")
+    produce(
+        tower_settings.bootstrap,
+        t.events,
+        [(b"cust-h", encode_event(e, "json")) for e in (long_hold, short_hold)],
+    )
+    seen = consume_until(
+        tower_settings.bootstrap, roles, lambda s: len(s["approved"]) >= 2, timeout=60, settle=0
+    )
+    final = {
+        a.value["event_id"]: a.value["processed_at"]
+        for a in seen["audit"]
+        if a.value["outcome"] not in ("held", "recorded")
+    }
+    assert set(final) == {long_hold.event_id, short_hold.event_id}, final
+    late_ms = {
+        "long": final[long_hold.event_id] - (now + 6000),
+        "short": final[short_hold.event_id] - (now + 1 + 1000),
+    }
+    assert all(0 <= ms <= 200 for ms in late_ms.values()), late_ms

@@ -12,7 +12,6 @@ import pytest
 from pipeline.contracts.codec import encode_event
 from pipeline.native.changelog import changelog_topic
 from pipeline.ops.simulator import AgentSimulator
-from tests.integration import test_crash_and_rebalance as crash
 from tests.integration.test_hold_windows_e2e import HOLD_MS, POLICY, five
 from tests.integration.test_pipeline_end_to_end import expected_decisions, outputs
 from tests.kafka_io import consume_until, produce
@@ -99,21 +98,6 @@ def test_held_proposals_come_out_once(tower_settings, native, tmp_path):
     assert all(outcomes[(e.event_id, True)] == 1 for e in events)
     assert all(outcomes[(e.event_id, False)] == 1 for e in events)
     assert changelog_topic(tower_settings.app_id).endswith("-customer-state-changelog")
-
-
-def test_crash_scenario_twenty_thousand_held_proposals(tower_settings, native, tmp_path, capsys):
-    """test_crash_and_rebalance's held-proposals scenario, on the native engine; with
-    transactions the two SIGKILLs re-emit nothing at all."""
-    crash.test_twenty_thousand_held_proposals_survive_two_sigkills(tower_settings, native, tmp_path)
-    assert "re-emitted after crashes 0" in capsys.readouterr().out
-
-
-def test_rebalance_scenario_second_worker_joins_and_leaves(
-    tower_settings, native, tmp_path, monkeypatch
-):
-    """test_crash_and_rebalance's rebalance scenario; the second worker is native too."""
-    monkeypatch.setenv("TOWER_ENGINE", "native")
-    crash.test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, native, tmp_path)
 
 
 def test_a_batch_is_taken_as_soon_as_a_record_is_there(tower_settings):

@@ -100,16 +100,21 @@ def test_held_proposals_go_out_once_when_their_wake_up_comes_back():
     assert bp.release(wake, store).outputs == []  # a duplicate wake-up is a no-op
 
 
-def test_an_older_offset_delivered_late_is_still_decided():
-    """Around a rebalance a consumer may deliver a later offset first: the watermark must
-    not make the tower skip the earlier record, which the state has never seen."""
-    recs = [r for r in inputs(120) if r.key == inputs(120)[0].key][:6]
+def test_after_a_restart_only_the_records_already_decided_are_skipped():
+    """Re-delivered records up to the customer's watermark are skipped (their outputs were
+    published); a replayed event id at a new offset is decided and audited `duplicate`,
+    even though the state has seen the id."""
+    recs = [r for r in inputs(120) if r.key == inputs(120)[0].key][:4]
+    replay = InputRecord(recs[0].key, recs[0].value, recs[0].partition, recs[-1].offset + 1, None)
     store = DictStateStore()
     bp = processor()
-    first = bp.process_and_save([recs[0], recs[1], recs[4]], store)
-    late = bp.process_and_save([recs[2], recs[3], recs[5]], store)
-    got = by_topic(first.outputs)["audit_record"] + by_topic(late.outputs)["audit_record"]
-    assert sorted(a["source_offset"] for a in got) == sorted(r.offset for r in recs)
+    first = bp.process_and_save(recs[:3], store)
+    again = bp.process_and_save([*recs, replay], store)  # restart from an older offset
+    assert len(by_topic(first.outputs)["audit_record"]) == 3
+    audits = by_topic(again.outputs)["audit_record"]
+    assert [a["source_offset"] for a in audits] == [recs[3].offset, replay.offset]
+    assert audits[-1]["outcome"] == "duplicate"
+    assert bp.metrics.registry.get_sample_value("tower_reprocessed_skipped_total") == 3
 
 
 def test_metrics_count_every_record_of_a_batch_by_the_batch_end():

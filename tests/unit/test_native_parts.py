@@ -8,8 +8,9 @@ from confluent_kafka import KafkaError
 
 from pipeline.native.changelog import restore
 from pipeline.native.state_store import LocalStores, OverlayStore, PartitionDB
-from pipeline.native.wakeups import Polled, plan_batch, wakeup_deadline_s
+from pipeline.native.wakeups import Polled, plan_batch
 from pipeline.shell.batch import InputRecord
+from pipeline.shell.wakeup_schedule import WakeupSchedule, wakeup_deadline_s
 
 EV, WK = "events", "wakeups"
 
@@ -19,32 +20,41 @@ def rec(topic: str, partition: int, offset: int, deadline_ms: int | None = None)
     return Polled(topic, InputRecord(b"k", value, partition, offset, None))
 
 
-def test_due_wakeups_run_and_a_pending_one_stops_its_partition_only():
+def plan(batch, now_s, schedule=None, read=None):
+    schedule = WakeupSchedule() if schedule is None else schedule
+    return plan_batch(batch, EV, WK, now_s, schedule, {} if read is None else read)
+
+
+def test_due_wakeups_run_and_a_pending_one_holds_back_only_its_offset():
     batch = [
         rec(EV, 0, 7),
         rec(WK, 1, 3, deadline_ms=1_000),  # due
-        rec(WK, 1, 4, deadline_ms=9_000),  # not due: partition 1 waits here
-        rec(WK, 1, 5, deadline_ms=1_000),  # behind the waiting one: waits too
-        rec(WK, 2, 10, deadline_ms=2_000),  # another partition: unaffected
+        rec(WK, 1, 4, deadline_ms=9_000),  # not due: waits in the schedule
+        rec(WK, 1, 5, deadline_ms=1_000),  # behind the waiting one, due: released now
+        rec(WK, 2, 10, deadline_ms=2_000),  # another partition
         rec(EV, 0, 8),
     ]
-    plan = plan_batch(batch, EV, WK, now_s=5.0)
-    assert [r.offset for r in plan.events] == [7, 8]
-    assert [(r.partition, r.offset) for r in plan.due_wakeups] == [(1, 3), (2, 10)]
-    assert plan.hold_back == {1: (4, 9.0)}
-    # offsets committed stop at the waiting wake-up: a crash while waiting loses nothing
-    assert plan.offsets == {(EV, 0): 9, (WK, 1): 4, (WK, 2): 11}
+    p = plan(batch, now_s=5.0)
+    assert [r.offset for r in p.events] == [7, 8]
+    assert [(r.partition, r.offset) for r in p.due_wakeups] == [(1, 3), (1, 5), (2, 10)]
+    # the committed offset stops at the waiting wake-up: a crash while waiting loses nothing
+    assert p.offsets == {(EV, 0): 9, (WK, 1): 4, (WK, 2): 11}
 
 
-def test_records_of_an_already_paused_partition_are_ignored():
-    plan = plan_batch([rec(WK, 1, 4, deadline_ms=0)], EV, WK, now_s=5.0, paused={1})
-    assert not plan.due_wakeups and not plan.offsets and not plan.hold_back
+def test_a_waiting_wakeup_is_released_at_its_deadline_and_the_offset_moves_on():
+    schedule, read = WakeupSchedule(), {}
+    plan([rec(WK, 1, 4, deadline_ms=9_000)], now_s=5.0, schedule=schedule, read=read)
+    assert schedule.next_deadline() == 9.0
+    assert not plan([], now_s=8.9, schedule=schedule, read=read).due_wakeups
+    later = plan([], now_s=9.0, schedule=schedule, read=read)
+    assert [r.offset for r in later.due_wakeups] == [4]
+    assert later.offsets == {(WK, 1): 5}
 
 
 def test_an_unreadable_wakeup_is_due_at_once():
     assert wakeup_deadline_s(b"not json") == 0.0
-    plan = plan_batch([Polled(WK, InputRecord(b"k", b"?", 0, 1, None))], EV, WK, now_s=1.0)
-    assert len(plan.due_wakeups) == 1
+    p = plan([Polled(WK, InputRecord(b"k", b"?", 0, 1, None))], now_s=1.0)
+    assert len(p.due_wakeups) == 1
 
 
 def test_overlay_reads_its_own_writes_and_reaches_disk_only_on_commit(tmp_path):

@@ -1,0 +1,232 @@
+"""Crash and rebalance scenarios on the real broker, each returning a tally.
+
+Shared by the integration tests (which assert a clean tally) and `make soak` (which runs
+each one many times on both runtimes and prints the tallies). A tally compares what a
+`read_committed` reader sees with what the pure core decides on the same records (the
+clean run): lost decisions, decisions that differ, and records seen twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.core.engine import decide, release
+from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.core.policy_document import load_policy
+from pipeline.core.state import EMPTY_STATE, CustomerState
+from pipeline.ops.simulator import AgentSimulator, SimRecord
+from pipeline.settings import Settings
+from tests.conftest import WorkerProcess
+from tests.kafka_io import Consumed, consume_until, produce
+
+HOLD_POLICY = """
+version: 1.0.0
+caps: []
+merge_window_ms: 600000
+holds:
+  hold_ms: {message: 1500, offer: 1500, answer: 1500}
+"""
+
+
+@dataclass(frozen=True)
+class Tally:
+    scenario: str
+    engine: str
+    records: int
+    #: expected decisions with no final audit record (a proposal or a hold never answered)
+    lost: int
+    #: approved actions that differ from the clean run: missing, extra, or two for a trigger
+    changed: int
+    #: approved-action records seen more than once (identical re-emits after a crash)
+    duplicates: int
+    seconds: float
+
+    def assert_clean(self, exactly_once: bool) -> None:
+        assert (self.lost, self.changed) == (0, 0), self
+        if exactly_once:
+            assert self.duplicates == 0, self
+
+    def record(self) -> None:
+        """Append to `TOWER_SOAK_TALLY` (JSON lines), if set: `make soak` sums them up."""
+        path = os.environ.get("TOWER_SOAK_TALLY")
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps(asdict(self)) + "\n")
+
+
+def outputs(settings: Settings) -> dict[str, str]:
+    t = settings.topics
+    return {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter}
+
+
+def expected_actions(records: list[SimRecord], policy=DEFAULT_POLICY) -> set[str]:
+    states: dict[str, CustomerState] = {}
+    out = set()
+    for rec in records:
+        if rec.event is None:
+            continue
+        ev = rec.event
+        d, states[ev.customer_id] = decide(
+            states.get(ev.customer_id, EMPTY_STATE), ev, policy, ev.occurred_at
+        )
+        if d.action_id:
+            out.add(d.action_id)
+    return out
+
+
+def answered_triggers(records: list[SimRecord], policy) -> set[tuple[str, str]]:
+    """(customer, trigger) pairs the pure core approves something for, holds released last."""
+    states: dict[str, CustomerState] = {}
+    for rec in records:
+        ev = rec.event
+        _, states[ev.customer_id] = decide(
+            states.get(ev.customer_id, EMPTY_STATE), ev, policy, ev.occurred_at
+        )
+    triggers = {r.event.event_id: r.event.trigger for r in records}
+    out = set()
+    for customer, state in states.items():
+        for hold_id in list(state.holds):
+            decisions, state = release(state, customer, hold_id, policy)
+            out |= {(customer, triggers[d.event_id]) for d in decisions if d.action_id}
+    return out
+
+
+def kill_at(worker: WorkerProcess, settings: Settings, done_share: float, total: int) -> None:
+    """Wait until `done_share` of `total` inputs have an audit record, then SIGKILL and
+    restart the worker at once."""
+    consume_until(
+        settings.bootstrap,
+        outputs(settings),
+        lambda s: len(final_sources(s)) >= done_share * total,
+        timeout=300,
+        settle=0,
+    )
+    worker.kill()
+    worker.start()
+
+
+def final_sources(seen: dict[str, list[Consumed]]) -> set[tuple[int, int]]:
+    """(partition, input offset) of every input with its final (not `held`) audit record."""
+    return {
+        (a.partition, a.value["source_offset"])
+        for a in seen["audit"]
+        if a.value["outcome"] != "held" and a.value["source_topic"].endswith("agent-events")
+    }
+
+
+def action_tally(seen: dict[str, list[Consumed]], expected: set[str]) -> tuple[int, int]:
+    """(actions that differ from the expected set, duplicate records)."""
+    got: dict[str, dict] = {}
+    changed = 0
+    for a in seen["approved"]:
+        if got.setdefault(a.value["action_id"], a.value) != a.value:
+            changed += 1  # a re-emit must be identical
+    changed += len(set(got) ^ expected)
+    return changed, len(seen["approved"]) - len(got)
+
+
+def sigkill_mid_stream(settings: Settings, worker: WorkerProcess, engine: str) -> Tally:
+    """3,000 records (10 malformed, replays), one SIGKILL in the middle of the backlog."""
+    started = time.monotonic()
+    records = AgentSimulator(customers=30, seed=23).records(3000, malformed=10)
+    valid = [r for r in records if r.event is not None]
+    produce(settings.bootstrap, settings.topics.events, [(r.key, r.value) for r in records])
+    worker.start()
+    kill_at(worker, settings, 800 / len(valid), len(valid))
+    seen = wait_for(settings, lambda s: len(final_sources(s)) >= len(valid), timeout=180)
+    changed, duplicates = action_tally(seen, expected_actions(records))
+    lost = len(valid) - len(final_sources(seen))
+    return Tally("sigkill", engine, len(records), lost, changed, duplicates, _since(started))
+
+
+def held_through_two_sigkills(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path, engine: str
+) -> Tally:
+    """20,000 proposals (over 15,000 of them held), SIGKILLed at 30 % and 65 %."""
+    started = time.monotonic()
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(HOLD_POLICY)
+    worker.extra_env["TOWER_POLICY_FILE"] = str(policy_file)
+    records = AgentSimulator(customers=400, seed=31, replay_share=0.0).records(20_000)
+    expected = answered_triggers(records, load_policy(HOLD_POLICY))
+    by_event = {r.event.event_id: r.event for r in records}
+    held_kinds = {"message", "offer", "answer"}
+    assert (
+        sum(1 for r in records if r.event.proposal and r.event.proposal.action in held_kinds)
+        > 15_000
+    )
+    produce(settings.bootstrap, settings.topics.events, [(r.key, r.value) for r in records])
+
+    def answered(seen: dict[str, list[Consumed]]) -> set[str]:
+        return {a.value["event_id"] for a in seen["audit"] if a.value["outcome"] != "held"}
+
+    worker.start()
+    for share in (0.3, 0.65):
+        consume_until(
+            settings.bootstrap,
+            outputs(settings),
+            lambda s, f=share: len(answered(s)) >= f * len(records),
+            timeout=300,
+            settle=0,
+        )
+        worker.kill()
+        worker.start()
+    seen = wait_for(settings, lambda s: len(answered(s)) >= len(records), timeout=400)
+    actions: dict[str, dict] = {}
+    changed = 0
+    for a in seen["approved"]:
+        if actions.setdefault(a.value["action_id"], a.value) != a.value:
+            changed += 1
+    per_trigger: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for action_id, a in actions.items():
+        trigger = by_event[a["source_event_ids"][0]].trigger
+        per_trigger[(a["customer_id"], trigger)].add(action_id)
+    changed += len(set(per_trigger) ^ expected)
+    changed += sum(len(ids) - 1 for ids in per_trigger.values())  # two actions, one trigger
+    lost = len(set(by_event) - answered(seen))
+    duplicates = len(seen["approved"]) - len(actions)
+    return Tally("held", engine, len(records), lost, changed, duplicates, _since(started))
+
+
+def join_and_leave(settings: Settings, worker: WorkerProcess, tmp_path: Path, engine: str) -> Tally:
+    """6,000 records in thirds; a second worker joins after the first third and leaves
+    after the second, so partitions move to it and back while records stream."""
+    started = time.monotonic()
+    records = AgentSimulator(customers=60, seed=41).records(6_000, malformed=0)
+    second = WorkerProcess(settings, tmp_path, tmp_path / "worker-2")
+    second.starts = 100  # its own log file names
+    second.extra_env.update(worker.extra_env)
+    thirds = [records[i * 2000 : (i + 1) * 2000] for i in range(3)]
+    worker.start()
+    try:
+        for i, part in enumerate(thirds):
+            produce(settings.bootstrap, settings.topics.events, [(r.key, r.value) for r in part])
+            if i == 0:
+                second.start()  # joins: a rebalance moves half the partitions to it
+            elif i == 1:
+                time.sleep(3)
+                second.stop()  # leaves: its partitions come back to the first worker
+        seen = wait_for(settings, lambda s: len(final_sources(s)) >= len(records), timeout=300)
+    finally:
+        second.stop()
+    changed, duplicates = action_tally(seen, expected_actions(records))
+    lost = len(records) - len(final_sources(seen))
+    return Tally("join-leave", engine, len(records), lost, changed, duplicates, _since(started))
+
+
+def wait_for(settings: Settings, done, timeout: float) -> dict[str, list[Consumed]]:
+    """Everything on the output topics once `done` holds; on a timeout, what was there
+    (the tally then counts what is missing)."""
+    try:
+        return consume_until(settings.bootstrap, outputs(settings), done, timeout, settle=3)
+    except TimeoutError:
+        return consume_until(settings.bootstrap, outputs(settings), lambda s: True, 60, 3)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 1)
