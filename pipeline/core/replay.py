@@ -116,8 +116,15 @@ def differences(recorded: Mapping[str, Any], recomputed: Mapping[str, Any]) -> t
     return tuple(name for name in COMPARED if recorded.get(name) != recomputed.get(name))
 
 
-def _position(record: Mapping[str, Any]) -> tuple[Any, Any, Any] | None:
-    pos = (record.get("source_topic"), record.get("source_partition"), record.get("source_offset"))
+def _position(record: Mapping[str, Any]) -> tuple[Any, Any, Any, Any] | None:
+    """What identifies a decision's input: one record can release a hold and be decided
+    itself (or wake several held proposals), so the event id is part of it."""
+    pos = (
+        record.get("source_topic"),
+        record.get("source_partition"),
+        record.get("source_offset"),
+        record.get("event_id"),
+    )
     return None if pos[2] is None else pos
 
 
@@ -126,7 +133,7 @@ def replay_customer(
 ) -> list[Replayed]:
     """Replay one customer's audit records, given in decision order (audit topic order)."""
     state: CustomerState = EMPTY_STATE
-    first_seen: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    first_seen: dict[tuple[Any, Any, Any, Any], dict[str, Any]] = {}
     broken: str | None = None  # why the rebuilt state can no longer be trusted
     released: dict[str, Decision] = {}  # final decisions of a released hold, not yet met
     out: list[Replayed] = []

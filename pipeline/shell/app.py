@@ -127,13 +127,15 @@ class InputGuard:
 
     async def _load(self, ev: Any) -> None:
         """The stored position; if none, the partition's first offset (nothing of it was
-        ever decided, so deciding starts at its beginning, wherever Faust started)."""
+        ever decided, so deciding starts at its beginning, wherever Faust started). Faust
+        seeks a new assignment to the group's offset, which the mirror keeps at or below
+        the stored one; where the first record delivered is not at it, the guard seeks."""
         msg = ev.message
         faust_compat.focus(ev)
         stored = unpack_position(self.table.get(position_key(msg.topic)))
         if stored is None:
             stored = (await self.app.consumer.earliest_offsets(msg.tp))[msg.tp]
-        self.positions.load((msg.topic, msg.partition), stored, time.monotonic())
+        self.positions.load((msg.topic, msg.partition), stored, time.monotonic(), msg.offset)
 
     def position_writes(self, next_offsets: dict[TopicPartition, int]) -> list[StateWrite]:
         return [

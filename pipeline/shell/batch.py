@@ -156,6 +156,9 @@ class BatchProcessor:
                     # offset is decided (and gets its `duplicate` audit).
                     tally.add(m.reprocessed)
                     continue
+                if state.holds:
+                    source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
+                    state = self._release_due(state, event, policy, source, rec.key, now_ms, out)
                 state = self._decide_one(state, event, rec, policy, now_ms, out)
                 last = max(last, rec.offset)
             if last != watermark or state is not start:
@@ -241,8 +244,9 @@ class BatchProcessor:
         """Release the hold a wake-up record names (at its deadline, in event time).
 
         The final audit records of the held proposals cite the wake-up record as their
-        source; their `held` audit records cite the input. A wake-up for a hold that is
-        already gone (released before a crash) produces nothing.
+        source (or the customer's later input that released it first, see
+        `_release_due`); their `held` audit records cite the input. A wake-up for a hold
+        that is already gone (released before, or before a crash) produces nothing.
         """
         now_ms = int(self.clock() * 1000)
         try:
@@ -254,22 +258,57 @@ class BatchProcessor:
             return BatchResult([dead], [])
         key = customer_id.encode()
         watermark, state = unpack_stored(store.load(wakeup.partition, key))
-        hold = state.holds.get(hold_id)
-        if hold is None:
+        if hold_id not in state.holds:
             return BatchResult([], [])
-        decisions, state = release(state, customer_id, hold_id, self.policy())
-        events = {e.event_id: e for e in held_events(customer_id, hold)}
         source = Source(self._wakeups, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
         out: list[OutputRecord] = []
+        state = self._release(state, customer_id, hold_id, self.policy(), source, key, now_ms, out)
+        self._tally.flush()
+        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
+        return BatchResult(out, [write])
+
+    def _release_due(
+        self,
+        state: CustomerState,
+        event: AgentEvent,
+        policy: Policy,
+        source: Source,
+        key: bytes | None,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> CustomerState:
+        """Release the customer's holds whose deadline the event's time has passed, before
+        deciding it: in event time they closed first, so the outcome does not depend on
+        whether their wake-ups were read before this event (`whatif.final_decisions` and
+        replays see the same order). Their wake-ups then find nothing to release."""
+        for hold_id, hold in list(state.holds.items()):
+            if hold.deadline <= event.occurred_at:
+                state = self._release(
+                    state, event.customer_id, hold_id, policy, source, key, now_ms, out
+                )
+        return state
+
+    def _release(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        hold_id: str,
+        policy: Policy,
+        source: Source,
+        key: bytes | None,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> CustomerState:
+        hold = state.holds[hold_id]
+        decisions, state = release(state, customer_id, hold_id, policy)
+        events = {e.event_id: e for e in held_events(customer_id, hold)}
         for decision in decisions:
             event = events[decision.event_id]
             journey, observations = experience.observe(state.journey, event, decision)
             state = state.evolve(journey=journey)
             self.metrics.experience.record(observations, self._tally)
             self._emit(decision, event, source, key, now_ms, out)
-        self._tally.flush()
-        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
-        return BatchResult(out, [write])
+        return state
 
     def _dead_letter(
         self, rec: InputRecord, reason: str, detail: str, now_ms: int, topic: str | None = None

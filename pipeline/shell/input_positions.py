@@ -76,10 +76,17 @@ class InputPositions:
     def known(self, tp: TopicPartition) -> bool:
         return tp in self._next
 
-    def load(self, tp: TopicPartition, next_offset: int, now: float = 0.0) -> None:
-        """The stored position, or the partition's first offset if nothing is stored."""
+    def load(
+        self, tp: TopicPartition, next_offset: int, now: float = 0.0, delivered: int | None = None
+    ) -> None:
+        """The stored position, or the partition's first offset if nothing is stored.
+        `delivered`: the offset the consumer delivers first; if it is not the position,
+        the partition seeks there (records below it would only be skipped)."""
         self._next[tp] = next_offset
         self._progress[tp] = now
+        self._seeks.pop(tp, None)
+        if delivered is not None and delivered != next_offset:
+            self._seeks[tp] = PendingSeek(next_offset)
 
     def next_offset(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)

@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.core.engine import decide, release
-from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.policy_document import load_policy
-from pipeline.core.state import EMPTY_STATE, CustomerState
+from pipeline.core.whatif import final_decisions
 from pipeline.ops.simulator import AgentSimulator, SimRecord
 from pipeline.settings import Settings
 from tests.conftest import WorkerProcess
+from tests.integration.test_pipeline_end_to_end import expected_decisions
 from tests.kafka_io import Consumed, consume_until, produce
 
 HOLD_POLICY = """
@@ -64,36 +62,9 @@ def outputs(settings: Settings) -> dict[str, str]:
     return {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter}
 
 
-def expected_actions(records: list[SimRecord], policy=DEFAULT_POLICY) -> set[str]:
-    states: dict[str, CustomerState] = {}
-    out = set()
-    for rec in records:
-        if rec.event is None:
-            continue
-        ev = rec.event
-        d, states[ev.customer_id] = decide(
-            states.get(ev.customer_id, EMPTY_STATE), ev, policy, ev.occurred_at
-        )
-        if d.action_id:
-            out.add(d.action_id)
-    return out
-
-
-def answered_triggers(records: list[SimRecord], policy) -> set[tuple[str, str]]:
-    """(customer, trigger) pairs the pure core approves something for, holds released last."""
-    states: dict[str, CustomerState] = {}
-    for rec in records:
-        ev = rec.event
-        _, states[ev.customer_id] = decide(
-            states.get(ev.customer_id, EMPTY_STATE), ev, policy, ev.occurred_at
-        )
-    triggers = {r.event.event_id: r.event.trigger for r in records}
-    out = set()
-    for customer, state in states.items():
-        for hold_id in list(state.holds):
-            decisions, state = release(state, customer, hold_id, policy)
-            out |= {(customer, triggers[d.event_id]) for d in decisions if d.action_id}
-    return out
+def expected_actions(records: list[SimRecord]) -> set[str]:
+    """The action ids the pure core approves for the records, under the default policy."""
+    return {d.action_id for d in expected_decisions(records) if d.action_id}
 
 
 def kill_at(worker: WorkerProcess, settings: Settings, done_share: float, total: int) -> None:
@@ -153,13 +124,12 @@ def held_through_two_sigkills(
     policy_file.write_text(HOLD_POLICY)
     worker.extra_env["TOWER_POLICY_FILE"] = str(policy_file)
     records = AgentSimulator(customers=400, seed=31, replay_share=0.0).records(20_000)
-    expected = answered_triggers(records, load_policy(HOLD_POLICY))
-    by_event = {r.event.event_id: r.event for r in records}
+    events = [r.event for r in records]
+    # the clean run: holds close in event time, as the worker closes them
+    expected = {d.action_id for d in final_decisions(events, load_policy(HOLD_POLICY))}
+    expected.discard(None)
     held_kinds = {"message", "offer", "answer"}
-    assert (
-        sum(1 for r in records if r.event.proposal and r.event.proposal.action in held_kinds)
-        > 15_000
-    )
+    assert sum(1 for e in events if e.proposal and e.proposal.action in held_kinds) > 15_000
     produce(settings.bootstrap, settings.topics.events, [(r.key, r.value) for r in records])
 
     def answered(seen: dict[str, list[Consumed]]) -> set[str]:
@@ -177,19 +147,8 @@ def held_through_two_sigkills(
         worker.kill()
         worker.start()
     seen = wait_for(settings, lambda s: len(answered(s)) >= len(records), timeout=400)
-    actions: dict[str, dict] = {}
-    changed = 0
-    for a in seen["approved"]:
-        if actions.setdefault(a.value["action_id"], a.value) != a.value:
-            changed += 1
-    per_trigger: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for action_id, a in actions.items():
-        trigger = by_event[a["source_event_ids"][0]].trigger
-        per_trigger[(a["customer_id"], trigger)].add(action_id)
-    changed += len(set(per_trigger) ^ expected)
-    changed += sum(len(ids) - 1 for ids in per_trigger.values())  # two actions, one trigger
-    lost = len(set(by_event) - answered(seen))
-    duplicates = len(seen["approved"]) - len(actions)
+    changed, duplicates = action_tally(seen, expected)
+    lost = len({e.event_id for e in events} - answered(seen))
     return Tally("held", engine, len(records), lost, changed, duplicates, _since(started))
 
 

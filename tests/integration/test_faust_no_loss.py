@@ -9,6 +9,7 @@ decided exactly as the pure core decides it.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -59,3 +60,36 @@ def test_restart_through_the_recovery_race_loses_no_record(tower_settings, worke
     assert {a.value["action_id"] for a in seen["approved"]} == {
         d.action_id for d in expected if d.action_id
     }
+
+
+def test_decided_positions_are_mirrored_to_the_consumer_group(tower_settings, worker):
+    """Faust never commits the input topics; the worker commits what it stored, so
+    `kafka-consumer-groups --describe` and lag monitors show the truth."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    records = AgentSimulator(customers=20, seed=5).records(500, malformed=5)
+    topic = tower_settings.topics.events
+    produce(tower_settings.bootstrap, topic, [(r.key, r.value) for r in records])
+    worker.start()
+    consume_until(
+        tower_settings.bootstrap,
+        outputs(tower_settings),
+        lambda s: len(s["audit"]) + len(s["deadletter"]) >= len(records),
+        timeout=120,
+        settle=0,
+    )
+    group = Consumer(
+        {"bootstrap.servers": tower_settings.bootstrap, "group.id": tower_settings.app_id}
+    )
+    tps = [TopicPartition(topic, p) for p in range(tower_settings.partitions)]
+    ends = {tp.partition: group.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            committed = {tp.partition: tp.offset for tp in group.committed(tps, timeout=10)}
+            if committed == ends or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        group.close()
+    assert committed == ends

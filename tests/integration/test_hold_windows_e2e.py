@@ -47,7 +47,13 @@ def test_five_agents_one_trigger_one_action_and_two_windows_two(tower_settings, 
     one_window = five("cust-a", "cart", now)
     spread = five("cust-b", "renewal", now)
     spread = spread[:3] + [
-        e.__class__(**{**{f: getattr(e, f) for f in e.__slots__}, "occurred_at": now + HOLD_MS + i})
+        # past the first hold and past the merge window after its release: a second window
+        e.__class__(
+            **{
+                **{f: getattr(e, f) for f in e.__slots__},
+                "occurred_at": now + 2 * HOLD_MS + 500 + i,
+            }
+        )
         for i, e in enumerate(spread[3:])
     ]
     events = one_window + spread

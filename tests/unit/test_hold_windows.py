@@ -200,3 +200,28 @@ def test_replay_and_what_if_follow_holds_through_their_release():
     report = what_if(events, DEFAULT_POLICY, POLICY)
     assert report.new_outcomes == {APPROVED: 2, MERGED: 8}
     assert HELD not in report.new_outcomes and report.events == 10
+
+
+def test_a_later_event_past_the_deadline_releases_the_hold_before_it_is_decided():
+    """In event time the hold closed first: the outcome must not depend on whether its
+    wake-up was read before this event (it is the what-if's order too)."""
+    from pipeline.contracts.codec import decode_record, encode_event
+    from pipeline.core.whatif import final_decisions
+    from pipeline.settings import Settings
+    from pipeline.shell.batch import BatchProcessor, DictStateStore, InputRecord
+
+    settings = Settings()
+    bp = BatchProcessor(settings, policy=lambda: POLICY, clock=lambda: 1.0)
+    late = proposal(at=T0 + HOLD + 100, agent="late-bot", trigger="t1", category="service")
+    events = [*five(), late]
+    recs = [InputRecord(b"c1", encode_event(e, "json"), 0, i, None) for i, e in enumerate(events)]
+    store = DictStateStore()
+    result = bp.process_and_save(recs, store)
+    audits = [decode_record("audit_record", o.value) for o in result.outputs if o.topic == "audit"]
+    finals = {a["event_id"]: a["outcome"] for a in audits if a["outcome"] != HELD}
+    assert finals == {
+        e.event_id: d.outcome for e, d in zip(events, final_decisions(events, POLICY), strict=True)
+    }
+    assert finals[late.event_id] == MERGED  # a latecomer to the released hold
+    wake = next(o for o in result.outputs if o.topic == settings.topics.wakeups)
+    assert bp.release(InputRecord(b"c1", wake.value, 0, 0, None), store).outputs == []

@@ -75,6 +75,15 @@ def test_an_idle_partition_whose_log_reaches_past_the_position_is_probed():
     assert g.probes_due(now=60.0) == []
 
 
+def test_a_partition_first_delivered_elsewhere_seeks_to_the_stored_position():
+    g = InputPositions()
+    g.load(TP, 500, delivered=420)  # Faust started at the group's (older) offset
+    assert g.seeks_due(now=0.0) == [(TP, 500)]
+    assert g.classify(TP, 420) is S  # what was already fetched is skipped meanwhile
+    g.load(TP, 500, delivered=500)
+    assert g.seeks_due(now=1.0) == []
+
+
 def test_forget_drops_position_and_pending_seek():
     g = guard_at(10)
     g.classify(TP, 12)
