@@ -22,6 +22,7 @@ the process: the state it could write is owned by someone else now.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any
@@ -106,6 +107,8 @@ class NativeEngine:
         self.schedule = WakeupSchedule()
         #: wake-up partition -> next offset to read
         self.wakeups_read: dict[int, int] = {}
+        #: event partition -> next offset to consume (committed one after an assignment)
+        self.events_next: dict[int, int] = {}
         self.transactions = 0
         self.aborts = 0
         self._stopping = False
@@ -161,12 +164,16 @@ class NativeEngine:
         dbs = {p: self.stores.open(p) for p in numbers}
         restore_partitions(self.settings.bootstrap, self.changelog, dbs)
         self._forget_wakeups(numbers)
+        events = [TopicPartition(self.events, p) for p in numbers]
+        for tp in consumer.committed(events, timeout=30):
+            self.events_next[tp.partition] = max(tp.offset, 0)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._settle_in_callback()
         numbers = {tp.partition for tp in partitions}
         for p in numbers:
             self.stores.close(p)
+            self.events_next.pop(p, None)
         self._forget_wakeups(numbers)
 
     def _forget_wakeups(self, partitions: set[int]) -> None:
@@ -196,7 +203,13 @@ class NativeEngine:
                     self._recover(exc)
                     continue
                 plan = plan_batch(
-                    batch, self.events, self.wakeups, time.time(), self.schedule, self.wakeups_read
+                    batch,
+                    self.events,
+                    self.wakeups,
+                    time.time(),
+                    self.schedule,
+                    self.wakeups_read,
+                    self._horizon,
                 )
                 if plan.events or plan.due_wakeups:
                     self._transact(plan)
@@ -216,6 +229,8 @@ class NativeEngine:
                 log.warning("consume: %s", err)
                 continue
             ts_type, ts = msg.timestamp()
+            if msg.topic() == self.events:
+                self.events_next[msg.partition()] = msg.offset() + 1
             out.append(
                 Polled(
                     msg.topic(),
@@ -230,9 +245,18 @@ class NativeEngine:
             )
         return out
 
+    def _horizon(self, partition: int) -> float:
+        """Infinite if `partition`'s events are consumed (so decided in this batch) to the
+        log end, else the event time they have reached (`WakeupSchedule.pop_due`)."""
+        tp = TopicPartition(self.events, partition)
+        _, end = self.consumer.get_watermark_offsets(tp, cached=True)
+        if end >= 0 and self.events_next.get(partition, -1) >= end:
+            return math.inf
+        return self.processor.event_time.get(partition, -1) / 1000
+
     def _wait_s(self, now: float) -> float:
-        """How long to wait for records: no longer than until the next hold is due."""
-        deadline = self.schedule.next_deadline()
+        """How long to wait for records: no longer than until the next hold is checked."""
+        deadline = self.schedule.next_check(now)
         if deadline is None:
             return self.settings.batch_within_s
         return max(0.0, min(self.settings.batch_within_s, deadline - now))
@@ -329,3 +353,5 @@ class NativeEngine:
         for tp in self.consumer.committed(assignment, timeout=30):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            if tp.topic == self.events:
+                self.events_next[tp.partition] = max(tp.offset, 0)

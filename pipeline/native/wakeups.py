@@ -9,7 +9,8 @@ aborted transaction re-reads those, and the ones already released find their hol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pipeline.shell.batch import InputRecord
@@ -39,10 +40,12 @@ def plan_batch(
     now_s: float,
     schedule: WakeupSchedule,
     wakeups_read: dict[int, int],
+    horizon: Callable[[int], float] = lambda partition: math.inf,
 ) -> BatchPlan:
     """Split a batch: events to decide, wake-ups into `schedule`, those due to release.
 
-    `wakeups_read` (partition -> next wake-up offset to read) is updated in place."""
+    `wakeups_read` (partition -> next wake-up offset to read) is updated in place;
+    `horizon(partition)`: the event time its events are decided up to (`pop_due`)."""
     plan = BatchPlan()
     for item in batch:
         rec = item.record
@@ -53,7 +56,7 @@ def plan_batch(
         elif item.topic == wakeups_topic:
             schedule.add(rec, wakeup_deadline_s(rec.value))
             wakeups_read[rec.partition] = max(wakeups_read.get(rec.partition, 0), rec.offset + 1)
-    plan.due_wakeups = [w.record for w in schedule.pop_due(now_s)]
+    plan.due_wakeups = [w.record for w in schedule.pop_due(now_s, horizon)]
     touched = {r.partition for r in plan.due_wakeups}
     touched |= {i.record.partition for i in batch if i.topic == wakeups_topic}
     for p in touched:

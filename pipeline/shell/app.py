@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -145,6 +146,27 @@ class InputGuard:
 
     def written(self, next_offsets: dict[TopicPartition, int]) -> None:
         self.stored.update(next_offsets)
+
+    def horizon(
+        self, topic: str, schedule: WakeupSchedule, processor: BatchProcessor
+    ) -> Callable[[int], float]:
+        """For `WakeupSchedule.pop_due`: infinite for a partition of `topic` decided up to
+        its log end (as far as fetched), else the event time its input has reached."""
+        consumer = self.app.consumer
+
+        def until(partition: int) -> float:
+            end = consumer.highwater(faust.types.TP(topic, partition))
+            position = self.positions.next_offset((topic, partition))
+            if position is None and end is not None:  # none delivered since the assignment
+                handle = schedule.handle_for(partition)
+                if handle is not None:
+                    faust_compat.focus(handle)
+                    position = unpack_position(self.table.get(position_key(topic))) or 0
+            if end is not None and position is not None and position >= end:
+                return math.inf
+            return processor.event_time.get(partition, -1) / 1000
+
+        return until
 
     def check_idle(self) -> None:
         consumer, now = self.app.consumer, time.monotonic()
@@ -360,13 +382,13 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     @app.task
     async def release_due_holds() -> None:
         while True:
-            deadline = schedule.next_deadline()
+            deadline = schedule.next_check(time.time())
             timeout = None if deadline is None else max(0.0, deadline - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(schedule_changed.wait(), timeout)
             schedule_changed.clear()
             async with state_lock:
-                due = schedule.pop_due(time.time())
+                due = schedule.pop_due(time.time(), guard.horizon(t.events, schedule, processor))
                 try:
                     if due:
                         await release(due)

@@ -122,6 +122,9 @@ class BatchProcessor:
         #: called with every decision (the web views' live feed); None costs nothing
         self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
         self._tally = Tally()  # counters of the batch in progress, applied at its end
+        #: partition -> newest event time (ms) of its input decided so far: how far the
+        #: partition's event time has come, for holds while a backlog is worked off
+        self.event_time: dict[int, int] = {}
 
     def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
         started = time.perf_counter()
@@ -140,6 +143,8 @@ class BatchProcessor:
                 continue
             tally.add(m.events_in, event.kind, fmt)
             groups.setdefault((rec.partition, rec.key or b""), []).append((event, rec))
+            if event.occurred_at > self.event_time.get(rec.partition, -1):
+                self.event_time[rec.partition] = event.occurred_at
 
         policy = self.policy()
         writes: list[StateWrite] = []

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,28 +41,55 @@ class PendingWakeup:
 
 class WakeupSchedule:
     def __init__(self) -> None:
-        self._heap: list[PendingWakeup] = []
         self._seq = itertools.count()
+        #: partition -> its pending wake-ups, a heap by deadline
+        self._heaps: dict[int, list[PendingWakeup]] = {}
         #: partition -> offsets pending there
         self._pending: dict[int, set[int]] = {}
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return sum(len(h) for h in self._heaps.values())
 
     def add(self, record: InputRecord, deadline_s: float, handle: Any = None) -> None:
-        heapq.heappush(self._heap, PendingWakeup(deadline_s, next(self._seq), record, handle))
+        item = PendingWakeup(deadline_s, next(self._seq), record, handle)
+        heapq.heappush(self._heaps.setdefault(record.partition, []), item)
         self._pending.setdefault(record.partition, set()).add(record.offset)
 
-    def next_deadline(self) -> float | None:
-        return self._heap[0].deadline_s if self._heap else None
+    def handle_for(self, partition: int) -> Any:
+        """The handle of a pending wake-up of `partition` (the Faust event), if any."""
+        heap = self._heaps.get(partition)
+        return heap[0].handle if heap else None
 
-    def pop_due(self, now_s: float) -> list[PendingWakeup]:
-        """Every wake-up due at `now_s`, earliest deadline first."""
-        due = []
-        while self._heap and self._heap[0].deadline_s <= now_s:
-            item = heapq.heappop(self._heap)
-            self._pending[item.record.partition].discard(item.record.offset)
-            due.append(item)
+    def next_deadline(self) -> float | None:
+        return min((h[0].deadline_s for h in self._heaps.values() if h), default=None)
+
+    def next_check(self, now_s: float, recheck_s: float = 0.05) -> float | None:
+        """When to look again: the next deadline, or soon if due ones are deferred."""
+        deadline = self.next_deadline()
+        if deadline is None:
+            return None
+        return max(deadline, now_s + recheck_s) if deadline <= now_s else deadline
+
+    def pop_due(
+        self, now_s: float, horizon: Callable[[int], float] = lambda partition: math.inf
+    ) -> list[PendingWakeup]:
+        """Every wake-up due by `now_s` and by `horizon(partition)`, earliest first.
+
+        A hold's deadline is event time. `horizon(partition)`: the event time up to which
+        the partition's input is decided (infinite when it is decided to the log end).
+        While a backlog is being worked off, a customer's earlier event may still belong
+        in a hold whose wall-clock deadline has passed, so the hold closes when the
+        partition's event time passes its deadline, as replays and the what-if close it."""
+        due: list[PendingWakeup] = []
+        for p, heap in self._heaps.items():
+            if not heap or heap[0].deadline_s > now_s:
+                continue
+            until = min(now_s, horizon(p))
+            while heap and heap[0].deadline_s <= until:
+                item = heapq.heappop(heap)
+                self._pending[p].discard(item.record.offset)
+                due.append(item)
+        due.sort()
         return due
 
     def restart_offset(self, partition: int, next_to_read: int) -> int:
@@ -71,9 +99,6 @@ class WakeupSchedule:
 
     def drop(self, partitions: Iterable[int]) -> None:
         """Partitions revoked or rewound: their wake-ups will be read again."""
-        gone = set(partitions)
-        if gone & self._pending.keys():
-            self._heap = [w for w in self._heap if w.record.partition not in gone]
-            heapq.heapify(self._heap)
-            for p in gone:
-                self._pending.pop(p, None)
+        for p in set(partitions):
+            self._heaps.pop(p, None)
+            self._pending.pop(p, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,3 +50,16 @@ def test_released_in_deadline_order_and_restart_never_skips_a_pending_one(items,
     for partition in range(3):
         pending = [o for o, (p, d) in enumerate(items) if p == partition and d > now]
         assert s.restart_offset(partition, len(items)) == min(pending, default=len(items))
+
+
+def test_while_a_backlog_is_worked_off_a_hold_closes_with_its_partitions_event_time():
+    s = WakeupSchedule()
+    s.add(wakeup(0, 1), deadline_s=10.0)
+    s.add(wakeup(0, 2), deadline_s=20.0)
+    s.add(wakeup(1, 1), deadline_s=10.0)
+    event_time = {0: 15.0}  # partition 0 decided up to event time 15; partition 1 caught up
+    got = s.pop_due(100.0, horizon=lambda p: event_time.get(p, math.inf))
+    assert sorted((w.record.partition, w.record.offset) for w in got) == [(0, 1), (1, 1)]
+    assert s.next_check(100.0) == 100.05  # look again soon
+    event_time[0] = 20.0
+    assert [w.record.offset for w in s.pop_due(100.1, lambda p: event_time[p])] == [2]
