@@ -19,7 +19,7 @@ from pipeline.core.whatif import final_decisions
 from pipeline.ops.simulator import AgentSimulator, SimRecord
 from pipeline.settings import Settings
 from tests.conftest import WorkerProcess
-from tests.integration.test_pipeline_end_to_end import expected_decisions
+from tests.integration.test_pipeline_end_to_end import expected_decisions, outputs
 from tests.kafka_io import Consumed, consume_until, produce
 
 HOLD_POLICY = """
@@ -55,11 +55,6 @@ class Tally:
         if path:
             with open(path, "a") as f:
                 f.write(json.dumps(asdict(self)) + "\n")
-
-
-def outputs(settings: Settings) -> dict[str, str]:
-    t = settings.topics
-    return {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter}
 
 
 def expected_actions(records: list[SimRecord]) -> set[str]:
