@@ -17,8 +17,8 @@ import click
 
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.simulator import AgentSimulator
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
 from pipeline.settings import Settings
-from pipeline.shell.batch import BatchProcessor, DictStateStore, InputRecord
 
 FULL_POLICY_FILE = Path(__file__).with_name("policy.full.yaml")
 

@@ -27,8 +27,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
+from pipeline.kafka.topics import admin_client, create_topics
 from pipeline.ops.local_kafka import LocalKafka
-from pipeline.ops.topics import admin_client, create_topics
 from pipeline.settings import Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pipeline.contracts.codec import decode_event
 from pipeline.contracts.events import AgentEvent
-from pipeline.core.engine import decide
+from pipeline.core.arbitration import decide
 from pipeline.core.policy import (
     DAY_MS,
     DEFAULT_POLICY,

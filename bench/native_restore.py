@@ -3,7 +3,7 @@
 Writes `--customers` states to a changelog topic the way the engine does (transactions of
 `--per-txn` records, so the log holds commit markers too), with values taken from real
 customer states (the simulator's events decided by `BatchProcessor`), then restores every
-partition into empty databases with `pipeline.native.changelog.restore_partitions`.
+partition into empty databases with `pipeline.runtime.transactional.changelog.restore_partitions`.
 
     python -m bench.native_restore --customers 200000
 """
@@ -21,11 +21,11 @@ from confluent_kafka import Producer
 
 from bench.common import create_plain_topics, start_broker
 from pipeline.core.policy import DEFAULT_POLICY
-from pipeline.native.changelog import restore_partitions
-from pipeline.native.state_store import PartitionDB
 from pipeline.ops.simulator import AgentSimulator
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+from pipeline.runtime.transactional.changelog import restore_partitions
+from pipeline.runtime.transactional.state_store import PartitionDB
 from pipeline.settings import Settings
-from pipeline.shell.batch import BatchProcessor, DictStateStore, InputRecord
 
 
 def sample_states(customers: int = 2_000, events: int = 20_000) -> list[bytes]:

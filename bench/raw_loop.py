@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import event_to_dict
-from pipeline.native.polling import take_available
+from pipeline.runtime.transactional.polling import take_available
 
 
 def main() -> None:

@@ -40,12 +40,12 @@ from bench.common import (
 )
 from pipeline.contracts.codec import decode_event, encode_event
 from pipeline.contracts.events import AgentEvent, Signal
-from pipeline.core.engine import decide
+from pipeline.core.arbitration import decide
 from pipeline.core.policy_document import load_policy_file
 from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.ops.simulator import AgentSimulator
-from pipeline.shell.app import STATE_TABLE
+from pipeline.runtime.faust.app import STATE_TABLE
 
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 
@@ -142,7 +142,7 @@ def worker_figures(
     click.echo(f"Encoding {customers} consent signals ...")
     at = 1_767_225_600_000
     records = [_consent(i, at) for i in range(customers)]
-    from pipeline.ops.topics import create_topics
+    from pipeline.kafka.topics import create_topics
 
     create_topics(settings).raise_for_problems()
     click.echo("Producing ...")

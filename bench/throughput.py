@@ -58,9 +58,9 @@ from bench.common import (
 )
 from pipeline.contracts.codec import decode_event, decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
-from pipeline.native.polling import take_available
+from pipeline.kafka.topics import create_topics
 from pipeline.ops.simulator import AgentSimulator
-from pipeline.ops.topics import create_topics
+from pipeline.runtime.transactional.polling import take_available
 
 CONTENDERS = ("raw", "faust", "tower", "native", "native-x2")
 LABELS = {
@@ -82,7 +82,7 @@ WORKERS = {"native-x2": 2}
 #: Frames worth a line in the profile summary: where a batch's time goes, inclusive.
 PROFILE_MARKERS = (
     "decode_event",
-    "decide (pipeline/core/engine.py",
+    "decide (pipeline/core/arbitration.py",
     "encode_record",
     "audit_record",
     "from_bytes",
@@ -90,7 +90,7 @@ PROFILE_MARKERS = (
     "FaustStateStore.load",
     "FaustStateStore.save",
     "send (faust/",
-    "process (pipeline/shell/batch.py",
+    "process (pipeline/processing/batch.py",
     "labels (prometheus_client",
     "take_events",
     "OverlayStore",

@@ -56,7 +56,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def tower_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     """Settings with topics, consumer group and changelog unique to this test."""
-    from pipeline.ops.topics import create_topics
+    from pipeline.kafka.topics import create_topics
 
     tag = uuid.uuid4().hex[:8]
     names = TopicNames(**{f: f"t{tag}-{v}" for f, v in TopicNames().__dict__.items()})

@@ -73,7 +73,7 @@ def consent(
 
 def decide_all(events, policy, state=None):
     """Feed events through the pure core in order; the decisions and the final state."""
-    from pipeline.core.engine import decide
+    from pipeline.core.arbitration import decide
     from pipeline.core.state import EMPTY_STATE
 
     state = EMPTY_STATE if state is None else state

@@ -22,8 +22,8 @@ import orjson
 
 from pipeline.contracts.codec import InvalidEvent, decode_event
 from pipeline.contracts.events import AgentEvent
+from pipeline.core.arbitration import decide, release
 from pipeline.core.decision import HELD, Decision
-from pipeline.core.engine import decide, release
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 

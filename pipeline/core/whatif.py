@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent
+from pipeline.core.arbitration import decide, release
 from pipeline.core.decision import HELD, Decision
-from pipeline.core.engine import decide, release
 from pipeline.core.policy import Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 

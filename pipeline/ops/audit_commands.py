@@ -19,10 +19,10 @@ import click
 from pipeline.contracts.codec import decode_record
 from pipeline.core.policy_document import PolicyError
 from pipeline.core.replay import MATCH, MISMATCH, Replayed, replay_all, replay_customer, summarize
+from pipeline.kafka.topic_scan import ScanError, TopicRecord, scan_topic
 from pipeline.ops import audit_render as render
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.replay_policies import policy_resolver
-from pipeline.ops.topic_scan import ScanError, TopicRecord, scan_topic
 from pipeline.settings import Settings
 
 #: `tower replay` exit codes

@@ -75,9 +75,9 @@ def worker(
         engine=engine,
     )
     if settings.engine == "native":
-        from pipeline.native.worker import run_native_worker as run_worker
+        from pipeline.runtime.transactional.worker import run_native_worker as run_worker
     else:
-        from pipeline.shell.app import run_worker
+        from pipeline.runtime.faust.app import run_worker
     try:
         run_worker(settings, loglevel=loglevel)
     except PolicyError as exc:

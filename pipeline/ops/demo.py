@@ -21,9 +21,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
+from pipeline.kafka.topics import admin_client, create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.ops.simulator import MALFORMED, AgentSimulator
-from pipeline.ops.topics import admin_client, create_topics, delete_topics
 from pipeline.settings import Settings, TopicNames
 
 DEMO_APP_ID = "journey-tower-demo"

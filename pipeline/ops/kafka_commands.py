@@ -11,9 +11,15 @@ import sys
 
 import click
 
+from pipeline.kafka.topics import (
+    TopicsError,
+    create_topics,
+    delete_topics,
+    list_topics,
+    topic_specs,
+)
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
-from pipeline.ops.topics import TopicsError, create_topics, delete_topics, list_topics, topic_specs
 from pipeline.settings import Settings
 
 _port_option = click.option(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.ops.topics import admin_client, broker_answers
+from pipeline.kafka.topics import admin_client, broker_answers
 from pipeline.settings import Settings
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"

@@ -34,11 +34,11 @@ from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_changes import policy_changes, summary
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
 from pipeline.core.whatif import WhatIfReport, what_if
+from pipeline.kafka.policy_follower import PolicyMismatch, policy_from_record
+from pipeline.kafka.topics import TopicsError, list_topics, wait_for_broker
 from pipeline.ops.cli_errors import friendly_errors
-from pipeline.ops.topics import TopicsError, list_topics, wait_for_broker
+from pipeline.processing.records import policy_change_record
 from pipeline.settings import Settings
-from pipeline.shell.policy_follower import PolicyMismatch, policy_from_record
-from pipeline.shell.records import policy_change_record
 
 KAFKA_PREFIX = "kafka:"
 

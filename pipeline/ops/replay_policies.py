@@ -19,7 +19,7 @@ from pipeline.contracts.policy_record import (
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
 from pipeline.core.replay import PolicyResolver, catalog
-from pipeline.ops.topic_scan import ScanError, TopicRecord, scan_topic
+from pipeline.kafka.topic_scan import ScanError, TopicRecord, scan_topic
 
 Warn = Callable[[str], None]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import ConfigResource
 
+from pipeline.kafka.topics import admin_client, create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka
-from pipeline.ops.topics import admin_client, create_topics, delete_topics
 from pipeline.settings import Settings
 
 PORT, CONTROLLER_PORT = 19192, 19193

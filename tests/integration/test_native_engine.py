@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from pipeline.contracts.codec import encode_event
-from pipeline.native.changelog import changelog_topic
 from pipeline.ops.simulator import AgentSimulator
+from pipeline.runtime.transactional.changelog import changelog_topic
 from tests.integration.test_hold_windows_e2e import HOLD_MS, POLICY, five
 from tests.integration.test_pipeline_end_to_end import expected_decisions, outputs
 from tests.kafka_io import consume_until, produce
@@ -105,7 +105,7 @@ def test_a_batch_is_taken_as_soon_as_a_record_is_there(tower_settings):
     `consume(1000, 30)` would sit out the 30 s for three records."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from pipeline.native.polling import take_available
+    from pipeline.runtime.transactional.polling import take_available
 
     topic = tower_settings.topics.events
     consumer = Consumer({"bootstrap.servers": tower_settings.bootstrap, "group.id": "take"})

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
+from pipeline.core.arbitration import decide
 from pipeline.core.decision import Decision
-from pipeline.core.engine import decide
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.ops.simulator import AgentSimulator, SimRecord

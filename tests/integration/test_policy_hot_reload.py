@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.contracts.policy_record import ACTIVE_KEY, PolicyRecord, encode_policy_record
+from pipeline.core.arbitration import decide
 from pipeline.core.decision import Decision
-from pipeline.core.engine import decide
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState

@@ -19,11 +19,11 @@ import pytest
 
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.events import AgentEvent
+from pipeline.core.arbitration import decide
 from pipeline.core.decision import Decision
-from pipeline.core.engine import decide
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.state import EMPTY_STATE, CustomerState
-from pipeline.shell.audit_tail import key_partition
+from pipeline.kafka.audit_tail import key_partition
 from tests.conftest import WorkerProcess
 from tests.factories import T0, consent, proposal, signal
 from tests.kafka_io import produce

@@ -1,0 +1,328 @@
+"""The per-batch work of a worker: decode, decide, and assemble output records.
+
+Kept apart from Faust so that the same code runs under the Faust agent, in benchmarks and
+in tests without a broker. Per batch each customer's state is read once and written once.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
+from pipeline.contracts.events import AgentEvent, Source
+from pipeline.core import experience
+from pipeline.core.arbitration import decide, release
+from pipeline.core.decision import EMITTING, HELD, Decision
+from pipeline.core.hold_windows import held_events
+from pipeline.core.policy import Policy
+from pipeline.core.state import CustomerState
+from pipeline.processing.metrics import Tally, TowerMetrics
+from pipeline.processing.records import audit_record, dead_letter_record
+from pipeline.settings import Settings
+
+AVRO_MAGIC = b"\xc3\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    key: bytes | None
+    value: bytes | None
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    partition: int
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Outputs to publish first, then the state writes to apply once they are acknowledged.
+
+    That order is the at-least-once contract: a crash between the two re-decides the batch
+    from the old state and re-emits the same records (same ids), never loses one.
+    """
+
+    outputs: list[OutputRecord]
+    state_writes: list[StateWrite]
+
+
+_WATERMARK = struct.Struct(">q")
+
+
+def pack_stored(offset: int, state: CustomerState) -> bytes:
+    """Table value: the input offset the state includes (8 bytes), then the state."""
+    return _WATERMARK.pack(offset) + state.to_bytes()
+
+
+def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
+    if not raw:
+        return -1, CustomerState.from_bytes(None)
+    return _WATERMARK.unpack_from(raw)[0], CustomerState.from_bytes(raw[_WATERMARK.size :])
+
+
+class StateStore(Protocol):
+    """Where customer states live: a Faust table in the worker, a dict in tests."""
+
+    def load(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def save(self, partition: int, key: bytes, value: bytes) -> None: ...
+
+
+class DictStateStore:
+    """In-memory store for tests and the pure benchmark."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def load(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def save(self, partition: int, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+
+class BatchProcessor:
+    """Everything between raw input records and raw output records, for one batch."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Callable[[], Policy],
+        metrics: TowerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.metrics = metrics or TowerMetrics()
+        self.clock = clock
+        t = settings.topics
+        self._source_topic = t.events
+        self._approved, self._audit, self._deadletter = t.approved, t.audit, t.deadletter
+        self._wakeups = t.wakeups
+        self._fmt = settings.output_format
+        #: called with every decision (the web views' live feed); None costs nothing
+        self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
+        self._tally = Tally()  # counters of the batch in progress, applied at its end
+        #: partition -> newest event time (ms) of its input decided so far: how far the
+        #: partition's event time has come, for holds while a backlog is worked off
+        self.event_time: dict[int, int] = {}
+
+    def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
+        started = time.perf_counter()
+        now_ms = int(self.clock() * 1000)
+        out: list[OutputRecord] = []
+        groups: dict[tuple[int, bytes], list[tuple[AgentEvent, InputRecord]]] = {}
+        m, tally = self.metrics, self._tally
+        for rec in records:
+            fmt = "avro" if rec.value is not None and rec.value[:2] == AVRO_MAGIC else "json"
+            try:
+                event = decode_event(rec.key, rec.value, self.settings.max_event_bytes)
+            except InvalidEvent as exc:
+                tally.add(m.events_in, "invalid", fmt)
+                tally.add(m.dead_letters, exc.reason)
+                out.append(self._dead_letter(rec, exc.reason, exc.detail, now_ms))
+                continue
+            tally.add(m.events_in, event.kind, fmt)
+            groups.setdefault((rec.partition, rec.key or b""), []).append((event, rec))
+            if event.occurred_at > self.event_time.get(rec.partition, -1):
+                self.event_time[rec.partition] = event.occurred_at
+
+        policy = self.policy()
+        writes: list[StateWrite] = []
+        for (partition, key), items in groups.items():
+            watermark, state = unpack_stored(store.load(partition, key))
+            start = state
+            last = watermark
+            for event, rec in items:
+                if rec.offset <= watermark:
+                    # This very record was decided and published before a crash: records
+                    # are decided in offset order (the runtimes' sequence guarantee), the
+                    # state includes every one up to its watermark, and their outputs
+                    # were acknowledged before that state was written. A replay at a new
+                    # offset is decided (and gets its `duplicate` audit).
+                    tally.add(m.reprocessed)
+                    continue
+                if state.holds:
+                    source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
+                    state = self._release_due(state, event, policy, source, rec.key, now_ms, out)
+                state = self._decide_one(state, event, rec, policy, now_ms, out)
+                last = max(last, rec.offset)
+            if last != watermark or state is not start:
+                writes.append(StateWrite(partition, key, pack_stored(last, state)))
+
+        tally.flush()
+        if records:
+            m.batch_size.observe(len(records))
+            per_event = (time.perf_counter() - started) / len(records)
+            m.decision_latency.observe(per_event)
+            newest = max((r.timestamp_ms or 0) for r in records)
+            if newest:
+                m.end_to_end_lag.observe(max(0.0, now_ms - newest) / 1000)
+        return BatchResult(out, writes)
+
+    def process_and_save(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
+        """For synchronous callers (tests, benchmarks) whose outputs need no acknowledgement."""
+        result = self.process(records, store)
+        for w in result.state_writes:
+            store.save(w.partition, w.key, w.value)
+        return result
+
+    def _decide_one(
+        self,
+        state: CustomerState,
+        event: AgentEvent,
+        rec: InputRecord,
+        policy: Policy,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> CustomerState:
+        """Decide one event, append its output records to `out`, return the new state."""
+        decision, state = decide(state, event, policy, event.occurred_at)
+        # Experience metrics (pipeline/core/experience.py): computed after `decide`, from the
+        # state it returned, so the decision rules never depend on them.
+        journey, observations = experience.observe(state.journey, event, decision)
+        if journey is not state.journey:
+            state = state.evolve(journey=journey)
+        self.metrics.experience.record(observations, self._tally)
+        source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
+        self._emit(decision, event, source, rec.key, now_ms, out)
+        return state
+
+    def _emit(
+        self,
+        decision: Decision,
+        event: AgentEvent,
+        source: Source,
+        key: bytes | None,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> None:
+        """Count the decision and append its records: action, wake-up, audit."""
+        m, tally = self.metrics, self._tally
+        tally.add(m.decisions, decision.outcome, decision.rule or "-")
+        if self.feed is not None:
+            self.feed(decision, event, now_ms)
+        if event.kind == "proposal" and decision.outcome != HELD:
+            tally.add(m.proposals, event.agent)
+        partition = source.partition
+        if decision.action is not None and decision.outcome in EMITTING:
+            tally.add(m.approved, event.channel or "-", event.agent)
+            out.append(
+                OutputRecord(
+                    self._approved,
+                    key,
+                    encode_record("approved_action", decision.action.to_dict(), self._fmt),
+                    partition,
+                )
+            )
+        wakeup = decision.extra.get("wakeup")
+        if wakeup is not None:
+            value = orjson.dumps({"customer_id": event.customer_id, **wakeup})
+            out.append(OutputRecord(self._wakeups, key, value, partition))
+        audit = audit_record(decision, event, source, now_ms)
+        out.append(
+            OutputRecord(
+                self._audit, key, encode_record("audit_record", audit, self._fmt), partition
+            )
+        )
+
+    def release(self, wakeup: InputRecord, store: StateStore) -> BatchResult:
+        """Release the hold a wake-up record names (at its deadline, in event time).
+
+        The final audit records of the held proposals cite the wake-up record as their
+        source (or the customer's later input that released it first, see
+        `_release_due`); their `held` audit records cite the input. A wake-up for a hold
+        that is already gone (released before, or before a crash) produces nothing.
+        """
+        now_ms = int(self.clock() * 1000)
+        try:
+            body = orjson.loads(wakeup.value or b"")
+            customer_id, hold_id = str(body["customer_id"]), str(body["hold_id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            self.metrics.dead_letters.labels("bad_wakeup").inc()
+            dead = self._dead_letter(wakeup, "bad_wakeup", str(exc), now_ms, self._wakeups)
+            return BatchResult([dead], [])
+        key = customer_id.encode()
+        watermark, state = unpack_stored(store.load(wakeup.partition, key))
+        if hold_id not in state.holds:
+            return BatchResult([], [])
+        source = Source(self._wakeups, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
+        out: list[OutputRecord] = []
+        state = self._release(state, customer_id, hold_id, self.policy(), source, key, now_ms, out)
+        self._tally.flush()
+        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
+        return BatchResult(out, [write])
+
+    def _release_due(
+        self,
+        state: CustomerState,
+        event: AgentEvent,
+        policy: Policy,
+        source: Source,
+        key: bytes | None,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> CustomerState:
+        """Release the customer's holds whose deadline the event's time has passed, before
+        deciding it: in event time they closed first, so the outcome does not depend on
+        whether their wake-ups were read before this event (`whatif.final_decisions` and
+        replays see the same order). Their wake-ups then find nothing to release."""
+        for hold_id, hold in list(state.holds.items()):
+            if hold.deadline <= event.occurred_at:
+                state = self._release(
+                    state, event.customer_id, hold_id, policy, source, key, now_ms, out
+                )
+        return state
+
+    def _release(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        hold_id: str,
+        policy: Policy,
+        source: Source,
+        key: bytes | None,
+        now_ms: int,
+        out: list[OutputRecord],
+    ) -> CustomerState:
+        hold = state.holds[hold_id]
+        decisions, state = release(state, customer_id, hold_id, policy)
+        events = {e.event_id: e for e in held_events(customer_id, hold)}
+        for decision in decisions:
+            event = events[decision.event_id]
+            journey, observations = experience.observe(state.journey, event, decision)
+            state = state.evolve(journey=journey)
+            self.metrics.experience.record(observations, self._tally)
+            self._emit(decision, event, source, key, now_ms, out)
+        return state
+
+    def _dead_letter(
+        self, rec: InputRecord, reason: str, detail: str, now_ms: int, topic: str | None = None
+    ) -> OutputRecord:
+        source = Source(topic or self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
+        record = dead_letter_record(reason, detail, rec.key, rec.value, source, now_ms)
+        return OutputRecord(
+            self._deadletter,
+            rec.key,
+            encode_record("dead_letter", record, self._fmt),
+            rec.partition,
+        )

@@ -1,0 +1,443 @@
+"""The Faust worker: thin wiring of topics, the state table and the web views around
+`BatchProcessor`.
+
+The worker owns its input offsets (docs/faust-offsets.md): acks are off for agent-events
+and tower-wakeups, so Faust never commits them. Per input partition the next offset to
+decide is a state-table entry, written with the batch's state writes once the broker has
+acknowledged the batch's outputs; every delivered record passes the sequence guard
+(`InputPositions`) before it is decided, and the offsets are mirrored to the consumer
+group for lag monitors. The agent takes events in batches (`take_events`) so Faust's
+per-message cost is paid once per batch (at-least-once: a crash re-emits identical
+records, never loses one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import faust
+from prometheus_client import generate_latest
+
+from pipeline.kafka.partition_probe import first_record_at
+from pipeline.kafka.policy_follower import start_policy_follower
+from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
+from pipeline.processing.input_positions import (
+    InputPositions,
+    TopicPartition,
+    Verdict,
+    pack_position,
+    position_key,
+    unpack_position,
+)
+from pipeline.processing.metrics import TowerMetrics
+from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
+from pipeline.runtime.faust import compat as faust_compat
+from pipeline.runtime.faust.web import register_views
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "customer-state"
+#: aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
+#: Faust's RocksDB default is a 2 GiB block cache per partition database: far too much.
+ROCKSDB_OPTIONS = {"block_cache_size": 64 * 1024 * 1024, "block_cache_compressed_size": 0}
+#: longest the broker holds a fetch of the worker's consumer (see faust_compat)
+FETCH_MAX_WAIT_MS = 20
+#: how often input positions are mirrored to the group and overdue seeks retried
+MIRROR_INTERVAL_S = 1.0
+
+
+class FaustStateStore:
+    """Reads and writes the state table for a given source partition.
+
+    Faust picks the RocksDB partition database and the changelog partition from the
+    *current event*; in a batch the current event is the batch's last one, which may belong
+    to another partition, so each access first points the context at an event of the
+    customer's own partition.
+    """
+
+    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
+        self.table = table
+        self.events = events_by_partition
+
+    def load(self, partition: int, key: bytes) -> bytes | None:
+        faust_compat.focus(self.events[partition])
+        return self.table.get(key)
+
+    def save(self, partition: int, key: bytes, value: bytes) -> None:
+        faust_compat.focus(self.events[partition])
+        self.table[key] = value
+
+
+class PendingWrites:
+    """A store that keeps writes aside until the outputs they follow are acknowledged, so
+    several wake-ups of one customer released together each see the one before."""
+
+    def __init__(self, base: FaustStateStore) -> None:
+        self.base = base
+        self.writes: dict[tuple[int, bytes], bytes] = {}
+
+    def load(self, partition: int, key: bytes) -> bytes | None:
+        if (partition, key) in self.writes:
+            return self.writes[(partition, key)]
+        return self.base.load(partition, key)
+
+    def save(self, partition: int, key: bytes, value: bytes) -> None:
+        self.writes[(partition, key)] = value
+
+
+class InputGuard:
+    """The Faust side of `InputPositions`: loads positions from the table, issues seeks,
+    and mirrors stored positions to the consumer group."""
+
+    def __init__(self, app: faust.App, table: Any, metrics: TowerMetrics, bootstrap: str) -> None:
+        self.app, self.table, self.metrics, self.bootstrap = app, table, metrics, bootstrap
+        self.positions = InputPositions()
+        #: positions written to the table since the last mirror
+        self.stored: dict[TopicPartition, int] = {}
+
+    async def admit(self, batch: Sequence[Any]) -> list[tuple[Any, InputRecord]]:
+        """The batch's events that are next in sequence, with their records."""
+        consumer = self.app.consumer
+        if not faust_compat.unfiltered(consumer):
+            raise RuntimeError("the read-offset filter was not replaced before fetching")
+        assigned = consumer.assignment()
+        now = time.monotonic()
+        admitted = []
+        for ev in batch:
+            msg = ev.message
+            if msg.tp not in assigned:  # left over from before a rebalance: not ours now
+                self.metrics.input_not_decided.labels("not_assigned").inc()
+                continue
+            tp = (msg.topic, msg.partition)
+            if not self.positions.known(tp):
+                await self._load(ev)
+            verdict = self.positions.classify(tp, msg.offset, now)
+            if verdict is Verdict.DECIDE:
+                admitted.append((ev, input_record(msg)))
+            else:
+                self.metrics.input_not_decided.labels(verdict.value).inc()
+        return admitted
+
+    async def _load(self, ev: Any) -> None:
+        """The stored position; if none, the partition's first offset (nothing of it was
+        ever decided, so deciding starts at its beginning, wherever Faust started). Faust
+        seeks a new assignment to the group's offset, which the mirror keeps at or below
+        the stored one; where the first record delivered is not at it, the guard seeks."""
+        msg = ev.message
+        faust_compat.focus(ev)
+        stored = unpack_position(self.table.get(position_key(msg.topic)))
+        if stored is None:
+            stored = (await self.app.consumer.earliest_offsets(msg.tp))[msg.tp]
+        self.positions.load((msg.topic, msg.partition), stored, time.monotonic(), msg.offset)
+
+    def position_writes(self, next_offsets: dict[TopicPartition, int]) -> list[StateWrite]:
+        return [
+            StateWrite(p, position_key(topic), pack_position(offset))
+            for (topic, p), offset in next_offsets.items()
+        ]
+
+    def written(self, next_offsets: dict[TopicPartition, int]) -> None:
+        self.stored.update(next_offsets)
+
+    def horizon(
+        self, topic: str, schedule: WakeupSchedule, processor: BatchProcessor
+    ) -> Callable[[int], float]:
+        """For `WakeupSchedule.pop_due`: infinite for a partition of `topic` decided up to
+        its log end (as far as fetched), else the event time its input has reached."""
+        consumer = self.app.consumer
+
+        def until(partition: int) -> float:
+            end = consumer.highwater(faust.types.TP(topic, partition))
+            position = self.positions.next_offset((topic, partition))
+            if position is None and end is not None:  # none delivered since the assignment
+                handle = schedule.handle_for(partition)
+                if handle is not None:
+                    faust_compat.focus(handle)
+                    position = unpack_position(self.table.get(position_key(topic))) or 0
+            if end is not None and position is not None and position >= end:
+                return math.inf
+            return processor.event_time.get(partition, -1) / 1000
+
+        return until
+
+    def check_idle(self) -> None:
+        consumer, now = self.app.consumer, time.monotonic()
+        for tp in consumer.assignment():
+            self.positions.check_idle((tp.topic, tp.partition), consumer.highwater(tp), now)
+
+    async def probe_holes(self) -> None:
+        """Partitions whose seek did not bring the missing record: ask the broker."""
+        for (topic, partition), offset in self.positions.probes_due(time.monotonic()):
+            first, end = await asyncio.to_thread(
+                first_record_at, self.bootstrap, topic, partition, offset
+            )
+            log.warning(
+                "%s/%d: offset %d not delivered after a seek; the broker's first record "
+                "at or after it: %s (log end %d)",
+                topic,
+                partition,
+                offset,
+                first,
+                end,
+            )
+            self.positions.probed((topic, partition), first, end)
+
+    async def seek_holes(self) -> None:
+        for (topic, partition), offset in self.positions.seeks_due(time.monotonic()):
+            attempts = self.positions.attempts((topic, partition))
+            level = logging.WARNING if attempts > 1 else logging.INFO
+            log.log(
+                level,
+                "%s/%d: records missing before the next delivered one; seeking "
+                "back to %d (attempt %d)",
+                topic,
+                partition,
+                offset,
+                attempts,
+            )
+            self.metrics.input_seeks.inc()
+            try:
+                await self.app.consumer.seek(faust.types.TP(topic, partition), offset)
+            except Exception as exc:  # e.g. revoked meanwhile; retried if still needed
+                log.warning("seek %s/%d to %d failed: %r", topic, partition, offset, exc)
+
+    async def mirror(self) -> None:
+        """Commit the stored positions to the group, once the changelog writes holding
+        them are on the broker (so the group never runs ahead of the table)."""
+        if not self.stored:
+            return
+        offsets, self.stored = self.stored, {}
+        await self.app.producer.flush()
+        assignment = self.app.consumer.assignment()
+        owned = {tp: o for tp, o in offsets.items() if faust.types.TP(*tp) in assignment}
+        if owned:
+            try:
+                await faust_compat.commit(self.app.consumer, owned)
+            except Exception as exc:  # a rebalance in progress: the next mirror catches up
+                log.info("mirroring input positions to the group failed: %r", exc)
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        self.positions.forget(tps)
+        for tp in tps:
+            self.stored.pop((tp.topic, tp.partition), None)
+
+
+def create_app(settings: Settings, **faust_options: Any) -> faust.App:
+    """Build the worker app; `faust_options` override Faust settings (tests, benchmarks).
+
+    The policy is the one published on the policies topic (followed while the app runs, see
+    `PolicyFollower`); until one is published: `TOWER_POLICY_FILE`, else the built-in
+    default. Waits up to `settings.policy_wait_s` to read the published one.
+    """
+    faust_compat.check_version()
+    faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
+    options: dict[str, Any] = {
+        "broker": settings.broker_url,
+        "store": "rocksdb://",
+        "datadir": str(settings.data_dir),
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "topic_allow_declare": True,
+        "consumer_auto_offset_reset": "earliest",
+        # static membership: a restarted worker takes its partitions back at once; a
+        # stopped one hands them over after the session timeout (static members send no
+        # LeaveGroup), so that is short
+        "consumer_group_instance_id": settings.member_id("faust"),
+        "broker_session_timeout": 10.0,
+        "stream_buffer_maxsize": 16384,
+        "broker_commit_every": 10_000,
+        "broker_commit_interval": 1.0,
+        "table_standby_replicas": 0,
+        "producer_linger_ms": 5,
+        "producer_max_batch_size": 512 * 1024,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    options.update(faust_options)
+    app = faust.App(settings.app_id, **options)
+    metrics = TowerMetrics()
+    follower = start_policy_follower(settings, metrics)
+    processor = BatchProcessor(settings, policy=follower.current, metrics=metrics)
+    app.tower_metrics = metrics  # type: ignore[attr-defined]
+    app.tower_processor = processor  # type: ignore[attr-defined]
+    app.tower_policy = follower  # type: ignore[attr-defined]
+
+    @app.on_before_shutdown.connect
+    async def stop_policy_follower(sender: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(follower.stop)
+
+    t = settings.topics
+    # acks=False: Faust neither tracks nor commits these topics; the worker does
+    events_topic = app.topic(
+        t.events, key_type=bytes, value_type=bytes, partitions=settings.partitions, acks=False
+    )
+    wakeups_topic = app.topic(
+        t.wakeups, key_type=bytes, value_type=bytes, partitions=settings.partitions, acks=False
+    )
+    state = app.Table(
+        STATE_TABLE,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        options=ROCKSDB_OPTIONS,
+    )
+    app.tower_state = state  # type: ignore[attr-defined]
+    guard = InputGuard(app, state, metrics, settings.bootstrap)
+    schedule = WakeupSchedule()
+    schedule_changed = asyncio.Event()
+    # Both agents and the hold releaser read-modify-write customer states and await the
+    # broker in between: one lock keeps them from interleaving on a customer.
+    state_lock = asyncio.Lock()
+
+    async def publish(
+        result: BatchResult, store: FaustStateStore, positions: dict[TopicPartition, int]
+    ) -> None:
+        """Outputs first; the state and the input positions only once the broker has
+        acknowledged them."""
+        producer = app.producer
+        acks = [
+            await producer.send(out.topic, out.key, out.value, out.partition, None, None)
+            for out in result.outputs
+        ]
+        if acks:
+            await asyncio.gather(*acks)
+        for write in [*result.state_writes, *guard.position_writes(positions)]:
+            store.save(write.partition, write.key, write.value)
+        guard.written(positions)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        # before the fetcher's drain loop starts (it starts when the recovery completes)
+        faust_compat.unfilter_reads(app.consumer, (t.events, t.wakeups))
+        async with state_lock:
+            guard.forget(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        async with state_lock:  # a release in progress finishes first
+            guard.forget(revoked)
+            schedule.drop(tp.partition for tp in revoked if tp.topic == t.wakeups)
+            await app.producer.flush()  # its writes are on the broker for the next owner
+
+    def caught_up(event: Any) -> bool:
+        """The event was the partition's last record when it was fetched."""
+        msg = event.message
+        return bool(msg.offset + 1 >= (app.consumer.highwater(msg.tp) or 0))
+
+    @app.agent(events_topic, name="tower-decide")
+    async def decide_events(stream: faust.StreamT) -> None:
+        async for batch in faust_compat.take_available(
+            stream, settings.batch_size, settings.batch_within_s, caught_up
+        ):
+            async with state_lock:
+                admitted = await guard.admit(batch)
+                if admitted:
+                    store = FaustStateStore(state, {ev.message.partition: ev for ev, _ in admitted})
+                    result = processor.process([rec for _, rec in admitted], store)
+                    await publish(result, store, next_offsets(t.events, admitted))
+            await guard.seek_holes()
+
+    @app.agent(wakeups_topic, name="tower-read-wakeups")
+    async def read_wakeups(stream: faust.StreamT) -> None:
+        """Wake-ups arrive right after their hold opens; the releaser acts at each one's
+        own deadline, whatever order they came in."""
+        async for batch in faust_compat.take_available(
+            stream, settings.batch_size, settings.batch_within_s, caught_up
+        ):
+            async with state_lock:
+                for ev, rec in await guard.admit(batch):
+                    schedule.add(rec, wakeup_deadline_s(rec.value), ev)
+            schedule_changed.set()
+            await guard.seek_holes()
+
+    async def release(due: list[PendingWakeup]) -> None:
+        store = FaustStateStore(state, {w.record.partition: w.handle for w in due})
+        pending = PendingWrites(store)
+        result = BatchResult([], [])
+        for wakeup in due:
+            released = processor.release(wakeup.record, pending)
+            for write in released.state_writes:
+                pending.save(write.partition, write.key, write.value)
+            result.outputs.extend(released.outputs)
+        result.state_writes = [StateWrite(p, k, v) for (p, k), v in pending.writes.items()]
+        positions = {}
+        for p in {w.record.partition for w in due}:
+            read = guard.positions.next_offset((t.wakeups, p))
+            if read is not None:  # None: revoked meanwhile, the next owner re-reads
+                positions[(t.wakeups, p)] = schedule.restart_offset(p, read)
+        await publish(result, store, positions)
+
+    @app.task
+    async def release_due_holds() -> None:
+        while True:
+            deadline = schedule.next_check(time.time())
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(schedule_changed.wait(), timeout)
+            schedule_changed.clear()
+            async with state_lock:
+                due = schedule.pop_due(time.time(), guard.horizon(t.events, schedule, processor))
+                try:
+                    if due:
+                        await release(due)
+                    continue
+                except Exception:
+                    log.exception("releasing %d holds failed; retrying in 1 s", len(due))
+                    for w in due:
+                        schedule.add(w.record, w.deadline_s, w.handle)
+            await asyncio.sleep(1.0)
+
+    @app.timer(MIRROR_INTERVAL_S)
+    async def mirror_positions() -> None:
+        guard.check_idle()
+        await guard.probe_holes()  # an answer that is stale by then is still safe to apply
+        await guard.seek_holes()
+        await guard.mirror()
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_TEXT)
+
+    @app.page("/healthz")
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "policy_version": follower.current().policy_version})
+
+    app.tower_feed = register_views(app, state, processor, settings)  # type: ignore[attr-defined]
+    return app
+
+
+def next_offsets(
+    topic: str, admitted: Sequence[tuple[Any, InputRecord]]
+) -> dict[TopicPartition, int]:
+    """Per partition of `topic`, the offset after the last admitted record."""
+    out: dict[TopicPartition, int] = {}
+    for _, rec in admitted:
+        out[(topic, rec.partition)] = rec.offset + 1
+    return out
+
+
+def input_record(msg: Any) -> InputRecord:
+    ts = msg.timestamp
+    return InputRecord(
+        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None
+    )
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker in the foreground until SIGTERM/SIGINT."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

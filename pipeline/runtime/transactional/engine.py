@@ -1,0 +1,357 @@
+"""The native worker loop: consume a batch, decide it, and publish outputs, state changelog
+and consumed offsets in ONE Kafka transaction (exactly-once, KIP-447 fencing).
+
+Assignment is eager with the range assignor: range gives partition p of agent-events and
+of tower-wakeups to the same worker (both touch the states of partition p), and eager
+revocation only happens inside `consume()`, i.e. between two transactions, so a revoke
+never finds half-written state. Restores run in the assignment callback, before the first
+record of a partition is decided.
+
+Pipelining: a batch's commit (send_offsets_to_transaction + commit_transaction, network
+waits that release the GIL) runs on a helper thread while the main thread consumes and
+decides the next batch on top of the in-flight batch's state. The next batch is produced
+only after that commit succeeded; if it failed, both batches are redone from the committed
+offsets. Rebalance callbacks wait for the commit in flight before touching the databases.
+
+Errors: an abortable transaction error (e.g. a rebalance fenced the group generation) is
+aborted, the consumer is rewound to the committed offsets, and the batch is decided again
+from the untouched local state. A fatal error (producer fenced by a newer instance) ends
+the process: the state it could write is owned by someone else now.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from prometheus_client import Histogram
+
+from pipeline.processing.batch import BatchProcessor, InputRecord, OutputRecord
+from pipeline.processing.wakeup_schedule import WakeupSchedule
+from pipeline.runtime.transactional.changelog import changelog_topic, restore_partitions
+from pipeline.runtime.transactional.polling import take_available
+from pipeline.runtime.transactional.state_store import LocalStores, OverlayStore
+from pipeline.runtime.transactional.wakeups import BatchPlan, Polled, plan_batch
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _InFlight:
+    """A batch whose transaction is being committed on a helper thread."""
+
+    def __init__(self, overlay: OverlayStore) -> None:
+        self.overlay = overlay
+        self.error: KafkaException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(
+        self,
+        producer: Producer,
+        offsets: list[TopicPartition],
+        group: Any,
+        timer: Histogram,
+    ) -> None:
+        def commit() -> None:
+            try:
+                started = time.perf_counter()
+                producer.send_offsets_to_transaction(offsets, group, 30)
+                sent = time.perf_counter()
+                producer.commit_transaction(60)
+                timer.labels("send").observe(sent - started)
+                timer.labels("commit").observe(time.perf_counter() - sent)
+            except KafkaException as exc:
+                self.error = exc
+
+        self._thread = threading.Thread(target=commit, name="tower-commit", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> KafkaException | None:
+        if self._thread is not None:
+            self._thread.join()
+        return self.error
+
+
+def instance_id(settings: Settings) -> str:
+    """The transactional id and static group member id (`Settings.member_id`).
+
+    A restarted worker fences its killed predecessor at once (`init_transactions` aborts
+    the open transaction) instead of leaving read_committed readers stuck until the
+    transaction times out."""
+    return settings.member_id("native")
+
+
+class NativeEngine:
+    """One consumer, one transactional producer, local RocksDB per assigned partition."""
+
+    def __init__(self, settings: Settings, processor: BatchProcessor) -> None:
+        self.settings = settings
+        self.processor = processor
+        t = settings.topics
+        self.events, self.wakeups = t.events, t.wakeups
+        self.changelog = changelog_topic(settings.app_id)
+        self.stores = LocalStores(settings.data_dir)
+        #: wake-ups read, released when due (pipeline/processing/wakeup_schedule.py)
+        self.schedule = WakeupSchedule()
+        #: wake-up partition -> next offset to read
+        self.wakeups_read: dict[int, int] = {}
+        #: event partition -> next offset to consume (committed one after an assignment)
+        self.events_next: dict[int, int] = {}
+        self.transactions = 0
+        self.aborts = 0
+        self._stopping = False
+        self._delivered: dict[int, int] = {}
+        self._inflight: _InFlight | None = None
+        #: a failed commit noticed inside a rebalance callback, recovered in the loop
+        self._failed: KafkaException | None = None
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "group.id": settings.app_id,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+                # static membership: a restarted worker takes its partitions back at once
+                # instead of waiting for the killed one's session to expire
+                "group.instance.id": instance_id(settings),
+                "session.timeout.ms": 10_000,
+            }
+        )
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "transactional.id": instance_id(settings),
+                "transaction.timeout.ms": 30_000,
+                "linger.ms": 5,
+                "batch.size": 512 * 1024,
+                # back-to-back transactions: the coordinator answers CONCURRENT_TRANSACTIONS
+                # while it finishes the previous one; librdkafka's default 100 ms backoff (up
+                # to 1 s, growing) then lands on every batch's latency
+                # (confluent-kafka-python#967, KAFKA-5477)
+                "retry.backoff.ms": 5,
+                "retry.backoff.max.ms": 25,
+                # audit records carry JSON and repeated ids: cheap to compress, and fewer
+                # bytes for the broker to write and serve
+                "compression.type": "lz4",
+            }
+        )
+
+    def stop(self) -> None:
+        """Ask the loop to end after the transaction in flight (signal-handler safe)."""
+        self._stopping = True
+
+    def assigned(self) -> list[int]:
+        return sorted(self.stores.dbs)
+
+    # --- rebalance callbacks (run inside consume(), between transactions) ---------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._settle_in_callback()
+        numbers = {tp.partition for tp in partitions}
+        dbs = {p: self.stores.open(p) for p in numbers}
+        restore_partitions(self.settings.bootstrap, self.changelog, dbs)
+        self._forget_wakeups(numbers)
+        events = [TopicPartition(self.events, p) for p in numbers]
+        for tp in consumer.committed(events, timeout=30):
+            self.events_next[tp.partition] = max(tp.offset, 0)
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._settle_in_callback()
+        numbers = {tp.partition for tp in partitions}
+        for p in numbers:
+            self.stores.close(p)
+            self.events_next.pop(p, None)
+        self._forget_wakeups(numbers)
+
+    def _forget_wakeups(self, partitions: set[int]) -> None:
+        """They will be read again from the committed offsets."""
+        self.schedule.drop(partitions)
+        for p in partitions:
+            self.wakeups_read.pop(p, None)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.producer.init_transactions(60)
+        self.consumer.subscribe(
+            [self.events, self.wakeups],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not self._stopping:
+                msgs = take_available(
+                    self.consumer, self.settings.batch_size, self._wait_s(time.time())
+                )
+                batch = self._polled(msgs)
+                if self._failed is not None:  # the batch read past it is redone too
+                    exc, self._failed = self._failed, None
+                    self._recover(exc)
+                    continue
+                plan = plan_batch(
+                    batch,
+                    self.events,
+                    self.wakeups,
+                    time.time(),
+                    self.schedule,
+                    self.wakeups_read,
+                    self._horizon,
+                )
+                if plan.events or plan.due_wakeups:
+                    self._transact(plan)
+                else:
+                    self._settle()  # idle: make the batch in flight durable locally now
+        finally:
+            self._settle(recover=False)
+            self.consumer.close()  # revokes: closes the partition databases
+            self.stores.close_all()
+            self.producer.flush(10)
+
+    def _polled(self, msgs: list[Message]) -> list[Polled]:
+        out = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                log.warning("consume: %s", err)
+                continue
+            ts_type, ts = msg.timestamp()
+            if msg.topic() == self.events:
+                self.events_next[msg.partition()] = msg.offset() + 1
+            out.append(
+                Polled(
+                    msg.topic(),
+                    InputRecord(
+                        msg.key(),
+                        msg.value(),
+                        msg.partition(),
+                        msg.offset(),
+                        ts if ts_type else None,
+                    ),
+                )
+            )
+        return out
+
+    def _horizon(self, partition: int) -> float:
+        """Infinite if `partition`'s events are consumed (so decided in this batch) to the
+        log end, else the event time they have reached (`WakeupSchedule.pop_due`)."""
+        tp = TopicPartition(self.events, partition)
+        _, end = self.consumer.get_watermark_offsets(tp, cached=True)
+        if end >= 0 and self.events_next.get(partition, -1) >= end:
+            return math.inf
+        return self.processor.event_time.get(partition, -1) / 1000
+
+    def _wait_s(self, now: float) -> float:
+        """How long to wait for records: no longer than until the next hold is checked."""
+        deadline = self.schedule.next_check(now)
+        if deadline is None:
+            return self.settings.batch_within_s
+        return max(0.0, min(self.settings.batch_within_s, deadline - now))
+
+    def _transact(self, plan: BatchPlan) -> None:
+        inflight = self._inflight
+        overlay = OverlayStore(self.stores, under=inflight.overlay if inflight else None)
+        outputs: list[OutputRecord] = []
+        results = [self.processor.process(plan.events, overlay)] if plan.events else []
+        for w in results:
+            for write in w.state_writes:
+                overlay.save(write.partition, write.key, write.value)
+            outputs.extend(w.outputs)
+        for wakeup in plan.due_wakeups:  # after the batch's events, seeing their effects
+            result = self.processor.release(wakeup, overlay)
+            for write in result.state_writes:
+                overlay.save(write.partition, write.key, write.value)
+            outputs.extend(result.outputs)
+        if not self._settle():
+            return  # the batch before failed: this one was decided on its state, redo both
+        overlay.under = None  # what it read through is in the databases now
+        self._delivered = {}
+        try:
+            self.producer.begin_transaction()
+            for out in outputs:
+                self._produce(out.topic, out.key, out.value, out.partition)
+            for (partition, key), value in overlay.writes.items():
+                self._produce(self.changelog, key, value, partition, self._on_changelog)
+        except KafkaException as exc:
+            self._recover(exc)
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in plan.offsets.items()]
+        self._inflight = _InFlight(overlay)
+        self._inflight.start(
+            self.producer,
+            offsets,
+            self.consumer.consumer_group_metadata(),
+            self.processor.metrics.transaction_seconds,
+        )
+
+    def _settle(self, recover: bool = True) -> bool:
+        """Wait for the commit in flight; apply its writes locally if it succeeded.
+
+        False if it failed: then (with `recover`) the transaction is aborted and the
+        consumer rewound to the committed offsets."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return True
+        error = inflight.wait()
+        if error is None:
+            self.producer.poll(0)  # any delivery report not yet served
+            self.transactions += 1
+            inflight.overlay.commit_to({p: o + 1 for p, o in self._delivered.items()})
+            return True
+        if recover:
+            self._recover(error)
+        return False
+
+    def _settle_in_callback(self) -> None:
+        """Rebalance callbacks run inside consume(): settle, leave recovery to the loop."""
+        inflight = self._inflight
+        if inflight is not None and not self._settle(recover=False):
+            self._failed = inflight.error
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, partition: int, cb: Any = None
+    ) -> None:
+        while True:
+            try:
+                if cb is None:
+                    self.producer.produce(topic, value, key, partition)
+                else:
+                    self.producer.produce(topic, value, key, partition, on_delivery=cb)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _on_changelog(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            p = msg.partition()
+            self._delivered[p] = max(self._delivered.get(p, -1), msg.offset())
+
+    def _recover(self, exc: KafkaException) -> None:
+        """Abort and decide the batch again from the committed offsets, or give up."""
+        err = exc.args[0]
+        if isinstance(err, KafkaError) and err.fatal():
+            log.error("fatal transaction error, exiting: %s", err)
+            raise exc
+        self.aborts += 1
+        log.warning("transaction aborted, rewinding to the committed offsets: %s", err)
+        self.producer.abort_transaction(60)
+        assignment = self.consumer.assignment()
+        self._forget_wakeups({tp.partition for tp in assignment})
+        for tp in self.consumer.committed(assignment, timeout=30):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            if tp.topic == self.events:
+                self.events_next[tp.partition] = max(tp.offset, 0)

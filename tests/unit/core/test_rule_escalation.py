@@ -1,0 +1,287 @@
+"""Escalation: repeat contact, negative streaks and explicit requests route the next AI
+answer to a human queue, later AI answers wait for case_resolved; and the consistency
+ledger's contradictions may escalate too. Through the public `decide` entry point."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.contracts.codec import decode_event
+from pipeline.core.arbitration import decide
+from pipeline.core.decision import APPROVED, EMITTING, ESCALATED, RECORDED, SUPPRESSED
+from pipeline.core.policy import DEFAULT_POLICY, HOUR_MS, Escalation, FrequencyCap, Policy
+from pipeline.core.state import EMPTY_STATE, CustomerState, Handoff
+from pipeline.ops.simulator import AgentSimulator
+from tests.factories import T0, decide_all, proposal, signal
+
+MIN = 60_000
+REPEAT = Policy(caps=(), escalation=Escalation(repeat_contacts=3, repeat_window_ms=HOUR_MS))
+STREAK = Policy(caps=(), escalation=Escalation(negative_streak=2, sentiment_threshold=-0.5))
+EXPLICIT = Policy(caps=(), escalation=Escalation(explicit_request=True, queue="tier-2"))
+
+
+def run(events, policy):
+    return decide_all(events, policy)
+
+
+def answer(at=T0, **changes):
+    base = {
+        "agent": "care-bot",
+        "department": "service",
+        "channel": "chat",
+        "action": "answer",
+        "category": "service",
+        "content": "care-bot about your order",
+        "ai_generated": True,
+    }
+    return proposal(at=at, **{**base, **changes})
+
+
+def msg(at, **attrs):
+    return signal("message_received", at=at, **attrs)
+
+
+def score(at, value):
+    return signal("sentiment", at=at, score=str(value))
+
+
+@pytest.mark.parametrize(
+    ("policy", "signals", "reason"),
+    [
+        # repeat contact: N inbound contacts within the window
+        (REPEAT, [msg(T0), msg(T0 + MIN), msg(T0 + 2 * MIN)], "repeat contact: 3 contacts"),
+        (REPEAT, [msg(T0), signal("case_opened", at=T0 + MIN), msg(T0 + 2 * MIN)], "repeat"),
+        (REPEAT, [msg(T0), msg(T0 + 40 * MIN), msg(T0 + 80 * MIN)], None),  # spread out
+        (REPEAT, [msg(T0), msg(T0 + MIN)], None),  # one short
+        (Policy(caps=()), [msg(T0 + i) for i in range(10)], None),  # off by default
+        # negative streak: K consecutive scores below the threshold
+        (STREAK, [score(T0, -0.8), score(T0 + 1, -0.9)], "negative sentiment: 2 scores"),
+        (STREAK, [score(T0, -0.8), score(T0 + 1, 0.3), score(T0 + 2, -0.9)], None),  # reset
+        (STREAK, [score(T0, -0.5), score(T0 + 1, -0.6)], None),  # -0.5 is not below -0.5
+        (STREAK, [score(T0, -0.8), signal("sentiment", at=T0 + 1, score="bad")], None),
+        # explicit request for a human
+        (EXPLICIT, [signal("handoff_to_human", at=T0)], "asked for a human (handoff_to_human)"),
+        (EXPLICIT, [msg(T0, intent="HUMAN")], "asked for a human (intent=human)"),
+        (EXPLICIT, [msg(T0, intent="billing")], None),
+        (Policy(caps=()), [signal("handoff_to_human", at=T0)], None),  # off by default
+    ],
+)
+def test_what_makes_a_customer_need_a_human(policy, signals, reason):
+    decisions, state = run(signals, policy)
+    assert {d.outcome for d in decisions} == {RECORDED}
+    if reason is None:
+        assert state.handoff is None
+        [d], _ = run([answer(T0 + HOUR_MS)], policy)
+        assert d.outcome == APPROVED
+        assert "escalation" not in [s.rule for s in d.trace]
+    else:
+        assert state.handoff is not None
+        assert reason in state.handoff.reason
+        assert state.handoff.action_id is None
+
+
+def test_first_ai_answer_is_routed_then_ai_waits_for_resolution():
+    later = T0 + 5 * MIN
+    events = [
+        signal("handoff_to_human", at=T0),
+        answer(later),  # escalated: route_case to the queue
+        answer(later + 1),  # suppressed until the case is resolved
+        answer(later + 2, ai_generated=False),  # a human agent's answer is not held back
+        answer(later + 3, action="message", category="marketing", channel="email"),  # not service
+        signal("case_resolved", at=later + 4),
+        answer(later + 5),  # back to normal
+    ]
+    decisions, state = run(events, EXPLICIT)
+    outcomes = [d.outcome for d in decisions]
+    assert outcomes == [RECORDED, ESCALATED, SUPPRESSED, APPROVED, SUPPRESSED, RECORDED, APPROVED]
+    escalated = decisions[1]
+    assert escalated.outcome in EMITTING
+    assert escalated.rule == "escalation"
+    assert "routed to tier-2" in escalated.reason
+    action = escalated.action
+    assert action is not None
+    assert action.action == "route_case"
+    assert action.content.startswith("escalated to tier-2: needs a human (customer asked")
+    assert action.channel == "chat"
+    assert action.source_event_ids == (events[1].event_id,)
+    held = decisions[2]
+    assert held.rule == "escalation"
+    assert f"held until {action.action_id} is resolved" in held.reason
+    assert decisions[4].rule == "consent"  # marketing needs opt-in; escalation stayed silent
+    assert "escalation" not in [s.rule for s in decisions[4].trace]
+    assert state.handoff is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "escalates"),
+    [
+        ({}, True),  # AI answer
+        ({"action": "message"}, True),  # AI message in a service conversation
+        ({"action": "message", "category": "transactional"}, False),
+        ({"ai_generated": False}, False),
+        ({"action": "callback"}, False),
+    ],
+)
+def test_which_proposals_are_escalated(changes, escalates):
+    handoff = Handoff(T0, "repeat contact", None)
+    state = EMPTY_STATE.evolve(handoff=handoff)
+    ev = answer(T0 + 1, **changes)
+    d, after = decide(state, ev, EXPLICIT, ev.occurred_at)
+    assert (d.outcome == ESCALATED) is escalates
+    assert (after.handoff.action_id is not None) is escalates
+
+
+def test_a_handoff_set_under_an_old_policy_is_still_honoured_and_resolved():
+    state = EMPTY_STATE.evolve(handoff=Handoff(T0, "repeat contact", None))
+    d, state = decide(state, answer(T0 + 1), DEFAULT_POLICY, T0 + 1)
+    assert d.outcome == ESCALATED
+    assert "human-care" in d.action.content  # the default queue
+    d, state = decide(state, signal("case_resolved", at=T0 + 2), DEFAULT_POLICY, T0 + 2)
+    assert state.handoff is None
+
+
+def test_route_case_is_not_a_contact():
+    policy = replace(EXPLICIT, caps=(FrequencyCap("one", limit=1, window_ms=HOUR_MS),))
+    decisions, state = run(
+        [signal("handoff_to_human", at=T0), answer(T0 + 1), signal("case_resolved", at=T0 + 2)],
+        policy,
+    )
+    assert decisions[1].outcome == ESCALATED
+    assert state.contacts == ()
+    [d], _ = run([answer(T0 + 3)], policy)
+    assert d.outcome == APPROVED
+
+
+def test_first_reason_is_kept_until_resolved():
+    policy = replace(REPEAT, escalation=replace(REPEAT.escalation, explicit_request=True))
+    _, state = run(
+        [signal("handoff_to_human", at=T0), msg(T0 + 1), msg(T0 + 2), msg(T0 + 3)], policy
+    )
+    assert "handoff_to_human" in state.handoff.reason
+    assert len(state.inbound) == 3  # bounded to repeat_contacts
+    _, state = decide(state, signal("case_resolved", at=T0 + 4), policy, T0 + 4)
+    assert state.handoff is None and state.inbound == () and state.negative_streak == 0
+
+
+# --- the consistency ledger may escalate ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("escalates", "outcome"),
+    [(False, SUPPRESSED), (True, ESCALATED)],
+)
+def test_contradictions_escalate_when_the_policy_says_so(escalates, outcome):
+    policy = Policy(caps=(), escalation=Escalation(consistency_escalates=escalates))
+    first = answer(T0, asserts={"refund_days": "14"}, ai_generated=False)
+    second = answer(T0 + 1, agent="promo-bot", asserts={"refund_days": "30"})
+    decisions, state = run([first, second], policy)
+    d = decisions[1]
+    assert d.outcome == outcome
+    assert d.rule == "consistency_ledger"
+    assert "refund_days='30' contradicts '14'" in d.reason
+    if escalates:
+        assert d.action.action == "route_case"
+        assert d.action.asserts == {}
+        assert "refund_days" in d.action.content and "human-care" in d.action.content
+        assert state.handoff is None  # only the customer's own signals mark a handoff
+        assert state.facts["refund_days"].value == "14"
+    else:
+        assert d.action is None
+
+
+def test_consistent_answers_do_not_escalate():
+    policy = Policy(caps=(), escalation=Escalation(consistency_escalates=True))
+    decisions, _ = run(
+        [answer(T0, asserts={"refund_days": "14"}), answer(T0 + 1, asserts={"refund_days": "14"})],
+        policy,
+    )
+    assert [d.outcome for d in decisions] == [APPROVED, APPROVED]
+
+
+# --- silent by default ----------------------------------------------------------------------
+
+NEW_RULES = {
+    "escalation",
+    "loop_prevention",
+    "known_facts",
+    "banned_phrases",
+    "pii_redaction",
+    "disclosure",
+    "max_length",
+}
+
+
+def test_new_rules_are_silent_on_simulator_traffic_under_the_default_policy():
+    records = AgentSimulator(customers=50).records(3000)
+    states: dict[str, CustomerState] = {}
+    for r in records:
+        ev = decode_event(r.key, r.value)
+        d, states[ev.customer_id] = decide(
+            states.get(ev.customer_id, EMPTY_STATE), ev, DEFAULT_POLICY, ev.occurred_at
+        )
+        assert not NEW_RULES & {s.rule for s in d.trace}
+        assert d.action is None or d.action.content == ev.proposal.content
+    for state in states.values():
+        assert (state.handoff, state.inbound, state.negative_streak) == (None, (), 0)
+        assert state.known == {} and state.disclosed == {}
+
+
+def test_new_state_fields_round_trip():
+    state = EMPTY_STATE.evolve(
+        inbound=(T0, T0 + 1),
+        negative_streak=2,
+        handoff=Handoff(T0, "why", "a-1"),
+        known={"order_number": "A-1"},
+        disclosed={"cv:c-1": T0},
+    )
+    assert CustomerState.from_bytes(state.to_bytes()) == state
+    assert b"ho" not in EMPTY_STATE.to_bytes()
+
+
+ARMED = Policy(
+    caps=(),
+    escalation=Escalation(
+        repeat_contacts=2, repeat_window_ms=HOUR_MS, negative_streak=2, explicit_request=True
+    ),
+)
+STEPS = st.sampled_from(
+    [
+        ("message_received", {}),
+        ("message_received", {"intent": "human"}),
+        ("case_opened", {}),
+        ("case_resolved", {}),
+        ("handoff_to_human", {}),
+        ("sentiment", {"score": "-0.9"}),
+        ("sentiment", {"score": "0.4"}),
+        ("answer", {}),
+        ("answer", {"ai_generated": False}),
+    ]
+)
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(STEPS, st.integers(min_value=1, max_value=HOUR_MS)), max_size=30))
+def test_one_route_case_per_handoff_and_none_without_one(steps):
+    state: CustomerState = EMPTY_STATE
+    at = T0
+    routed_since_resolution = 0
+    for (kind, extra), gap in steps:
+        at += gap
+        ev = answer(at, **extra) if kind == "answer" else signal(kind, at=at, **extra)
+        needed = state.handoff is not None
+        d, state = decide(state, ev, ARMED, at)
+        if kind == "case_resolved":
+            routed_since_resolution = 0
+            assert state.handoff is None
+        if d.outcome == ESCALATED:
+            routed_since_resolution += 1
+            assert needed and d.action.action == "route_case"
+            assert state.handoff.action_id == d.action.action_id
+        if kind == "answer" and not extra and not needed:
+            assert d.outcome == APPROVED
+        assert routed_since_resolution <= 1
+        assert CustomerState.from_bytes(state.to_bytes()) == state

@@ -1,0 +1,138 @@
+"""The worker's per-batch work without a broker: outputs, state writes, crash replays."""
+
+from __future__ import annotations
+
+from pipeline.contracts.codec import decode_record
+from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.ops.simulator import AgentSimulator
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord, unpack_stored
+from pipeline.settings import Settings
+
+SETTINGS = Settings()
+
+
+def inputs(n: int, malformed: int = 0) -> list[InputRecord]:
+    records = AgentSimulator(customers=5, seed=2).records(n, malformed=malformed)
+    return [InputRecord(r.key, r.value, 0, i, None) for i, r in enumerate(records)]
+
+
+def processor() -> BatchProcessor:
+    return BatchProcessor(SETTINGS, policy=lambda: DEFAULT_POLICY, clock=lambda: 1.0)
+
+
+def by_topic(outputs):
+    t = SETTINGS.topics
+    names = {t.approved: "approved_action", t.audit: "audit_record", t.deadletter: "dead_letter"}
+    out: dict[str, list[dict]] = {name: [] for name in names.values()}
+    for o in outputs:
+        if o.topic not in names:
+            continue
+        out[names[o.topic]].append(decode_record(names[o.topic], o.value))
+    return out
+
+
+def test_one_audit_per_valid_record_and_one_dead_letter_per_invalid():
+    recs = inputs(200, malformed=7)
+    result = processor().process_and_save(recs, DictStateStore())
+    got = by_topic(result.outputs)
+    assert len(got["audit_record"]) == 193
+    assert len(got["dead_letter"]) == 7
+    assert all(o.partition == 0 for o in result.outputs)
+
+
+def test_state_is_read_and_written_once_per_customer_per_batch():
+    store = DictStateStore()
+    result = processor().process(inputs(100), store)
+    keys = [w.key for w in result.state_writes]
+    assert len(keys) == len(set(keys)) == 5
+    assert store.data == {}  # nothing written until the caller applies state_writes
+
+
+def test_records_already_in_the_stored_state_are_skipped_after_a_restart():
+    recs = inputs(120)
+    store = DictStateStore()
+    first = processor().process_and_save(recs[:80], store)
+    again = processor().process_and_save(recs, store)  # consumer restarted from offset 0
+    audited_again = by_topic(again.outputs)["audit_record"]
+    assert {a["source_offset"] for a in audited_again} == set(range(80, 120))
+    assert by_topic(first.outputs)["audit_record"]
+    watermark, _ = unpack_stored(store.data[recs[-1].key])
+    assert watermark <= 119
+
+
+def test_a_crash_before_the_state_write_re_emits_identical_records():
+    recs = inputs(60)
+    store = DictStateStore()
+    lost = processor().process(recs, store)  # outputs published, state never written
+    again = processor().process(recs, store)
+    assert [o.value for o in again.outputs if o.topic == SETTINGS.topics.approved] == [
+        o.value for o in lost.outputs if o.topic == SETTINGS.topics.approved
+    ]
+
+
+def test_held_proposals_go_out_once_when_their_wake_up_comes_back():
+    from pipeline.contracts.codec import encode_event
+    from pipeline.core.policy import HoldWindows, Policy
+    from tests.factories import proposal
+
+    policy = Policy(holds=HoldWindows(hold_ms={"message": 5_000}))
+    bp = BatchProcessor(SETTINGS, policy=lambda: policy, clock=lambda: 1.0)
+    events = [
+        proposal(customer="c9", agent=f"bot-{i}", trigger="t", category="service", priority=p)
+        for i, p in enumerate((20, 80, 40))
+    ]
+    recs = [InputRecord(b"c9", encode_event(e, "json"), 3, i, None) for i, e in enumerate(events)]
+    store = DictStateStore()
+    parked = bp.process_and_save(recs, store)
+    wakeups = [o for o in parked.outputs if o.topic == SETTINGS.topics.wakeups]
+    assert len(wakeups) == 1 and wakeups[0].partition == 3
+    assert {a["outcome"] for a in by_topic(parked.outputs)["audit_record"]} == {"held"}
+
+    wake = InputRecord(b"c9", wakeups[0].value, 3, 0, None)
+    released = bp.release(wake, store)
+    for w in released.state_writes:
+        store.save(w.partition, w.key, w.value)
+    got = by_topic(released.outputs)
+    assert len(got["approved_action"]) == 1
+    action = got["approved_action"][0]
+    assert action["agents"][0] == "bot-1" and len(action["source_event_ids"]) == 3
+    assert sorted(a["outcome"] for a in got["audit_record"]) == ["approved", "merged", "merged"]
+    assert bp.release(wake, store).outputs == []  # a duplicate wake-up is a no-op
+
+
+def test_after_a_restart_only_the_records_already_decided_are_skipped():
+    """Re-delivered records up to the customer's watermark are skipped (their outputs were
+    published); a replayed event id at a new offset is decided and audited `duplicate`,
+    even though the state has seen the id."""
+    recs = [r for r in inputs(120) if r.key == inputs(120)[0].key][:4]
+    replay = InputRecord(recs[0].key, recs[0].value, recs[0].partition, recs[-1].offset + 1, None)
+    store = DictStateStore()
+    bp = processor()
+    first = bp.process_and_save(recs[:3], store)
+    again = bp.process_and_save([*recs, replay], store)  # restart from an older offset
+    assert len(by_topic(first.outputs)["audit_record"]) == 3
+    audits = by_topic(again.outputs)["audit_record"]
+    assert [a["source_offset"] for a in audits] == [recs[3].offset, replay.offset]
+    assert audits[-1]["outcome"] == "duplicate"
+    assert bp.metrics.registry.get_sample_value("tower_reprocessed_skipped_total") == 3
+
+
+def test_metrics_count_every_record_of_a_batch_by_the_batch_end():
+    recs = inputs(200, malformed=7)
+    proc = processor()
+    result = proc.process_and_save(recs, DictStateStore())
+    r = proc.metrics.registry
+    audits = by_topic(result.outputs)["audit_record"]
+
+    def total(name: str) -> float:
+        return sum(s.value for m in r.collect() for s in m.samples if s.name == f"{name}_total")
+
+    assert total("tower_events_in") == 200
+    assert total("tower_dead_letters") == 7
+    assert total("tower_decisions") == len(audits) == 193
+    approved = sum(a["outcome"] == "approved" for a in audits)
+    assert total("tower_approved_actions") == approved > 0
+    by_outcome = (
+        r.get_sample_value("tower_decisions_total", {"outcome": "approved", "rule": "-"}) or 0
+    )
+    assert by_outcome <= approved

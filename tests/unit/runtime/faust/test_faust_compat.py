@@ -1,0 +1,40 @@
+"""The Faust internals the runtime relies on are where faust_compat expects them."""
+
+from __future__ import annotations
+
+import inspect
+
+import faust
+from faust.transport import consumer as faust_consumer
+
+from pipeline.runtime.faust import compat as faust_compat
+
+
+def test_faust_is_a_version_the_compat_module_was_checked_against():
+    assert faust.__version__ in faust_compat.CHECKED, (
+        f"faust-streaming {faust.__version__} is installed; read pipeline/shell/"
+        "faust_compat.py and docs/faust-offsets.md against it, then add it to CHECKED"
+    )
+
+
+def test_the_drain_loop_reads_offsets_through_the_consumers_mapping():
+    """UnfilteredReads works only while `_drain_messages` binds `_read_offset.__getitem__`
+    and skips a record when that returns a number above its offset."""
+    source = inspect.getsource(faust_consumer.Consumer._drain_messages)
+    assert "self._read_offset.__getitem__" in source
+    assert "r_offset is None or offset >= r_offset" in source
+    assert hasattr(faust_consumer.Consumer, "_commit")
+
+
+def test_unfiltered_reads_hide_only_the_owned_topics():
+    class FakeConsumer:
+        _read_offset: dict = {}
+
+    c = FakeConsumer()
+    c._read_offset = {faust.types.TP("other", 0): 7}
+    faust_compat.unfilter_reads(c, ["agent-events"])
+    assert faust_compat.unfiltered(c)
+    assert c._read_offset[faust.types.TP("agent-events", 0)] is None
+    c._read_offset[faust.types.TP("agent-events", 0)] = 42  # Faust still writes it
+    assert c._read_offset[faust.types.TP("agent-events", 0)] is None
+    assert c._read_offset[faust.types.TP("other", 0)] == 7
