@@ -11,6 +11,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+#: the runtimes, named by what they guarantee (README, Choosing a runtime)
+RUNTIMES = ("faust", "transactional")
+#: earlier names, still accepted from TOWER_ENGINE, --engine and TOWER_RUNTIME
+RUNTIME_ALIASES = {"native": "transactional"}
+
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "journey-tower"
 
 
@@ -51,7 +56,8 @@ class Settings:
     #: the Faust runtime is at-least-once, with input offsets of its own (README, Delivery
     #: guarantee); exactly-once is the native runtime's. Kept to refuse an old setting.
     processing_guarantee: str = "at_least_once"
-    engine: str = "faust"  # or "native" (pipeline/native: confluent-kafka, transactions)
+    #: "faust" (at-least-once) or "transactional" (exactly-once, confluent-kafka)
+    runtime: str = "faust"
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod
@@ -72,8 +78,17 @@ class Settings:
             if env.get(f"TOWER_TOPIC_{t.name.upper()}")
         }
         values["topics"] = TopicNames(**topic_values)
+        if "runtime" not in values and env.get("TOWER_ENGINE"):  # the earlier name
+            values["runtime"] = env["TOWER_ENGINE"]
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "runtime" in values:
+            values["runtime"] = RUNTIME_ALIASES.get(values["runtime"], values["runtime"])
         settings = cls(**values)
+        if settings.runtime not in RUNTIMES:
+            raise ValueError(
+                f"TOWER_RUNTIME must be one of {', '.join(RUNTIMES)} "
+                f"(or the earlier name native), not {settings.runtime!r}"
+            )
         if settings.output_format not in ("avro", "json"):
             raise ValueError(
                 f"TOWER_OUTPUT_FORMAT must be 'avro' or 'json', not {settings.output_format!r}"
@@ -82,7 +97,7 @@ class Settings:
             raise ValueError(
                 f"TOWER_PROCESSING_GUARANTEE={settings.processing_guarantee!r} is not offered: "
                 "the Faust runtime is at-least-once with identical re-emits; for exactly-once "
-                "run the transactional runtime (TOWER_ENGINE=native)"
+                "run the transactional runtime (TOWER_RUNTIME=transactional)"
             )
         return settings
 

@@ -13,19 +13,19 @@ def main(path: str) -> int:
         with open(path) as f:
             for line in f:
                 t = json.loads(line)
-                rows[(t["scenario"], t["engine"])].append(t)
+                rows[(t["scenario"], t["runtime"])].append(t)
     except FileNotFoundError:
         print(f"no tallies in {path}")
         return 1
     print(
-        f"{'scenario':<12}{'runtime':<9}{'runs':>5}{'records':>9}{'lost':>6}{'changed':>8}"
+        f"{'scenario':<12}{'runtime':<15}{'runs':>5}{'records':>9}{'lost':>6}{'changed':>8}"
         f"{'dupes':>7}{'s/run':>7}"
     )
-    for (scenario, engine), runs in sorted(rows.items()):
+    for (scenario, runtime), runs in sorted(rows.items()):
         total = {k: sum(r[k] for r in runs) for k in ("records", "lost", "changed", "duplicates")}
         per_run = sum(r["seconds"] for r in runs) / len(runs)
         print(
-            f"{scenario:<12}{engine:<9}{len(runs):>5}{total['records']:>9}{total['lost']:>6}"
+            f"{scenario:<12}{runtime:<15}{len(runs):>5}{total['records']:>9}{total['lost']:>6}"
             f"{total['changed']:>8}{total['duplicates']:>7}{per_run:>7.0f}"
         )
     return 0

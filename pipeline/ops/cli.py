@@ -45,10 +45,12 @@ def main() -> None:
     help="Policy YAML to start with (validated first) [default: the built-in policy].",
 )
 @click.option(
+    "--runtime",
     "--engine",
-    type=click.Choice(["faust", "native"]),
-    envvar="TOWER_ENGINE",
-    help="faust (default) or native: confluent-kafka with exactly-once transactions.",
+    type=click.Choice(["faust", "transactional", "native"]),
+    help="faust (default): at-least-once, identical re-emits after a crash; transactional: "
+    "exactly-once with Kafka transactions on confluent-kafka. Also TOWER_RUNTIME; "
+    "--engine, TOWER_ENGINE and native are the earlier names.",
 )
 @click.option("--loglevel", default="info", show_default=True, help="Log level.")
 def worker(
@@ -56,10 +58,10 @@ def worker(
     web_port: int | None,
     data_dir: Path | None,
     policy_file: Path | None,
-    engine: str | None,
+    runtime: str | None,
     loglevel: str,
 ) -> None:
-    """Run a decision worker (a Faust app, or --engine native) in the foreground.
+    """Run a decision worker (the Faust runtime, or --runtime transactional) in the foreground.
 
     Consumes agent-events, keeps per-customer state in RocksDB with a changelog topic,
     and publishes approved-actions, audit and deadletter records. Start several to spread
@@ -72,10 +74,10 @@ def worker(
         web_port=web_port,
         data_dir=data_dir,
         policy_file=policy_file,
-        engine=engine,
+        runtime=runtime,
     )
-    if settings.engine == "native":
-        from pipeline.runtime.transactional.worker import run_native_worker as run_worker
+    if settings.runtime == "transactional":
+        from pipeline.runtime.transactional.worker import run_worker
     else:
         from pipeline.runtime.faust.app import run_worker
     try:

@@ -34,7 +34,7 @@ holds:
 @dataclass(frozen=True)
 class Tally:
     scenario: str
-    engine: str
+    runtime: str
     records: int
     #: expected decisions with no final audit record (a proposal or a hold never answered)
     lost: int
@@ -96,7 +96,7 @@ def action_tally(seen: dict[str, list[Consumed]], expected: set[str]) -> tuple[i
     return changed, len(seen["approved"]) - len(got)
 
 
-def sigkill_mid_stream(settings: Settings, worker: WorkerProcess, engine: str) -> Tally:
+def sigkill_mid_stream(settings: Settings, worker: WorkerProcess, runtime: str) -> Tally:
     """3,000 records (10 malformed, replays), one SIGKILL in the middle of the backlog."""
     started = time.monotonic()
     records = AgentSimulator(customers=30, seed=23).records(3000, malformed=10)
@@ -107,11 +107,11 @@ def sigkill_mid_stream(settings: Settings, worker: WorkerProcess, engine: str) -
     seen = wait_for(settings, lambda s: len(final_sources(s)) >= len(valid), timeout=180)
     changed, duplicates = action_tally(seen, expected_actions(records))
     lost = len(valid) - len(final_sources(seen))
-    return Tally("sigkill", engine, len(records), lost, changed, duplicates, _since(started))
+    return Tally("sigkill", runtime, len(records), lost, changed, duplicates, _since(started))
 
 
 def held_through_two_sigkills(
-    settings: Settings, worker: WorkerProcess, tmp_path: Path, engine: str
+    settings: Settings, worker: WorkerProcess, tmp_path: Path, runtime: str
 ) -> Tally:
     """20,000 proposals (over 15,000 of them held), SIGKILLed at 30 % and 65 %."""
     started = time.monotonic()
@@ -144,10 +144,12 @@ def held_through_two_sigkills(
     seen = wait_for(settings, lambda s: len(answered(s)) >= len(records), timeout=400)
     changed, duplicates = action_tally(seen, expected)
     lost = len({e.event_id for e in events} - answered(seen))
-    return Tally("held", engine, len(records), lost, changed, duplicates, _since(started))
+    return Tally("held", runtime, len(records), lost, changed, duplicates, _since(started))
 
 
-def join_and_leave(settings: Settings, worker: WorkerProcess, tmp_path: Path, engine: str) -> Tally:
+def join_and_leave(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path, runtime: str
+) -> Tally:
     """6,000 records in thirds; a second worker joins after the first third and leaves
     after the second, so partitions move to it and back while records stream."""
     started = time.monotonic()
@@ -170,7 +172,7 @@ def join_and_leave(settings: Settings, worker: WorkerProcess, tmp_path: Path, en
         second.stop()
     changed, duplicates = action_tally(seen, expected_actions(records))
     lost = len(records) - len(final_sources(seen))
-    return Tally("join-leave", engine, len(records), lost, changed, duplicates, _since(started))
+    return Tally("join-leave", runtime, len(records), lost, changed, duplicates, _since(started))
 
 
 def wait_for(settings: Settings, done, timeout: float) -> dict[str, list[Consumed]]:

@@ -13,28 +13,28 @@ from tests.integration import scenarios
 
 pytestmark = pytest.mark.integration
 
-ENGINES = ["faust", "native"]
+ENGINES = ["faust", "transactional"]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_sigkill_mid_stream_loses_nothing(tower_settings, worker, engine):
-    worker.extra_env["TOWER_ENGINE"] = engine
-    tally = scenarios.sigkill_mid_stream(tower_settings, worker, engine)
-    tally.assert_clean(exactly_once=engine == "native")
+@pytest.mark.parametrize("runtime", ENGINES)
+def test_sigkill_mid_stream_loses_nothing(tower_settings, worker, runtime):
+    worker.extra_env["TOWER_RUNTIME"] = runtime
+    tally = scenarios.sigkill_mid_stream(tower_settings, worker, runtime)
+    tally.assert_clean(exactly_once=runtime == "transactional")
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("runtime", ENGINES)
 def test_twenty_thousand_held_proposals_survive_two_sigkills(
-    tower_settings, worker, tmp_path, engine
+    tower_settings, worker, tmp_path, runtime
 ):
-    worker.extra_env["TOWER_ENGINE"] = engine
-    tally = scenarios.held_through_two_sigkills(tower_settings, worker, tmp_path, engine)
+    worker.extra_env["TOWER_RUNTIME"] = runtime
+    tally = scenarios.held_through_two_sigkills(tower_settings, worker, tmp_path, runtime)
     print(tally)
-    tally.assert_clean(exactly_once=engine == "native")
+    tally.assert_clean(exactly_once=runtime == "transactional")
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, worker, tmp_path, engine):
-    worker.extra_env["TOWER_ENGINE"] = engine
-    tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, engine)
-    tally.assert_clean(exactly_once=engine == "native")
+@pytest.mark.parametrize("runtime", ENGINES)
+def test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, worker, tmp_path, runtime):
+    worker.extra_env["TOWER_RUNTIME"] = runtime
+    tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, runtime)
+    tally.assert_clean(exactly_once=runtime == "transactional")

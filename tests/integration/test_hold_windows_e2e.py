@@ -95,7 +95,7 @@ holds:
 """
 
 
-@pytest.mark.parametrize("engine", ["faust", "native"])
+@pytest.mark.parametrize("engine", ["faust", "transactional"])
 def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
     tower_settings, worker, tmp_path, engine
 ):
@@ -103,7 +103,7 @@ def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
     the long one first): each is released within 200 ms of its own deadline."""
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(TWO_HOLDS)
-    worker.extra_env.update(TOWER_POLICY_FILE=str(policy_file), TOWER_ENGINE=engine)
+    worker.extra_env.update(TOWER_POLICY_FILE=str(policy_file), TOWER_RUNTIME=engine)
     t = tower_settings.topics
     roles = {"approved": t.approved, "audit": t.audit}
     worker.start()

@@ -42,9 +42,9 @@ def outputs(settings):
     return {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter}
 
 
-@pytest.mark.parametrize("engine", ["faust", "native"])
+@pytest.mark.parametrize("engine", ["faust", "transactional"])
 def test_thousand_mixed_records_reconcile(tower_settings, worker, engine):
-    worker.extra_env["TOWER_ENGINE"] = engine
+    worker.extra_env["TOWER_RUNTIME"] = engine
     records = AgentSimulator(customers=40, seed=11).records(1000, malformed=50)
     valid = [r for r in records if r.event is not None]
     expected = expected_decisions(records)
@@ -94,8 +94,8 @@ def test_thousand_mixed_records_reconcile(tower_settings, worker, engine):
     with urllib.request.urlopen(url, timeout=5) as resp:
         health = json.loads(resp.read())
     assert health["policy_version"] == DEFAULT_POLICY.policy_version
-    if engine == "native":
-        assert health["engine"] == "native" and health["transactions"] > 0
+    if engine == "transactional":
+        assert health["engine"] == "transactional" and health["transactions"] > 0
         worker.stop()  # SIGTERM: finishes the transaction in flight, closes, exits 0
         assert worker.proc.returncode == 0, worker.log_tail()
 

@@ -16,15 +16,15 @@ RUNS = range(1, int(os.environ.get("TOWER_SOAK_RUNS", "10")) + 1)
 
 
 @pytest.mark.parametrize("run", RUNS)
-@pytest.mark.parametrize("engine", ["faust", "native"])
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
 @pytest.mark.parametrize("scenario", ["sigkill", "held", "join-leave"])
-def test_repeated(tower_settings, worker, tmp_path, scenario, engine, run):
-    worker.extra_env["TOWER_ENGINE"] = engine
+def test_repeated(tower_settings, worker, tmp_path, scenario, runtime, run):
+    worker.extra_env["TOWER_RUNTIME"] = runtime
     if scenario == "sigkill":
-        tally = scenarios.sigkill_mid_stream(tower_settings, worker, engine)
+        tally = scenarios.sigkill_mid_stream(tower_settings, worker, runtime)
     elif scenario == "held":
-        tally = scenarios.held_through_two_sigkills(tower_settings, worker, tmp_path, engine)
+        tally = scenarios.held_through_two_sigkills(tower_settings, worker, tmp_path, runtime)
     else:
-        tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, engine)
+        tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, runtime)
     tally.record()
-    tally.assert_clean(exactly_once=engine == "native")
+    tally.assert_clean(exactly_once=runtime == "transactional")

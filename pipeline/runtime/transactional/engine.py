@@ -90,10 +90,10 @@ def instance_id(settings: Settings) -> str:
     A restarted worker fences its killed predecessor at once (`init_transactions` aborts
     the open transaction) instead of leaving read_committed readers stuck until the
     transaction times out."""
-    return settings.member_id("native")
+    return settings.member_id("native")  # the runtime's earlier name: ids stay stable
 
 
-class NativeEngine:
+class TransactionalEngine:
     """One consumer, one transactional producer, local RocksDB per assigned partition."""
 
     def __init__(self, settings: Settings, processor: BatchProcessor) -> None:

@@ -12,13 +12,13 @@ from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime.transactional.changelog import ensure_changelog_topic
-from pipeline.runtime.transactional.engine import NativeEngine
+from pipeline.runtime.transactional.engine import TransactionalEngine
 from pipeline.runtime.transactional.web import serve
 from pipeline.settings import Settings
 
 
-def run_native_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Run one native worker in the foreground until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one transactional worker in the foreground until SIGTERM/SIGINT."""
     logging.basicConfig(
         level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
     )
@@ -26,12 +26,12 @@ def run_native_worker(settings: Settings, loglevel: str = "info") -> None:
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
     ensure_changelog_topic(settings)
-    engine = NativeEngine(settings, BatchProcessor(settings, follower.current, metrics))
+    engine = TransactionalEngine(settings, BatchProcessor(settings, follower.current, metrics))
 
     def health() -> dict[str, Any]:
         return {
             "status": "ok",
-            "engine": "native",
+            "runtime": "transactional",
             "policy_version": follower.current().policy_version,
             "partitions": engine.assigned(),
             "transactions": engine.transactions,

@@ -1,4 +1,4 @@
-"""The native engine (`TOWER_ENGINE=native`) on the real broker: the end-to-end scenario,
+"""The transactional runtime (`TOWER_RUNTIME=transactional`) on the real broker: the end-to-end scenario,
 exactly-once through SIGKILLs, and hold windows."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def native(worker):
-    worker.extra_env["TOWER_ENGINE"] = "native"
+    worker.extra_env["TOWER_RUNTIME"] = "transactional"
     return worker
 
 
