@@ -1,5 +1,5 @@
-"""The transactional runtime (`TOWER_RUNTIME=transactional`) on the real broker: the end-to-end scenario,
-exactly-once through SIGKILLs, and hold windows."""
+"""The transactional runtime (`TOWER_RUNTIME=transactional`) on the real broker: the
+end-to-end scenario, exactly-once through SIGKILLs, and hold windows."""
 
 from __future__ import annotations
 
