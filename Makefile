@@ -43,9 +43,11 @@ unit: install  ## unit tests only (no broker)
 integration: install kafka-jars  ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
-lint: install  ## ruff
+lint: install  ## ruff, the layers contract (lint-imports) and mypy
 	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format pipeline tests bench

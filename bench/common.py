@@ -27,7 +27,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
-from pipeline.kafka.topics import admin_client, create_topics
+from pipeline.kafka import clients
+from pipeline.kafka.topics import create_topics
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.settings import Settings, TopicNames
 
@@ -57,7 +58,7 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    admin = admin_client(bootstrap)
+    admin = clients.admin(Settings(bootstrap=bootstrap))
     for fut in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
         fut.result()
 

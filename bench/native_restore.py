@@ -80,7 +80,7 @@ def main(customers: int, partitions: int, per_txn: int, bootstrap: str | None, k
             producer.commit_transaction(60)
         click.echo(f"wrote {customers} states in {time.perf_counter() - started:.1f}s")
         dbs = {p: PartitionDB(work / "db" / str(p)) for p in range(partitions)}
-        stats = restore_partitions(bootstrap, topic, dbs)
+        stats = restore_partitions(Settings(bootstrap=bootstrap), topic, dbs)
         assert all(db.checkpoint() is not None for db in dbs.values())
         # every key but the checkpoint, counted on disk
         got = sum(1 for db in dbs.values() for _ in db.db.keys(from_key=b"")) - partitions

@@ -42,6 +42,8 @@ class Settings:
     output_format: str = "avro"  # or "json"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
+    #: the URL other workers forward customer requests to [default: http://web_host:web_port]
+    web_url: str = ""
     data_dir: Path = Path("var/worker")
     cache_dir: Path = DEFAULT_CACHE
     kafka_version: str = "4.1.1"
@@ -108,6 +110,10 @@ class Settings:
         unique per live process."""
         where = str(self.data_dir.resolve()).encode()
         return f"{self.app_id}-{runtime}-{hashlib.sha1(where).hexdigest()[:12]}"
+
+    @property
+    def advertised_url(self) -> str:
+        return self.web_url or f"http://{self.web_host}:{self.web_port}"
 
     @property
     def broker_url(self) -> str:

@@ -152,4 +152,5 @@ def compile_writer(schema: Mapping[str, Any]) -> Writer:
     code = "\n".join(compiler.source)
     code += f"\ndef write(r):\n    out = []\n    {top}(r, out)\n    return b''.join(out)\n"
     exec(compile(code, f"<avro writer {schema.get('name')}>", "exec"), compiler.env)
-    return compiler.env["write"]  # type: ignore[no-any-return]
+    write: Writer = compiler.env["write"]  # defined by the source just executed
+    return write

@@ -102,20 +102,10 @@ def decide(
     earlier = state.seen.get(event.event_id)
     if earlier is not None:
         step = RuleStep(REPLAY, DUPLICATE, f"event {event.event_id} already decided as {earlier}")
-        return (
-            Decision(
-                decision_id,
-                event.event_id,
-                event.customer_id,
-                DUPLICATE,
-                REPLAY,
-                step.reason,
-                (step,),
-                version,
-                now,
-            ),
-            state,
+        decision = Decision.for_event(
+            event, decision_id, version, now, DUPLICATE, REPLAY, step.reason, (step,)
         )
+        return decision, state
     replay_step = FIRST_SEEN
 
     if event.proposal is None:
@@ -123,16 +113,8 @@ def decide(
         step = RuleStep(
             "signal", "record", f"{event.signal.type if event.signal else 'signal'} recorded"
         )
-        decision = Decision(
-            decision_id,
-            event.event_id,
-            event.customer_id,
-            RECORDED,
-            None,
-            step.reason,
-            (replay_step, step),
-            version,
-            now,
+        decision = Decision.for_event(
+            event, decision_id, version, now, RECORDED, None, step.reason, (replay_step, step)
         )
         return decision, _remember(new_state, event.event_id, decision_id, policy, now)
 
@@ -170,16 +152,15 @@ def decide_proposal(
     last = trace[-1]
     if verdict == MERGE:
         memo = state.triggers[event.trigger or ""]
-        decision = Decision(
+        decision = Decision.for_event(
+            event,
             decision_id,
-            event.event_id,
-            event.customer_id,
+            version,
+            now,
             MERGED,
             last.rule,
             last.reason,
             trace,
-            version,
-            now,
             merged_into=memo.decision_id,
         )
         return decision, {}
@@ -191,16 +172,8 @@ def decide_proposal(
     if transformed.blocked is not None:
         trace, verdict, last = (*trace, transformed.blocked), BLOCK, transformed.blocked
     if verdict not in (PASS, DEFER):
-        decision = Decision(
-            decision_id,
-            event.event_id,
-            event.customer_id,
-            SUPPRESSED,
-            last.rule,
-            last.reason,
-            trace,
-            version,
-            now,
+        decision = Decision.for_event(
+            event, decision_id, version, now, SUPPRESSED, last.rule, last.reason, trace
         )
         return decision, {}
 
@@ -216,16 +189,15 @@ def decide_proposal(
         content=transformed.content,
     )
     deferred = not_before is not None
-    decision = Decision(
+    decision = Decision.for_event(
+        event,
         decision_id,
-        event.event_id,
-        event.customer_id,
+        version,
+        now,
         DEFERRED if deferred else APPROVED,
         quiet_hours.NAME if deferred else None,
         f"deferred until {not_before}" if deferred else "every rule passed",
         trace,
-        version,
-        now,
         action=action,
     )
     changes = _approval_changes(
@@ -255,16 +227,15 @@ def _escalate(
         asserts={},
     )
     action = approved_action(event, routed, decision_id, policy.policy_version, now, merged)
-    decision = Decision(
+    decision = Decision.for_event(
+        event,
         decision_id,
-        event.event_id,
-        event.customer_id,
+        policy.policy_version,
+        now,
         ESCALATED,
         last.rule,
         last.reason,
         trace,
-        policy.policy_version,
-        now,
         action=action,
     )
     changes: dict[str, Any] = {}
@@ -303,16 +274,15 @@ def release(
                 f"{hold_id}: {winner.event_id} ranked higher and went out as {winner.action_id}"
             )
             step = RuleStep(hold_windows.NAME, MERGE, reason)
-            decision = Decision(
+            decision = Decision.for_event(
+                event,
                 decision_id,
-                event.event_id,
-                customer_id,
+                policy.policy_version,
+                now,
                 MERGED,
                 hold_windows.NAME,
                 reason,
                 (FIRST_SEEN, step),
-                policy.policy_version,
-                now,
                 merged_into=winner.decision_id,
             )
         decisions.append(decision)

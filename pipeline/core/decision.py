@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
+
+from pipeline.contracts.events import AgentEvent
 
 APPROVED: Final = "approved"
 DEFERRED: Final = "deferred"
@@ -89,6 +91,15 @@ class ApprovedAction:
 
 
 @dataclass(frozen=True, slots=True)
+class Wakeup:
+    """The deadline of a hold just opened: the shell publishes it as a wake-up record and
+    releases the hold when that record comes back in-stream."""
+
+    hold_id: str
+    deadline: int  # event time, ms
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The core's answer for one event; the shell turns it into audit and action records."""
 
@@ -103,7 +114,41 @@ class Decision:
     decided_at: int
     action: ApprovedAction | None = None
     merged_into: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: set only on the decision that opens a hold (`hold_windows.park`)
+    wakeup: Wakeup | None = None
+
+    @classmethod
+    def for_event(
+        cls,
+        event: AgentEvent,
+        decision_id: str,
+        policy_version: str,
+        now: int,
+        outcome: str,
+        rule: str | None,
+        reason: str,
+        trace: tuple[RuleStep, ...],
+        *,
+        action: ApprovedAction | None = None,
+        merged_into: str | None = None,
+        wakeup: Wakeup | None = None,
+    ) -> Decision:
+        """The decision on `event` at event time `now`, its event and customer ids taken from
+        the event: call sites name only what differs (outcome, rule, reason, trace...)."""
+        return cls(
+            decision_id,
+            event.event_id,
+            event.customer_id,
+            outcome,
+            rule,
+            reason,
+            trace,
+            policy_version,
+            now,
+            action,
+            merged_into,
+            wakeup,
+        )
 
     @property
     def action_id(self) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.contracts.codec import canonical_event_json, decode_event
 from pipeline.contracts.events import AgentEvent
-from pipeline.core.decision import HELD, Decision, RuleStep
+from pipeline.core.decision import HELD, Decision, RuleStep, Wakeup
 from pipeline.core.policy import Policy
 from pipeline.core.rules.offer_arbitration import score
 from pipeline.core.state import CustomerState, Hold
@@ -52,29 +52,20 @@ def park(
     key = merge_key(event, policy)
     found = open_hold(state, key, now)
     holds = dict(state.holds)
-    extra: dict[str, Any] = {}
+    wakeup: Wakeup | None = None
     if found is None:
         hold_id = hold_id_for(event.customer_id, key, event.event_id)
         deadline = now + policy.holds.hold_ms[event.proposal.action]
         holds[hold_id] = Hold(key, deadline, (canonical_event_json(event),))
-        extra = {"wakeup": {"hold_id": hold_id, "deadline": deadline}}
+        wakeup = Wakeup(hold_id, deadline)
         reason = f"held for {key} until {deadline} as {hold_id}"
     else:
         hold_id, hold = found
         holds[hold_id] = hold._replace(items=(*hold.items, canonical_event_json(event)))
         reason = f"joined {hold_id} for {key} ({len(hold.items) + 1} held) until {hold.deadline}"
     step = RuleStep(NAME, "hold", reason)
-    decision = Decision(
-        decision_id,
-        event.event_id,
-        event.customer_id,
-        HELD,
-        NAME,
-        reason,
-        (step,),
-        policy.policy_version,
-        now,
-        extra=extra,
+    decision = Decision.for_event(
+        event, decision_id, policy.policy_version, now, HELD, NAME, reason, (step,), wakeup=wakeup
     )
     return decision, {"holds": holds}
 

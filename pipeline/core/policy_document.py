@@ -120,7 +120,7 @@ class _Reader:
     def text(self, node: Node, path: str) -> str | _Invalid:
         if not isinstance(node, ScalarNode) or node.value == "":
             return self.fail(node, path, "must be a non-empty string")
-        return node.value
+        return str(node.value)  # a scalar node's value is its text (untyped in the stubs)
 
     def boolean(self, node: Node, path: str) -> bool | _Invalid:
         value = self._scalar(node)
@@ -359,7 +359,7 @@ def _any_text(r: _Reader, n: Node, p: str) -> str | _Invalid:
     """A string that may be empty (empty switches the setting off)."""
     if not isinstance(n, ScalarNode):
         return r.fail(n, p, "must be a string (empty switches it off)")
-    return n.value
+    return str(n.value)  # a scalar node's value is its text (untyped in the stubs)
 
 
 FACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -7,6 +7,7 @@ are empty are left out, and bytes written before a field existed still read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -251,22 +252,33 @@ class CustomerState:
 
 
 _new = object.__new__
-_set_consents = CustomerState.consents.__set__  # type: ignore[attr-defined]
-_set_contacts = CustomerState.contacts.__set__  # type: ignore[attr-defined]
-_set_triggers = CustomerState.triggers.__set__  # type: ignore[attr-defined]
-_set_seen = CustomerState.seen.__set__  # type: ignore[attr-defined]
-_set_events = CustomerState.events.__set__  # type: ignore[attr-defined]
-_set_open_cases = CustomerState.open_cases.__set__  # type: ignore[attr-defined]
-_set_complaint_at = CustomerState.complaint_at.__set__  # type: ignore[attr-defined]
-_set_facts = CustomerState.facts.__set__  # type: ignore[attr-defined]
-_set_timezone = CustomerState.timezone.__set__  # type: ignore[attr-defined]
-_set_offer = CustomerState.offer.__set__  # type: ignore[attr-defined]
-_set_journey = CustomerState.journey.__set__  # type: ignore[attr-defined]
-_set_holds = CustomerState.holds.__set__  # type: ignore[attr-defined]
-_set_inbound = CustomerState.inbound.__set__  # type: ignore[attr-defined]
-_set_negative_streak = CustomerState.negative_streak.__set__  # type: ignore[attr-defined]
-_set_handoff = CustomerState.handoff.__set__  # type: ignore[attr-defined]
-_set_known = CustomerState.known.__set__  # type: ignore[attr-defined]
-_set_disclosed = CustomerState.disclosed.__set__  # type: ignore[attr-defined]
+#: The setter of one slot of `CustomerState`, bypassing the frozen `__setattr__`.
+_SlotSetter = Callable[[CustomerState, Any], None]
+
+
+def _slot_setter(name: str) -> _SlotSetter:
+    """`CustomerState.<name>.__set__`: read from the class dict, since mypy sees a slot
+    accessed on the class as the field's type rather than its member descriptor."""
+    setter: _SlotSetter = vars(CustomerState)[name].__set__
+    return setter
+
+
+_set_consents = _slot_setter("consents")
+_set_contacts = _slot_setter("contacts")
+_set_triggers = _slot_setter("triggers")
+_set_seen = _slot_setter("seen")
+_set_events = _slot_setter("events")
+_set_open_cases = _slot_setter("open_cases")
+_set_complaint_at = _slot_setter("complaint_at")
+_set_facts = _slot_setter("facts")
+_set_timezone = _slot_setter("timezone")
+_set_offer = _slot_setter("offer")
+_set_journey = _slot_setter("journey")
+_set_holds = _slot_setter("holds")
+_set_inbound = _slot_setter("inbound")
+_set_negative_streak = _slot_setter("negative_streak")
+_set_handoff = _slot_setter("handoff")
+_set_known = _slot_setter("known")
+_set_disclosed = _slot_setter("disclosed")
 
 EMPTY_STATE = CustomerState()

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from pipeline.contracts.policy_record import (
     ACTIVE_KEY,
@@ -31,15 +30,12 @@ from pipeline.contracts.policy_record import (
 )
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
+from pipeline.kafka import clients
+from pipeline.kafka.reader import offset_of
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# librdkafka reports every retry (e.g. the policies topic not created yet): keep it quiet.
-_LIBRDKAFKA = logging.getLogger("pipeline.kafka.policy_follower.librdkafka")
-_LIBRDKAFKA.addHandler(logging.NullHandler())
-_LIBRDKAFKA.propagate = False
 
 
 class PolicyMismatch(ValueError):
@@ -61,19 +57,20 @@ class PolicyFollower:
 
     def __init__(
         self,
-        bootstrap: str,
-        topic: str,
+        settings: Settings,
         fallback: Policy,
         metrics: TowerMetrics | None = None,
         on_change: Callable[[Policy], None] | None = None,
-        consumer_factory: Callable[[dict[str, Any]], Any] = Consumer,
+        consumer_factory: Callable[[Settings], Any] | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
+        self.settings = settings
+        self.topic = settings.topics.policies
         self.metrics = metrics or TowerMetrics()
         self.on_change = on_change
         self._policy = fallback
-        self._consumer_factory = consumer_factory
+        self._consumer_factory = consumer_factory or (
+            lambda s: clients.reader(s, "policy-follower", **{"fetch.wait.max.ms": 100})
+        )
         self._caught_up = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,16 +127,7 @@ class PolicyFollower:
         return True
 
     def _run(self) -> None:
-        consumer = self._consumer_factory(
-            {
-                "bootstrap.servers": self.bootstrap,
-                # required by the client, never used: assign() joins no group, commits nothing
-                "group.id": f"tower-policy-follower-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-                "logger": _LIBRDKAFKA,
-            }
-        )
+        consumer = self._consumer_factory(self.settings)
         tp = TopicPartition(self.topic, 0, OFFSET_BEGINNING)
         try:
             consumer.assign([tp])
@@ -158,7 +146,7 @@ class PolicyFollower:
                     log.debug("policies topic: %s", msg.error())
                     continue
                 self.apply(msg.key(), msg.value())
-                if end is not None and msg.offset() + 1 >= end:
+                if end is not None and offset_of(msg) + 1 >= end:
                     self._caught_up.set()
         except Exception:  # a dead follower must be loud, the worker keeps its policy
             log.exception("policy follower stopped; the policy in force stays")
@@ -186,8 +174,6 @@ def start_policy_follower(settings: Settings, metrics: TowerMetrics) -> PolicyFo
         metrics.policy_info.labels(p.policy_version).set(1)
 
     show(initial)
-    follower = PolicyFollower(
-        settings.bootstrap, settings.topics.policies, initial, metrics, on_change=show
-    )
+    follower = PolicyFollower(settings, initial, metrics, on_change=show)
     follower.start(wait_s=settings.policy_wait_s)
     return follower

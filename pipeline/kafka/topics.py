@@ -7,7 +7,6 @@ That is why a mismatch is reported as a problem instead of being accepted.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,12 +15,8 @@ from typing import Literal
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from pipeline.kafka import clients
 from pipeline.settings import Settings
-
-# librdkafka logs every refused connection; while we poll a starting broker that is just noise.
-_QUIET = logging.getLogger("pipeline.ops.librdkafka")
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
 
 Status = Literal["created", "exists", "wrong-partitions", "wrong-config"]
 
@@ -96,22 +91,11 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
     ]
 
 
-def admin_client(bootstrap: str, **extra: object) -> AdminClient:
-    """Short reconnect backoff so a broker that just came up is noticed within half a second."""
-    conf: dict[str, object] = {
-        "bootstrap.servers": bootstrap,
-        "logger": _QUIET,
-        "reconnect.backoff.ms": 100,
-        "reconnect.backoff.max.ms": 500,
-        "socket.connection.setup.timeout.ms": 2000,
-    }
-    conf.update(extra)
-    return AdminClient(conf)
-
-
-def broker_answers(bootstrap: str, timeout: float = 2.0, admin: AdminClient | None = None) -> bool:
-    """True if a Kafka broker at `bootstrap` answers a metadata request within `timeout`."""
-    client = admin or admin_client(bootstrap)
+def broker_answers(
+    settings: Settings, timeout: float = 2.0, admin: AdminClient | None = None
+) -> bool:
+    """True if a Kafka broker of `settings` answers a metadata request within `timeout`."""
+    client = admin or clients.admin(settings)
     try:
         md = client.list_topics(timeout=timeout)
     except KafkaException:
@@ -119,13 +103,14 @@ def broker_answers(bootstrap: str, timeout: float = 2.0, admin: AdminClient | No
     return bool(md.brokers)
 
 
-def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     """Block until the broker answers metadata; raise TopicsError after `timeout` seconds."""
-    admin = admin_client(bootstrap)
+    bootstrap = settings.bootstrap
+    admin = clients.admin(settings)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
-        if broker_answers(bootstrap, timeout=max(0.2, min(1.0, remaining)), admin=admin):
+        if broker_answers(settings, timeout=max(0.2, min(1.0, remaining)), admin=admin):
             return
         if time.monotonic() >= deadline:
             raise TopicsError(
@@ -140,7 +125,7 @@ def create_topics(
 ) -> TopicsReport:
     """Create what is missing, check what exists; mismatches go in the report, not raised."""
     specs = topic_specs(settings, partitions)
-    admin = admin_client(settings.bootstrap)
+    admin = clients.admin(settings)
     existing = _partition_counts(admin, settings.bootstrap, timeout)
 
     missing = [s for s in specs if s.name not in existing]
@@ -169,7 +154,7 @@ def create_topics(
 
 def delete_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Remove the tower's topics (dev reset, tests); returns the names that were deleted."""
-    admin = admin_client(settings.bootstrap)
+    admin = clients.admin(settings)
     names = [
         n
         for n in settings.topics.all()
@@ -194,12 +179,12 @@ def delete_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     return names
 
 
-def list_topics(bootstrap: str, timeout: float = 10.0) -> dict[str, int]:
+def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
     """Non-internal topics and their partition counts."""
-    admin = admin_client(bootstrap)
+    admin = clients.admin(settings)
     return {
         k: v
-        for k, v in sorted(_partition_counts(admin, bootstrap, timeout).items())
+        for k, v in sorted(_partition_counts(admin, settings.bootstrap, timeout).items())
         if not k.startswith("__")
     }
 
@@ -277,3 +262,7 @@ def _check(
     return TopicResult(
         spec.name, "created" if spec.name in created else "exists", spec.partitions, actual
     )
+
+
+def admin_client(bootstrap: str, **extra: object) -> AdminClient:  # TODO(parity): remove
+    return clients.admin(Settings(bootstrap=bootstrap), **extra)

@@ -19,7 +19,7 @@ import click
 from pipeline.contracts.codec import decode_record
 from pipeline.core.policy_document import PolicyError
 from pipeline.core.replay import MATCH, MISMATCH, Replayed, replay_all, replay_customer, summarize
-from pipeline.kafka.topic_scan import ScanError, TopicRecord, scan_topic
+from pipeline.kafka.reader import ScanError, TopicRecord, scan_topic
 from pipeline.ops import audit_render as render
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.replay_policies import policy_resolver
@@ -50,7 +50,7 @@ def _audit_records(
 ) -> Iterator[tuple[TopicRecord, dict[str, Any]]]:
     """Decoded audit records passing `keep`, in topic order (decision order per customer)."""
     topic = settings.topics.audit
-    for rec in scan_topic(settings.bootstrap, topic, keep=keep, progress=_progress(topic)):
+    for rec in scan_topic(settings, topic, keep=keep, progress=_progress(topic)):
         if not rec.value:
             continue
         try:
@@ -150,7 +150,7 @@ def _approved_actions(
     def keep(_k: bytes | None, v: bytes | None) -> bool:
         return v is not None and any(a.encode() in v for a in action_ids)
 
-    for rec in scan_topic(settings.bootstrap, topic, keep=keep, progress=_progress(topic)):
+    for rec in scan_topic(settings, topic, keep=keep, progress=_progress(topic)):
         try:
             action = decode_record("approved_action", rec.value or b"")
         except ValueError:
@@ -200,7 +200,7 @@ def replay_command(
     if sum((decision_id is not None, customer is not None, everything)) != 1:
         raise click.UsageError("give exactly one of DECISION_ID, --customer C or --all")
     settings = Settings.from_env(bootstrap=bootstrap)
-    resolve = policy_resolver(policy_files, settings.bootstrap, settings.topics.policies, _warn)
+    resolve = policy_resolver(policy_files, settings, _warn)
     if decision_id is not None:
         _, first = _find_decision(settings, decision_id)[0]
         history = [d for _, d in _audit_records(settings, _with_key(first["customer_id"]))]

@@ -19,7 +19,7 @@ def friendly_errors(*expected: type[BaseException]) -> Callable[[F], F]:
 
     A `PolicyError` prints as is: one `file:line: path: message` line per problem.
     """
-    caught = (*expected, ValueError)
+    caught: tuple[type[BaseException], ...] = (*expected, ValueError)
 
     def decorate(fn: F) -> F:
         @wraps(fn)

@@ -161,7 +161,7 @@ def topics_create(partitions: int | None, bootstrap: str | None) -> None:
 def topics_list(bootstrap: str | None) -> None:
     """List the broker's topics with partition counts, marking missing tower topics."""
     settings = Settings.from_env(bootstrap=bootstrap)
-    existing = list_topics(settings.bootstrap)
+    existing = list_topics(settings)
     ours = {s.name: s for s in topic_specs(settings)}
     for name, spec in ours.items():
         n = existing.get(name)

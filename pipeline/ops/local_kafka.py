@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.kafka.topics import admin_client, broker_answers
+from pipeline.kafka import clients
+from pipeline.kafka.topics import broker_answers
 from pipeline.settings import Settings
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
@@ -105,6 +106,11 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def client_settings(self) -> Settings:
+        """What the project's clients need to reach this broker."""
+        return Settings(bootstrap=self.bootstrap)
 
     @property
     def libs_dir(self) -> Path:
@@ -195,14 +201,14 @@ class LocalKafka:
         """Start the broker unless it already answers; return once it serves metadata."""
         pid = self._live_pid()
         if pid is not None:
-            if broker_answers(self.bootstrap, timeout=3.0):
+            if broker_answers(self.client_settings, timeout=3.0):
                 self._say(f"Kafka already running on {self.bootstrap} (pid {pid})")
                 return self.status()
             self._say(f"Kafka (pid {pid}) is starting", end="")
             return self._wait_ready(pid, wait_s, proc=_CHILDREN.get(pid))
 
         if _port_open(self.port):
-            if broker_answers(self.bootstrap, timeout=3.0):
+            if broker_answers(self.client_settings, timeout=3.0):
                 self._say(
                     f"A Kafka broker not started by tower already answers on {self.bootstrap}; "
                     "using it"
@@ -391,10 +397,10 @@ class LocalKafka:
     def _wait_ready(
         self, pid: int, wait_s: float, proc: subprocess.Popen[bytes] | None
     ) -> KafkaStatus:
-        admin = admin_client(self.bootstrap)
+        admin = clients.admin(self.client_settings)
         deadline = time.monotonic() + wait_s
         while True:
-            if broker_answers(self.bootstrap, timeout=1.0, admin=admin):
+            if broker_answers(self.client_settings, timeout=1.0, admin=admin):
                 self._say(f" ready\nKafka is up: bootstrap {self.bootstrap}")
                 return self.status()
             exited = proc.poll() is not None if proc is not None else not self._alive(pid)

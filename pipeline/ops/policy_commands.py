@@ -10,7 +10,6 @@ recorded input under both policies with the pure core.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import click
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
@@ -34,7 +33,15 @@ from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_changes import policy_changes, summary
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
 from pipeline.core.whatif import WhatIfReport, what_if
+from pipeline.kafka import clients
 from pipeline.kafka.policy_follower import PolicyMismatch, policy_from_record
+from pipeline.kafka.reader import (
+    ScanError,
+    read_range,
+    scan_consumer,
+    scan_topic,
+    watermarks,
+)
 from pipeline.kafka.topics import TopicsError, list_topics, wait_for_broker
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.processing.records import policy_change_record
@@ -67,51 +74,29 @@ class Published:
     audit: dict[str, Any]
 
 
-def _consumer(bootstrap: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"tower-cli-{time.monotonic_ns()}",  # assign() only: joins no group
-            "enable.auto.commit": False,
-        }
-    )
-
-
 def read_active(settings: Settings, timeout: float = 10.0) -> ActivePolicy | None:
     """The policy workers have in force: the last *valid* `active` record, like they do."""
     topic = settings.topics.policies
-    if topic not in list_topics(settings.bootstrap, timeout):
+    if topic not in list_topics(settings, timeout):
         raise PolicyCommandError(
             f"topic {topic!r} does not exist on {settings.bootstrap}: run `tower topics create`"
         )
-    consumer = _consumer(settings.bootstrap)
-    tp = TopicPartition(topic, 0, OFFSET_BEGINNING)
+    active: ActivePolicy | None = None
+    consumer = scan_consumer(settings, "policy-cli", timeout)
     try:
-        _low, end = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
-        active: ActivePolicy | None = None
-        if end <= 0:
-            return None
-        consumer.assign([tp])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if consumer.position([tp])[0].offset >= end:
-                    return active
-                continue
-            if msg.error():
-                continue
+        low, end = watermarks(consumer, topic, 0, timeout)
+        for msg in read_range(consumer, topic, 0, low, end, timeout):
             if msg.key() == ACTIVE_KEY:
                 try:
                     record = decode_policy_record(msg.value())
                     active = ActivePolicy(record, policy_from_record(record))
                 except (InvalidPolicyRecord, PolicyError, PolicyMismatch):
                     pass  # workers ignore it too
-            if msg.offset() + 1 >= end:
-                return active
-        raise PolicyCommandError(f"could not read {topic!r} to its end within {timeout:.0f}s")
+    except ScanError as exc:
+        raise PolicyCommandError(f"could not read {topic!r} to its end: {exc}") from None
     finally:
         consumer.close()
+    return active
 
 
 def publish_policy(
@@ -124,7 +109,7 @@ def publish_policy(
 ) -> Published:
     """Validate `text`, make it the active policy, and audit the change (old -> new)."""
     policy = load_policy(text, source)  # raises PolicyError before anything is written
-    wait_for_broker(settings.bootstrap, timeout=min(timeout, 10.0))
+    wait_for_broker(settings, timeout=min(timeout, 10.0))
     current = read_active(settings)
     old = current.policy if current else DEFAULT_POLICY
     published_at = int(time.time() * 1000) if now_ms is None else now_ms
@@ -137,7 +122,7 @@ def publish_policy(
         published_by=published_by,
     )
     value = encode_policy_record(record)
-    producer = Producer({"bootstrap.servers": settings.bootstrap, "acks": "all"})
+    producer = clients.producer(settings)
     offsets: dict[bytes, int] = {}
     errors: list[str] = []
 
@@ -201,10 +186,10 @@ class LoadedEvents:
             problems.append(f"{where}: {problem}")
 
 
-def load_events(source: str, bootstrap: str, limit: int | None = None) -> LoadedEvents:
+def load_events(source: str, settings: Settings, limit: int | None = None) -> LoadedEvents:
     """Events from a JSONL file or `kafka:TOPIC`; records the worker would dead-letter skip."""
     if source.startswith(KAFKA_PREFIX):
-        return _events_from_kafka(source[len(KAFKA_PREFIX) :], bootstrap, limit)
+        return _events_from_kafka(source[len(KAFKA_PREFIX) :], settings, limit)
     return _events_from_jsonl(Path(source), limit)
 
 
@@ -229,48 +214,21 @@ def _events_from_jsonl(path: Path, limit: int | None) -> LoadedEvents:
     return out
 
 
-def _events_from_kafka(topic: str, bootstrap: str, limit: int | None) -> LoadedEvents:
-    """Every partition from the beginning to its end offset as of now (a fixed snapshot)."""
-    wait_for_broker(bootstrap, timeout=10.0)
-    partitions = list_topics(bootstrap).get(topic)
-    if not partitions:
-        raise PolicyCommandError(f"topic {topic!r} does not exist on {bootstrap}")
-    consumer = _consumer(bootstrap)
+def _events_from_kafka(topic: str, settings: Settings, limit: int | None) -> LoadedEvents:
+    """Every partition from its beginning to its end offset as of now (a fixed snapshot)."""
+    wait_for_broker(settings, timeout=10.0)
     out = LoadedEvents([])
     try:
-        ends: dict[int, int] = {}
-        for p in range(partitions):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > 0:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        for msg in _until_ends(consumer, ends):
+        for rec in scan_topic(settings, topic):
             if limit is not None and len(out.events) >= limit:
                 break
             try:
-                out.events.append(decode_event(msg.key(), msg.value()))
+                out.events.append(decode_event(rec.key, rec.value))
             except InvalidEvent as exc:
-                out.skip(f"{topic}[{msg.partition()}]@{msg.offset()}", str(exc))
-    finally:
-        consumer.close()
+                out.skip(f"{topic}[{rec.partition}]@{rec.offset}", str(exc))
+    except ScanError as exc:
+        raise PolicyCommandError(str(exc)) from None
     return out
-
-
-def _until_ends(consumer: Consumer, ends: dict[int, int], idle_s: float = 30.0) -> Iterator[Any]:
-    pending = dict(ends)
-    last_progress = time.monotonic()
-    while pending:
-        batch = consumer.consume(1000, 0.5)
-        if batch:
-            last_progress = time.monotonic()
-        elif time.monotonic() - last_progress > idle_s:
-            raise PolicyCommandError(f"no records for {idle_s:.0f}s before the end offsets")
-        for msg in batch:
-            if msg.error() or msg.partition() not in pending:
-                continue
-            if msg.offset() + 1 >= pending[msg.partition()]:
-                del pending[msg.partition()]
-            yield msg
 
 
 def format_report(report: WhatIfReport) -> str:
@@ -285,8 +243,8 @@ def format_report(report: WhatIfReport) -> str:
         f"{'outcome':<14}{'old':>9}{'new':>9}{'delta':>9}",
     ]
     for outcome in sorted(set(report.old_outcomes) | set(report.new_outcomes)):
-        a, b = report.old_outcomes[outcome], report.new_outcomes[outcome]
-        lines.append(f"{outcome:<14}{a:>9}{b:>9}{b - a:>+9}")
+        before, after = report.old_outcomes[outcome], report.new_outcomes[outcome]
+        lines.append(f"{outcome:<14}{before:>9}{after:>9}{after - before:>+9}")
     lines.append(f"{'total':<14}{report.events:>9}{report.events:>9}{0:>+9}")
     changed = report.changed_transitions()
     lines.append("")
@@ -346,7 +304,7 @@ def policy_publish(file: Path, bootstrap: str | None, by: str | None) -> None:
 def policy_show(bootstrap: str | None) -> None:
     """Show the active published policy (what the workers decide with)."""
     settings = Settings.from_env(bootstrap=bootstrap)
-    wait_for_broker(settings.bootstrap, timeout=10.0)
+    wait_for_broker(settings, timeout=10.0)
     active = read_active(settings)
     if active is None:
         click.echo(
@@ -381,7 +339,7 @@ def policy_diff(
     """What would change: re-decide recorded events under OLD and NEW, count the differences."""
     old_policy, new_policy = load_policy_file(old), load_policy_file(new)
     settings = Settings.from_env(bootstrap=bootstrap)
-    loaded = load_events(source, settings.bootstrap, limit)
+    loaded = load_events(source, settings, limit)
     report = what_if(loaded.events, old_policy, new_policy)
     if as_json:
         data = report.to_dict()

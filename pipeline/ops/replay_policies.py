@@ -19,7 +19,8 @@ from pipeline.contracts.policy_record import (
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
 from pipeline.core.replay import PolicyResolver, catalog
-from pipeline.kafka.topic_scan import ScanError, TopicRecord, scan_topic
+from pipeline.kafka.reader import ScanError, TopicRecord, scan_topic
+from pipeline.settings import Settings
 
 Warn = Callable[[str], None]
 
@@ -44,17 +45,16 @@ def published_policies(records: Iterable[TopicRecord], warn: Warn) -> list[Polic
     return out
 
 
-def policy_resolver(
-    files: Iterable[Path], bootstrap: str | None, topic: str | None, warn: Warn
-) -> PolicyResolver:
+def policy_resolver(files: Iterable[Path], settings: Settings | None, warn: Warn) -> PolicyResolver:
     """The built-in policy, then the published versions, then `files` (which win a tie).
 
     A missing or unreadable policies topic is a warning: replay still knows the others.
     """
     policies: list[Policy] = []
-    if bootstrap and topic:
+    if settings is not None:
         try:
-            policies.extend(published_policies(scan_topic(bootstrap, topic), warn))
+            topic = settings.topics.policies
+            policies.extend(published_policies(scan_topic(settings, topic), warn))
         except ScanError as exc:
             warn(f"published policies not read: {exc}")
     policies.extend(load_policy_file(path) for path in files)

@@ -234,10 +234,14 @@ class BatchProcessor:
                     partition,
                 )
             )
-        wakeup = decision.extra.get("wakeup")
+        wakeup = decision.wakeup
         if wakeup is not None:
-            value = orjson.dumps({"customer_id": event.customer_id, **wakeup})
-            out.append(OutputRecord(self._wakeups, key, value, partition))
+            body = {
+                "customer_id": event.customer_id,
+                "hold_id": wakeup.hold_id,
+                "deadline": wakeup.deadline,
+            }
+            out.append(OutputRecord(self._wakeups, key, orjson.dumps(body), partition))
         audit = audit_record(decision, event, source, now_ms)
         out.append(
             OutputRecord(

@@ -233,7 +233,7 @@ class Tally:
     """
 
     def __init__(self) -> None:
-        self.counts: collections.Counter[tuple[Counter, tuple[str, ...]]] = collections.Counter()
+        self.counts: dict[tuple[Counter, tuple[str, ...]], float] = collections.defaultdict(float)
 
     def add(self, counter: Counter, *labels: str, value: float = 1) -> None:
         self.counts[(counter, labels)] += value

@@ -14,10 +14,8 @@ import orjson
 
 from pipeline.core.decision import EMITTING
 from pipeline.core.policy import Policy
-from pipeline.core.rules.frequency_caps import used
+from pipeline.core.rules.frequency_caps import SCOPE_FIELD, used
 from pipeline.core.state import CustomerState
-
-_SCOPE_FIELD = {"channel": 1, "category": 2, "department": 3}
 
 
 def caps_used(state: CustomerState, policy: Policy, as_of: int) -> list[dict[str, Any]]:
@@ -28,10 +26,10 @@ def caps_used(state: CustomerState, policy: Policy, as_of: int) -> list[dict[str
     """
     rows = []
     for cap in policy.caps:
-        idx = _SCOPE_FIELD.get(cap.scope)
-        values: list[str | None] = (
-            [None] if idx is None else sorted({str(c[idx]) for c in state.contacts})
-        )
+        idx = SCOPE_FIELD.get(cap.scope)
+        values: list[str | None] = [None]
+        if idx is not None:
+            values = [*sorted({str(c[idx]) for c in state.contacts})]
         for value in values:
             n = used(cap, state.contacts, value, as_of)
             if n:

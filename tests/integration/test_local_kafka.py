@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import ConfigResource
 
-from pipeline.kafka.topics import admin_client, create_topics, delete_topics
+from pipeline.kafka import clients
+from pipeline.kafka.topics import create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.settings import Settings
 
@@ -56,7 +57,7 @@ def test_lifecycle_and_topics(kafka: LocalKafka) -> None:
         settings.topics.all(), "created"
     )
 
-    admin = admin_client(kafka.bootstrap)  # keep a reference: futures die with their client
+    admin = clients.admin(kafka.client_settings)  # keep a reference: futures die with their client
     md = admin.list_topics(timeout=10)
     counts = {name: len(md.topics[name].partitions) for name in settings.topics.all()}
     assert counts == {

@@ -9,12 +9,14 @@ import urllib.request
 from collections import Counter
 
 import pytest
+from prometheus_client import generate_latest
 
 from pipeline.core.arbitration import decide
 from pipeline.core.decision import Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.ops.simulator import AgentSimulator, SimRecord
+from pipeline.processing.metrics import TowerMetrics
 from tests.kafka_io import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -42,9 +44,13 @@ def outputs(settings):
     return {"approved": t.approved, "audit": t.audit, "deadletter": t.deadletter}
 
 
-@pytest.mark.parametrize("engine", ["faust", "transactional"])
-def test_thousand_mixed_records_reconcile(tower_settings, worker, engine):
-    worker.extra_env["TOWER_RUNTIME"] = engine
+def metric_names(exposition: str) -> set[str]:
+    return {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE")}
+
+
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
+def test_thousand_mixed_records_reconcile(tower_settings, worker, runtime):
+    worker.extra_env["TOWER_RUNTIME"] = runtime
     records = AgentSimulator(customers=40, seed=11).records(1000, malformed=50)
     valid = [r for r in records if r.event is not None]
     expected = expected_decisions(records)
@@ -90,12 +96,17 @@ def test_thousand_mixed_records_reconcile(tower_settings, worker, engine):
     metrics = worker.metrics_text()
     assert 'tower_dead_letters_total{reason="bad_json"} 10.0' in metrics
     assert "tower_decisions_total" in metrics and "tower_end_to_end_lag_seconds" in metrics
+    # both runtimes expose the same metrics: the shared set, nothing of their own
+    assert metric_names(metrics) == metric_names(generate_latest(TowerMetrics().registry).decode())
     url = f"http://127.0.0.1:{worker.web_port}/healthz"
     with urllib.request.urlopen(url, timeout=5) as resp:
         health = json.loads(resp.read())
     assert health["policy_version"] == DEFAULT_POLICY.policy_version
-    if engine == "transactional":
-        assert health["engine"] == "transactional" and health["transactions"] > 0
+    assert health["runtime"] == runtime and health["ready"] is True
+    assert health["partitions"] == list(range(tower_settings.partitions))
+    assert set(health["lag"].values()) == {0}  # everything decided
+    if runtime == "transactional":
+        assert health["transactions"] > 0
         worker.stop()  # SIGTERM: finishes the transaction in flight, closes, exits 0
         assert worker.proc.returncode == 0, worker.log_tail()
 

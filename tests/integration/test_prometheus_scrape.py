@@ -134,8 +134,12 @@ class PrometheusServer:
     shutil.which(PROMETHEUS) is None,
     reason="prometheus binary missing: apt-get install -y prometheus",
 )
-def test_prometheus_computes_the_scripted_experience_metrics(tower_settings, worker, tmp_path):
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
+def test_prometheus_computes_the_scripted_experience_metrics(
+    tower_settings, worker, tmp_path, runtime
+):
     events = scripted_journeys()
+    worker.extra_env["TOWER_RUNTIME"] = runtime
     worker.start()
     prom = PrometheusServer(tmp_path, f"127.0.0.1:{worker.web_port}")
     try:

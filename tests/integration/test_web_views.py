@@ -19,11 +19,11 @@ import pytest
 
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.events import AgentEvent
+from pipeline.contracts.partitioning import key_partition
 from pipeline.core.arbitration import decide
 from pipeline.core.decision import Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.state import EMPTY_STATE, CustomerState
-from pipeline.kafka.audit_tail import key_partition
 from tests.conftest import WorkerProcess
 from tests.factories import T0, consent, proposal, signal
 from tests.kafka_io import produce
@@ -151,13 +151,18 @@ def table_rows(page: Page, testid: str) -> list[list[str]]:
     )
 
 
+RUNTIMES = ["faust", "transactional"]
+
+
 @needs_browser
-def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, browser):
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, browser, runtime):
     events = journey("ana-1", "ben-2")
     decisions, states = decided(events)
     outcomes = Counter(d.outcome for d in decisions)
     assert {"approved", "suppressed", "merged", "duplicate", "recorded"} <= set(outcomes)
 
+    worker.extra_env["TOWER_RUNTIME"] = runtime
     worker.start()
     worker.metrics_text()  # the web server is up
     base = f"http://127.0.0.1:{worker.web_port}"
@@ -188,7 +193,8 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
     for rule, n in Counter(d.rule or "-" for d in decisions).items():
         expect(page.locator(f'.count[data-rule="{rule}"]')).to_have_attribute("data-count", str(n))
     DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "live-view.png"), full_page=True)
+    if runtime == "faust":  # one set of screenshots for the docs
+        page.screenshot(path=str(DOCS / "live-view.png"), full_page=True)
 
     # a person clicks a customer in the feed
     page.locator("tr.decision a", has_text="ana-1").first.click()
@@ -209,7 +215,8 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
     assert timeline[-1][1:5] == ["signal", "crm", "-", "consent_changed channel=email "
                                  "purpose=marketing granted=true"]  # fmt: skip
     assert "marketing message" in timeline[-2][4]
-    page.screenshot(path=str(DOCS / "customer-view.png"), full_page=True)
+    if runtime == "faust":
+        page.screenshot(path=str(DOCS / "customer-view.png"), full_page=True)
 
     # the same data as JSON; an unknown customer is a 404
     status, data = get_json(f"{base}/api/customers/ben-2")
@@ -228,11 +235,13 @@ def customers_on_every_partition(partitions: int) -> list[str]:
     return [found[p] for p in range(partitions)]
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_customer_page_is_answered_by_the_worker_that_owns_the_customer(
-    tower_settings, worker, tmp_path
+    tower_settings, worker, tmp_path, runtime
 ):
     """Two workers share the partitions; asking either one for any customer gives the
-    owner's answer (Faust table routing), so some answers must have been forwarded."""
+    owner's answer (forwarded to the owner the consumer group names), so some answers
+    must have been forwarded."""
     names = customers_on_every_partition(tower_settings.partitions)
     pairs = list(zip(names[::2], names[1::2], strict=True))
     events = [e for ana, ben in pairs for e in journey(ana, ben)]
@@ -242,6 +251,7 @@ def test_a_customer_page_is_answered_by_the_worker_that_owns_the_customer(
     workers = [worker, other]
     try:
         for w in workers:
+            w.extra_env["TOWER_RUNTIME"] = runtime
             w.start()
             w.metrics_text()
         stream(tower_settings, events)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pipeline.core.decision import RuleStep
 from pipeline.core.policy import FrequencyCap
 from pipeline.core.rules import BLOCK, PASS, RuleContext
@@ -9,7 +11,12 @@ from pipeline.core.state import Contact
 
 NAME = "frequency_cap"
 
-_SCOPE_FIELD = {"channel": 1, "category": 2, "department": 3}
+#: Cap scope -> index of the `Contact` field a contact must share with the proposal to
+#: count (scope `all` counts every contact). Public: the customer view counts caps exactly
+#: as this rule does.
+SCOPE_FIELD: Mapping[str, int] = {
+    scope: Contact._fields.index(scope) for scope in ("channel", "category", "department")
+}
 
 
 def scope_value(cap: FrequencyCap, channel: str, category: str, department: str) -> str | None:
@@ -19,7 +26,7 @@ def scope_value(cap: FrequencyCap, channel: str, category: str, department: str)
 
 def used(cap: FrequencyCap, contacts: tuple[Contact, ...], value: str | None, now: int) -> int:
     since = now - cap.window_ms
-    idx = _SCOPE_FIELD.get(cap.scope)
+    idx = SCOPE_FIELD.get(cap.scope)
     return sum(
         1
         for c in contacts

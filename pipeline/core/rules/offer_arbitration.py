@@ -23,11 +23,14 @@ def is_offer(p: Proposal) -> bool:
 def score(p: Proposal, weights: OfferArbitration) -> float:
     propensity = 1.0 if p.propensity is None else max(p.propensity, 0.0)
     value = 1.0 if p.offer_value is None else max(p.offer_value, 0.0)
-    return (
+    # typeshed types `float ** float` as Any (a negative base can give a complex); every
+    # base here is clamped to >= 0, so the product is a float
+    result: float = (
         max(p.priority, 0) ** weights.priority_weight
         * propensity**weights.propensity_weight
         * value**weights.value_weight
     )
+    return result
 
 
 def check(ctx: RuleContext) -> RuleStep | None:

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import faust
-from prometheus_client import generate_latest
 
-from pipeline.kafka.partition_probe import first_record_at
+from pipeline.kafka import clients
 from pipeline.kafka.policy_follower import start_policy_follower
+from pipeline.kafka.reader import first_record_at
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
     InputPositions,
@@ -38,14 +38,13 @@ from pipeline.processing.input_positions import (
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
 from pipeline.runtime.faust import compat as faust_compat
-from pipeline.runtime.faust.web import register_views
 from pipeline.settings import Settings
+from pipeline.web import server
+from pipeline.web.server import WorkerPort, build_app
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "customer-state"
-#: aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway.
-PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 #: Faust's RocksDB default is a 2 GiB block cache per partition database: far too much.
 ROCKSDB_OPTIONS = {"block_cache_size": 64 * 1024 * 1024, "block_cache_compressed_size": 0}
 #: longest the broker holds a fetch of the worker's consumer (see faust_compat)
@@ -97,8 +96,10 @@ class InputGuard:
     """The Faust side of `InputPositions`: loads positions from the table, issues seeks,
     and mirrors stored positions to the consumer group."""
 
-    def __init__(self, app: faust.App, table: Any, metrics: TowerMetrics, bootstrap: str) -> None:
-        self.app, self.table, self.metrics, self.bootstrap = app, table, metrics, bootstrap
+    def __init__(
+        self, app: faust.App, table: Any, metrics: TowerMetrics, settings: Settings
+    ) -> None:
+        self.app, self.table, self.metrics, self.settings = app, table, metrics, settings
         self.positions = InputPositions()
         #: positions written to the table since the last mirror
         self.stored: dict[TopicPartition, int] = {}
@@ -177,7 +178,7 @@ class InputGuard:
         """Partitions whose seek did not bring the missing record: ask the broker."""
         for (topic, partition), offset in self.positions.probes_due(time.monotonic()):
             first, end = await asyncio.to_thread(
-                first_record_at, self.bootstrap, topic, partition, offset
+                first_record_at, self.settings, topic, partition, offset
             )
             log.warning(
                 "%s/%d: offset %d not delivered after a seek; the broker's first record "
@@ -240,12 +241,13 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     faust_compat.check_version()
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
     options: dict[str, Any] = {
-        "broker": settings.broker_url,
+        **clients.faust_connection(settings),
         "store": "rocksdb://",
         "datadir": str(settings.data_dir),
-        "web_port": settings.web_port,
-        "web_host": settings.web_host,
-        "web_bind": settings.web_host,
+        # the pages are the shared server's (pipeline/web/server.py), not Faust's
+        "web_enabled": False,
+        "canonical_url": settings.advertised_url,
+        "broker_client_id": clients.member_client_id(settings),
         "topic_partitions": settings.partitions,
         "topic_replication_factor": 1,
         "topic_allow_declare": True,
@@ -269,11 +271,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
     processor = BatchProcessor(settings, policy=follower.current, metrics=metrics)
-    app.tower_metrics = metrics  # type: ignore[attr-defined]
-    app.tower_processor = processor  # type: ignore[attr-defined]
-    app.tower_policy = follower  # type: ignore[attr-defined]
 
-    @app.on_before_shutdown.connect
+    @faust_compat.connect(app.on_before_shutdown)
     async def stop_policy_follower(sender: Any, **kwargs: Any) -> None:
         await asyncio.to_thread(follower.stop)
 
@@ -293,8 +292,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         partitions=settings.partitions,
         options=ROCKSDB_OPTIONS,
     )
-    app.tower_state = state  # type: ignore[attr-defined]
-    guard = InputGuard(app, state, metrics, settings.bootstrap)
+    guard = InputGuard(app, state, metrics, settings)
     schedule = WakeupSchedule()
     schedule_changed = asyncio.Event()
     # Both agents and the hold releaser read-modify-write customer states and await the
@@ -317,14 +315,14 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             store.save(write.partition, write.key, write.value)
         guard.written(positions)
 
-    @app.on_partitions_assigned.connect
+    @faust_compat.connect(app.on_partitions_assigned)
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         # before the fetcher's drain loop starts (it starts when the recovery completes)
         faust_compat.unfilter_reads(app.consumer, (t.events, t.wakeups))
         async with state_lock:
             guard.forget(assigned)
 
-    @app.on_partitions_revoked.connect
+    @faust_compat.connect(app.on_partitions_revoked)
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         async with state_lock:  # a release in progress finishes first
             guard.forget(revoked)
@@ -406,15 +404,44 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         await guard.seek_holes()
         await guard.mirror()
 
-    @app.page("/metrics")
-    async def metrics_view(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), content_type=PROMETHEUS_TEXT)
+    def owned() -> set[int] | None:
+        if faust_compat.recovering(app):
+            return None
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == t.events}
 
-    @app.page("/healthz")
-    async def health_view(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "policy_version": follower.current().policy_version})
+    def lag() -> dict[int, int]:
+        out = {}
+        for tp in app.consumer.assignment():
+            position = guard.positions.next_offset((tp.topic, tp.partition))
+            if tp.topic == t.events and position is not None:
+                out[tp.partition] = max(0, (app.consumer.highwater(tp) or 0) - position)
+        return out
 
-    app.tower_feed = register_views(app, state, processor, settings)  # type: ignore[attr-defined]
+    async def load(partition: int, key: bytes) -> bytes | None:
+        # no current event in a web request: the RocksDB store looks in every partition
+        # database this worker holds, the owned one included
+        value: bytes | None = state.get(key)
+        return value
+
+    port = WorkerPort(
+        runtime="faust",
+        settings=settings,
+        processor=processor,
+        registry=metrics.registry,
+        owned=owned,
+        load=load,
+        lag=lag,
+    )
+    pages = build_app(port)
+
+    @app.task
+    async def serve_pages() -> None:
+        runner = await server.start(pages, settings.web_host, settings.web_port)
+
+        @faust_compat.connect(app.on_before_shutdown)
+        async def stop_pages(sender: Any, **kwargs: Any) -> None:
+            await runner.cleanup()
+
     return app
 
 

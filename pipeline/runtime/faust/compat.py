@@ -12,7 +12,7 @@ import asyncio
 import logging
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -35,6 +35,26 @@ def check_version() -> bool:
         ", ".join(sorted(CHECKED)),
     )
     return False
+
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def connect(signal: Any) -> Callable[[Handler], Handler]:
+    """`signal.connect` as a decorator typed for `async def h(sender, **kwargs)` handlers
+    (mode's signal types want a positional-only signature Faust itself does not use)."""
+
+    def register(handler: Handler) -> Handler:
+        signal.connect(handler)
+        return handler
+
+    return register
+
+
+def recovering(app: faust.App) -> bool:
+    """True while the app rebalances or restores its tables: not ready to answer."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]  # not on TableManagerT
+    return bool(app.rebalancing or recovery.in_recovery or not recovery.completed.is_set())
 
 
 def focus(event: Any) -> None:

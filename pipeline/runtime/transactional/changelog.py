@@ -3,15 +3,14 @@ databases from it on partition assignment.
 
 Restore reads with read_committed, so the records of aborted transactions never reach a
 local database; it starts at each database's checkpoint (or the log's start when the data
-dir is new) and stops at the partition's end (librdkafka's partition EOF, which for a
-read_committed reader lies past trailing transaction markers).
+dir is new) and stops at the partition's end (`kafka/reader.py`: for a read_committed
+reader that lies past trailing transaction markers, and before a transaction still open).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from pipeline.kafka.topics import admin_client
+from pipeline.kafka import clients
+from pipeline.kafka.reader import RangeReader, scan_consumer
 from pipeline.runtime.transactional.state_store import PartitionDB
 from pipeline.settings import Settings
 
@@ -37,7 +37,7 @@ def changelog_topic(app_id: str) -> str:
 def ensure_changelog_topic(settings: Settings, timeout: float = 30.0) -> str:
     """Create the compacted changelog if missing (Faust creates it the same way)."""
     name = changelog_topic(settings.app_id)
-    admin = admin_client(settings.bootstrap)
+    admin = clients.admin(settings)
     topics = admin.list_topics(timeout=timeout).topics
     if name in topics and topics[name].error is None:
         have = len(topics[name].partitions)
@@ -56,18 +56,8 @@ def ensure_changelog_topic(settings: Settings, timeout: float = 30.0) -> str:
     return name
 
 
-def restore_consumer(bootstrap: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            # required by the client, never joined: assign() only, nothing committed
-            "group.id": f"tower-restore-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "max.partition.fetch.bytes": 8 * 1024 * 1024,
-        }
-    )
+def restore_consumer(settings: Settings) -> Consumer:
+    return scan_consumer(settings, "restore", **{"max.partition.fetch.bytes": 8 * 1024 * 1024})
 
 
 @dataclass(frozen=True)
@@ -91,42 +81,38 @@ def restore(
     """Bring every database in `dbs` ({partition: db}) up to the end of its changelog
     partition; each polled batch goes to disk as one WriteBatch with its new checkpoint."""
     started = clock()
-    starts: dict[int, int] = {}
+    ranges: dict[int, tuple[int, int]] = {}
     for p, db in dbs.items():
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, p), timeout=10.0, cached=False
         )
         checkpoint = db.checkpoint()
-        begin = low if checkpoint is None else max(checkpoint, low)
-        if begin < high:
-            starts[p] = begin
+        ranges[p] = (low if checkpoint is None else max(checkpoint, low), high)
     keys = 0
-    if starts:
-        consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
-        pending = set(starts)
-        while pending:
-            items: dict[int, list[tuple[bytes, bytes | None]]] = {}
-            next_offsets: dict[int, int] = {}
-            for msg in consumer.consume(batch_size, 1.0):
-                p = msg.partition()
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(err)
-                    pending.discard(p)
-                    next_offsets[p] = max(next_offsets.get(p, 0), msg.offset())
-                    continue
-                items.setdefault(p, []).append((msg.key(), msg.value()))
-                next_offsets[p] = msg.offset() + 1
-            for p, offset in next_offsets.items():
-                keys += dbs[p].apply(items.get(p, ()), offset)
-        consumer.unassign()
+    reader = RangeReader(consumer, topic, ranges)
+    for batch in reader.batches(batch_size):
+        items: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for msg in batch:
+            partition, key = msg.partition(), msg.key()
+            if partition is not None and key is not None:  # a changelog record has both
+                items.setdefault(partition, []).append((key, msg.value()))
+        for partition, kv in items.items():
+            keys += dbs[partition].apply(kv, reader.positions[partition])
+    for p, (begin, _) in ranges.items():  # reached the end past markers: checkpoint it
+        if reader.positions[p] > begin and dbs[p].checkpoint() != reader.positions[p]:
+            dbs[p].apply((), reader.positions[p])
     return RestoreStats(len(dbs), keys, clock() - started)
 
 
-def restore_partitions(bootstrap: str, topic: str, dbs: Mapping[int, PartitionDB]) -> RestoreStats:
-    """Restore with a consumer of its own, and say how fast in the log."""
-    consumer = restore_consumer(bootstrap)
+def restore_partitions(
+    settings: Settings,
+    topic: str,
+    dbs: Mapping[int, PartitionDB],
+    consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
+) -> RestoreStats:
+    """Restore with a consumer of its own (`consumer_factory(settings)`, a fake in tests),
+    and say how fast in the log."""
+    consumer = consumer_factory(settings)
     try:
         stats = restore(consumer, topic, dbs)
     finally:

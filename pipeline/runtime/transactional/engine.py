@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import (
@@ -38,9 +39,14 @@ from confluent_kafka import (
 )
 from prometheus_client import Histogram
 
+from pipeline.kafka import clients
 from pipeline.processing.batch import BatchProcessor, InputRecord, OutputRecord
 from pipeline.processing.wakeup_schedule import WakeupSchedule
-from pipeline.runtime.transactional.changelog import changelog_topic, restore_partitions
+from pipeline.runtime.transactional.changelog import (
+    changelog_topic,
+    restore_consumer,
+    restore_partitions,
+)
 from pipeline.runtime.transactional.polling import take_available
 from pipeline.runtime.transactional.state_store import LocalStores, OverlayStore
 from pipeline.runtime.transactional.wakeups import BatchPlan, Polled, plan_batch
@@ -94,9 +100,19 @@ def instance_id(settings: Settings) -> str:
 
 
 class TransactionalEngine:
-    """One consumer, one transactional producer, local RocksDB per assigned partition."""
+    """One consumer, one transactional producer, local RocksDB per assigned partition.
 
-    def __init__(self, settings: Settings, processor: BatchProcessor) -> None:
+    The client factories are for tests (fake clients); the real classes by default."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: BatchProcessor,
+        *,
+        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        restore_consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
+    ) -> None:
         self.settings = settings
         self.processor = processor
         t = settings.topics
@@ -112,13 +128,18 @@ class TransactionalEngine:
         self.transactions = 0
         self.aborts = 0
         self._stopping = False
+        self._rebalancing = False
+        self._assigned_once = False
         self._delivered: dict[int, int] = {}
         self._inflight: _InFlight | None = None
         #: a failed commit noticed inside a rebalance callback, recovered in the loop
         self._failed: KafkaException | None = None
-        self.consumer = Consumer(
+        self._restore_consumer = restore_consumer_factory
+        self.consumer = consumer_factory(
             {
-                "bootstrap.servers": settings.bootstrap,
+                **clients.connection(settings),
+                # the web URL, so other workers find this one's pages (kafka/group_owners.py)
+                "client.id": clients.member_client_id(settings),
                 "group.id": settings.app_id,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
@@ -130,9 +151,9 @@ class TransactionalEngine:
                 "session.timeout.ms": 10_000,
             }
         )
-        self.producer = Producer(
+        self.producer = producer_factory(
             {
-                "bootstrap.servers": settings.bootstrap,
+                **clients.connection(settings),
                 "transactional.id": instance_id(settings),
                 "transaction.timeout.ms": 30_000,
                 "linger.ms": 5,
@@ -156,19 +177,42 @@ class TransactionalEngine:
     def assigned(self) -> list[int]:
         return sorted(self.stores.dbs)
 
+    def owned(self) -> set[int] | None:
+        """The partitions whose states are restored here; None before the first assignment
+        and from a revocation until the states of the next assignment are restored (for the
+        web server's thread)."""
+        if self._rebalancing or not self._assigned_once:
+            return None
+        return set(self.stores.dbs)
+
+    def lag(self) -> dict[int, int]:
+        """Per owned input partition: records between the next one to decide and the log
+        end as last fetched (no broker round trip: the web server's thread asks)."""
+        out = {}
+        for p, position in list(self.events_next.items()):
+            _, end = self.consumer.get_watermark_offsets(
+                TopicPartition(self.events, p), cached=True
+            )
+            if end >= 0:
+                out[p] = max(0, end - position)
+        return out
+
     # --- rebalance callbacks (run inside consume(), between transactions) ---------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._settle_in_callback()
         numbers = {tp.partition for tp in partitions}
+        self._rebalancing = True
         dbs = {p: self.stores.open(p) for p in numbers}
-        restore_partitions(self.settings.bootstrap, self.changelog, dbs)
+        restore_partitions(self.settings, self.changelog, dbs, self._restore_consumer)
+        self._rebalancing, self._assigned_once = False, True
         self._forget_wakeups(numbers)
         events = [TopicPartition(self.events, p) for p in numbers]
         for tp in consumer.committed(events, timeout=30):
             self.events_next[tp.partition] = max(tp.offset, 0)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._rebalancing = True  # eager rebalancing: an assignment follows
         self._settle_in_callback()
         numbers = {tp.partition for tp in partitions}
         for p in numbers:
@@ -229,20 +273,13 @@ class TransactionalEngine:
                 log.warning("consume: %s", err)
                 continue
             ts_type, ts = msg.timestamp()
-            if msg.topic() == self.events:
-                self.events_next[msg.partition()] = msg.offset() + 1
-            out.append(
-                Polled(
-                    msg.topic(),
-                    InputRecord(
-                        msg.key(),
-                        msg.value(),
-                        msg.partition(),
-                        msg.offset(),
-                        ts if ts_type else None,
-                    ),
-                )
-            )
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            # optional in the client's types: set on every consumed message
+            assert topic is not None and partition is not None and offset is not None
+            if topic == self.events:
+                self.events_next[partition] = offset + 1
+            record = InputRecord(msg.key(), msg.value(), partition, offset, ts if ts_type else None)
+            out.append(Polled(topic, record))
         return out
 
     def _horizon(self, partition: int) -> float:
@@ -335,9 +372,9 @@ class TransactionalEngine:
                 self.producer.poll(0.05)
 
     def _on_changelog(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            p = msg.partition()
-            self._delivered[p] = max(self._delivered.get(p, -1), msg.offset())
+        p, offset = msg.partition(), msg.offset()
+        if err is None and p is not None and offset is not None:
+            self._delivered[p] = max(self._delivered.get(p, -1), offset)
 
     def _recover(self, exc: KafkaException) -> None:
         """Abort and decide the batch again from the committed offsets, or give up."""

@@ -8,6 +8,7 @@ checkpoint is behind and the next restore reads those records back from the chan
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -63,11 +64,15 @@ class PartitionDB:
 
 
 class LocalStores:
-    """The open partition databases under `<data_dir>/native/<partition>`."""
+    """The open partition databases under `<data_dir>/native/<partition>`.
+
+    The engine's thread opens, closes and writes them; `read` is for other threads (the
+    web server) and never meets a database being closed."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / "native"
         self.dbs: dict[int, PartitionDB] = {}
+        self._closing = threading.Lock()
 
     def open(self, partition: int) -> PartitionDB:
         db = self.dbs.get(partition)
@@ -76,9 +81,10 @@ class LocalStores:
         return db
 
     def close(self, partition: int) -> None:
-        db = self.dbs.pop(partition, None)
-        if db is not None:
-            db.close()
+        with self._closing:
+            db = self.dbs.pop(partition, None)
+            if db is not None:
+                db.close()
 
     def close_all(self) -> None:
         for p in list(self.dbs):
@@ -86,6 +92,12 @@ class LocalStores:
 
     def load(self, partition: int, key: bytes) -> bytes | None:
         return self.dbs[partition].get(key)
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        """`load` from another thread; None if the partition is not open here."""
+        with self._closing:
+            db = self.dbs.get(partition)
+            return None if db is None else db.get(key)
 
 
 class OverlayStore:

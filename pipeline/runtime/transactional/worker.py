@@ -1,4 +1,4 @@
-"""`tower worker --engine native`: wiring of policy, metrics, web and the engine loop."""
+"""`tower worker --runtime transactional`: wiring of policy, metrics, pages and the loop."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import gc
 import logging
 import signal
 from types import FrameType
-from typing import Any
 
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime.transactional.changelog import ensure_changelog_topic
 from pipeline.runtime.transactional.engine import TransactionalEngine
-from pipeline.runtime.transactional.web import serve
 from pipeline.settings import Settings
+from pipeline.web.server import WorkerPort, build_app, serve_in_thread
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -28,17 +27,20 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     ensure_changelog_topic(settings)
     engine = TransactionalEngine(settings, BatchProcessor(settings, follower.current, metrics))
 
-    def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "runtime": "transactional",
-            "policy_version": follower.current().policy_version,
-            "partitions": engine.assigned(),
-            "transactions": engine.transactions,
-            "aborted": engine.aborts,
-        }
+    async def load(partition: int, key: bytes) -> bytes | None:
+        return engine.stores.read(partition, key)
 
-    server = serve(settings.web_host, settings.web_port, metrics.registry, health)
+    port = WorkerPort(
+        runtime="transactional",
+        settings=settings,
+        processor=engine.processor,
+        registry=metrics.registry,
+        owned=engine.owned,
+        load=load,
+        lag=engine.lag,
+        details=lambda: {"transactions": engine.transactions, "aborted": engine.aborts},
+    )
+    stop_web = serve_in_thread(build_app(port), settings.web_host, settings.web_port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         engine.stop()
@@ -53,4 +55,4 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         engine.run()
     finally:
         follower.stop()
-        server.shutdown()
+        stop_web()

@@ -20,6 +20,7 @@ from pipeline.core.policy_changes import policy_changes, summary
 from pipeline.core.policy_document import load_policy
 from pipeline.kafka.policy_follower import PolicyFollower
 from pipeline.processing.metrics import TowerMetrics
+from pipeline.settings import Settings
 
 V2_YAML = "version: 2.0.0\nagents: [promo-bot]\nkill_switch: {agents: [promo-bot]}\n"
 V2 = load_policy(V2_YAML)
@@ -110,7 +111,7 @@ def test_summary_names_both_versions():
 
 def _follower() -> tuple[PolicyFollower, list[Policy]]:
     seen: list[Policy] = []
-    f = PolicyFollower("unused:1", "policies", DEFAULT_POLICY, TowerMetrics(), seen.append)
+    f = PolicyFollower(Settings(bootstrap="unused:1"), DEFAULT_POLICY, TowerMetrics(), seen.append)
     return f, seen
 
 

@@ -97,6 +97,16 @@ def test_frequency_cap_scopes(scope, second, expected):
     assert decisions[2].outcome == expected
 
 
+def test_every_cap_scope_but_all_names_the_contact_field_it_counts_by():
+    """`SCOPE_FIELD` is shared with the customer view, so both count caps alike."""
+    from pipeline.core.policy import CAP_SCOPES
+    from pipeline.core.rules.frequency_caps import SCOPE_FIELD
+    from pipeline.core.state import Contact
+
+    assert set(SCOPE_FIELD) == CAP_SCOPES - {"all"}
+    assert all(Contact._fields[i] == scope for scope, i in SCOPE_FIELD.items())
+
+
 def test_transactional_is_exempt_and_does_not_consume_caps():
     policy = Policy(caps=(FrequencyCap("one", limit=1, window_ms=DAY_MS, scope="all"),))
     events = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core.arbitration import decide, release
-from pipeline.core.decision import APPROVED, HELD, MERGED, SUPPRESSED
+from pipeline.core.decision import APPROVED, HELD, MERGED, SUPPRESSED, Wakeup
+from pipeline.core.hold_windows import hold_id_for
 from pipeline.core.policy import HoldWindows, Policy
 from pipeline.core.policy_document import PolicyError, load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
@@ -41,9 +42,8 @@ def feed(events, policy=POLICY, state: CustomerState = EMPTY_STATE):
 def release_all(state, decisions, policy=POLICY):
     out = []
     for d in decisions:
-        wakeup = d.extra.get("wakeup")
-        if wakeup:
-            released, state = release(state, "c1", wakeup["hold_id"], policy)
+        if d.wakeup is not None:
+            released, state = release(state, "c1", d.wakeup.hold_id, policy)
             out.extend(released)
     return out, state
 
@@ -52,8 +52,8 @@ def test_five_agents_one_trigger_one_action_the_best_listing_all_five():
     events = five()
     held, state = feed(events)
     assert [d.outcome for d in held] == [HELD] * 5
-    assert sum(1 for d in held if "wakeup" in d.extra) == 1
-    assert held[0].extra["wakeup"]["deadline"] == T0 + HOLD
+    assert sum(1 for d in held if d.wakeup is not None) == 1
+    assert held[0].wakeup is not None and held[0].wakeup.deadline == T0 + HOLD
     final, state = release_all(state, held)
     outcomes = {d.event_id: d.outcome for d in final}
     winner = next(d for d in final if d.outcome == APPROVED)
@@ -73,7 +73,7 @@ def test_the_same_five_over_two_windows_give_two_actions():
         for i, e in enumerate(events[3:])
     ]
     held, state = feed([*events[:3], *late])
-    assert sum(1 for d in held if "wakeup" in d.extra) == 2
+    assert sum(1 for d in held if d.wakeup is not None) == 2
     final, _ = release_all(state, held)
     approved = [d for d in final if d.outcome == APPROVED]
     assert len(approved) == 2
@@ -82,7 +82,8 @@ def test_the_same_five_over_two_windows_give_two_actions():
 
 def test_releasing_twice_or_an_unknown_hold_changes_nothing():
     held, state = feed(five())
-    hold_id = held[0].extra["wakeup"]["hold_id"]
+    assert held[0].wakeup is not None
+    hold_id = held[0].wakeup.hold_id
     first, after = release(state, "c1", hold_id, POLICY)
     again, after2 = release(after, "c1", hold_id, POLICY)
     assert len(first) == 5 and again == [] and after2 == after
@@ -134,7 +135,7 @@ def test_merge_key_can_widen_to_category():
         proposal(category="transactional", trigger="t", at=T0 + 1),
     ]
     held, _ = feed(events, policy)
-    assert sum(1 for d in held if "wakeup" in d.extra) == 2
+    assert sum(1 for d in held if d.wakeup is not None) == 2
 
 
 def test_holds_survive_the_state_bytes():
@@ -170,7 +171,7 @@ def test_a_latecomer_after_the_release_is_merged_not_held_again():
     _, state = release_all(state, held)
     late = proposal(at=T0 + 100, agent="late-bot", trigger="t1", category="service")
     decision, _ = decide(state, late, POLICY, late.occurred_at)
-    assert decision.outcome == MERGED and "wakeup" not in decision.extra
+    assert decision.outcome == MERGED and decision.wakeup is None
 
 
 def test_replay_and_what_if_follow_holds_through_their_release():
@@ -225,3 +226,27 @@ def test_a_later_event_past_the_deadline_releases_the_hold_before_it_is_decided(
     assert finals[late.event_id] == MERGED  # a latecomer to the released hold
     wake = next(o for o in result.outputs if o.topic == settings.topics.wakeups)
     assert bp.release(InputRecord(b"c1", wake.value, 0, 0, None), store).outputs == []
+
+
+def test_the_wake_up_record_is_the_hold_id_and_deadline_of_the_new_hold():
+    """Its bytes are a wire format (read back by both runtimes' schedules): field order
+    and spelling stay as they were when the decision carried the wake-up as a dict."""
+    from pipeline.contracts.codec import encode_event
+    from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+    from pipeline.settings import Settings
+
+    settings = Settings()
+    bp = BatchProcessor(settings, policy=lambda: POLICY, clock=lambda: 1.0)
+    events = five()
+    held, _ = feed(events)
+    assert [d.wakeup for d in held[1:]] == [None] * 4
+    wakeup = held[0].wakeup
+    assert wakeup == Wakeup(hold_id_for("c1", "t1", events[0].event_id), T0 + HOLD)
+    recs = [InputRecord(b"c1", encode_event(e, "json"), 0, i, None) for i, e in enumerate(events)]
+    result = bp.process_and_save(recs, DictStateStore())
+    [wake] = [o for o in result.outputs if o.topic == settings.topics.wakeups]
+    assert wake.key == b"c1"
+    assert wake.value == (
+        b'{"customer_id":"c1","hold_id":"%s","deadline":%d}'
+        % (wakeup.hold_id.encode(), wakeup.deadline)
+    )

@@ -17,7 +17,7 @@ from pipeline.core.arbitration import decide
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_document import load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
-from pipeline.kafka.topic_scan import ScanError, TopicRecord
+from pipeline.kafka.reader import ScanError, TopicRecord
 from pipeline.ops import audit_commands, replay_policies
 from pipeline.ops.cli import main
 from pipeline.processing.records import audit_record

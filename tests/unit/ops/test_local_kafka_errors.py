@@ -136,7 +136,7 @@ def test_cli_errors_are_one_line(
 
 def test_wait_for_broker_times_out_clearly() -> None:
     with pytest.raises(TopicsError, match=r"no Kafka broker answered.*tower kafka up"):
-        wait_for_broker(f"127.0.0.1:{_free_port()}", timeout=1)
+        wait_for_broker(Settings(bootstrap=f"127.0.0.1:{_free_port()}"), timeout=1)
 
 
 def test_topic_specs() -> None:

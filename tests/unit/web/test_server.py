@@ -1,0 +1,173 @@
+"""The shared web server without a broker: answers for owned customers, forwarding to the
+owner, 503s while nobody owns a partition, the same /healthz on every runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp.test_utils import TestClient, TestServer
+
+from pipeline.contracts.codec import encode_event
+from pipeline.contracts.partitioning import key_partition
+from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+from pipeline.processing.metrics import TowerMetrics
+from pipeline.settings import Settings
+from pipeline.web.server import FORWARDED, WorkerPort, build_app
+from tests.factories import consent, proposal
+
+
+class FixedOwners:
+    """`GroupOwners` as a dict: partition -> URL."""
+
+    def __init__(self, owners: dict[int, str]) -> None:
+        self.owners, self.asked = owners, 0
+
+    def owner(self, partition: int, refresh: bool = False) -> str | None:
+        self.asked += 1
+        return self.owners.get(partition)
+
+
+def worker(url: str, owned: set[int] | None, customers: list[str] = ()) -> WorkerPort:
+    """A worker that owns `owned` and has decided a consent and a proposal per customer."""
+    settings = Settings(partitions=8, web_url=url)
+    processor = BatchProcessor(settings, policy=lambda: DEFAULT_POLICY, metrics=TowerMetrics())
+    store = DictStateStore()
+
+    async def load(partition: int, key: bytes) -> bytes | None:
+        return store.load(partition, key)
+
+    port = WorkerPort(
+        runtime="test",
+        settings=settings,
+        processor=processor,
+        registry=processor.metrics.registry,
+        owned=lambda: owned,
+        load=load,
+        lag=lambda: {p: 0 for p in owned or ()},
+    )
+    events = [e for c in customers for e in (consent(True, customer=c), proposal(c))]
+    records = [
+        InputRecord(e.customer_id.encode(), encode_event(e, "json"), 0, i, None)
+        for i, e in enumerate(events)
+    ]
+    processor.process_and_save(records, store)
+    return port
+
+
+def run(
+    port: WorkerPort, owners: FixedOwners, check: Callable[[TestClient], Awaitable[None]]
+) -> None:
+    async def main() -> None:
+        app = build_app(port, owners, timeline=lambda partition, key: [])  # type: ignore[arg-type]
+        async with TestClient(TestServer(app)) as client:
+            await check(client)
+
+    asyncio.run(main())
+
+
+async def get(client: TestClient, path: str, **headers: str) -> tuple[int, Any, Any]:
+    r = await client.get(path, headers=headers)
+    body = await r.read()
+    is_json = r.content_type == "application/json"
+    return r.status, orjson.loads(body) if is_json else body.decode(), r.headers
+
+
+def test_an_owned_customer_is_answered_here_and_an_unknown_one_is_a_404() -> None:
+    owned = {key_partition(b"ana", 8), key_partition(b"nobody", 8)}
+    port = worker("http://me:1", owned, ["ana"])
+    owners = FixedOwners({})
+
+    async def check(client: TestClient) -> None:
+        status, data, _ = await get(client, "/api/customers/ana")
+        assert status == 200 and data["known"] and data["served_by"] == "http://me:1"
+        assert data["partition"] == key_partition(b"ana", 8)
+        status, html, _ = await get(client, "/customers/ana")
+        assert status == 200 and "answered by http://me:1" in html
+        assert (await get(client, "/api/customers/nobody"))[0] == 404
+
+    run(port, owners, check)
+    assert owners.asked == 0  # nobody else was asked about an owned customer
+
+
+def test_a_customer_owned_elsewhere_is_forwarded_to_its_owner() -> None:
+    p = key_partition(b"ana", 8)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    url = f"http://127.0.0.1:{free}"
+
+    async def main() -> None:
+        owner = build_app(worker(url, {p}, ["ana"]), FixedOwners({}), timeline=lambda *_: [])
+        async with TestServer(owner, host="127.0.0.1", port=free):
+            other = worker("http://other:1", set(), [])
+            app = build_app(other, FixedOwners({p: url}), timeline=lambda *_: [])
+            async with TestClient(TestServer(app)) as client:
+                status, data, _ = await get(client, "/api/customers/ana")
+                assert status == 200 and data["served_by"] == url and data["known"]
+                status, html, _ = await get(client, "/customers/ana")
+                assert status == 200 and f"answered by {url}" in html
+
+    asyncio.run(main())
+
+
+def test_no_owner_or_a_stale_forward_is_a_503_with_retry_after() -> None:
+    port = worker("http://me:1", set(), [])
+
+    async def check(client: TestClient) -> None:
+        status, data, headers = await get(client, "/api/customers/ana")
+        assert status == 503 and headers["Retry-After"] == "1" and "rebalancing" in data["error"]
+        # a request another worker forwarded is never forwarded again
+        status, data, headers = await get(client, "/api/customers/ana", **{FORWARDED: "http://x:1"})
+        assert status == 503 and "moved" in data["error"]
+
+    run(port, FixedOwners({}), check)
+
+
+def test_a_starting_worker_answers_503_for_everyone() -> None:
+    port = worker("http://me:1", None, [])
+    run(port, FixedOwners({}), _expect_status("/api/customers/ana", 503))
+
+
+def _expect_status(path: str, status: int) -> Callable[[TestClient], Awaitable[None]]:
+    async def check(client: TestClient) -> None:
+        assert (await get(client, path))[0] == status
+
+    return check
+
+
+def test_healthz_metrics_live_page_and_decisions() -> None:
+    port = worker("http://me:1", {1, 2}, ["ana"])
+
+    async def check(client: TestClient) -> None:
+        status, health, _ = await get(client, "/healthz")
+        assert status == 200
+        assert health == {
+            "status": "ok",
+            "runtime": "test",
+            "ready": True,
+            "policy_version": DEFAULT_POLICY.policy_version,
+            "partitions": [1, 2],
+            "lag": {"1": 0, "2": 0},
+            "url": "http://me:1",
+        }
+        status, text, headers = await get(client, "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert "tower_decisions_total" in text
+        status, html, _ = await get(client, "/")
+        assert status == 200 and "<html" in html.lower()
+        status, data, _ = await get(client, "/api/decisions?after=0")
+        assert status == 200 and data["last"] == 2 and len(data["decisions"]) == 2
+        assert (await get(client, "/api/decisions?after=x"))[0] == 400
+
+    run(port, FixedOwners({}), check)
+
+
+def test_a_starting_worker_is_not_ready() -> None:
+    port = worker("http://me:1", None)
+    assert port.health()["ready"] is False and port.health()["partitions"] == []
