@@ -262,7 +262,3 @@ def _check(
     return TopicResult(
         spec.name, "created" if spec.name in created else "exists", spec.partitions, actual
     )
-
-
-def admin_client(bootstrap: str, **extra: object) -> AdminClient:  # TODO(parity): remove
-    return clients.admin(Settings(bootstrap=bootstrap), **extra)

@@ -1,6 +1,9 @@
 """`tower demo`: local Kafka, topics, a worker, simulated agents for ~30 s, and a summary.
 
-Everything the demo starts it also stops, at the end or on Ctrl-C.
+Everything the demo starts it also stops, at the end or on Ctrl-C (with `--keep`, the worker
+and its pages stay up until Ctrl-C). The summary is computed by pure functions
+(`tally`, `summary_lines`) from the audit records the demo reads back, so what it says is
+what the tower recorded, and it can be tested without a broker.
 """
 
 from __future__ import annotations
@@ -10,31 +13,312 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
-from pipeline.kafka.topics import admin_client, create_topics, delete_topics
+from pipeline.core.decision import EMITTING
+from pipeline.core.policy import Policy
+from pipeline.core.policy_document import PolicyError, load_policy_file
+from pipeline.kafka import clients
+from pipeline.kafka.topics import create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
-from pipeline.ops.simulator import MALFORMED, AgentSimulator
+from pipeline.ops.simulator import MALFORMED, ShowcaseSimulator
 from pipeline.settings import Settings, TopicNames
 
 DEMO_APP_ID = "journey-tower-demo"
 #: The demo works on its own topics, so it never touches a real deployment's data.
 DEMO_TOPICS = TopicNames(**{f: f"demo-{v}" for f, v in TopicNames().__dict__.items()})
+#: The checkout the demo runs from: its worker must run the same code, whatever the cwd.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+#: Every rule on, with values that make each one fire in a 30 s run of the showcase traffic.
+SHOWCASE_POLICY = SOURCE_ROOT / "deploy" / "policy.showcase.yaml"
+
+#: Summary lines wrap at this width (as `tower --help` does), so they fit a terminal.
+WIDTH = 100
+
+#: Why a proposal did not go out, by the audit's outcome/rule: (short label, what it counts).
+PREVENTED: dict[str, tuple[str, str]] = {
+    "duplicate": ("duplicates", "merged: one action per customer trigger"),
+    "replay": ("replays", "the same record sent again (an event id already decided)"),
+    "kill_switch": ("switched off", "an operator stopped the agent, action or channel"),
+    "eligibility": ("expired", "past the proposal's expires_at when it arrived"),
+    "escalation": ("AI during handoff", "AI answers while the customer waits for a human"),
+    "consent": ("without consent", "opted out of the channel, or no opt-in for the category"),
+    "service_first": ("during a case", "selling while a case is open or after a complaint"),
+    "loop_prevention": ("asking the known", "asked for what a signal already told us"),
+    "consistency_ledger": ("contradictions", "would contradict what the customer was told"),
+    "offer_arbitration": ("competing offers", "the customer already holds an offer"),
+    "quiet_hours": ("in quiet hours", "dropped in the customer's local night"),
+    "frequency_cap": ("over a cap", "more contacts than a frequency cap allows"),
+    "banned_phrases": ("banned phrases", "content with a banned phrase"),
+    "max_length": ("too long", "content over the channel's length limit"),
+}
+#: Content transforms of actions that went out, by trace rule: (short label, what it counts).
+TRANSFORMED: dict[str, tuple[str, str]] = {
+    "disclosure": ("AI disclosure", "the AI disclosure text put in front"),
+    "pii_redaction": ("PII redacted", "e-mail, phone, card or IBAN masked"),
+    "max_length": ("shortened", "cut to the channel's length limit"),
+    "banned_phrases": ("phrases removed", "a banned phrase replaced by [removed]"),
+    "known_facts": ("annotated", "known facts appended instead of asked for"),
+}
+
+
+# --- the summary: pure functions of what the demo read back ---------------------------------
+
+
+@dataclass(frozen=True)
+class DemoTally:
+    """What happened to the records the agents produced, one final decision per input.
+
+    `prevented` counts proposals that did not go out, each once, under the rule that stopped
+    it ("duplicate" for merges, "replay" for re-sent proposals); `transformed` counts actions
+    that went out with changed content (one action may be in several rows).
+    """
+
+    records_in: int
+    proposals: int = 0
+    replayed_proposals: int = 0
+    signals: int = 0
+    replayed_signals: int = 0
+    emitted: Counter[str] = field(default_factory=Counter)
+    prevented: Counter[str] = field(default_factory=Counter)
+    hold_merges: int = 0
+    transformed: Counter[str] = field(default_factory=Counter)
+    still_held: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    actions_published: int | None = None
+
+    @property
+    def actions(self) -> int:
+        return sum(self.emitted.values())
+
+    @property
+    def accounted(self) -> int:
+        """Inputs with a decision or a dead letter (a held proposal counts once)."""
+        return self.proposals + self.signals + sum(self.dead_letters.values())
+
+
+def tally(
+    audits: Iterable[Mapping[str, Any]],
+    dead_letters: Iterable[Mapping[str, Any]],
+    records_in: int,
+    action_ids: Iterable[str] | None = None,
+) -> DemoTally:
+    """Count final decisions from decoded audit records (and dead letters).
+
+    A held proposal has two audit records, `held` then its final one (same decision id), so
+    the final one counts; a worker's identical re-emit after a crash counts once. A replay
+    shares its original's decision id, so replays are told apart by their input's position.
+    """
+    finals: dict[str, Mapping[str, Any]] = {}
+    held: set[str] = set()
+    replays: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for a in audits:
+        if a.get("kind") == "policy":
+            continue  # a published policy change, not an input of the run
+        outcome = a["outcome"]
+        if outcome == "held":
+            held.add(a["decision_id"])
+        elif outcome == "duplicate":
+            where = (a["source_topic"], a["source_partition"], a["source_offset"])
+            replays[(a["decision_id"], *where)] = a
+        else:
+            finals[a["decision_id"]] = a
+    counts: Counter[str] = Counter()
+    emitted: Counter[str] = Counter()
+    prevented: Counter[str] = Counter()
+    transformed: Counter[str] = Counter()
+    for a in replays.values():
+        if a["kind"] == "proposal":
+            counts["replayed_proposals"] += 1
+            prevented["replay"] += 1
+        else:
+            counts["replayed_signals"] += 1
+    for a in finals.values():
+        if a["kind"] != "proposal":
+            counts["signals"] += 1
+            continue
+        counts["proposals"] += 1
+        outcome = a["outcome"]
+        if outcome in EMITTING:
+            emitted[outcome] += 1
+            for step in a.get("trace") or ():
+                if step["verdict"] == "transform":
+                    transformed[step["rule"]] += 1
+        elif outcome == "merged":
+            prevented["duplicate"] += 1
+            counts["hold_merges"] += a["rule"] == "hold_window"
+        else:
+            prevented[a["rule"] or outcome] += 1
+    still_held = len(held - finals.keys())
+    return DemoTally(
+        records_in=records_in,
+        proposals=counts["proposals"] + counts["replayed_proposals"] + still_held,
+        replayed_proposals=counts["replayed_proposals"],
+        signals=counts["signals"] + counts["replayed_signals"],
+        replayed_signals=counts["replayed_signals"],
+        emitted=emitted,
+        prevented=prevented,
+        hold_merges=counts["hold_merges"],
+        transformed=transformed,
+        still_held=still_held,
+        dead_letters=Counter(d["reason"] for d in dead_letters),
+        actions_published=None if action_ids is None else len(set(action_ids)),
+    )
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{_n(n)} {word}{'' if n == 1 else 's'}"
+
+
+def _replays(n: int) -> str:
+    return f" ({_n(n)} replayed)" if n else ""
+
+
+def summary_lines(t: DemoTally, approved_topic: str = "approved-actions") -> list[str]:
+    """The summary a newcomer reads: before and after, what was prevented and changed, by
+    kind, and whether the numbers add up. Every number counts records or decisions."""
+    dead = sum(t.dead_letters.values())
+    inputs = [
+        _plural(t.proposals, "proposal") + _replays(t.replayed_proposals),
+        _plural(t.signals, "signal") + _replays(t.replayed_signals),
+    ]
+    if dead:
+        inputs.append(f"{_n(dead)} malformed")
+    lines = [f"  {_plural(t.records_in, 'record')} from agents: {', '.join(inputs)}"]
+    before, after = _n(t.proposals), _n(t.actions)
+    width = max(len(before), len(after))
+    lines += [
+        "",
+        f"  without the tower  {before:>{width}} messages: every proposal sent as proposed",
+        f"  with the tower     {after:>{width}} actions: {_actions_detail(t.emitted)}",
+        "",
+    ]
+    prevented = []
+    for key, n in sorted(t.prevented.items(), key=lambda kv: (-kv[1], kv[0])):
+        label, what = PREVENTED.get(key, (key, f"suppressed by {key}"))
+        if key == "duplicate" and t.hold_merges:
+            what = f"{what} ({_n(t.hold_merges)} in hold windows)"
+        prevented.append((n, label, what))
+    changed = [
+        (n, *TRANSFORMED.get(rule, (rule, f"changed by {rule}")))
+        for rule, n in sorted(t.transformed.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    rows = prevented + changed
+    num_w = max((len(_n(n)) for n, _, _ in rows), default=1)
+    label_w = max((len(label) for _, label, _ in rows), default=1)
+
+    def row(n: int, label: str, what: str) -> str:
+        return f"    {_n(n):>{num_w}}  {label:<{label_w}}  {what}"
+
+    total = sum(t.prevented.values())
+    lines.append(
+        f"  prevented {_plural(total, 'proposal')}, each counted once, by the rule that stopped it:"
+        if total
+        else "  prevented nothing: every proposal went out"
+    )
+    lines += [row(*r) for r in prevented]
+    if t.still_held:
+        lines.append(
+            f"  still held: {_plural(t.still_held, 'proposal')} waiting for their hold "
+            "window's deadline when reading stopped"
+        )
+    if changed:
+        lines.append(
+            f"  changed on the way out, {_n(sum(t.transformed.values()))} times "
+            "(one action can be changed more than once):"
+        )
+        lines += [row(*r) for r in changed]
+    if dead:
+        reasons = ", ".join(f"{r} {_n(n)}" for r, n in sorted(t.dead_letters.items()))
+        lines.append(f"  dead-lettered {_plural(dead, 'malformed record')}, by reason:")
+        lines += textwrap.wrap(reasons, WIDTH, initial_indent="    ", subsequent_indent="    ")
+    lines += ["", *_reconciliation(t, dead, approved_topic)]
+    return [part for line in lines for part in _fit(line)]
+
+
+def _fit(line: str) -> list[str]:
+    """A line wrapped at WIDTH, continued two spaces deeper than it starts."""
+    if len(line) <= WIDTH:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, WIDTH, subsequent_indent=indent)
+
+
+def _actions_detail(emitted: Counter[str]) -> str:
+    parts = [f"{_n(emitted['approved'])} approved"]
+    if emitted["deferred"]:
+        parts.append(f"{_n(emitted['deferred'])} deferred to the morning")
+    if emitted["escalated"]:
+        parts.append(f"{_n(emitted['escalated'])} routed to a human")
+    return ", ".join(parts)
+
+
+def _reconciliation(t: DemoTally, dead: int, approved_topic: str) -> list[str]:
+    """Do the numbers add up: every record decided, every audited action published?"""
+    decided = t.accounted == t.records_in
+    published = t.actions_published is None or t.actions_published == t.actions
+    pad = " " * len("  reconciles: ")
+    lines = textwrap.wrap(
+        f"  reconciles: {'yes' if decided and published else 'NO'}, "
+        f"{_plural(t.records_in, 'record')} in, decided {_plural(t.proposals, 'proposal')} + "
+        f"{_plural(t.signals, 'signal')} + {_plural(dead, 'dead letter')}",
+        WIDTH,
+        subsequent_indent=pad,
+    )
+    missing = t.records_in - t.accounted
+    if missing > 0:
+        lines.append(f"{pad}{_n(missing)} not decided within the wait")
+    elif missing < 0:
+        lines.append(f"{pad}{_n(-missing)} decided that the demo did not send")
+    if t.actions_published is not None:
+        lines.append(
+            f"{pad}{_plural(t.actions, 'action')} audited, {_n(t.actions_published)} on "
+            f"{approved_topic}{'' if published else ' (they should be equal)'}"
+        )
+    return lines
+
+
+def pick_customer(audits: Iterable[Mapping[str, Any]]) -> tuple[str, list[str]] | None:
+    """The customer whose decisions show the most different outcomes and rules, with them:
+    the one to open on the customer page."""
+    seen: dict[str, set[str]] = {}
+    count: Counter[str] = Counter()
+    for a in audits:
+        if a.get("kind") == "policy" or a["outcome"] in ("held", "recorded"):
+            continue
+        label = f"{a['outcome']}/{a['rule']}" if a.get("rule") else a["outcome"]
+        seen.setdefault(a["customer_id"], set()).add(label)
+        count[a["customer_id"]] += 1
+    if not seen:
+        return None
+    best = min(seen, key=lambda c: (-len(seen[c]), -count[c], c))
+    return best, sorted(seen[best])
+
+
+# --- the run ---------------------------------------------------------------------------------
 
 
 def _reset_demo_topics(settings: Settings) -> None:
     """A fresh demo every time: drop the demo's topics and its changelog."""
     delete_topics(settings)
-    admin = admin_client(settings.bootstrap)
+    admin = clients.admin(settings)
     internal = [t for t in admin.list_topics(timeout=10).topics if t.startswith(DEMO_APP_ID)]
     if internal:
         for fut in admin.delete_topics(internal, operation_timeout=30).values():
@@ -42,7 +326,8 @@ def _reset_demo_topics(settings: Settings) -> None:
     time.sleep(1.0)  # deletion is asynchronous in the controller
 
 
-def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(settings: Settings, policy_file: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """The worker runs this checkout's code (PYTHONPATH), under the demo's policy."""
     env = dict(os.environ)
     env.update(
         TOWER_BOOTSTRAP=settings.bootstrap,
@@ -50,6 +335,8 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
         TOWER_DATA_DIR=str(settings.data_dir),
         TOWER_WEB_PORT=str(settings.web_port),
         TOWER_PARTITIONS=str(settings.partitions),
+        TOWER_POLICY_FILE=str(policy_file.resolve()),
+        PYTHONPATH=os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p),
         **{f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()},
     )
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
@@ -58,16 +345,21 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True,  # Ctrl-C reaches the demo only; the demo stops the worker
     )
+
+
+def _log_tail(log_path: Path, lines: int = 20) -> str:
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-            raise click.ClickException(f"the worker exited early; its log ends with:\n{tail}")
+            raise click.ClickException(
+                f"the worker exited early; its log ends with:\n{_log_tail(log_path)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -83,133 +375,24 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
-def _read_outputs(settings: Settings, expected: int, timeout: float) -> dict[str, list[dict]]:
-    """Read the demo's outputs until every input is accounted for (or time runs out)."""
-    t = settings.topics
-    roles = {t.approved: "approved_action", t.audit: "audit_record", t.deadletter: "dead_letter"}
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"demo-summary-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+def _produce(
+    settings: Settings, sim: ShowcaseSimulator, seconds: float, rate: int, malformed: int
+) -> int:
+    """Send the agents' records at `rate` per second; return how many were sent.
+
+    The producer is closed before returning, so no client outlives the broker."""
+    producer = clients.producer(
+        settings, **JAVA_PARTITIONER, **{"linger.ms": 5, "logger": clients.QUIET}
     )
-    consumer.assign(
-        [TopicPartition(topic, p) for topic in roles for p in range(settings.partitions)]
-    )
-    seen: dict[str, list[dict]] = {name: [] for name in roles.values()}
-    deadline = time.monotonic() + timeout
-    with click.progressbar(length=expected, label="waiting for decisions  ") as bar:
-        while time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error():
-                    continue
-                name = roles[msg.topic()]
-                seen[name].append(decode_record(name, msg.value()))
-                if name != "approved_action":
-                    bar.update(1)
-            if len(seen["audit_record"]) + len(seen["dead_letter"]) >= expected:
-                break
-    consumer.close()
-    return seen
-
-
-def _summary(seen: dict[str, list[dict]], produced: int, settings: Settings) -> None:
-    audits, dead, approved = seen["audit_record"], seen["dead_letter"], seen["approved_action"]
-    outcomes = Counter(a["outcome"] for a in audits)
-    by_rule = Counter(a["rule"] for a in audits if a["outcome"] == "suppressed")
-    reasons = Counter(d["reason"] for d in dead)
-    agents = Counter(agent for a in approved for agent in a["agents"])
-    echo = click.echo
-    echo()
-    echo(click.style("Journey Tower demo — summary", bold=True))
-    echo(f"  events in            {produced:>7}")
-    echo(f"  decided (audited)    {len(audits):>7}")
-    echo(f"  approved actions     {len(approved):>7}")
-    for outcome in ("merged", "suppressed", "duplicate", "recorded"):
-        echo(f"  {outcome:<20} {outcomes.get(outcome, 0):>7}")
-    for rule, n in by_rule.most_common():
-        echo(f"    suppressed by {rule:<15}{n:>5}")
-    echo(
-        f"  dead letters         {len(dead):>7}  "
-        + ", ".join(f"{r}={n}" for r, n in sorted(reasons.items()))
-    )
-    echo("  approved per agent   " + ", ".join(f"{a}={n}" for a, n in agents.most_common()))
-    reconciled = len(audits) + len(dead) == produced
-    echo(f"  reconciles           {'yes' if reconciled else 'NO'} (in = audited + dead-lettered)")
-    if approved:
-        sample = approved[0]
-        echo(
-            f"\n  e.g. approved {sample['action_id']}: {sample['action']} via {sample['channel']} "
-            f"to {sample['customer_id']}, sources {sample['source_event_ids']}"
-        )
-    merged = next((a for a in audits if a["outcome"] == "merged"), None)
-    if merged:
-        echo(f"  e.g. merged {merged['event_id']} from {merged['agent']}: {merged['reason']}")
-    t = settings.topics
-    echo("\nWhere to look:")
-    echo(f"  topics     {t.approved}, {t.audit}, {t.deadletter} on {settings.bootstrap}")
-    echo(
-        f"  metrics    http://{settings.web_host}:{settings.web_port}/metrics (while a worker runs)"
-    )
-    echo("  worker     tower worker   (keeps running; the demo's worker stopped with the demo)")
-
-
-@click.command()
-@click.option("--seconds", default=30.0, show_default=True, help="How long the agents produce.")
-@click.option("--rate", default=150, show_default=True, help="Records per second from agents.")
-@click.option("--customers", default=300, show_default=True, help="Simulated customers.")
-@click.option("--malformed", default=12, show_default=True, help="Malformed records to mix in.")
-@click.option("--keep-kafka", is_flag=True, help="Leave the broker running after the demo.")
-def demo_command(
-    seconds: float, rate: int, customers: int, malformed: int, keep_kafka: bool
-) -> None:
-    """Run the whole tower locally with simulated marketing, sales and service bots.
-
-    Starts a local Kafka broker (fetching its jars once), recreates the demo topics, starts a
-    worker, lets the bots react to the same customer triggers for --seconds (some customers
-    withdraw consent, some records are replays or malformed), then prints what the tower did.
-    """
-    base = Settings.from_env()
-    with ExitStack() as stack:
-        broker = LocalKafka.from_settings(base, out=sys.stdout)
-        already = broker.status().running
-        try:
-            broker.up()
-        except LocalKafkaError as exc:
-            raise click.ClickException(str(exc)) from exc
-        if not already and not keep_kafka:
-            stack.callback(broker.down)
-        settings = Settings.from_env(
-            app_id=DEMO_APP_ID,
-            data_dir=Path("var/demo"),
-            bootstrap=broker.bootstrap,
-            topics=DEMO_TOPICS,
-        )
-        click.echo("Preparing fresh demo topics ...")
-        _reset_demo_topics(settings)
-        for line in create_topics(settings).lines():
-            click.echo(f"  {line}")
-        shutil.rmtree(settings.data_dir, ignore_errors=True)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        log_path = settings.data_dir.parent / "demo-worker.log"
-        proc = _start_worker(settings, log_path)
-        stack.callback(_stop, proc)
-        click.echo(f"Worker starting (log: {log_path}) ...")
-        _wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", proc, log_path, 60)
-
-        sim = AgentSimulator(customers=customers, seed=int(time.time()))
-        producer = Producer(
-            {"bootstrap.servers": settings.bootstrap, "linger.ms": 5, **JAVA_PARTITIONER}
-        )
-        produced = 0
-        total = int(seconds * rate)
-        bad_every = max(1, total // max(1, malformed)) if malformed else 0
-        records = list(sim.opening())
-        started = time.monotonic()
+    produced = 0
+    total = int(seconds * rate)
+    bad_every = max(1, total // max(1, malformed)) if malformed else 0
+    records = list(sim.opening())
+    started = time.monotonic()
+    try:
         with click.progressbar(length=total, label="agents proposing       ") as bar:
             while produced < total:
                 if not records:
@@ -225,6 +408,235 @@ def demo_command(
                 ahead = produced / rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-        producer.flush(30)
-        seen = _read_outputs(settings, produced, timeout=90)
-        _summary(seen, produced, settings)
+        if producer.flush(30):
+            raise click.ClickException("the broker did not take every record within 30 s")
+    finally:
+        close = getattr(producer, "close", None)  # older confluent-kafka: closed when dropped
+        if close is not None:
+            close()
+    return produced
+
+
+@dataclass
+class _Outputs:
+    audits: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    action_ids: list[str] = field(default_factory=list)
+
+
+def _read_outputs(settings: Settings, expected: int, timeout: float) -> _Outputs:
+    """Read the demo's outputs until every input has its final decision (or time runs out),
+    then on to the end of every output partition, so that actions written together with the
+    last audit records are counted too.
+
+    An input counts once it has an audit record citing it or a dead letter; a held proposal
+    also needs its final record, which comes when its hold is released."""
+    t = settings.topics
+    roles = {t.approved: "approved_action", t.audit: "audit_record", t.deadletter: "dead_letter"}
+    partitions = [TopicPartition(topic, p) for topic in roles for p in range(settings.partitions)]
+    consumer = clients.reader(settings, "demo-summary", **{"auto.offset.reset": "earliest"})
+    out = _Outputs()
+    covered: set[tuple[int, int]] = set()
+    held: set[str] = set()
+    final: set[str] = set()
+
+    def read(batch: list[Any]) -> None:
+        for msg in batch:
+            if msg.error():
+                continue
+            name = roles[msg.topic()]
+            record = decode_record(name, msg.value())
+            if name == "approved_action":
+                out.action_ids.append(record["action_id"])
+                continue
+            if name == "dead_letter":
+                out.dead_letters.append(record)
+            else:
+                out.audits.append(record)
+                (held if record["outcome"] == "held" else final).add(record["decision_id"])
+            if record["source_topic"] == t.events:
+                covered.add((record["source_partition"], record["source_offset"]))
+
+    try:
+        consumer.assign(partitions)
+        deadline = time.monotonic() + timeout
+        with click.progressbar(length=expected, label="waiting for decisions  ") as bar:
+            while time.monotonic() < deadline:
+                before = len(covered)
+                read(consumer.consume(1000, 0.5))
+                bar.update(len(covered) - before)
+                if len(covered) >= expected and held <= final:
+                    break
+        # The end of every partition, twice in a row: nothing written with the last decisions
+        # is still on its way.
+        caught_up = 0
+        drain_until = time.monotonic() + 10
+        while caught_up < 2 and time.monotonic() < drain_until:
+            ends = [consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in partitions]
+            positions = [max(p.offset, 0) for p in consumer.position(partitions)]
+            if all(pos >= end for pos, end in zip(positions, ends, strict=True)):
+                caught_up += 1
+                time.sleep(0.3)
+            else:
+                caught_up = 0
+                read(consumer.consume(1000, 0.2))
+    finally:
+        consumer.close()
+    return out
+
+
+def _print_summary(
+    out: _Outputs, produced: int, settings: Settings, policy: Policy, policy_file: Path
+) -> tuple[str, list[str]] | None:
+    t = tally(out.audits, out.dead_letters, produced, out.action_ids)
+    echo = click.echo
+    echo()
+    echo(click.style("Journey Tower demo: what the tower did", bold=True))
+    echo(f"  policy {policy.policy_version} from {_shown(policy_file)}")
+    echo()
+    for line in summary_lines(t, settings.topics.approved):
+        echo(line)
+    picked = pick_customer(out.audits)
+    if picked is not None:
+        customer, labels = picked
+        echo(f"\n  a customer to look at: {customer}, {len(labels)} kinds of decision:")
+        for line in textwrap.wrap(
+            ", ".join(labels), WIDTH, initial_indent="    ", subsequent_indent="    "
+        ):
+            echo(line)
+    return picked
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _keep_running(
+    proc: subprocess.Popen[bytes],
+    settings: Settings,
+    customer: str | None,
+    log_path: Path,
+    stops_kafka: bool,
+) -> None:
+    """Leave the worker and its pages up until Ctrl-C (or until the worker exits)."""
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    click.echo("\nThe worker keeps running (--keep):")
+    click.echo(f"  live decisions  {base}/")
+    if customer is not None:
+        click.echo(f"  a customer      {base}/customers/{customer}")
+    click.echo(f"  metrics         {base}/metrics")
+    click.echo(f"  worker log      {log_path}")
+    what = "the worker and Kafka" if stops_kafka else "the worker"
+    click.echo(f"Press Ctrl-C to stop {what}.")
+    while proc.poll() is None:
+        time.sleep(0.5)
+    raise click.ClickException(
+        f"the worker exited (code {proc.returncode}); its log ends with:\n{_log_tail(log_path)}"
+    )
+
+
+@click.command()
+@click.option("--seconds", default=30.0, show_default=True, help="How long the agents produce.")
+@click.option("--rate", default=150, show_default=True, help="Records per second from agents.")
+@click.option("--customers", default=300, show_default=True, help="Simulated customers.")
+@click.option("--malformed", default=12, show_default=True, help="Malformed records to mix in.")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Policy YAML for the demo's worker [default: deploy/policy.showcase.yaml, every rule on].",
+)
+@click.option("--keep", is_flag=True, help="Leave the worker and its pages running until Ctrl-C.")
+@click.option("--keep-kafka", is_flag=True, help="Leave the broker running after the demo.")
+def demo_command(
+    seconds: float,
+    rate: int,
+    customers: int,
+    malformed: int,
+    policy_file: Path | None,
+    keep: bool,
+    keep_kafka: bool,
+) -> None:
+    """Run the whole tower locally with simulated marketing, sales and service bots.
+
+    Starts a local Kafka broker (fetching its jars once), recreates the demo topics, starts a
+    worker under the showcase policy (every rule on), lets the bots react to the same customer
+    triggers for --seconds (with consent changes, cases, complaints, purchases, replays and
+    malformed records), then prints what the tower prevented and changed, counted from the
+    audit records. With --keep the worker's pages stay up until Ctrl-C.
+    """
+    policy_file = policy_file or SHOWCASE_POLICY
+    if not policy_file.is_file():
+        raise click.ClickException(f"{policy_file} is missing; pass --policy FILE")
+    try:
+        policy = load_policy_file(policy_file)
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy was refused:\n{exc}") from exc
+    interrupted = False
+    with ExitStack() as stack:
+        stack.callback(signal.signal, signal.SIGINT, signal.getsignal(signal.SIGINT))
+        try:
+            _run(stack, policy, policy_file, seconds, rate, customers, malformed, keep, keep_kafka)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough: finish stopping
+            interrupted = not keep
+            click.echo("\nStopping what the demo started ...")
+    if interrupted:
+        raise click.exceptions.Exit(130)
+
+
+def _run(
+    stack: ExitStack,
+    policy: Policy,
+    policy_file: Path,
+    seconds: float,
+    rate: int,
+    customers: int,
+    malformed: int,
+    keep: bool,
+    keep_kafka: bool,
+) -> None:
+    """Start, produce, read, summarise; every start registers its stop on `stack`."""
+    base = Settings.from_env()
+    broker = LocalKafka.from_settings(base, out=sys.stdout)
+    already = broker.status().running
+    try:
+        broker.up()
+    except LocalKafkaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stops_kafka = not already and not keep_kafka
+    if stops_kafka:
+        stack.callback(broker.down)
+    settings = Settings.from_env(
+        app_id=DEMO_APP_ID,
+        data_dir=Path("var/demo"),
+        bootstrap=broker.bootstrap,
+        topics=DEMO_TOPICS,
+    )
+    click.echo("Preparing fresh demo topics ...")
+    _reset_demo_topics(settings)
+    for line in create_topics(settings).lines():
+        click.echo(f"  {line}")
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir.parent / "demo-worker.log"
+    proc = _start_worker(settings, policy_file, log_path)
+    stack.callback(_stop, proc)
+    click.echo(f"Worker starting under policy {policy.policy_version} (log: {log_path}) ...")
+    _wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", proc, log_path, 60)
+
+    sim = ShowcaseSimulator(customers=customers, seed=int(time.time()))
+    produced = _produce(settings, sim, seconds, rate, malformed)
+    out = _read_outputs(settings, produced, timeout=90)
+    picked = _print_summary(out, produced, settings, policy, policy_file)
+    t = settings.topics
+    if keep:
+        _keep_running(proc, settings, picked[0] if picked else None, log_path, stops_kafka)
+    click.echo("\nWhere to look:")
+    click.echo(f"  topics     {t.approved}, {t.audit}, {t.deadletter} on {settings.bootstrap}")
+    click.echo("  pages      tower demo --keep   (leaves the worker's pages up until Ctrl-C)")
+    if not stops_kafka:
+        click.echo(f"  Kafka      still running on {settings.bootstrap} (tower kafka down)")
