@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -37,7 +38,9 @@ class TopicRecord:
     value: bytes | None
 
 
-def scan_consumer(settings: Settings, purpose: str, timeout_s: float = 30.0) -> Consumer:
+def scan_consumer(
+    settings: Settings, purpose: str, timeout_s: float = 30.0, **conf: Any
+) -> Consumer:
     """A `read_committed` reader that reports partition ends."""
     return clients.reader(
         settings,
@@ -46,6 +49,7 @@ def scan_consumer(settings: Settings, purpose: str, timeout_s: float = 30.0) -> 
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
             "socket.connection.setup.timeout.ms": int(timeout_s * 1000),
+            **conf,
         },
     )
 

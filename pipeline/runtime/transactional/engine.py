@@ -54,6 +54,9 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: how often the loop measures the lag /healthz shows
+LAG_EVERY_S = 1.0
+
 
 class _InFlight:
     """A batch whose transaction is being committed on a helper thread."""
@@ -130,6 +133,8 @@ class TransactionalEngine:
         self._stopping = False
         self._rebalancing = False
         self._assigned_once = False
+        self._lag: dict[int, int] = {}
+        self._lag_at = -math.inf
         self._delivered: dict[int, int] = {}
         self._inflight: _InFlight | None = None
         #: a failed commit noticed inside a rebalance callback, recovered in the loop
@@ -186,16 +191,25 @@ class TransactionalEngine:
         return set(self.stores.dbs)
 
     def lag(self) -> dict[int, int]:
-        """Per owned input partition: records between the next one to decide and the log
-        end as last fetched (no broker round trip: the web server's thread asks)."""
-        out = {}
-        for p, position in list(self.events_next.items()):
+        """Per owned input partition: records not yet decided, as of the loop's last look
+        (the web server's thread asks; a call on the consumer from there would wait for
+        the loop's poll to return)."""
+        return dict(self._lag)
+
+    def _measure_lag(self, now: float) -> None:
+        """At most once a second, from the loop's thread: log end as last fetched minus the
+        next offset to decide."""
+        if now - self._lag_at < LAG_EVERY_S:
+            return
+        self._lag_at = now
+        lag = {}
+        for p, position in self.events_next.items():
             _, end = self.consumer.get_watermark_offsets(
                 TopicPartition(self.events, p), cached=True
             )
             if end >= 0:
-                out[p] = max(0, end - position)
-        return out
+                lag[p] = max(0, end - position)
+        self._lag = lag
 
     # --- rebalance callbacks (run inside consume(), between transactions) ---------------
 
@@ -218,6 +232,7 @@ class TransactionalEngine:
         for p in numbers:
             self.stores.close(p)
             self.events_next.pop(p, None)
+            self._lag.pop(p, None)
         self._forget_wakeups(numbers)
 
     def _forget_wakeups(self, partitions: set[int]) -> None:
@@ -238,6 +253,7 @@ class TransactionalEngine:
         )
         try:
             while not self._stopping:
+                self._measure_lag(time.monotonic())
                 msgs = take_available(
                     self.consumer, self.settings.batch_size, self._wait_s(time.time())
                 )

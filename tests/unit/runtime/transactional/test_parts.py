@@ -140,3 +140,11 @@ def test_restore_applies_the_log_in_batches_and_resumes_from_its_checkpoint(tmp_
     assert again.keys == 1 and dbs[0].get(b"c") == b"2"
     for db in dbs.values():
         db.close()
+
+
+def test_the_restore_consumer_is_built_from_settings():
+    """Built without a broker (librdkafka connects lazily): a bad config fails here."""
+    from pipeline.runtime.transactional.changelog import restore_consumer
+    from pipeline.settings import Settings
+
+    restore_consumer(Settings(bootstrap="127.0.0.1:1")).close()
