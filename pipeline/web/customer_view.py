@@ -14,7 +14,7 @@ import orjson
 
 from pipeline.core.decision import EMITTING
 from pipeline.core.policy import Policy
-from pipeline.core.rules.frequency_caps import SCOPE_FIELD, used
+from pipeline.core.rules.frequency_caps import usage
 from pipeline.core.state import CustomerState
 
 
@@ -24,26 +24,18 @@ def caps_used(state: CustomerState, policy: Policy, as_of: int) -> list[dict[str
     Counted exactly as the frequency-cap rule counts them; scope values without a counted
     contact are left out.
     """
-    rows = []
-    for cap in policy.caps:
-        idx = SCOPE_FIELD.get(cap.scope)
-        values: list[str | None] = [None]
-        if idx is not None:
-            values = [*sorted({str(c[idx]) for c in state.contacts})]
-        for value in values:
-            n = used(cap, state.contacts, value, as_of)
-            if n:
-                rows.append(
-                    {
-                        "cap": cap.name,
-                        "scope": cap.scope,
-                        "value": value,
-                        "used": n,
-                        "limit": cap.limit,
-                        "window_s": cap.window_ms // 1000,
-                    }
-                )
-    return rows
+    return [
+        {
+            "cap": cap.name,
+            "scope": cap.scope,
+            "value": value,
+            "used": n,
+            "limit": cap.limit,
+            "window_s": cap.window_ms // 1000,
+        }
+        for cap, value, n in usage(state.contacts, policy.caps, as_of)
+        if n
+    ]
 
 
 def _input(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""One web server for both runtimes: the live page, customer pages and their JSON,
+"""One web server for both runtimes: the live page, customer pages and their JSON, the
+agents' API (`/api/v1/...`: a customer's context and a preflight of a proposal),
 `/metrics` and `/healthz`.
 
 A customer lives on the worker that owns its partition. A request for it reaching another
@@ -16,16 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from pipeline.contracts.codec import decode_record
+from pipeline.contracts.codec import InvalidEvent, decode_event, decode_record
+from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import key_partition
+from pipeline.core.agent_context import agent_context, preflight
+from pipeline.core.decision import Decision
 from pipeline.kafka.group_owners import GroupOwners
 from pipeline.kafka.reader import ScanError, TopicRecord, read_tail
 from pipeline.processing.batch import BatchProcessor, unpack_stored
@@ -39,6 +45,11 @@ TIMELINE_OFFSETS = 2000
 #: marks a request one worker forwarded to another, so it is never forwarded twice
 FORWARDED = "X-Tower-Forwarded-By"
 RETRY_AFTER_S = "1"
+API_VERSION = "v1"
+ADVISORY = (
+    "advisory: the decision the tower would make if this event were the customer's next "
+    "record now; nothing was stored or published, and records decided meanwhile can change it"
+)
 
 
 @dataclass
@@ -124,14 +135,16 @@ def build_app(
             timeline_error=error,
         )
 
-    async def answer_for(
-        request: web.Request, render: Callable[[dict[str, Any]], web.Response]
+    async def owner_answers(
+        request: web.Request,
+        customer_id: str,
+        answer: Callable[[int], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        customer_id = request.match_info["customer_id"]
+        """`answer(partition)` here if this worker owns the customer, else the owner's."""
         partition = key_partition(customer_id.encode(), settings.partitions)
         owned = port.owned()
         if owned is not None and partition in owned:
-            return render(await customer_data(partition, customer_id))
+            return await answer(partition)
         if FORWARDED in request.headers:  # the forwarder's view of the group is stale
             return _unavailable("ownership of this customer just moved; retry")
         owner = await asyncio.to_thread(owners.owner, partition)
@@ -140,6 +153,16 @@ def build_app(
         if owner is None or owner == settings.advertised_url:
             return _unavailable("no worker owns this customer's partition yet (rebalancing)")
         return await _forward(request, owner, settings.advertised_url)
+
+    async def answer_for(
+        request: web.Request, render: Callable[[dict[str, Any]], web.Response]
+    ) -> web.StreamResponse:
+        customer_id = request.match_info["customer_id"]
+
+        async def answer(partition: int) -> web.StreamResponse:
+            return render(await customer_data(partition, customer_id))
+
+        return await owner_answers(request, customer_id, answer)
 
     def page(data: dict[str, Any]) -> web.Response:
         return web.Response(
@@ -178,6 +201,52 @@ def build_app(
     async def customer_api(request: web.Request) -> web.StreamResponse:
         return await answer_for(request, as_json)
 
+    @routes.get("/api/v1/customers/{customer_id}/context")
+    async def context_api(request: web.Request) -> web.StreamResponse:
+        customer_id = request.match_info["customer_id"]
+        try:
+            as_of = int(request.query.get("at") or time.time() * 1000)
+        except ValueError:
+            return _bad_request("bad_query", "at must be epoch milliseconds")
+
+        async def answer(partition: int) -> web.StreamResponse:
+            watermark, state = unpack_stored(await port.load(partition, customer_id.encode()))
+            if state.events == 0:
+                return web.json_response(
+                    {
+                        "api_version": API_VERSION,
+                        "error": f"customer {customer_id!r} is not known to the tower",
+                        "hint": "nothing about this customer was decided yet: there is no "
+                        "history to ground on; a first proposal is judged on the policy "
+                        "alone (ask /api/v1/preflight)",
+                    },
+                    status=404,
+                )
+            body = agent_context(customer_id, state, port.processor.policy(), as_of)
+            body["position"] = {
+                "partition": partition,
+                "offset": watermark,
+                "event_time": port.processor.event_time.get(partition),
+            }
+            return _v1(body, settings)
+
+        return await owner_answers(request, customer_id, answer)
+
+    @routes.post("/api/v1/preflight")
+    async def preflight_api(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            event = _event_of(raw, settings.max_event_bytes)
+        except InvalidEvent as exc:
+            return _bad_request(exc.reason, exc.detail)
+
+        async def answer(partition: int) -> web.StreamResponse:
+            _, state = unpack_stored(await port.load(partition, event.customer_id.encode()))
+            decision = preflight(state, event, port.processor.policy())
+            return _v1(_preflight_body(decision), settings)
+
+        return await owner_answers(request, event.customer_id, answer)
+
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
         # aiohttp refuses a charset inside content_type: pass the header as is
@@ -194,6 +263,55 @@ def build_app(
     return app
 
 
+def _event_of(raw: bytes, max_bytes: int) -> AgentEvent:
+    """The proposal of a preflight body (JSON, as produced to agent-events): InvalidEvent
+    with the dead-letter topic's reason codes if it is not one."""
+    if not raw.lstrip().startswith(b"{"):
+        raise InvalidEvent("unknown_format", "the body must be the event as a JSON object")
+    try:
+        customer = orjson.loads(raw).get("customer_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        customer = None
+    key = customer.encode() if isinstance(customer, str) else None
+    event = decode_event(key, raw, max_bytes)
+    if event.proposal is None:
+        raise InvalidEvent("not_a_proposal", "preflight judges proposals; this is a signal")
+    return event
+
+
+def _preflight_body(decision: Decision) -> dict[str, Any]:
+    action = decision.action
+    return {
+        "advisory": True,
+        "note": ADVISORY,
+        "event_id": decision.event_id,
+        "customer_id": decision.customer_id,
+        "decision_id": decision.decision_id,
+        "outcome": decision.outcome,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "trace": [
+            {"rule": s.rule, "verdict": s.verdict, "reason": s.reason} for s in decision.trace
+        ],
+        "content": None if action is None else action.content,
+        "action": None if action is None else action.to_dict(),
+        "policy_version": decision.policy_version,
+    }
+
+
+def _v1(body: dict[str, Any], settings: Settings) -> web.Response:
+    return web.json_response(
+        {"api_version": API_VERSION, **body, "served_by": settings.advertised_url}
+    )
+
+
+def _bad_request(reason: str, detail: str) -> web.Response:
+    return web.json_response(
+        {"api_version": API_VERSION, "error": detail, "reason": reason, "detail": detail},
+        status=400,
+    )
+
+
 def _unavailable(reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=503, headers={"Retry-After": RETRY_AFTER_S})
 
@@ -201,10 +319,14 @@ def _unavailable(reason: str) -> web.Response:
 async def _forward(request: web.Request, owner: str, me: str) -> web.StreamResponse:
     timeout = aiohttp.ClientTimeout(total=15)
     url = owner + request.rel_url.path_qs
+    body = await request.read()
+    headers = {FORWARDED: me}
+    if "Content-Type" in request.headers:
+        headers["Content-Type"] = request.headers["Content-Type"]
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, headers={FORWARDED: me}) as r,
+            session.request(request.method, url, data=body or None, headers=headers) as r,
         ):
             body = await r.read()
             headers = {"Content-Type": r.headers.get("Content-Type", "text/plain")}

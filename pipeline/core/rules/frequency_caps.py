@@ -36,6 +36,21 @@ def used(cap: FrequencyCap, contacts: tuple[Contact, ...], value: str | None, no
     )
 
 
+def usage(
+    contacts: tuple[Contact, ...], caps: tuple[FrequencyCap, ...], as_of: int
+) -> list[tuple[FrequencyCap, str | None, int]]:
+    """(cap, scope value, contacts counted) for each cap and each scope value among the
+    contacts (one row, value None, for scope `all`), counted as `check` counts them."""
+    rows: list[tuple[FrequencyCap, str | None, int]] = []
+    for cap in caps:
+        idx = SCOPE_FIELD.get(cap.scope)
+        values: list[str | None] = [None]
+        if idx is not None:
+            values = [*sorted({str(c[idx]) for c in contacts})]
+        rows.extend((cap, value, used(cap, contacts, value, as_of)) for value in values)
+    return rows
+
+
 def check(ctx: RuleContext) -> RuleStep:
     p = ctx.proposal
     channel = ctx.event.channel or ""

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -171,3 +173,106 @@ def test_healthz_metrics_live_page_and_decisions() -> None:
 def test_a_starting_worker_is_not_ready() -> None:
     port = worker("http://me:1", None)
     assert port.health()["ready"] is False and port.health()["partitions"] == []
+
+
+def test_context_of_an_owned_customer_and_a_404_with_a_hint_for_an_unknown_one() -> None:
+    owned = {key_partition(b"ana", 8), key_partition(b"nobody", 8)}
+    port = worker("http://me:1", owned, ["ana"])
+
+    async def check(client: TestClient) -> None:
+        status, ctx, _ = await get(client, "/api/v1/customers/ana/context?at=1767225600000")
+        assert status == 200 and ctx["api_version"] == "v1" and ctx["known"]
+        assert ctx["as_of"] == 1767225600000 and ctx["served_by"] == "http://me:1"
+        assert ctx["consents"][0]["granted"] is True
+        assert ctx["position"]["partition"] == key_partition(b"ana", 8)
+        assert ctx["position"]["offset"] == 1  # the two records decided: offsets 0 and 1
+        status, body, _ = await get(client, "/api/v1/customers/nobody/context")
+        assert status == 404 and "hint" in body
+        assert (await get(client, "/api/v1/customers/ana/context?at=x"))[0] == 400
+
+    run(port, FixedOwners({}), check)
+
+
+async def post(client: TestClient, path: str, body: bytes) -> tuple[int, Any]:
+    r = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+    return r.status, orjson.loads(await r.read())
+
+
+def test_preflight_answers_the_decision_and_400s_carry_dead_letter_reasons() -> None:
+    port = worker("http://me:1", set(range(8)), ["ana"])
+    repeat = encode_event(proposal("ana"), "json")
+    nobody = encode_event(proposal("nobody"), "json")
+    signal = encode_event(consent(True, customer="ana"), "json")
+
+    async def check(client: TestClient) -> None:
+        status, body = await post(client, "/api/v1/preflight", nobody)
+        assert status == 200 and body["advisory"] is True and "nothing was stored" in body["note"]
+        assert body["outcome"] == "suppressed" and body["rule"] == "consent"
+        assert body["trace"][0]["rule"] and body["action"] is None
+        status, body = await post(client, "/api/v1/preflight", repeat)
+        assert status == 200 and body["customer_id"] == "ana"
+        for raw, reason in [
+            (b"{not json", "bad_json"),
+            (b'{"customer_id": "ana"}', "missing_field"),
+            (b"\x00\x01", "unknown_format"),
+            (signal, "not_a_proposal"),
+        ]:
+            status, body = await post(client, "/api/v1/preflight", raw)
+            assert (status, body["reason"]) == (400, reason), body
+        # nothing of it was kept: ana's state and the feed saw no preflight
+        assert port.feed.last == 2
+
+    run(port, FixedOwners({}), check)
+
+
+def test_context_and_preflight_are_forwarded_to_the_owner() -> None:
+    p = key_partition(b"ana", 8)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    url = f"http://127.0.0.1:{free}"
+
+    async def main() -> None:
+        owner = build_app(worker(url, {p}, ["ana"]), FixedOwners({}), timeline=lambda *_: [])
+        async with TestServer(owner, host="127.0.0.1", port=free):
+            other = worker("http://other:1", set(), [])
+            app = build_app(other, FixedOwners({p: url}), timeline=lambda *_: [])
+            async with TestClient(TestServer(app)) as client:
+                status, ctx, _ = await get(client, "/api/v1/customers/ana/context")
+                assert status == 200 and ctx["served_by"] == url and ctx["known"]
+                event = encode_event(proposal("ana"), "json")
+                status, body = await post(client, "/api/v1/preflight", event)
+                assert status == 200 and body["served_by"] == url
+
+    asyncio.run(main())
+
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
+
+
+def validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = orjson.loads((SCHEMAS / f"{name}.schema.json").read_bytes())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_answers_match_their_published_json_schemas() -> None:
+    port = worker("http://me:1", set(range(8)), ["ana"])
+    outcomes = {}
+
+    async def check(client: TestClient) -> None:
+        context, preflight, error = (
+            validator(n) for n in ("agent_context.v1", "preflight.v1", "api_error.v1")
+        )
+        context.validate((await get(client, "/api/v1/customers/ana/context"))[1])
+        for customer in ("ana", "nobody"):
+            _, body = await post(
+                client, "/api/v1/preflight", encode_event(proposal(customer), "json")
+            )
+            preflight.validate(body)
+            outcomes[customer] = body["outcome"]
+        error.validate((await get(client, "/api/v1/customers/nobody/context"))[1])
+        error.validate((await post(client, "/api/v1/preflight", b"{x"))[1])
+
+    run(port, FixedOwners({}), check)
+    assert outcomes == {"ana": "approved", "nobody": "suppressed"}
