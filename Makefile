@@ -44,8 +44,8 @@ integration: install kafka-jars  ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 lint: install  ## ruff, the layers contract (lint-imports) and mypy
-	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/ruff check pipeline tests bench examples
+	$(BIN)/ruff format --check pipeline tests bench examples
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

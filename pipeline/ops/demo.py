@@ -20,12 +20,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from confluent_kafka import TopicPartition
 
+from pipeline.client import Preflight, TowerClient, TowerError
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.core.decision import EMITTING
@@ -507,6 +509,65 @@ def _print_summary(
     return picked
 
 
+def agent_view_lines(ctx: Mapping[str, Any], advice: Preflight, what: str) -> list[str]:
+    """What one agent sees through the API: the context it grounds on, then a preflight."""
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    consents = [
+        f"{c['channel']}:{c['purpose']} {'granted' if c['granted'] else 'withdrawn'}"
+        for c in ctx["consents"]
+    ]
+    caps = [
+        f"{c['cap']}{'' if c['value'] is None else ' ' + c['value']} {c['used']}/{c['limit']}"
+        for c in ctx["caps"]
+        if c["used"]
+    ]
+    told = [f"{f['fact']}={f['value']} ({f['agent']})" for f in ctx["facts_told"]]
+    qh = ctx["quiet_hours"]
+    quiet = f"quiet until {iso(qh['next_allowed_send'])}" if qh["quiet_now"] else "not quiet now"
+    human = ctx["escalation"]["needs_human"]
+    verdict = advice.outcome if advice.rule is None else f"{advice.outcome} by {advice.rule}"
+    lines = [
+        f"  one agent's view of {ctx['customer_id']} (GET /api/v1/customers/.../context):",
+        f"    consents     {', '.join(consents) or 'none'}",
+        f"    caps used    {', '.join(caps) or 'none'}",
+        f"    open cases   {', '.join(c['case_id'] for c in ctx['open_cases']) or 'none'}",
+        f"    facts told   {', '.join(told) or 'none'}",
+        f"    time zone    {ctx['timezone']}, {quiet} (as of {iso(ctx['as_of'])})",
+        f"    a human owns the conversation: {'yes' if human else 'no'}",
+        f"  preflight of {what} (POST /api/v1/preflight, advisory: nothing stored):",
+        f"    would be {verdict}: {advice.reason}",
+    ]
+    return [piece for line in lines for piece in _fit(line)]
+
+
+def _show_agent_view(settings: Settings, customer: str, at: int) -> None:
+    """Ask the running worker as an agent would, through the client."""
+    url = f"http://{settings.web_host}:{settings.web_port}"
+    what = "a marketing email from winback-bot"
+    try:
+        with TowerClient(settings.bootstrap, url, topics=settings.topics) as tower:
+            ctx = tower.context(customer, at=at)
+            advice = tower.preflight(
+                customer,
+                agent="winback-bot",
+                department="marketing",
+                channel="email",
+                action="message",
+                category="marketing",
+                content="We miss you: 10% off your next order.",
+                occurred_at=at,
+            )
+    except TowerError as exc:
+        click.echo(f"\n  the agents' API did not answer: {exc}")
+        return
+    click.echo()
+    for line in agent_view_lines(ctx, advice, what):
+        click.echo(line)
+
+
 def _shown(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -632,6 +693,8 @@ def _run(
     produced = _produce(settings, sim, seconds, rate, malformed)
     out = _read_outputs(settings, produced, timeout=90)
     picked = _print_summary(out, produced, settings, policy, policy_file)
+    if picked is not None:
+        _show_agent_view(settings, picked[0], max(a["decided_at"] for a in out.audits))
     t = settings.topics
     if keep:
         _keep_running(proc, settings, picked[0] if picked else None, log_path, stops_kafka)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
+from pipeline.client import TowerClient, UnknownCustomer
 from pipeline.contracts.codec import decode_record, encode_event
 from pipeline.contracts.partitioning import key_partition
 from pipeline.ops.simulator import ShowcaseSimulator
@@ -184,6 +185,28 @@ def test_context_and_preflight_from_the_other_worker_equal_the_real_decisions(
         assert status == 404 and body["hint"]
         status, body = call(f"{next(iter(urls))}/api/v1/preflight", b'{"customer_id": "x"}')
         assert status == 400 and body["reason"] == "missing_field"
+
+        # the agents' client, against the worker that does not own the customer
+        with TowerClient(tower_settings.bootstrap, non_owner(customer), topics=t) as tower:
+            assert tower.context(customer)["customer_id"] == customer
+            fields = {
+                "agent": "care-bot",
+                "department": "service",
+                "channel": "chat",
+                "action": "answer",
+                "category": "service",
+                "occurred_at": ctx["as_of"],
+            }
+            advice = tower.preflight(customer, event_id="client-1", **fields)
+            event_id = tower.propose(customer, event_id="client-1", **fields)
+            decided = tower.wait_decision(event_id, timeout_s=60)
+            assert (decided["decision_id"], decided["outcome"], decided["rule"]) == (
+                advice.decision_id,
+                advice.outcome,
+                advice.rule,
+            )
+            with pytest.raises(UnknownCustomer):
+                tower.context("nobody-at-all")
     finally:
         audits.close()
         other.stop()

@@ -256,3 +256,39 @@ def test_long_lines_wrap_to_fit_a_terminal() -> None:
     lines = summary_lines(t, "demo-approved-actions")
     assert all(len(line) <= WIDTH for line in lines)
     assert any(line.startswith("    ") and "routed to a human" in line for line in lines)
+
+
+def test_the_agent_view_shows_the_context_and_the_preflight() -> None:
+    from pipeline.client import Preflight
+    from pipeline.core.agent_context import agent_context
+    from pipeline.core.policy import DEFAULT_POLICY
+    from pipeline.ops.demo import agent_view_lines
+    from tests.factories import T0, consent, decide_all, signal
+
+    _, state = decide_all(
+        [consent(True, "email", "marketing"), signal("case_opened", case_id="k9", at=T0 + 1)],
+        DEFAULT_POLICY,
+    )
+    ctx = agent_context("c1", state, DEFAULT_POLICY, T0 + 2)
+    advice = Preflight.from_json(
+        {
+            "api_version": "v1",
+            "advisory": True,
+            "note": "advisory",
+            "event_id": "e1",
+            "customer_id": "c1",
+            "decision_id": "d-1",
+            "outcome": "suppressed",
+            "rule": "service_first",
+            "reason": "case k9 is open",
+            "trace": [],
+            "content": None,
+            "action": None,
+            "policy_version": DEFAULT_POLICY.policy_version,
+            "served_by": "http://w:1",
+        }
+    )
+    text = "\n".join(agent_view_lines(ctx, advice, "a marketing email"))
+    assert "email:marketing granted" in text and "open cases   k9" in text
+    assert "would be suppressed by service_first: case k9 is open" in text
+    assert "a human owns the conversation: no" in text

@@ -1,0 +1,703 @@
+"""The Python client for agents: propose, signal, ask the context, preflight, await decisions.
+
+    from pipeline.client import TowerClient
+
+    with TowerClient("127.0.0.1:9092", "http://127.0.0.1:6066") as tower:
+        ctx = tower.context("cust-42")
+        event_id = tower.propose("cust-42", agent="winback-bot", department="marketing",
+                                 channel="email", action="message", category="marketing")
+        print(tower.wait_decision(event_id)["outcome"])
+
+Kafka is the contract, so proposals and signals go to `agent-events` and decisions are read
+from `audit` exactly as any other producer or audit reader does; the web API is only used
+for what Kafka cannot answer: the customer's current context and an advisory preflight.
+The HTTP side uses only the standard library, so the client adds no dependency.
+
+A client is not thread-safe (one Kafka producer and reader, used synchronously): use one
+per thread.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import Message as HTTPHeaders
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Literal, Required, TypedDict, Unpack, overload
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from pipeline.contracts.codec import InvalidEvent, decode_event, decode_record, encode_event
+from pipeline.contracts.events import AgentEvent, Proposal, Signal, event_to_dict
+from pipeline.contracts.partitioning import JAVA_PARTITIONER, key_partition
+from pipeline.core.decision import EMITTING, HELD
+from pipeline.kafka import clients
+from pipeline.kafka.reader import ScanError, partition_count, watermarks
+from pipeline.settings import Settings, TopicNames
+
+Format = Literal["json", "avro"]
+
+DEFAULT_TOPICS = TopicNames()
+#: the worker's default `TOWER_MAX_EVENT_BYTES`: a bigger event would be dead-lettered
+MAX_EVENT_BYTES = Settings().max_event_bytes
+#: how far back `wait_decision` looks for an event this client did not produce
+UNKNOWN_EVENT_OFFSETS = 5_000
+#: events remembered for `wait_decision`, so a long-running agent's memory stays bounded
+REMEMBERED_EVENTS = 10_000
+#: the pause before retrying a 503 that names no Retry-After
+DEFAULT_RETRY_S = 1.0
+API_PREFIX = "/api/v1"
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class TowerError(Exception):
+    """Anything the tower, its web API or its Kafka cluster refused or did not answer."""
+
+
+class InvalidProposal(TowerError):
+    """The event breaks the input contract (a worker would dead-letter it). `reason` is the
+    dead-letter code (README, Input contract), `field` the offending field when known."""
+
+    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.field = field
+
+
+class UnknownCustomer(TowerError):
+    """The tower has decided nothing about this customer yet (404): nothing to ground on."""
+
+    def __init__(self, customer_id: str, hint: str = "") -> None:
+        super().__init__(f"unknown customer {customer_id!r}" + (f": {hint}" if hint else ""))
+        self.customer_id = customer_id
+        self.hint = hint
+
+
+class TowerUnavailable(TowerError):
+    """The tower cannot answer now (503: starting, restoring, rebalancing) and did not
+    within the client's timeout; `retry_after_s` is the server's last Retry-After."""
+
+    def __init__(self, retry_after_s: float | None, detail: str = "") -> None:
+        after = "" if retry_after_s is None else f"; retry after {retry_after_s:g} s"
+        super().__init__(f"tower unavailable{': ' + detail if detail else ''}{after}")
+        self.retry_after_s = retry_after_s
+        self.detail = detail
+
+
+class DecisionTimeout(TowerError):
+    """No final audit record for the event in time: the workers are down or lagging, or
+    the proposal is held and its hold is not released yet."""
+
+    def __init__(self, event_id: str, timeout_s: float) -> None:
+        super().__init__(f"no final decision for {event_id!r} within {timeout_s:g} s")
+        self.event_id = event_id
+        self.timeout_s = timeout_s
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+class ProposalFields(TypedDict, total=False):
+    """The keyword arguments of `propose` and `preflight` (see `make_proposal`)."""
+
+    agent: Required[str]
+    department: Required[str]
+    channel: Required[str]
+    action: Required[str]
+    category: Required[str]
+    trigger: str | None
+    priority: int
+    content: str | None
+    offer_id: str | None
+    offer_value: float | None
+    propensity: float | None
+    asserts: Mapping[str, str] | None
+    ai_generated: bool
+    expires_at: int | None
+    conversation_id: str | None
+    occurred_at: int | None
+    event_id: str | None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_event_id() -> str:
+    """Random, so a retried call with the same id is recognised as a duplicate and two
+    calls never are."""
+    return f"ev-{uuid.uuid4().hex}"
+
+
+def make_proposal(
+    customer_id: str,
+    *,
+    agent: str,
+    department: str,
+    channel: str,
+    action: str,
+    category: str,
+    trigger: str | None = None,
+    priority: int = 50,
+    content: str | None = None,
+    offer_id: str | None = None,
+    offer_value: float | None = None,
+    propensity: float | None = None,
+    asserts: Mapping[str, str] | None = None,
+    ai_generated: bool = False,
+    expires_at: int | None = None,
+    conversation_id: str | None = None,
+    occurred_at: int | None = None,
+    event_id: str | None = None,
+) -> AgentEvent:
+    """A proposal event, checked against the contract (InvalidProposal names the problem).
+    `occurred_at` defaults to now (epoch ms), `event_id` to a new random id."""
+    return validate(
+        AgentEvent(
+            event_id=new_event_id() if event_id is None else event_id,
+            customer_id=customer_id,
+            occurred_at=now_ms() if occurred_at is None else occurred_at,
+            kind="proposal",
+            agent=agent,
+            department=department,
+            channel=channel,
+            conversation_id=conversation_id,
+            trigger=trigger,
+            proposal=Proposal(
+                action=action,
+                category=category,
+                priority=priority,
+                content=content,
+                offer_id=offer_id,
+                offer_value=offer_value,
+                propensity=propensity,
+                asserts={} if asserts is None else asserts,
+                ai_generated=ai_generated,
+                expires_at=expires_at,
+            ),
+        )
+    )
+
+
+def make_signal(
+    customer_id: str,
+    type_: str,
+    *,
+    agent: str = "crm",
+    department: str = "system",
+    attributes: Mapping[str, str] | None = None,
+    channel: str | None = None,
+    conversation_id: str | None = None,
+    occurred_at: int | None = None,
+    event_id: str | None = None,
+) -> AgentEvent:
+    """A signal event, checked like `make_proposal`. Some signals read `channel` (a
+    consent change without a channel attribute) or `conversation_id` (a case id)."""
+    return validate(
+        AgentEvent(
+            event_id=new_event_id() if event_id is None else event_id,
+            customer_id=customer_id,
+            occurred_at=now_ms() if occurred_at is None else occurred_at,
+            kind="signal",
+            agent=agent,
+            department=department,
+            channel=channel,
+            conversation_id=conversation_id,
+            signal=Signal(type=type_, attributes={} if attributes is None else attributes),
+        )
+    )
+
+
+def validate(event: AgentEvent) -> AgentEvent:
+    """The event as a worker would read it, or InvalidProposal with the worker's reason.
+
+    It is written as plain JSON (not through the schema validator) and read back with the
+    worker's own decoder, so the error names the field exactly as the dead letter would.
+    """
+    key = event.customer_id.encode() if isinstance(event.customer_id, str) else b""
+    try:
+        raw = orjson.dumps(event_to_dict(event))
+    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+        raise InvalidProposal(
+            "invalid_field", f"the event is not JSON-serialisable: {exc}"
+        ) from None
+    try:
+        checked = decode_event(key, raw, max_bytes=len(raw))
+    except InvalidEvent as exc:
+        raise InvalidProposal(exc.reason, exc.detail, exc.field) from None
+    if checked != event:  # JSON changed a value (orjson writes NaN as null): refuse, not alter
+        name, given, read = _first_difference(event_to_dict(event), event_to_dict(checked))
+        raise InvalidProposal(
+            "invalid_field", f"{name}={given!r} would reach the tower as {read!r}", name
+        )
+    return checked
+
+
+def _first_difference(
+    given: Mapping[str, Any], read: Mapping[str, Any], prefix: str = ""
+) -> tuple[str, Any, Any]:
+    for name, value in given.items():
+        other = read.get(name)
+        if isinstance(value, Mapping) and isinstance(other, Mapping):
+            if value != other:
+                return _first_difference(value, other, f"{prefix}{name}.")
+        elif value != other:
+            return prefix + name, value, other
+    return prefix.rstrip(".") or "event", given, read
+
+
+def wire_value(event: AgentEvent, fmt: Format = "json") -> bytes:
+    """The record value to produce: the checked event in `fmt`, round-tripped through the
+    worker's decoder (size limit included) before anything leaves the process."""
+    checked = validate(event)
+    try:
+        value = encode_event(checked, fmt)
+        decode_event(checked.customer_id.encode(), value, MAX_EVENT_BYTES)
+    except ValueError as exc:  # encoder's schema check; InvalidEvent is no ValueError
+        raise InvalidProposal("invalid_field", str(exc)) from None
+    except InvalidEvent as exc:
+        raise InvalidProposal(exc.reason, exc.detail, exc.field) from None
+    return value
+
+
+# --- preflight -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep:
+    rule: str
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What the tower would decide for the event now. Advisory: other events may be decided
+    before yours is, so only the audit record (`wait_decision`) is binding."""
+
+    api_version: str
+    advisory: bool
+    event_id: str
+    customer_id: str
+    outcome: str
+    rule: str | None
+    reason: str
+    trace: tuple[TraceStep, ...]
+    #: the content as it would be sent (after the policy's transforms)
+    content: str | None
+    #: the approved action as `approved-actions` would carry it, if one would be emitted
+    action: dict[str, Any] | None
+    policy_version: str
+    served_by: str
+    #: the id the real decision will have (same event, same customer)
+    decision_id: str = ""
+    #: the server's wording of what "advisory" means
+    note: str = ""
+
+    @property
+    def approved(self) -> bool:
+        """Whether an action would be emitted: approved, deferred (sent later, e.g. after
+        quiet hours) or escalated (routed to a human)."""
+        return self.outcome in EMITTING
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Preflight:
+        try:
+            return cls(
+                api_version=str(body.get("api_version", "")),
+                advisory=bool(body.get("advisory", True)),
+                event_id=str(body["event_id"]),
+                customer_id=str(body["customer_id"]),
+                outcome=str(body["outcome"]),
+                rule=body.get("rule"),
+                reason=str(body.get("reason", "")),
+                trace=tuple(
+                    TraceStep(str(s["rule"]), str(s["verdict"]), str(s["reason"]))
+                    for s in body.get("trace") or ()
+                ),
+                content=body.get("content"),
+                action=body.get("action"),
+                policy_version=str(body.get("policy_version", "")),
+                served_by=str(body.get("served_by", "")),
+                decision_id=str(body.get("decision_id", "")),
+                note=str(body.get("note", "")),
+            )
+        except (KeyError, TypeError) as exc:
+            raise TowerError(
+                f"unexpected preflight answer ({type(exc).__name__} {exc}): {body!r:.200}"
+            ) from None
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Sent:
+    """Where an event's decision will appear: the customer's audit partition, from the
+    offset that was its end before the event was produced (moved on as it is read)."""
+
+    customer_id: str
+    partition: int
+    offset: int
+
+
+class TowerClient:
+    """One agent's connection to the tower: Kafka for events and decisions, HTTP for the
+    context and preflight. Kafka clients are created on first use and closed by `close()`.
+
+    `timeout_s` bounds every call except `wait_decision`, which has its own: a produce
+    waits that long for the broker's acknowledgement, and an HTTP call retries 503s
+    (honouring Retry-After) until then, and only then raises TowerUnavailable.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str = "127.0.0.1:9092",
+        web_url: str = "http://127.0.0.1:6066",
+        *,
+        topics: TopicNames = DEFAULT_TOPICS,
+        output_format: Format = "json",
+        timeout_s: float = 10.0,
+    ) -> None:
+        if output_format not in ("json", "avro"):
+            raise ValueError(f"output_format must be 'json' or 'avro', not {output_format!r}")
+        self.settings = Settings(bootstrap=bootstrap, topics=topics, output_format=output_format)
+        self.web_url = web_url.rstrip("/")
+        self.output_format: Format = output_format
+        self.timeout_s = timeout_s
+        self._producer: Producer | None = None
+        self._reader: Consumer | None = None
+        self._partitions: int | None = None
+        self._sent: OrderedDict[str, _Sent] = OrderedDict()
+
+    def __enter__(self) -> TowerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the Kafka clients (every produce was already acknowledged)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(self.timeout_s)
+            producer.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    # --- events ---
+
+    def propose(self, customer_id: str, **fields: Unpack[ProposalFields]) -> str:
+        """Produce a proposal (fields: `make_proposal`) and return its event id once the
+        broker acknowledged it; InvalidProposal before anything is produced."""
+        return self.send(make_proposal(customer_id, **fields))
+
+    def signal(
+        self,
+        customer_id: str,
+        type_: str,
+        *,
+        agent: str = "crm",
+        department: str = "system",
+        attributes: Mapping[str, str] | None = None,
+        channel: str | None = None,
+        conversation_id: str | None = None,
+        occurred_at: int | None = None,
+        event_id: str | None = None,
+    ) -> str:
+        """Produce a signal (what happened to the customer); returns its event id."""
+        return self.send(
+            make_signal(
+                customer_id,
+                type_,
+                agent=agent,
+                department=department,
+                attributes=attributes,
+                channel=channel,
+                conversation_id=conversation_id,
+                occurred_at=occurred_at,
+                event_id=event_id,
+            )
+        )
+
+    def send(self, event: AgentEvent) -> str:
+        """Produce a prepared event (e.g. the one just preflighted); returns its event id.
+
+        The audit partition's end is read first, so `wait_decision` reads only what comes
+        after; keyed by customer id with the Java partitioner, as the workers expect.
+        """
+        value = wire_value(event, self.output_format)
+        key = event.customer_id.encode()
+        partition = self._audit_partition(key)
+        _, end = self._watermarks(partition)
+        self._produce(key, value, event.event_id)
+        self._sent[event.event_id] = _Sent(event.customer_id, partition, end)
+        self._sent.move_to_end(event.event_id)
+        while len(self._sent) > REMEMBERED_EVENTS:
+            self._sent.popitem(last=False)
+        return event.event_id
+
+    def _produce(self, key: bytes, value: bytes, event_id: str) -> None:
+        topic = self.settings.topics.events
+        producer = self._producer_()
+        reports: list[KafkaError | None] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            reports.append(err)
+
+        try:
+            producer.produce(topic, value=value, key=key, on_delivery=delivered)
+        except (KafkaException, BufferError) as exc:
+            raise TowerError(f"cannot produce {event_id} to {topic}: {exc}") from None
+        deadline = time.monotonic() + self.timeout_s + 1.0  # the broker's timeout comes first
+        while not reports and time.monotonic() < deadline:
+            producer.poll(0.1)
+        if not reports:
+            raise TowerError(
+                f"no delivery report for {event_id} within {self.timeout_s:g} s; "
+                f"is Kafka up on {self.settings.bootstrap}?"
+            )
+        err = reports[0]
+        if err is None:
+            return
+        if err.fatal():  # an idempotent producer's fatal error: start a fresh one next time
+            self._producer = None
+        hint = ""
+        if err.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
+            hint = f"; is Kafka up on {self.settings.bootstrap}?"
+        elif err.code() in (KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            hint = "; create the topics with `tower topics create`"
+        raise TowerError(f"{topic} did not take {event_id}: {err.str()}{hint}")
+
+    def _producer_(self) -> Producer:
+        if self._producer is None:
+            self._producer = clients.producer(
+                self.settings,
+                **JAVA_PARTITIONER,
+                # the delivery report (with the broker's error) comes within the timeout
+                **{"message.timeout.ms": max(1, int(self.timeout_s * 1000))},
+                logger=clients.QUIET,
+            )
+        return self._producer
+
+    # --- decisions ---
+
+    def wait_decision(
+        self, event_id: str, *, customer_id: str | None = None, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """The event's final audit record (README, Output contracts): the first with its
+        event id and an outcome other than `held` (a held proposal's final record comes when
+        its hold is released). DecisionTimeout if none comes in time.
+
+        For an event this client sent, only the audit records after it are read; for any
+        other, pass `customer_id`: the newest 5,000 offsets of its audit partition are read.
+        """
+        sent = self._sent.get(event_id)
+        if sent is None:
+            if customer_id is None:
+                raise TowerError(
+                    f"event {event_id!r} was not sent by this client: pass customer_id= to "
+                    f"look among the newest {UNKNOWN_EVENT_OFFSETS:,} records of its audit "
+                    "partition"
+                )
+            partition = self._audit_partition(customer_id.encode())
+            low, high = self._watermarks(partition)
+            sent = _Sent(customer_id, partition, max(low, high - UNKNOWN_EVENT_OFFSETS))
+        found = self._read_until(sent, event_id, time.monotonic() + timeout_s)
+        if found is None:
+            raise DecisionTimeout(event_id, timeout_s)
+        return found
+
+    def _read_until(self, sent: _Sent, event_id: str, deadline: float) -> dict[str, Any] | None:
+        topic = self.settings.topics.audit
+        key = sent.customer_id.encode()
+        reader = self._reader_()
+        reader.assign([TopicPartition(topic, sent.partition, sent.offset)])
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                for msg in reader.consume(500, min(0.5, remaining)):
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise TowerError(f"reading {topic}: {err.str()}")
+                        continue  # transient (broker restarting): the client retries
+                    offset = msg.offset()
+                    if offset is None or msg.key() != key:
+                        continue
+                    record = _audit_record(msg.value())
+                    if (
+                        record is not None
+                        and record.get("event_id") == event_id
+                        and record.get("outcome") != HELD
+                    ):
+                        sent.offset = offset  # a second wait finds it again
+                        return record
+                    sent.offset = offset + 1
+            return None
+        finally:
+            reader.unassign()
+
+    def _reader_(self) -> Consumer:
+        if self._reader is None:
+            self._reader = clients.reader(
+                self.settings,
+                "client",
+                **{
+                    "isolation.level": "read_committed",  # no aborted or pending decisions
+                    "auto.offset.reset": "earliest",  # an offset past retention: oldest kept
+                    "socket.connection.setup.timeout.ms": max(1000, int(self.timeout_s * 1000)),
+                },
+            )
+        return self._reader
+
+    def _audit_partition(self, key: bytes) -> int:
+        """The customer's audit partition. Workers write audit records to the partition
+        number of their input, so it is the customer's `agent-events` partition: murmur2
+        modulo that topic's partitions (the same as the audit topic's when both were made
+        by `tower topics create`)."""
+        if self._partitions is None:
+            try:
+                self._partitions = partition_count(
+                    self._reader_(), self.settings, self.settings.topics.events, self.timeout_s
+                )
+            except ScanError as exc:
+                raise TowerError(str(exc)) from None
+        return key_partition(key, self._partitions)
+
+    def _watermarks(self, partition: int) -> tuple[int, int]:
+        try:
+            return watermarks(
+                self._reader_(), self.settings.topics.audit, partition, self.timeout_s
+            )
+        except ScanError as exc:
+            raise TowerError(str(exc)) from None
+
+    # --- web API ---
+
+    def context(self, customer_id: str, *, at: int | None = None) -> dict[str, Any]:
+        """What the tower knows about the customer now (or as of `at`, epoch ms): consents,
+        open cases, facts told and known, cap headroom, quiet hours, holds, escalation.
+        UnknownCustomer if the tower has decided nothing about them yet."""
+        path = f"/customers/{urllib.parse.quote(customer_id, safe='')}/context"
+        if at is not None:
+            path += "?" + urllib.parse.urlencode({"at": at})
+        return self._call("GET", path, None, customer_id)
+
+    @overload
+    def preflight(self, event: AgentEvent, /) -> Preflight: ...
+
+    @overload
+    def preflight(self, customer_id: str, /, **fields: Unpack[ProposalFields]) -> Preflight: ...
+
+    def preflight(self, target: AgentEvent | str, /, **fields: Any) -> Preflight:
+        """What the tower would decide for this proposal now, without producing it: ask
+        before spending on generation or sending. Takes `propose`'s arguments or an event."""
+        if isinstance(target, AgentEvent):
+            if fields:
+                raise TypeError("preflight takes an AgentEvent or propose's arguments, not both")
+            event = target
+        else:
+            event = make_proposal(target, **fields)
+        body = wire_value(event, "json")
+        return Preflight.from_json(self._call("POST", "/preflight", body, event.customer_id))
+
+    def _call(
+        self, method: str, path: str, body: bytes | None, customer_id: str | None
+    ) -> dict[str, Any]:
+        """One API call; 503s are retried until the client's timeout (README, Web views:
+        the tower answers 503 only while ownership moves, which takes seconds)."""
+        url = self.web_url + API_PREFIX + path
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            status, headers, raw = self._http(method, url, body, deadline)
+            data = _json(raw)
+            error = _text(data, "error") or raw[:200].decode("utf-8", "replace")
+            if status == 200:
+                if not isinstance(data, dict):
+                    raise TowerError(f"{method} {url} answered 200 without a JSON object")
+                return data
+            if status == 503:
+                retry_after = _retry_after(headers.get("Retry-After"))
+                pause = DEFAULT_RETRY_S if retry_after is None else max(0.1, retry_after)
+                if time.monotonic() + pause >= deadline:
+                    raise TowerUnavailable(retry_after, error)
+                time.sleep(pause)
+                continue
+            if status == 400 and isinstance(data, dict) and "reason" in data:
+                raise InvalidProposal(str(data["reason"]), _text(data, "detail") or error)
+            if status == 404 and isinstance(data, dict) and customer_id is not None:
+                raise UnknownCustomer(customer_id, _text(data, "hint") or error)
+            raise TowerError(f"{method} {url} answered {status}: {error}")
+
+    def _http(
+        self, method: str, url: str, body: bytes | None, deadline: float
+    ) -> tuple[int, HTTPHeaders, bytes]:
+        headers = {"Accept": "application/json", "User-Agent": "journey-tower-client"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)
+        timeout = max(0.1, deadline - time.monotonic())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, exc.headers, exc.read()
+        except urllib.error.URLError as exc:
+            raise TowerError(f"cannot reach the tower at {self.web_url}: {exc.reason}") from None
+        except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, bad replies
+            raise TowerError(f"{method} {url}: {exc or type(exc).__name__}") from None
+
+
+def _audit_record(value: bytes | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    try:
+        return decode_record("audit_record", value)
+    except ValueError:  # not an audit record of ours (`tower audit` reports those)
+        return None
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _text(data: Any, name: str) -> str:
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (either of its forms: seconds, or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
