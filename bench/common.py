@@ -83,6 +83,40 @@ def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes
     producer.flush(120)
 
 
+def produce_paced(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]], rate: float
+) -> float:
+    """Produce record i at start + i/rate (a fixed rate, not as fast as it goes); returns
+    the seconds it took, flush included."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **JAVA_PARTITIONER})
+    start = time.time()
+    for i, (key, value) in enumerate(records):
+        delay = start + i / rate - time.time()
+        if delay > 0.001:
+            time.sleep(delay)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.001)
+        producer.poll(0)
+    producer.flush(30)
+    return time.time() - start
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """p50, p95, p99 (nearest rank) and max; empty for no values."""
+    if not values:
+        return {}
+    s = sorted(values)
+
+    def pct(p: float) -> float:
+        return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+    return {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": s[-1]}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,14 +173,20 @@ def tower_env(settings: Settings, web_port: int, policy_file: Path | None) -> di
 
 
 def start_tower(
-    settings: Settings, policy_file: Path | None, log: Path, loglevel: str = "warning"
+    settings: Settings,
+    policy_file: Path | None,
+    log: Path,
+    loglevel: str = "warning",
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m pipeline.ops.cli worker` exactly as an operator runs it; returns (proc, port)."""
+    """`python -m pipeline.ops.cli worker` exactly as an operator runs it; returns (proc, port).
+
+    `env` adds to the worker's environment (e.g. TOWER_RUNTIME)."""
     create_topics(settings).raise_for_problems()
     port = free_port()
     proc = run_process(
         [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", loglevel],
-        tower_env(settings, port, policy_file),
+        {**tower_env(settings, port, policy_file), **(env or {})},
         log,
     )
     return proc, port

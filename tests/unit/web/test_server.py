@@ -131,9 +131,10 @@ def test_no_owner_or_a_stale_forward_is_a_503_with_retry_after() -> None:
     run(port, FixedOwners({}), check)
 
 
-def test_a_starting_worker_answers_503_for_everyone() -> None:
+def test_a_starting_or_restoring_worker_answers_503_with_retry_after() -> None:
     port = worker("http://me:1", None, [])
     run(port, FixedOwners({}), _expect_status("/api/customers/ana", 503))
+    run(port, FixedOwners({}), _expect_status("/api/v1/customers/ana/context", 503))
 
 
 def _expect_status(path: str, status: int) -> Callable[[TestClient], Awaitable[None]]:
