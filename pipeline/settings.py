@@ -39,6 +39,9 @@ class Settings:
     bootstrap: str = "127.0.0.1:9092"
     app_id: str = "journey-tower"
     partitions: int = 8
+    #: replicas of every topic the tower creates, changelogs included; -1: the broker's
+    #: `default.replication.factor`
+    replication_factor: int = -1
     output_format: str = "avro"  # or "json"
     web_port: int = 6066
     web_host: str = "127.0.0.1"

@@ -91,6 +91,24 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
     ]
 
 
+def replication_factor(settings: Settings, timeout: float = 10.0) -> int:
+    """`TOWER_REPLICATION_FACTOR`, or where it is -1 the broker's `default.replication.factor`
+    (for clients that cannot ask the broker to choose, as Faust's cannot)."""
+    if settings.replication_factor > 0:
+        return settings.replication_factor
+    admin = clients.admin(settings)
+    try:
+        broker = min(admin.list_topics(timeout=timeout).brokers)
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(broker))
+        configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
+    except (KafkaException, ValueError) as exc:
+        raise TopicsError(
+            f"could not read default.replication.factor from the broker on {settings.bootstrap}:"
+            f" {exc}; set TOWER_REPLICATION_FACTOR"
+        ) from exc
+    return int(configs["default.replication.factor"].value)
+
+
 def broker_answers(
     settings: Settings, timeout: float = 2.0, admin: AdminClient | None = None
 ) -> bool:
@@ -132,7 +150,10 @@ def create_topics(
     created: set[str] = set()
     if missing:
         futures = admin.create_topics(
-            [NewTopic(s.name, s.partitions, -1, config=dict(s.config)) for s in missing],
+            [
+                NewTopic(s.name, s.partitions, settings.replication_factor, config=dict(s.config))
+                for s in missing
+            ],
             operation_timeout=timeout,
             request_timeout=timeout,
         )

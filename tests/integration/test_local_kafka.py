@@ -100,3 +100,12 @@ def test_restart_keeps_cluster(kafka: LocalKafka) -> None:
     kafka.up(wait_s=90)
     assert (kafka.run_dir / "data" / "meta.properties").read_text() == meta
     assert {r.status for r in create_topics(settings).results} == {"exists"}
+
+
+def test_the_replication_factor_is_the_brokers_unless_set(tower_settings) -> None:
+    from dataclasses import replace
+
+    from pipeline.kafka.topics import replication_factor
+
+    assert replication_factor(tower_settings) == 1  # the single test broker's default
+    assert replication_factor(replace(tower_settings, replication_factor=3)) == 3

@@ -26,6 +26,7 @@ import faust
 from pipeline.kafka import clients
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import first_record_at
+from pipeline.kafka.topics import replication_factor
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
     InputPositions,
@@ -249,7 +250,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         "canonical_url": settings.advertised_url,
         "broker_client_id": clients.member_client_id(settings),
         "topic_partitions": settings.partitions,
-        "topic_replication_factor": 1,
+        # the changelog and Faust's internal topics, as replicated as the tower's own
+        "topic_replication_factor": replication_factor(settings),
         "topic_allow_declare": True,
         "consumer_auto_offset_reset": "earliest",
         # static membership: a restarted worker takes its partitions back at once; a

@@ -46,7 +46,9 @@ def ensure_changelog_topic(settings: Settings, timeout: float = 30.0) -> str:
                 f"changelog {name} has {have} partitions, expected {settings.partitions}"
             )
         return name
-    spec = NewTopic(name, settings.partitions, -1, config={"cleanup.policy": "compact"})
+    spec = NewTopic(
+        name, settings.partitions, settings.replication_factor, config={"cleanup.policy": "compact"}
+    )
     for fut in admin.create_topics([spec], operation_timeout=timeout).values():
         try:
             fut.result()
