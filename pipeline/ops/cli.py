@@ -69,13 +69,16 @@ def worker(
     """
     from pipeline.core.policy_document import PolicyError
 
-    settings = Settings.from_env(
-        bootstrap=bootstrap,
-        web_port=web_port,
-        data_dir=data_dir,
-        policy_file=policy_file,
-        runtime=runtime,
-    )
+    try:
+        settings = Settings.from_env(
+            bootstrap=bootstrap,
+            web_port=web_port,
+            data_dir=data_dir,
+            policy_file=policy_file,
+            runtime=runtime,
+        )
+    except ValueError as exc:  # a TOWER_* variable out of range: say which, no traceback
+        raise click.ClickException(str(exc)) from None
     if settings.runtime == "transactional":
         from pipeline.runtime.transactional.worker import run_worker
     else:
