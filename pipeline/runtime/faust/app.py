@@ -38,6 +38,7 @@ from pipeline.processing.input_positions import (
 )
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
+from pipeline.runtime import gc_tuning
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.settings import Settings
 from pipeline.web import server
@@ -469,4 +470,5 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    gc_tuning.tune_for_batches()
     worker.execute_from_commandline()

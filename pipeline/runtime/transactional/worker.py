@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 from types import FrameType
@@ -10,6 +9,7 @@ from types import FrameType
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.metrics import TowerMetrics
+from pipeline.runtime import gc_tuning
 from pipeline.runtime.transactional.changelog import ensure_changelog_topic
 from pipeline.runtime.transactional.engine import TransactionalEngine
 from pipeline.settings import Settings
@@ -47,10 +47,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    # Start-up objects (modules, schemas, policy) never die: keep them out of every
-    # collection, and collect young objects less often; a batch allocates thousands.
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 50)
+    gc_tuning.tune_for_batches()
     try:
         engine.run()
     finally:
