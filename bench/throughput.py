@@ -44,6 +44,7 @@ from bench.common import (
     free_port,
     inclusive_share,
     machine,
+    percentiles,
     produce_all,
     run_process,
     start_broker,
@@ -294,14 +295,7 @@ class Latency:
     visible_ms: list[float] = field(default_factory=list)
 
     def percentiles(self, values: list[float]) -> dict[str, float]:
-        if not values:
-            return {}
-        s = sorted(values)
-
-        def pct(p: float) -> float:
-            return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
-
-        return {"p50": pct(50), "p95": pct(95), "p99": pct(99), "max": s[-1]}
+        return percentiles(values)
 
 
 class _OutputReader(threading.Thread):
