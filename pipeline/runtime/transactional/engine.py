@@ -179,9 +179,6 @@ class TransactionalEngine:
         """Ask the loop to end after the transaction in flight (signal-handler safe)."""
         self._stopping = True
 
-    def assigned(self) -> list[int]:
-        return sorted(self.stores.dbs)
-
     def owned(self) -> set[int] | None:
         """The partitions whose states are restored here; None before the first assignment
         and from a revocation until the states of the next assignment are restored (for the

@@ -96,9 +96,10 @@ def test_an_owned_customer_is_answered_here_and_an_unknown_one_is_a_404() -> Non
     assert owners.asked == 0  # nobody else was asked about an owned customer
 
 
-def test_a_customer_owned_elsewhere_is_forwarded_to_its_owner() -> None:
+def via_non_owner(check: Callable[[TestClient, str], Awaitable[None]]) -> None:
+    """`check(client, owner_url)` with a client of a worker that does not own "ana", next
+    to the worker that does, both on real sockets."""
     p = key_partition(b"ana", 8)
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
@@ -110,12 +111,19 @@ def test_a_customer_owned_elsewhere_is_forwarded_to_its_owner() -> None:
             other = worker("http://other:1", set(), [])
             app = build_app(other, FixedOwners({p: url}), timeline=lambda *_: [])
             async with TestClient(TestServer(app)) as client:
-                status, data, _ = await get(client, "/api/customers/ana")
-                assert status == 200 and data["served_by"] == url and data["known"]
-                status, html, _ = await get(client, "/customers/ana")
-                assert status == 200 and f"answered by {url}" in html
+                await check(client, url)
 
     asyncio.run(main())
+
+
+def test_a_customer_owned_elsewhere_is_forwarded_to_its_owner() -> None:
+    async def check(client: TestClient, url: str) -> None:
+        status, data, _ = await get(client, "/api/customers/ana")
+        assert status == 200 and data["served_by"] == url and data["known"]
+        status, html, _ = await get(client, "/customers/ana")
+        assert status == 200 and f"answered by {url}" in html
+
+    via_non_owner(check)
 
 
 def test_no_owner_or_a_stale_forward_is_a_503_with_retry_after() -> None:
@@ -227,25 +235,14 @@ def test_preflight_answers_the_decision_and_400s_carry_dead_letter_reasons() -> 
 
 
 def test_context_and_preflight_are_forwarded_to_the_owner() -> None:
-    p = key_partition(b"ana", 8)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
-    url = f"http://127.0.0.1:{free}"
+    async def check(client: TestClient, url: str) -> None:
+        status, ctx, _ = await get(client, "/api/v1/customers/ana/context")
+        assert status == 200 and ctx["served_by"] == url and ctx["known"]
+        event = encode_event(proposal("ana"), "json")
+        status, body = await post(client, "/api/v1/preflight", event)
+        assert status == 200 and body["served_by"] == url
 
-    async def main() -> None:
-        owner = build_app(worker(url, {p}, ["ana"]), FixedOwners({}), timeline=lambda *_: [])
-        async with TestServer(owner, host="127.0.0.1", port=free):
-            other = worker("http://other:1", set(), [])
-            app = build_app(other, FixedOwners({p: url}), timeline=lambda *_: [])
-            async with TestClient(TestServer(app)) as client:
-                status, ctx, _ = await get(client, "/api/v1/customers/ana/context")
-                assert status == 200 and ctx["served_by"] == url and ctx["known"]
-                event = encode_event(proposal("ana"), "json")
-                status, body = await post(client, "/api/v1/preflight", event)
-                assert status == 200 and body["served_by"] == url
-
-    asyncio.run(main())
+    via_non_owner(check)
 
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
