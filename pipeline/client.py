@@ -306,6 +306,8 @@ class Preflight:
     decision_id: str = ""
     #: the server's wording of what "advisory" means
     note: str = ""
+    #: (experiment, arm) pairs; an outcome `withheld` means an experiment keeps it back
+    experiments: tuple[tuple[str, str], ...] = ()
 
     @property
     def approved(self) -> bool:
@@ -334,6 +336,9 @@ class Preflight:
                 served_by=str(body.get("served_by", "")),
                 decision_id=str(body.get("decision_id", "")),
                 note=str(body.get("note", "")),
+                experiments=tuple(
+                    (str(x["experiment"]), str(x["arm"])) for x in body.get("experiments") or ()
+                ),
             )
         except (KeyError, TypeError) as exc:
             raise TowerError(

@@ -422,17 +422,19 @@ def decode_record(name: str, value: bytes) -> dict[str, Any]:
     info = schemas.get(name)
     if value[:2] == MAGIC:
         fp = value[2:_HEADER_LEN]
-        if fp != info.fingerprint:
+        writer = info.parsed if fp == info.fingerprint else schemas.revisions(name).get(fp)
+        if writer is None:
             other = schemas.name_for(fp)
             raise ValueError(
                 f"Avro fingerprint {fp.hex()} is {other or 'unknown'}, expected {name} "
                 f"({info.fingerprint.hex()})"
             )
+        reader = None if writer is info.parsed else info.parsed  # an older revision: resolve
         buf = io.BytesIO(value)
         buf.seek(_HEADER_LEN)
         try:
             # fastavro types the result as any Avro value; a record schema reads as a dict
-            return schemaless_reader(buf, info.parsed, None)  # type: ignore[return-value]
+            return schemaless_reader(buf, writer, reader)  # type: ignore[return-value]
         except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError...
             raise ValueError(f"Avro body does not decode as {name}: {exc}") from None
     data = orjson.loads(value)

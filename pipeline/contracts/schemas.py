@@ -1,7 +1,10 @@
 """Avro schemas of the topic values, loaded once from `schemas/` (the source of truth).
 
 Each schema is identified on the wire by the CRC-64-AVRO fingerprint of its
-Parsing Canonical Form, as the Avro single-object encoding requires.
+Parsing Canonical Form, as the Avro single-object encoding requires. A schema changes only
+by adding fields with defaults; its earlier revisions stay in `schemas/revisions/`
+(`<name>.<n>.avsc`) so that records written before the change still decode, resolved
+against the current schema.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def get(name: str) -> SchemaInfo:
     raw = orjson.loads((schema_dir() / f"{name}.avsc").read_bytes())
     parsed = parse_schema(raw)
     canonical = to_parsing_canonical_form(raw)
-    fp = crc64_avro(canonical.encode("utf-8")).to_bytes(8, "little")
+    fp = _fingerprint(raw)
     try:
         writer: Writer | None = compile_writer(raw)
     except NotImplementedError:  # a type the compiled writer does not cover
@@ -80,10 +83,27 @@ def get(name: str) -> SchemaInfo:
     return SchemaInfo(name, parsed, canonical, fp, writer)
 
 
+def _fingerprint(raw: Any) -> bytes:
+    return crc64_avro(to_parsing_canonical_form(raw).encode("utf-8")).to_bytes(8, "little")
+
+
+@cache
+def revisions(name: str) -> dict[bytes, Any]:
+    """Earlier revisions of schema `name` by fingerprint, parsed: the writer schemas of
+    records written before its newest fields were added."""
+    out: dict[bytes, Any] = {}
+    for path in sorted((schema_dir() / "revisions").glob(f"{name}.*.avsc")):
+        raw = orjson.loads(path.read_bytes())
+        out[_fingerprint(raw)] = parse_schema(raw)
+    return out
+
+
 @cache
 def by_fingerprint() -> dict[bytes, str]:
-    """Reverse lookup so a reader can tell which schema wrote a record."""
-    return {get(n).fingerprint: n for n in NAMES}
+    """Reverse lookup so a reader can tell which schema (any revision) wrote a record."""
+    out = {fp: n for n in NAMES for fp in revisions(n)}
+    out.update({get(n).fingerprint: n for n in NAMES})
+    return out
 
 
 def name_for(fingerprint: bytes) -> str | None:

@@ -92,6 +92,9 @@ def agent_context(
             "quiet_now": quiet is not None,
             "next_allowed_send": as_of if quiet is None else quiet,
         },
+        "experiments": [
+            {"experiment": k, "arm": e.arm, "exposed_at": e.at} for k, e in state.exposures.items()
+        ],
     }
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent, Proposal
-from pipeline.core import hold_windows
+from pipeline.core import experiments, hold_windows
 from pipeline.core.decision import (
     APPROVED,
     DEFERRED,
@@ -20,6 +20,7 @@ from pipeline.core.decision import (
     MERGED,
     RECORDED,
     SUPPRESSED,
+    WITHHELD,
     ApprovedAction,
     Decision,
     RuleStep,
@@ -73,6 +74,8 @@ OptionalRule = Callable[[RuleContext], RuleStep | None]
 #: Then, for approved and deferred proposals only, `transforms.apply` rewrites the content
 #: (known facts, banned phrases, PII, AI disclosure, maximum length; rules/transforms.py);
 #: it may still suppress (banned phrase, too long), and adds a `transform` step per change.
+#: Last, `experiments.assign` withholds what the control group or an agent holdout keeps
+#: back (outcome withheld), so a proposal the rules stopped is never counted as withheld.
 PROPOSAL_RULES: tuple[OptionalRule, ...] = (
     kill_switch.check,
     eligibility.check,
@@ -177,6 +180,29 @@ def decide_proposal(
         )
         return decision, {}
 
+    assignment = experiments.assign(event, event.proposal, policy)
+    if assignment.arms:
+        trace = (*trace, assignment.step)
+        changes: dict[str, Any] = {
+            "exposures": experiments.expose(state.exposures, assignment.arms, now)
+        }
+    else:
+        changes = {}
+    if assignment.withheld is not None:
+        step = assignment.withheld
+        decision = Decision.for_event(
+            event,
+            decision_id,
+            version,
+            now,
+            WITHHELD,
+            step.rule,
+            step.reason,
+            trace,
+            experiments=assignment.arms,
+        )
+        return decision, changes
+
     not_before = quiet_hours.not_before(ctx) if verdict == DEFER else None
     action = approved_action(
         event,
@@ -199,9 +225,10 @@ def decide_proposal(
         f"deferred until {not_before}" if deferred else "every rule passed",
         trace,
         action=action,
+        experiments=assignment.arms,
     )
-    changes = _approval_changes(
-        state, event, event.proposal, decision_id, action.action_id, policy, now
+    changes.update(
+        _approval_changes(state, event, event.proposal, decision_id, action.action_id, policy, now)
     )
     if transformed.disclosed is not None:
         changes["disclosed"] = transforms.remember(state.disclosed, transformed.disclosed, now)

@@ -21,8 +21,20 @@ ESCALATED: Final = "escalated"
 HELD: Final = "held"
 RECORDED: Final = "recorded"
 DUPLICATE: Final = "duplicate"
+#: held back by an experiment (core/experiments.py): the control group or an agent holdout
+WITHHELD: Final = "withheld"
 
-OUTCOMES: Final = (APPROVED, DEFERRED, SUPPRESSED, MERGED, ESCALATED, HELD, RECORDED, DUPLICATE)
+OUTCOMES: Final = (
+    APPROVED,
+    DEFERRED,
+    SUPPRESSED,
+    MERGED,
+    ESCALATED,
+    HELD,
+    RECORDED,
+    DUPLICATE,
+    WITHHELD,
+)
 #: Outcomes that emit an action on `approved-actions`.
 EMITTING: Final = frozenset({APPROVED, DEFERRED, ESCALATED})
 
@@ -116,6 +128,8 @@ class Decision:
     merged_into: str | None = None
     #: set only on the decision that opens a hold (`hold_windows.park`)
     wakeup: Wakeup | None = None
+    #: (experiment, arm) this proposal exposed the customer to (approved, deferred, withheld)
+    experiments: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def for_event(
@@ -132,6 +146,7 @@ class Decision:
         action: ApprovedAction | None = None,
         merged_into: str | None = None,
         wakeup: Wakeup | None = None,
+        experiments: tuple[tuple[str, str], ...] = (),
     ) -> Decision:
         """The decision on `event` at event time `now`, its event and customer ids taken from
         the event: call sites name only what differs (outcome, rule, reason, trace...)."""
@@ -148,6 +163,7 @@ class Decision:
             action,
             merged_into,
             wakeup,
+            experiments,
         )
 
     @property

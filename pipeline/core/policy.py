@@ -190,6 +190,39 @@ class MaxLength:
     action: str = "truncate"
 
 
+#: Categories an agent holdout never withholds: service and transactional messages are owed
+#: to the customer. The global control group withholds exactly the categories it lists.
+HOLDOUT_EXEMPT: frozenset[str] = frozenset({"service", "transactional"})
+
+
+@dataclass(frozen=True, slots=True)
+class ControlGroup:
+    """A share of customers who receive no proposal of `categories` at all."""
+
+    share: float = 0.0
+    categories: frozenset[str] = frozenset({"marketing", "sales"})
+
+
+@dataclass(frozen=True, slots=True)
+class Experiments:
+    """Who is held back to measure what the agents cause (core/experiments.py).
+
+    Assignment hashes `salt`, the experiment and the customer id, so it is the same on every
+    worker and in replay; a new salt reshuffles everyone. `holdouts` maps an agent to the
+    share of customers withheld from it. An exposure opens an attribution window of
+    `attribution_window_ms`, in event time.
+    """
+
+    salt: str = ""
+    control_group: ControlGroup = field(default_factory=ControlGroup)
+    holdouts: Mapping[str, float] = field(default_factory=dict)
+    attribution_window_ms: int = 7 * DAY_MS
+
+    @property
+    def armed(self) -> bool:
+        return self.control_group.share > 0 or any(s > 0 for s in self.holdouts.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     version: str = "1.0.0"
@@ -223,6 +256,7 @@ class Policy:
     redact_pii: frozenset[str] = frozenset()  # of PII_KINDS
     banned_phrases: BannedPhrases = field(default_factory=BannedPhrases)
     max_length: MaxLength = field(default_factory=MaxLength)
+    experiments: Experiments = field(default_factory=Experiments)
     notes: str = ""
     content_hash: str = field(init=False, compare=False, repr=False, default="")
 
@@ -230,6 +264,8 @@ class Policy:
         data = asdict(self)
         for ignored in ("notes", "content_hash"):
             data.pop(ignored)
+        if self.experiments == Experiments():
+            data.pop("experiments")  # so a policy without experiments keeps its old hash
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=sorted))
         object.__setattr__(self, "content_hash", digest.hexdigest())
 

@@ -28,8 +28,10 @@ from pipeline.core.policy import (
     PII_KINDS,
     QUIET_MODES,
     BannedPhrases,
+    ControlGroup,
     Disclosure,
     Escalation,
+    Experiments,
     FrequencyCap,
     HoldWindows,
     KillSwitch,
@@ -412,6 +414,50 @@ def _quiet_span(r: _Reader, n: Node, p: str, qh: QuietHours) -> _Invalid | None:
     return None
 
 
+def _share(r: _Reader, n: Node, p: str) -> float | _Invalid:
+    value = r.number(n, p, 0.0)
+    if isinstance(value, float) and value >= 1:
+        return r.fail(n, p, f"must be a share from 0 to below 1 (0.1 is 10 %), got {value:g}")
+    return value
+
+
+def _holdouts(r: _Reader, n: Node, p: str) -> dict[str, float] | _Invalid:
+    """`{agent: share}`, each agent declared in `agents:`."""
+    if not isinstance(n, MappingNode):
+        return r.fail(n, p, "must be a mapping of agent to the share of customers withheld")
+    before = len(r.issues)
+    out: dict[str, float] = {}
+    for key_node, value_node in n.value:
+        agent = r.text(key_node, f"{p}.?")
+        if isinstance(agent, _Invalid):
+            continue
+        where = f"{p}.{agent}"
+        if agent in out:
+            r.fail(key_node, where, "agent listed twice")
+        elif agent not in r.agents:
+            r.fail(
+                key_node,
+                where,
+                f"agent {agent!r} is not declared in agents: (declared: {_join(r.agents)})",
+            )
+        elif not isinstance(share := _share(r, value_node, where), _Invalid):
+            out[agent] = share
+    return INVALID if len(r.issues) > before else out
+
+
+def _experiments_check(r: _Reader, n: Node, p: str, ex: Experiments) -> _Invalid | None:
+    if ex.armed and not ex.salt:
+        return r.fail(
+            n,
+            f"{p}.salt",
+            "required when a share is set: any text, e.g. '2026-q4' (a new "
+            "salt reshuffles every assignment)",
+        )
+    if ex.control_group.share > 0 and not ex.control_group.categories:
+        return r.fail(n, f"{p}.control_group.categories", "must name at least one category")
+    return None
+
+
 READERS: Mapping[str, Section] = {
     "version": _version,
     "notes": lambda r, n, p: r.text(n, p),
@@ -480,6 +526,19 @@ READERS: Mapping[str, Section] = {
     "max_length": _section(
         MaxLength,
         {"channels": _max_chars, "action": _choice(LENGTH_ACTIONS, "length action")},
+    ),
+    "experiments": _section(
+        Experiments,
+        {
+            "salt": lambda r, n, p: r.text(n, p),
+            "control_group": _section(
+                ControlGroup,
+                {"share": _share, "categories": _name_set(CATEGORIES, "category")},
+            ),
+            "holdouts": _holdouts,
+            "attribution_window_ms": _positive_ms,
+        },
+        _experiments_check,
     ),
     "offers": _section(
         OfferArbitration,

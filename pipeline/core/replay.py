@@ -44,6 +44,7 @@ COMPARED: Final = (
     "action_id",
     "merged_into",
     "policy_version",
+    "experiments",
 )
 
 PolicyResolver = Callable[[str], Policy | None]
@@ -97,6 +98,10 @@ def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
         {"rule": s.get("rule"), "verdict": s.get("verdict"), "reason": s.get("reason")}
         for s in record.get("trace") or ()
     ]
+    out["experiments"] = [
+        {"experiment": x.get("experiment"), "arm": x.get("arm")}
+        for x in record.get("experiments") or ()
+    ]
     return out
 
 
@@ -109,6 +114,7 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
         "action_id": decision.action_id,
         "merged_into": decision.merged_into,
         "policy_version": decision.policy_version,
+        "experiments": [{"experiment": e, "arm": a} for e, a in decision.experiments],
     }
 
 

@@ -91,6 +91,14 @@ class ClosedConversation(NamedTuple):
     contained: bool
 
 
+class Exposure(NamedTuple):
+    """The arm of an experiment a customer was first exposed to, and when (its window's
+    start, event time); core/experiments.py."""
+
+    arm: str
+    at: int
+
+
 @dataclass(frozen=True, slots=True)
 class Journey:
     """What the experience metrics remember (pipeline/core/experience.py), bounded there."""
@@ -161,6 +169,8 @@ class CustomerState:
     handoff: Handoff | None = None  # escalation: needs a human until case_resolved
     known: dict[str, str] = field(default_factory=dict)  # loop prevention: facts from signals
     disclosed: dict[str, int] = field(default_factory=dict)  # AI disclosure key -> at
+    #: experiment -> first exposure; bounded by the experiments the policies named
+    exposures: dict[str, Exposure] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> CustomerState:
         """`dataclasses.replace`, spelled out: it runs on every decision (5x faster).
@@ -187,6 +197,7 @@ class CustomerState:
         _set_handoff(new, get("handoff", self.handoff))
         _set_known(new, get("known", self.known))
         _set_disclosed(new, get("disclosed", self.disclosed))
+        _set_exposures(new, get("exposures", self.exposures))
         return new
 
     def to_bytes(self) -> bytes:
@@ -221,6 +232,8 @@ class CustomerState:
             d["kn"] = self.known
         if self.disclosed:
             d["di"] = self.disclosed
+        if self.exposures:
+            d["ex"] = {k: list(e) for k, e in self.exposures.items()}
         return orjson.dumps(d)
 
     @classmethod
@@ -248,6 +261,7 @@ class CustomerState:
             handoff=None if handoff is None else Handoff(*handoff),
             known=d.get("kn", {}),
             disclosed=d.get("di", {}),
+            exposures={k: Exposure(*v) for k, v in d.get("ex", {}).items()},
         )
 
 
@@ -280,5 +294,6 @@ _set_negative_streak = _slot_setter("negative_streak")
 _set_handoff = _slot_setter("handoff")
 _set_known = _slot_setter("known")
 _set_disclosed = _slot_setter("disclosed")
+_set_exposures = _slot_setter("exposures")
 
 EMPTY_STATE = CustomerState()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,12 +16,12 @@ import orjson
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
-from pipeline.core import experience
+from pipeline.core import experience, experiments
 from pipeline.core.arbitration import decide, release
 from pipeline.core.decision import EMITTING, HELD, Decision
 from pipeline.core.hold_windows import held_events
 from pipeline.core.policy import Policy
-from pipeline.core.state import CustomerState
+from pipeline.core.state import CustomerState, Exposure
 from pipeline.processing.metrics import Tally, TowerMetrics
 from pipeline.processing.records import audit_record, dead_letter_record
 from pipeline.settings import Settings
@@ -196,13 +196,9 @@ class BatchProcessor:
         out: list[OutputRecord],
     ) -> CustomerState:
         """Decide one event, append its output records to `out`, return the new state."""
+        exposures = state.exposures
         decision, state = decide(state, event, policy, event.occurred_at)
-        # Experience metrics (pipeline/core/experience.py): computed after `decide`, from the
-        # state it returned, so the decision rules never depend on them.
-        journey, observations = experience.observe(state.journey, event, decision)
-        if journey is not state.journey:
-            state = state.evolve(journey=journey)
-        self.metrics.experience.record(observations, self._tally)
+        state = self._observe(state, exposures, event, decision, policy)
         source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
         self._emit(decision, event, source, rec.key, now_ms, out)
         return state
@@ -309,14 +305,34 @@ class BatchProcessor:
         out: list[OutputRecord],
     ) -> CustomerState:
         hold = state.holds[hold_id]
+        exposures = state.exposures
         decisions, state = release(state, customer_id, hold_id, policy)
         events = {e.event_id: e for e in held_events(customer_id, hold)}
         for decision in decisions:
             event = events[decision.event_id]
-            journey, observations = experience.observe(state.journey, event, decision)
-            state = state.evolve(journey=journey)
-            self.metrics.experience.record(observations, self._tally)
+            state = self._observe(state, exposures, event, decision, policy)
+            if decision.experiments:
+                exposures = experiments.expose(exposures, decision.experiments, decision.decided_at)
             self._emit(decision, event, source, key, now_ms, out)
+        return state
+
+    def _observe(
+        self,
+        state: CustomerState,
+        exposures: Mapping[str, Exposure],
+        event: AgentEvent,
+        decision: Decision,
+        policy: Policy,
+    ) -> CustomerState:
+        """Experience metrics (core/experience.py) and the experiments' per-arm counters
+        (core/experiments.py, given the exposures before the decision): computed after
+        `decide`, from the state it returned, so the decision rules never depend on them."""
+        journey, observations = experience.observe(state.journey, event, decision)
+        if journey is not state.journey:
+            state = state.evolve(journey=journey)
+        if exposures or decision.experiments:
+            observations += experiments.observe(exposures, event, decision, observations, policy)
+        self.metrics.experience.record(observations, self._tally)
         return state
 
     def _dead_letter(

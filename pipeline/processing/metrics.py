@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipeline.core import experience as xp
+from pipeline.core import experiments as ex
 from pipeline.core.experience import Observation
 
 
@@ -207,6 +208,28 @@ class ExperienceMetrics:
                 xp.TRANSFORMS,
                 "Changes made to outgoing content: AI disclosures, PII redactions, ...",
                 "transform",
+            ),
+            ex.EXPOSURES: counter(
+                ex.EXPOSURES,
+                "Customers exposed to an experiment's arm (first approved or withheld "
+                "proposal); their attribution window starts then",
+                "experiment",
+                "arm",
+            ),
+            ex.OUTCOMES: counter(
+                ex.OUTCOMES,
+                "Outcome signals within an exposed customer's attribution window, per arm: "
+                "conversion, revenue, unsubscribe, complaint, repeat_contact, csat",
+                "experiment",
+                "arm",
+                "metric",
+            ),
+            ex.OUTCOME_VALUES: counter(
+                ex.OUTCOME_VALUES,
+                "Sum of the outcome amounts per arm: revenue (purchase amounts), csat scores",
+                "experiment",
+                "arm",
+                "metric",
             ),
         }
 

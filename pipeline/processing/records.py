@@ -35,6 +35,7 @@ def audit_record(
         "source_offset": source.offset,
         "input": orjson.dumps(event_to_dict(event)).decode(),
         "processed_at": processed_at,
+        "experiments": [{"experiment": e, "arm": a} for e, a in decision.experiments],
     }
 
 
@@ -97,4 +98,5 @@ def policy_change_record(
         "source_offset": source.offset,
         "input": record_json,
         "processed_at": published_at,
+        "experiments": [],
     }

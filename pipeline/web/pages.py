@@ -27,6 +27,7 @@ th{font-weight:600;color:#5a6478;font-size:12px}
 .approved,.granted{background:#d3f2dc;color:#135c2a}.deferred{background:#fff1c2}
 .suppressed,.withdrawn{background:#fbd9d9;color:#7d1a1a}.merged{background:#dfe7ff}
 .escalated{background:#ffe0c2}.held{background:#eadcff}.duplicate{background:#eee}
+.withheld{background:#d9eef5;color:#14505f}
 .counts{display:flex;gap:8px;flex-wrap:wrap}.count{border:1px solid #dde1e8;
   border-radius:6px;padding:4px 10px}.count b{font-size:16px;margin-left:4px}
 .muted{color:#7a8496}code{font-size:12px;white-space:nowrap}

@@ -296,6 +296,7 @@ def _preflight_body(decision: Decision) -> dict[str, Any]:
         "content": None if action is None else action.content,
         "action": None if action is None else action.to_dict(),
         "policy_version": decision.policy_version,
+        "experiments": [{"experiment": e, "arm": a} for e, a in decision.experiments],
     }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from typing import Any
 
 import orjson
 import pytest
+from fastavro import schemaless_writer
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -260,6 +262,7 @@ AUDIT = {
     "source_offset": 2**40,
     "input": canonical_event_json(PROPOSAL),
     "processed_at": 1_700_000_000_501,
+    "experiments": [{"experiment": "holdout:upsell-bot", "arm": "treatment"}],
 }
 DEAD_LETTER = {
     "reason": "bad_json",
@@ -279,6 +282,18 @@ OUTPUTS = [("approved_action", APPROVED), ("audit_record", AUDIT), ("dead_letter
 @pytest.mark.parametrize(("name", "record"), OUTPUTS, ids=[o[0] for o in OUTPUTS])
 def test_output_round_trip(name: str, record: dict[str, Any], fmt: str) -> None:
     assert decode_record(name, encode_record(name, record, fmt)) == record
+
+
+def test_audit_records_of_an_earlier_schema_revision_still_decode() -> None:
+    """Records written before `experiments` was added (revision 1) read with its default."""
+    (fingerprint, revision_1), *_ = schemas.revisions("audit_record").items()
+    assert fingerprint != schemas.get("audit_record").fingerprint
+    old = {k: v for k, v in AUDIT.items() if k != "experiments"}
+    buf = io.BytesIO()
+    schemaless_writer(buf, revision_1, old)
+    value = MAGIC + fingerprint + buf.getvalue()
+    assert schemas.name_for(fingerprint) == "audit_record"
+    assert decode_record("audit_record", value) == {**old, "experiments": []}
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.contracts.events import AgentEvent
 from pipeline.core import experience as xp
+from pipeline.core import experiments as ex
 from pipeline.core.arbitration import decide
 from pipeline.core.experience import DEFAULT_EXPERIENCE, Observation, observe
 from pipeline.core.policy import DAY_MS, Policy
@@ -267,7 +268,9 @@ ALL_KINDS = [
 def test_every_observation_is_registered_with_its_labels():
     observations, _ = run(ALL_KINDS)
     names = {o.name for o in observations}
-    assert names == set(TowerMetrics().experience.by_name) - {xp.ESCALATIONS, xp.TRANSFORMS}
+    per_arm = {ex.EXPOSURES, ex.OUTCOMES, ex.OUTCOME_VALUES}  # tests/unit/core/test_experiments.py
+    others = {xp.ESCALATIONS, xp.TRANSFORMS, *per_arm}
+    assert names == set(TowerMetrics().experience.by_name) - others
     metrics = TowerMetrics()
     metrics.experience.record(observations)
     r = metrics.registry

@@ -441,7 +441,8 @@ def test_evolve_knows_every_state_field():
         b'{"c":{"*:all":[1,true]},"k":[[1,"email","service","service"]],"t":{"t":[1,"d","a"]},'
         b'"s":{"e":"d"},"n":3,"oc":{"k":1},"ca":2,"f":{"p":["1","a",1]},"tz":"UTC",'
         b'"o":[1,"x","a",1.0,"d"],"j":{"ra":1},"h":{"h-1":["t",5,["{}"]]},"in":[4],"ns":2,'
-        b'"ho":[3,"repeat contact",null],"kn":{"email":"x@y.z"},"di":{"cv:1":5}}'
+        b'"ho":[3,"repeat contact",null],"kn":{"email":"x@y.z"},"di":{"cv:1":5},'
+        b'"ex":{"control_group":["control",1]}}'
     )
     assert all(getattr(full, f.name) != f.default for f in fields(CustomerState))
     assert full.evolve() == full

@@ -136,3 +136,40 @@ def test_metrics_count_every_record_of_a_batch_by_the_batch_end():
         r.get_sample_value("tower_decisions_total", {"outcome": "approved", "rule": "-"}) or 0
     )
     assert by_outcome <= approved
+
+
+def test_experiments_are_audited_and_counted_per_arm():
+    """A holdout withholds half of one agent's proposals; the audit names each arm and the
+    per-arm counters see the exposures and the purchases that follow inside the window."""
+    from pipeline.contracts.codec import encode_event
+    from pipeline.core.policy import Experiments, Policy
+    from tests.factories import T0, proposal, signal
+
+    no_opt_in = dict.fromkeys(("marketing", "sales", "service", "transactional"), False)
+    experiments = Experiments(salt="s", holdouts={"winback-bot": 0.5})
+    policy = Policy(opt_in_required=no_opt_in, caps=(), experiments=experiments)
+    bp = BatchProcessor(SETTINGS, policy=lambda: policy, clock=lambda: 1.0)
+    events = [proposal(f"c{i}", T0, agent="winback-bot") for i in range(40)]
+    events += [signal("purchase", f"c{i}", T0 + 1, amount="10") for i in range(40)]
+    recs = [
+        InputRecord(e.customer_id.encode(), encode_event(e, "json"), 0, i, None)
+        for i, e in enumerate(events)
+    ]
+    audits = by_topic(bp.process_and_save(recs, DictStateStore()).outputs)["audit_record"]
+    arms = {
+        a["customer_id"]: a["experiments"][0]["arm"] for a in audits if a["kind"] == "proposal"
+    }
+    withheld = {a["customer_id"] for a in audits if a["outcome"] == "withheld"}
+    assert withheld == {c for c, arm in arms.items() if arm == "holdout"}
+    assert 0 < len(withheld) < 40
+    r = bp.metrics.registry
+
+    def count(name: str, arm: str, **labels: str) -> float | None:
+        return r.get_sample_value(
+            f"{name}_total", {"experiment": "holdout:winback-bot", "arm": arm, **labels}
+        )
+
+    for arm, n in (("holdout", len(withheld)), ("treatment", 40 - len(withheld))):
+        assert count("tower_experiment_exposures", arm) == n
+        assert count("tower_experiment_outcomes", arm, metric="conversion") == n
+        assert count("tower_experiment_outcome_values", arm, metric="revenue") == 10 * n
