@@ -142,7 +142,9 @@ def observe(
     if event.signal is None or not exposures:
         return out
     repeat = any(o.name == REPEAT_CONTACTS for o in experience)
-    found = outcomes_of(event, policy.service_first.sentiment_threshold, repeat)
+    signal = event.signal
+    threshold = policy.service_first.sentiment_threshold
+    found = outcomes_of(signal.type, signal.attributes, threshold, repeat)
     if not found:
         return out
     window = policy.experiments.attribution_window_ms
@@ -158,16 +160,12 @@ def observe(
 
 
 def outcomes_of(
-    event: AgentEvent, complaint_below: float, repeat_contact: bool
+    kind: str, attrs: Mapping[str, str], complaint_below: float, repeat_contact: bool
 ) -> list[tuple[str, float | None]]:
-    """The outcome metrics a signal is, each with its amount (None for a plain count).
-
-    Shared by the in-stream counters and `tower report`, so both count the same things.
+    """The outcome metrics a signal of type `kind` is, each with its amount (None for a
+    plain count). Shared by the in-stream counters and `tower report` (core/impact.py), so
+    both count the same things.
     """
-    signal = event.signal
-    if signal is None:
-        return []
-    kind, attrs = signal.type, signal.attributes
     out: list[tuple[str, float | None]] = []
     if kind == "purchase":
         out.append((CONVERSION, None))

@@ -45,7 +45,7 @@ def _progress(topic: str) -> Callable[[int, int], None]:
     return show
 
 
-def _audit_records(
+def audit_records(
     settings: Settings, keep: Callable[[bytes | None, bytes | None], bool] | None = None
 ) -> Iterator[tuple[TopicRecord, dict[str, Any]]]:
     """Decoded audit records passing `keep`, in topic order (decision order per customer)."""
@@ -80,7 +80,7 @@ Found = list[tuple[TopicRecord, dict[str, Any]]]
 def _find_decision(settings: Settings, decision_id: str) -> Found:
     found = [
         (rec, d)
-        for rec, d in _audit_records(settings, _containing(decision_id))
+        for rec, d in audit_records(settings, _containing(decision_id))
         if d.get("decision_id") == decision_id
     ]
     if not found:
@@ -103,7 +103,7 @@ def audit_command(customer: str, since: str | None, as_json: bool, bootstrap: st
     since_ms = render.parse_since(since) if since else None
     records = [
         d
-        for _, d in _audit_records(settings, _with_key(customer))
+        for _, d in audit_records(settings, _with_key(customer))
         if since_ms is None or d.get("decided_at", 0) >= since_ms
     ]
     if as_json:
@@ -203,14 +203,14 @@ def replay_command(
     resolve = policy_resolver(policy_files, settings, _warn)
     if decision_id is not None:
         _, first = _find_decision(settings, decision_id)[0]
-        history = [d for _, d in _audit_records(settings, _with_key(first["customer_id"]))]
+        history = [d for _, d in audit_records(settings, _with_key(first["customer_id"]))]
         results = [r for r in replay_customer(history, resolve) if r.decision_id == decision_id]
         for r in results:
             for line in render.replay_lines(r):
                 click.echo(line)
         sys.exit(_exit_code(results))
     keep = _with_key(customer) if customer is not None else None
-    records = [d for _, d in _audit_records(settings, keep)]
+    records = [d for _, d in audit_records(settings, keep)]
     started = time.perf_counter()
     results = replay_all(records, resolve)
     seconds = time.perf_counter() - started

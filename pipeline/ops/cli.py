@@ -94,12 +94,14 @@ def _add_optional_groups() -> None:
     from pipeline.ops.demo import demo_command
     from pipeline.ops.kafka_commands import kafka_group, topics_group
     from pipeline.ops.policy_commands import policy_group
+    from pipeline.ops.report_commands import report_command
 
     main.add_command(kafka_group, "kafka")
     main.add_command(topics_group, "topics")
     main.add_command(demo_command, "demo")
     audit_commands.add_to(main)
     main.add_command(policy_group)
+    main.add_command(report_command)
 
 
 _add_optional_groups()

@@ -156,9 +156,7 @@ def test_experiments_are_audited_and_counted_per_arm():
         for i, e in enumerate(events)
     ]
     audits = by_topic(bp.process_and_save(recs, DictStateStore()).outputs)["audit_record"]
-    arms = {
-        a["customer_id"]: a["experiments"][0]["arm"] for a in audits if a["kind"] == "proposal"
-    }
+    arms = {a["customer_id"]: a["experiments"][0]["arm"] for a in audits if a["kind"] == "proposal"}
     withheld = {a["customer_id"] for a in audits if a["outcome"] == "withheld"}
     assert withheld == {c for c, arm in arms.items() if arm == "holdout"}
     assert 0 < len(withheld) < 40
