@@ -28,7 +28,8 @@ import click
 from confluent_kafka import TopicPartition
 
 from pipeline.client import Preflight, TowerClient, TowerError
-from pipeline.contracts.codec import decode_record
+from pipeline.contracts.codec import decode_record, encode_event
+from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.core.decision import EMITTING
 from pipeline.core.policy import Policy
@@ -36,6 +37,9 @@ from pipeline.core.policy_document import PolicyError, load_policy_file
 from pipeline.kafka import clients
 from pipeline.kafka.topics import create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
+from pipeline.ops.outcome_world import Effect, OutcomeWorld
+from pipeline.ops.report_commands import impact_rows, write_html
+from pipeline.ops.report_html import text_table
 from pipeline.ops.simulator import MALFORMED, ShowcaseSimulator
 from pipeline.settings import Settings, TopicNames
 
@@ -46,6 +50,24 @@ DEMO_TOPICS = TopicNames(**{f: f"demo-{v}" for f, v in TopicNames().__dict__.ite
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 #: Every rule on, with values that make each one fire in a 30 s run of the showcase traffic.
 SHOWCASE_POLICY = SOURCE_ROOT / "deploy" / "policy.showcase.yaml"
+
+#: The truth of the demo's closed loop (`_measure_impact`): winback messages lift purchases
+#: from 20 % to 30 %; upsell offers drive customers to unsubscribe (3 % -> 12 %).
+IMPACT_EFFECTS = (
+    Effect("winback-bot", purchase_if_received=0.30, purchase_otherwise=0.20),
+    Effect(
+        "upsell-bot",
+        category="sales",
+        action="offer",
+        purchase_if_received=0.05,
+        purchase_otherwise=0.05,
+        unsubscribe_if_received=0.12,
+        unsubscribe_otherwise=0.03,
+    ),
+)
+#: Campaign day of the closed loop, event time: after the showcase traffic, in UTC daytime.
+IMPACT_START_MS = 1_767_340_800_000  # 2026-01-02 08:00 UTC
+REPORT_PATH = Path("var/demo-report.html")
 
 #: Summary lines wrap at this width (as `tower --help` does), so they fit a terminal.
 WIDTH = 100
@@ -66,6 +88,8 @@ PREVENTED: dict[str, tuple[str, str]] = {
     "frequency_cap": ("over a cap", "more contacts than a frequency cap allows"),
     "banned_phrases": ("banned phrases", "content with a banned phrase"),
     "max_length": ("too long", "content over the channel's length limit"),
+    "control_group": ("control group", "withheld to measure impact: the global control group"),
+    "holdout": ("holdouts", "withheld to measure impact: the customer is in an agent's holdout"),
 }
 #: Content transforms of actions that went out, by trace rule: (short label, what it counts).
 TRANSFORMED: dict[str, tuple[str, str]] = {
@@ -419,6 +443,73 @@ def _produce(
     return produced
 
 
+def _send(settings: Settings, events: Iterable[AgentEvent], label: str) -> int:
+    """Produce `events` as fast as the broker takes them; return how many."""
+    events = list(events)
+    producer = clients.producer(
+        settings, **JAVA_PARTITIONER, **{"linger.ms": 5, "logger": clients.QUIET}
+    )
+    try:
+        with click.progressbar(events, label=f"{label:<23}") as bar:
+            for event in bar:
+                value = encode_event(event)
+                producer.produce(
+                    settings.topics.events, key=event.customer_id.encode(), value=value
+                )
+                producer.poll(0)
+        if producer.flush(30):
+            raise click.ClickException("the broker did not take every record within 30 s")
+    finally:
+        close = getattr(producer, "close", None)
+        if close is not None:
+            close()
+    return len(events)
+
+
+def _measure_impact(
+    settings: Settings, policy: Policy, policy_file: Path, customers: int, produced: int
+) -> None:
+    """A closed loop whose truth is known (IMPACT_EFFECTS): the agents' campaign, the
+    customers' answers to what they received, then `tower report` over the audit topic."""
+    echo = click.echo
+    ex = policy.experiments
+    echo()
+    echo(click.style("Proof of impact: a campaign whose true effect is known", bold=True))
+    if not ex.armed:
+        echo("  skipped: the policy has no experiments: block (control_group, holdouts)")
+        return
+    holdouts = ", ".join(f"{a} {s:.0%}" for a, s in ex.holdouts.items())
+    echo(
+        f"  control group {ex.control_group.share:.0%} of customers "
+        f"({', '.join(sorted(ex.control_group.categories))}); holdouts: {holdouts or 'none'}"
+    )
+    for e in IMPACT_EFFECTS:
+        echo(
+            f"  truth: {e.agent} received -> purchase {e.purchase_if_received:.0%}, unsubscribe "
+            f"{e.unsubscribe_if_received:.0%}; not received -> {e.purchase_otherwise:.0%}, "
+            f"{e.unsubscribe_otherwise:.0%}"
+        )
+    world = OutcomeWorld(IMPACT_EFFECTS, customers, IMPACT_START_MS, prefix="impact-")
+    produced += _send(settings, world.opening(), "campaign")
+    out = _read_outputs(settings, produced, timeout=90)
+    received = {
+        (a["customer_id"], a["agent"]): True
+        for a in out.audits
+        if a["kind"] == "proposal" and a["outcome"] in EMITTING
+    }
+    produced += _send(settings, world.answers(received), "customers answering")
+    _read_outputs(settings, produced, timeout=90)
+    notes: list[str] = []
+    rows, source = impact_rows(settings, [policy_file], notes.append)
+    echo(f"  tower report: {source}")
+    for line in text_table(rows):
+        echo(f"  {line.rstrip()}")
+    for note in notes:
+        echo(f"  note: {note}")
+    write_html(REPORT_PATH, rows, source, notes)
+    echo(f"  the same as a page with charts: {REPORT_PATH} (tower report --html FILE)")
+
+
 @dataclass
 class _Outputs:
     audits: list[dict[str, Any]] = field(default_factory=list)
@@ -610,6 +701,12 @@ def _keep_running(
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Policy YAML for the demo's worker [default: deploy/policy.showcase.yaml, every rule on].",
 )
+@click.option(
+    "--impact-customers",
+    default=2000,
+    show_default=True,
+    help="Customers of the closed-loop campaign measured by tower report (0 skips it).",
+)
 @click.option("--keep", is_flag=True, help="Leave the worker and its pages running until Ctrl-C.")
 @click.option("--keep-kafka", is_flag=True, help="Leave the broker running after the demo.")
 def demo_command(
@@ -618,6 +715,7 @@ def demo_command(
     customers: int,
     malformed: int,
     policy_file: Path | None,
+    impact_customers: int,
     keep: bool,
     keep_kafka: bool,
 ) -> None:
@@ -627,7 +725,9 @@ def demo_command(
     worker under the showcase policy (every rule on), lets the bots react to the same customer
     triggers for --seconds (with consent changes, cases, complaints, purchases, replays and
     malformed records), then prints what the tower prevented and changed, counted from the
-    audit records. With --keep the worker's pages stay up until Ctrl-C.
+    audit records. Then a campaign whose true effect is known runs under the policy's
+    control group and holdouts, and `tower report` shows what each agent caused (also as
+    var/demo-report.html). With --keep the worker's pages stay up until Ctrl-C.
     """
     policy_file = policy_file or SHOWCASE_POLICY
     if not policy_file.is_file():
@@ -640,7 +740,18 @@ def demo_command(
     with ExitStack() as stack:
         stack.callback(signal.signal, signal.SIGINT, signal.getsignal(signal.SIGINT))
         try:
-            _run(stack, policy, policy_file, seconds, rate, customers, malformed, keep, keep_kafka)
+            _run(
+                stack,
+                policy,
+                policy_file,
+                seconds,
+                rate,
+                customers,
+                malformed,
+                impact_customers,
+                keep,
+                keep_kafka,
+            )
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough: finish stopping
             interrupted = not keep
@@ -657,6 +768,7 @@ def _run(
     rate: int,
     customers: int,
     malformed: int,
+    impact_customers: int,
     keep: bool,
     keep_kafka: bool,
 ) -> None:
@@ -695,6 +807,8 @@ def _run(
     picked = _print_summary(out, produced, settings, policy, policy_file)
     if picked is not None:
         _show_agent_view(settings, picked[0], max(a["decided_at"] for a in out.audits))
+    if impact_customers:
+        _measure_impact(settings, policy, policy_file, impact_customers, produced)
     t = settings.topics
     if keep:
         _keep_running(proc, settings, picked[0] if picked else None, log_path, stops_kafka)

@@ -37,10 +37,15 @@ class OutcomeWorld:
     """Customers, the agents' proposals to each, and the customers' answers."""
 
     def __init__(
-        self, effects: Iterable[Effect], customers: int, start_ms: int, seed: int = 11
+        self,
+        effects: Iterable[Effect],
+        customers: int,
+        start_ms: int,
+        seed: int = 11,
+        prefix: str = "cust-",
     ) -> None:
         self.effects = {e.agent: e for e in effects}
-        self.customers = [f"cust-{i:05d}" for i in range(customers)]
+        self.customers = [f"{prefix}{i:05d}" for i in range(customers)]
         self.start_ms = start_ms
         self.seed = seed
 
@@ -64,7 +69,6 @@ class OutcomeWorld:
                         agent=effect.agent,
                         department=effect.category,
                         channel=effect.channel,
-                        trigger=f"{effect.agent}-campaign",
                         proposal=Proposal(
                             action=effect.action,
                             category=effect.category,

@@ -8,8 +8,10 @@ a verdict in plain words. `pipeline/core/impact.py` counts, `lift_stats.py` comp
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
@@ -70,6 +72,27 @@ def report_command(
         click.echo(f"warning: {message}", err=True)
         notes.append(message)
 
+    rows, source = impact_rows(settings, policy_files, warn)
+    click.echo(source, err=True)
+    if as_json:
+        click.echo(orjson.dumps({"rows": rows}, option=orjson.OPT_INDENT_2).decode())
+    elif not rows:
+        click.echo(
+            "no experiment exposures in the audit: add an experiments: block (control_group, "
+            "holdouts) to the policy and publish it (README, Proof of impact)"
+        )
+    else:
+        for line in text_table(rows):
+            click.echo(line)
+    if html_file is not None:
+        write_html(html_file, rows, source, notes)
+        click.echo(f"wrote {html_file}", err=True)
+
+
+def impact_rows(
+    settings: Settings, policy_files: Iterable[Path], warn: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], str]:
+    """The report's rows from the whole audit topic, and a line saying what was read."""
     ledger = ImpactLedger(policy_resolver(policy_files, settings, warn))
     started = time.perf_counter()
     for _, record in audit_records(settings):
@@ -83,21 +106,10 @@ def report_command(
         f"audit topic {settings.topics.audit!r} on {settings.bootstrap}, "
         f"{ledger.records:,} records read in {seconds:.1f} s"
     )
-    click.echo(source, err=True)
-    if as_json:
-        click.echo(orjson.dumps({"rows": rows}, option=orjson.OPT_INDENT_2).decode())
-    elif not rows:
-        click.echo(
-            "no experiment exposures in the audit: add an experiments: block (control_group, "
-            "holdouts) to the policy and publish it (README, Proof of impact)"
-        )
-    else:
-        for line in text_table(rows):
-            click.echo(line)
-    if html_file is not None:
-        generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        html_file.write_text(
-            render_html(rows, generated_at=generated, source=source, notes=notes),
-            encoding="utf-8",
-        )
-        click.echo(f"wrote {html_file}", err=True)
+    return rows, source
+
+
+def write_html(path: Path, rows: list[dict[str, Any]], source: str, notes: list[str]) -> None:
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = render_html(rows, generated_at=generated, source=source, notes=notes)
+    path.write_text(page, encoding="utf-8")

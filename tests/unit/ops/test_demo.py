@@ -212,7 +212,9 @@ def test_showcase_traffic_makes_every_rule_fire(
 ) -> None:
     _records, decisions = showcase_run
     outcomes = Counter(d.outcome for d in decisions)
-    stopped = Counter(d.rule for d in decisions if d.outcome in ("suppressed", "merged"))
+    stopped = Counter(
+        d.rule for d in decisions if d.outcome in ("suppressed", "merged", "withheld")
+    )
     changed = Counter(
         s.rule for d in decisions if d.action for s in d.trace if s.verdict == "transform"
     )
@@ -237,7 +239,7 @@ def test_the_base_simulator_still_produces_what_it_did() -> None:
 def test_demo_offers_policy_and_keep() -> None:
     result = CliRunner().invoke(main, ["demo", "--help"])
     assert result.exit_code == 0
-    for option in ("--policy", "--keep", "--keep-kafka"):
+    for option in ("--policy", "--impact-customers", "--keep", "--keep-kafka"):
         assert option in result.output
 
 
