@@ -2,8 +2,10 @@
 bytes, audit and action encoding, metrics) on the throughput harness' records, in batches,
 with the states in a dict. No broker: this is the ceiling the Kafka side can approach.
 
-Run: `python -m bench.batch_speed [--events N] [--profile]` (`--profile` prints cProfile's
-busiest functions by own time).
+Run: `python -m bench.batch_speed [--events N] [--profile] [--experiments]` (`--profile`
+prints cProfile's busiest functions by own time; `--experiments` also runs the same records
+under the same policy plus a control group and two holdouts, alternating with the plain
+policy, and prints the ratio).
 """
 
 from __future__ import annotations
@@ -11,16 +13,24 @@ from __future__ import annotations
 import cProfile
 import pstats
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from pipeline.core.policy import ControlGroup, Experiments
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
 from pipeline.settings import Settings
 
 FULL_POLICY_FILE = Path(__file__).with_name("policy.full.yaml")
+#: The issue's example: a 10 % control group for marketing and sales, two agent holdouts.
+EXPERIMENTS = Experiments(
+    salt="2026-q4",
+    control_group=ControlGroup(share=0.10, categories=frozenset({"marketing", "sales"})),
+    holdouts={"winback-bot": 0.20, "upsell-bot": 0.10},
+)
 
 
 def batches(events: int, customers: int, partitions: int, size: int) -> list[list[InputRecord]]:
@@ -46,14 +56,32 @@ def run(work: list[list[InputRecord]], processor: BatchProcessor) -> float:
 @click.option("--batch-size", default=500, show_default=True, help="Records per batch.")
 @click.option("--repeat", default=3, show_default=True, help="Runs; the best one counts.")
 @click.option("--profile/--no-profile", default=False, help="cProfile one more run.")
-def main(events: int, customers: int, batch_size: int, repeat: int, profile: bool) -> None:
+@click.option(
+    "--experiments/--no-experiments",
+    default=False,
+    help="Also run with experiments on (alternating runs) and print the on/off ratio.",
+)
+def main(
+    events: int, customers: int, batch_size: int, repeat: int, profile: bool, experiments: bool
+) -> None:
     """Events/s of BatchProcessor.process with every rule on (bench/policy.full.yaml)."""
     policy = load_policy(FULL_POLICY_FILE.read_text())
     work = batches(events, customers, 8, batch_size)
-    best = max(run(work, BatchProcessor(Settings(), lambda: policy)) for _ in range(repeat))
-    click.echo(
-        f"BatchProcessor.process: {best:,.0f} events/s, best of {repeat} ({events:,} events)"
-    )
+    if experiments:
+        with_experiments = replace(policy, experiments=EXPERIMENTS)
+        off, on = 0.0, 0.0
+        for _ in range(repeat):  # alternating, so both see the same machine
+            off = max(off, run(work, BatchProcessor(Settings(), lambda: policy)))
+            on = max(on, run(work, BatchProcessor(Settings(), lambda: with_experiments)))
+        click.echo(
+            f"experiments off {off:,.0f} events/s, on {on:,.0f} events/s: ratio {on / off:.3f} "
+            f"(best of {repeat} each, alternating, {events:,} events)"
+        )
+    else:
+        best = max(run(work, BatchProcessor(Settings(), lambda: policy)) for _ in range(repeat))
+        click.echo(
+            f"BatchProcessor.process: {best:,.0f} events/s, best of {repeat} ({events:,} events)"
+        )
     if profile:
         prof = cProfile.Profile()
         prof.runcall(run, work, BatchProcessor(Settings(), lambda: policy))

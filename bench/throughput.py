@@ -63,20 +63,26 @@ from pipeline.kafka.topics import create_topics
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.polling import take_available
 
-CONTENDERS = ("raw", "faust", "tower", "native", "native-x2")
+CONTENDERS = ("raw", "faust", "tower", "native", "native-x2", "tower-xp", "native-xp")
+#: The full rule set plus the experiments issue's control group and holdouts.
+EXPERIMENTS_POLICY_FILE = Path(__file__).with_name("policy.experiments.yaml")
 LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
     "tower": "Tower worker, full rule set",
     "native": "Tower worker, native engine (EOS)",
     "native-x2": "two native Tower workers, one group",
+    "tower-xp": "Tower worker, full rule set + experiments",
+    "native-xp": "Tower worker, native engine (EOS) + experiments",
 }
 #: Contenders that run the Tower worker: their outputs are audit records and actions.
-TOWERS = frozenset({"tower", "native", "native-x2"})
+TOWERS = frozenset({"tower", "native", "native-x2", "tower-xp", "native-xp"})
 #: Extra environment per Tower contender.
 TOWER_ENV = {
     "native": {"TOWER_ENGINE": "native"},
     "native-x2": {"TOWER_ENGINE": "native"},
+    "tower-xp": {"TOWER_POLICY_FILE": str(EXPERIMENTS_POLICY_FILE)},
+    "native-xp": {"TOWER_ENGINE": "native", "TOWER_POLICY_FILE": str(EXPERIMENTS_POLICY_FILE)},
 }
 #: Worker processes per contender (one unless listed): they share the partitions.
 WORKERS = {"native-x2": 2}
