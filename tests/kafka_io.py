@@ -24,7 +24,13 @@ class Consumed:
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all", **JAVA_PARTITIONER}
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "acks": "all",
+            "enable.idempotence": True,  # a retry must not reorder a customer's records
+            **JAVA_PARTITIONER,
+        }
     )
     n = 0
     for key, value in records:

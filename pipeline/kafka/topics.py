@@ -240,11 +240,26 @@ def _configs(
     if not resources:
         return {}
     out: dict[str, dict[str, str]] = {}
-    for res, fut in admin.describe_configs(resources, request_timeout=timeout).items():
-        try:
-            out[res.name] = {k: str(v.value) for k, v in fut.result().items()}
-        except KafkaException as exc:
-            raise TopicsError(f"could not read the config of topic {res.name!r}: {exc}") from exc
+    deadline = time.monotonic() + timeout
+    while resources:
+        unknown = []
+        for res, fut in admin.describe_configs(resources, request_timeout=timeout).items():
+            try:
+                out[res.name] = {k: str(v.value) for k, v in fut.result().items()}
+            except KafkaException as exc:
+                err = exc.args[0]
+                # on a cluster, a topic just created reaches each broker in turn
+                fresh = (
+                    isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                )
+                if not fresh or time.monotonic() > deadline:
+                    raise TopicsError(
+                        f"could not read the config of topic {res.name!r}: {exc}"
+                    ) from exc
+                unknown.append(res)
+        resources = unknown
+        if resources:
+            time.sleep(0.2)
     return out
 
 

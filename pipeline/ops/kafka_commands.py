@@ -19,6 +19,7 @@ from pipeline.kafka.topics import (
     topic_specs,
 )
 from pipeline.ops.cli_errors import friendly_errors
+from pipeline.ops.local_cluster import LocalCluster
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.settings import Settings
 
@@ -43,6 +44,26 @@ def _local(
     return LocalKafka.from_settings(settings, controller_port=controller_port)
 
 
+def _cluster(port: int | None) -> LocalCluster | None:
+    """The local cluster at `port` (`up --brokers N` made it), None for a single broker."""
+    settings = Settings.from_env(kafka_port=port)
+    return LocalCluster.existing(settings.kafka_port, settings.cache_dir, out=sys.stdout)
+
+
+def _need_cluster(port: int | None) -> LocalCluster:
+    cluster = _cluster(port)
+    if cluster is None:
+        raise LocalKafkaError(
+            "no local cluster at this port: start one with `tower kafka up --brokers 3`"
+        )
+    return cluster
+
+
+_node_option = click.option(
+    "--node", type=int, help="Only this node of a local cluster (1, 2, 3) [default: all]."
+)
+
+
 @click.group("kafka")
 def kafka_group() -> None:
     """A local single-node Apache Kafka broker (KRaft), no Docker needed.
@@ -65,15 +86,35 @@ def kafka_group() -> None:
     show_default=True,
     help="Seconds to wait for the broker to answer.",
 )
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=1,
+    show_default=True,
+    help="Nodes: 3 starts a replicated cluster on loopback, node i on port+2(i-1) (its "
+    "controller on the port after), topics replicated 3 times with min.insync.replicas 2.",
+)
 @_friendly_errors
 def kafka_up(
-    port: int | None, controller_port: int | None, version: str | None, wait_s: float
+    port: int | None,
+    controller_port: int | None,
+    version: str | None,
+    wait_s: float,
+    brokers: int,
 ) -> None:
-    """Start the broker in the background and wait until it serves requests.
+    """Start the broker (or cluster) in the background and wait until it serves requests.
 
     Harmless when it is already running. Stop it with `tower kafka down`.
     """
-    _local(port, version, controller_port).up(wait_s=wait_s)
+    if brokers == 1:
+        _local(port, version, controller_port).up(wait_s=wait_s)
+        return
+    settings = Settings.from_env(kafka_port=port, kafka_version=version)
+    cluster = LocalCluster(
+        brokers, settings.kafka_port, settings.cache_dir, settings.kafka_version, out=sys.stdout
+    )
+    cluster.up(wait_s=max(wait_s, 90.0))
+    click.echo(f"cluster of {brokers} up: TOWER_BOOTSTRAP={cluster.bootstrap}")
 
 
 @kafka_group.command("fetch")
@@ -87,38 +128,75 @@ def kafka_fetch(version: str | None) -> None:
 
 @kafka_group.command("down")
 @_port_option
+@_node_option
 @_friendly_errors
-def kafka_down(port: int | None) -> None:
-    """Stop the broker cleanly (SIGTERM, then SIGKILL after 30 s). Keeps its data."""
-    _local(port).down()
+def kafka_down(port: int | None, node: int | None) -> None:
+    """Stop the broker (or every node of the cluster) cleanly: SIGTERM, then SIGKILL after
+    30 s. Keeps the data."""
+    cluster = _cluster(port)
+    if cluster is None:
+        _local(port).down()
+    elif node is not None:
+        cluster.node(node).down()
+    else:
+        cluster.down()
 
 
 @kafka_group.command("status")
 @_port_option
 @_friendly_errors
 def kafka_status(port: int | None) -> None:
-    """Show whether the broker runs; exit code 0 if it does, 1 if not."""
-    st = _local(port).status()
-    if st.running:
-        click.echo(f"running   pid {st.pid}, Kafka {st.version}, bootstrap {st.bootstrap}")
-    else:
-        click.echo(f"stopped   no broker started by tower on {st.bootstrap}")
-    click.echo(f"log       {st.log_path}")
-    sys.exit(0 if st.running else 1)
+    """Show whether the broker (or each cluster node) runs; exit 0 if all do, 1 if not."""
+    cluster = _cluster(port)
+    statuses = [_local(port).status()] if cluster is None else cluster.status()
+    for i, st in enumerate(statuses, start=1):
+        name = f"node {i}  " if cluster is not None else ""
+        if st.running:
+            click.echo(
+                f"{name}running   pid {st.pid}, Kafka {st.version}, bootstrap {st.bootstrap}"
+            )
+        else:
+            click.echo(f"{name}stopped   no broker started by tower on {st.bootstrap}")
+        click.echo(f"{name}log       {st.log_path}")
+    if cluster is not None:
+        click.echo(f"active controller: node {cluster.quorum_leader() or '?'}")
+    sys.exit(0 if all(st.running for st in statuses) else 1)
 
 
 @kafka_group.command("logs")
 @_port_option
+@_node_option
 @click.option("-n", "--lines", type=int, default=50, show_default=True, help="Lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @_friendly_errors
-def kafka_logs(port: int | None, lines: int, follow: bool) -> None:
-    """Print the end of the broker's server.log."""
+def kafka_logs(port: int | None, node: int | None, lines: int, follow: bool) -> None:
+    """Print the end of the broker's server.log (of a cluster: --node N, default 1)."""
+    cluster = _cluster(port)
+    broker = _local(port) if cluster is None else cluster.node(node or 1)
     try:
-        for line in _local(port).logs(lines=lines, follow=follow):
+        for line in broker.logs(lines=lines, follow=follow):
             click.echo(line)
     except KeyboardInterrupt:
         pass
+
+
+@kafka_group.command("kill")
+@click.argument("node", type=int)
+@_port_option
+@_friendly_errors
+def kafka_kill(node: int, port: int | None) -> None:
+    """SIGKILL one node of the local cluster, as a crashed machine would stop (fault tests)."""
+    pid = _need_cluster(port).kill(node)
+    click.echo(f"node {node} killed (pid {pid}); `tower kafka start {node}` brings it back")
+
+
+@kafka_group.command("start")
+@click.argument("node", type=int)
+@_port_option
+@_friendly_errors
+def kafka_start(node: int, port: int | None) -> None:
+    """Start one node of the local cluster again and wait until it answers."""
+    _need_cluster(port).start(node)
 
 
 @click.group("topics")

@@ -66,6 +66,10 @@ class LocalKafka:
         run_dir: Path | None = None,
         out: TextIO | None = None,
         deploy_dir: Path = DEPLOY_DIR,
+        node_id: int = 1,
+        voters: str | None = None,
+        replication: int = 1,
+        cluster_id: str | None = None,
     ) -> None:
         defaults = Settings()
         self.cache_dir = Path(cache_dir or defaults.cache_dir).expanduser().absolute()
@@ -83,6 +87,11 @@ class LocalKafka:
         )
         self.out = out
         self.deploy_dir = deploy_dir
+        #: one node of a local cluster (`local_cluster.LocalCluster`) sets these four
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@{HOST}:{self.controller_port}"
+        self.replication = replication
+        self.cluster_id = cluster_id
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> LocalKafka:
@@ -199,13 +208,36 @@ class LocalKafka:
 
     def up(self, wait_s: float = 60.0) -> KafkaStatus:
         """Start the broker unless it already answers; return once it serves metadata."""
+        launched = self.launch()
+        if isinstance(launched, KafkaStatus):
+            return launched
+        return self._wait_ready(launched, wait_s, proc=_CHILDREN.get(launched))
+
+    def wait_ready(self, wait_s: float = 60.0) -> KafkaStatus:
+        """Wait until the broker started by `launch` serves metadata."""
+        try:
+            pid: int | None = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid not in _CHILDREN:  # ours: alive even before exec shows the java command line
+            pid = self._live_pid()
+        if pid is None:
+            raise LocalKafkaError(
+                f"the broker on {self.bootstrap} is not running:\n{self._log_tail()}"
+            )
+        return self._wait_ready(pid, wait_s, proc=_CHILDREN.get(pid))
+
+    def launch(self) -> KafkaStatus | int:
+        """Start the broker process without waiting: its pid, or the status of a broker that
+        already answers. A node of a cluster cannot answer before a quorum of controllers
+        runs, so a cluster launches every node first and then waits."""
         pid = self._live_pid()
         if pid is not None:
             if broker_answers(self.client_settings, timeout=3.0):
                 self._say(f"Kafka already running on {self.bootstrap} (pid {pid})")
                 return self.status()
             self._say(f"Kafka (pid {pid}) is starting", end="")
-            return self._wait_ready(pid, wait_s, proc=_CHILDREN.get(pid))
+            return pid
 
         if _port_open(self.port):
             if broker_answers(self.client_settings, timeout=3.0):
@@ -256,7 +288,7 @@ class LocalKafka:
         _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid}\n")
         self._say(f"Starting Kafka {self.version} (pid {proc.pid}) on {self.bootstrap}", end="")
-        return self._wait_ready(proc.pid, wait_s, proc=proc)
+        return proc.pid
 
     def down(self, timeout_s: float = 30.0) -> bool:
         """Stop cleanly (SIGTERM lets the controller flush), SIGKILL after `timeout_s`."""
@@ -363,12 +395,16 @@ class LocalKafka:
                 port=self.port,
                 controller_port=self.controller_port,
                 data_dir=self.data_dir,
+                node_id=self.node_id,
+                voters=self.voters,
+                replication=self.replication,
+                min_isr=min(2, self.replication),
             )
         )
 
     def _format(self, java: str, libs: Path) -> None:
         """Format once; meta.properties then pins the cluster id across restarts."""
-        cluster_id = _cluster_id()
+        cluster_id = self.cluster_id or _cluster_id()
         res = subprocess.run(
             [
                 java,

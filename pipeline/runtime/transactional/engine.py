@@ -16,7 +16,10 @@ offsets. Rebalance callbacks wait for the commit in flight before touching the d
 Errors: an abortable transaction error (e.g. a rebalance fenced the group generation) is
 aborted, the consumer is rewound to the committed offsets, and the batch is decided again
 from the untouched local state. A fatal error (producer fenced by a newer instance) ends
-the process: the state it could write is owned by someone else now.
+the process: the state it could write is owned by someone else now. A fatal consumer
+error (a static member fenced, e.g. by the group coordinator after a broker failover
+treating the member's own rejoin as a newer instance) ends `run` with `ConsumerFenced`:
+the worker then starts the engine again with new clients (runtime/transactional/worker.py).
 """
 
 from __future__ import annotations
@@ -100,6 +103,10 @@ def instance_id(settings: Settings) -> str:
     the open transaction) instead of leaving read_committed readers stuck until the
     transaction times out."""
     return settings.member_id("native")  # the runtime's earlier name: ids stay stable
+
+
+class ConsumerFenced(Exception):
+    """The consumer hit a fatal error: it can no longer consume, a new one must take over."""
 
 
 class TransactionalEngine:
@@ -274,7 +281,10 @@ class TransactionalEngine:
                     self._settle()  # idle: make the batch in flight durable locally now
         finally:
             self._settle(recover=False)
-            self.consumer.close()  # revokes: closes the partition databases
+            try:
+                self.consumer.close()  # revokes: closes the partition databases
+            except (KafkaException, RuntimeError) as exc:  # a fenced consumer cannot leave
+                log.warning("consumer close: %s", exc)
             self.stores.close_all()
             self.producer.flush(10)
 
@@ -283,6 +293,8 @@ class TransactionalEngine:
         for msg in msgs:
             err = msg.error()
             if err is not None:
+                if err.fatal():
+                    raise ConsumerFenced(str(err))
                 log.warning("consume: %s", err)
                 continue
             ts_type, ts = msg.timestamp()

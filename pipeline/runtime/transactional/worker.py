@@ -11,9 +11,11 @@ from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime import gc_tuning
 from pipeline.runtime.transactional.changelog import ensure_changelog_topic
-from pipeline.runtime.transactional.engine import TransactionalEngine
+from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.settings import Settings
 from pipeline.web.server import WorkerPort, build_app, serve_in_thread
+
+log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
@@ -25,7 +27,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
     ensure_changelog_topic(settings)
-    engine = TransactionalEngine(settings, BatchProcessor(settings, follower.current, metrics))
+    processor = BatchProcessor(settings, follower.current, metrics)
+    #: the engine running now; a fenced consumer's engine is replaced by a new one
+    engine = TransactionalEngine(settings, processor)
+    restarts = 0
 
     async def load(partition: int, key: bytes) -> bytes | None:
         return engine.stores.read(partition, key)
@@ -33,23 +38,39 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     port = WorkerPort(
         runtime="transactional",
         settings=settings,
-        processor=engine.processor,
+        processor=processor,
         registry=metrics.registry,
-        owned=engine.owned,
+        owned=lambda: engine.owned(),
         load=load,
-        lag=engine.lag,
-        details=lambda: {"transactions": engine.transactions, "aborted": engine.aborts},
+        lag=lambda: engine.lag(),
+        details=lambda: {
+            "transactions": engine.transactions,
+            "aborted": engine.aborts,
+            "restarts": restarts,
+        },
     )
     stop_web = serve_in_thread(build_app(port), settings.web_host, settings.web_port)
+    stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
         engine.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     gc_tuning.tune_for_batches()
     try:
-        engine.run()
+        while True:
+            try:
+                engine.run()
+                return
+            except ConsumerFenced as exc:
+                if stopping:
+                    return
+                restarts += 1
+                log.error("consumer fenced (%s): starting again with new clients", exc)
+                engine = TransactionalEngine(settings, processor)
     finally:
         follower.stop()
         stop_web()

@@ -32,7 +32,7 @@ from pipeline.core.decision import Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.processing.batch import BatchProcessor
 from pipeline.runtime.transactional.changelog import changelog_topic
-from pipeline.runtime.transactional.engine import TransactionalEngine
+from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.runtime.transactional.state_store import CHECKPOINT_KEY, PartitionDB
 from pipeline.settings import Settings
 from tests.factories import T0, consent, proposal
@@ -693,3 +693,30 @@ def test_a_full_producer_queue_is_retried_after_poll(tmp_path: Path):
     assert len({c for c in kafka.calls[first : first + 5] if c[0] == "produce"}) == 1  # same
     assert (engine.transactions, engine.aborts) == (1, 0)
     assert_same_as_clean_run(kafka, data_dir, clean_run(tmp_path, TWO_CUSTOMERS))
+
+
+def test_a_fenced_consumer_ends_the_run_and_a_new_engine_finishes_the_work(tmp_path: Path):
+    """A fatal consumer error (a static member fenced, as after a coordinator failover) ends
+    `run` with ConsumerFenced; the worker's next engine, with new clients on the same data
+    dir, finishes with the outputs of a run that never failed."""
+    clean = clean_run(tmp_path, TWO_CUSTOMERS)
+    kafka, data_dir = FakeKafka(), tmp_path / "worker"
+    engine = engine_on(kafka, data_dir, TWO_CUSTOMERS, batch_size=2)
+    consumer = kafka.consumer
+    assert consumer is not None
+    real_consume, calls = consumer.consume, []
+
+    def consume(num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        calls.append(1)
+        if len(calls) == 3:
+            fenced = FakeMessage(EVENTS, 0, -1)
+            fenced._err = KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced", fatal=True)
+            return [fenced]
+        return real_consume(num_messages, timeout)
+
+    consumer.consume = consume  # type: ignore[method-assign]
+    with pytest.raises(ConsumerFenced):
+        engine.run()
+    assert "close" in kafka.names({"close"})
+    engine_on(kafka, data_dir, {}, batch_size=2).run()  # the inputs are already on `kafka`
+    assert_same_as_clean_run(kafka, data_dir, clean)
