@@ -73,10 +73,24 @@ def pack_stored(offset: int, state: CustomerState) -> bytes:
     return _WATERMARK.pack(offset) + state.to_bytes()
 
 
+class CorruptState(ValueError):
+    """A stored customer state that does not decode (a damaged changelog record, a bad
+    restore, a hand-written value): that customer's events are dead-lettered with reason
+    `corrupt_state` until the state is repaired or deleted; everyone else's keep flowing."""
+
+
+CORRUPT_STATE = "corrupt_state"
+
+
 def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
     if not raw:
         return -1, CustomerState.from_bytes(None)
-    return _WATERMARK.unpack_from(raw)[0], CustomerState.from_bytes(raw[_WATERMARK.size :])
+    try:
+        return _WATERMARK.unpack_from(raw)[0], CustomerState.from_bytes(raw[_WATERMARK.size :])
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
+        raise CorruptState(
+            f"stored state ({len(raw)} bytes) does not decode: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class StateStore(Protocol):
@@ -149,7 +163,18 @@ class BatchProcessor:
         policy = self.policy()
         writes: list[StateWrite] = []
         for (partition, key), items in groups.items():
-            watermark, state = unpack_stored(store.load(partition, key))
+            try:
+                watermark, state = unpack_stored(store.load(partition, key))
+            except CorruptState as exc:
+                detail = (
+                    f"{exc}; every event of customer {key.decode(errors='replace')!r} is "
+                    "dead-lettered until its state is repaired or deleted (a tombstone for "
+                    "the key on the changelog topic starts it afresh)"
+                )
+                for _, rec in items:
+                    tally.add(m.dead_letters, CORRUPT_STATE)
+                    out.append(self._dead_letter(rec, CORRUPT_STATE, detail, now_ms))
+                continue
             start = state
             last = watermark
             for event, rec in items:
@@ -262,7 +287,12 @@ class BatchProcessor:
             dead = self._dead_letter(wakeup, "bad_wakeup", str(exc), now_ms, self._wakeups)
             return BatchResult([dead], [])
         key = customer_id.encode()
-        watermark, state = unpack_stored(store.load(wakeup.partition, key))
+        try:
+            watermark, state = unpack_stored(store.load(wakeup.partition, key))
+        except CorruptState as exc:
+            self.metrics.dead_letters.labels(CORRUPT_STATE).inc()
+            dead = self._dead_letter(wakeup, CORRUPT_STATE, str(exc), now_ms, self._wakeups)
+            return BatchResult([dead], [])
         if hold_id not in state.holds:
             return BatchResult([], [])
         source = Source(self._wakeups, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)

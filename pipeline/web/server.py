@@ -32,9 +32,11 @@ from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import key_partition
 from pipeline.core.agent_context import agent_context, preflight
 from pipeline.core.decision import Decision
+from pipeline.core.state import CustomerState
 from pipeline.kafka.group_owners import GroupOwners
 from pipeline.kafka.reader import ScanError, TopicRecord, read_tail
-from pipeline.processing.batch import BatchProcessor, unpack_stored
+from pipeline.processing.batch import BatchProcessor, CorruptState
+from pipeline.processing.batch import unpack_stored as _unpack
 from pipeline.settings import Settings
 from pipeline.web.customer_view import customer_view
 from pipeline.web.decision_feed import DecisionFeed, decision_counts
@@ -101,6 +103,17 @@ def audit_timeline(settings: Settings) -> Timeline:
         )
 
     return read
+
+
+def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
+    """The stored state, or a 409 saying it does not decode (the worker dead-letters the
+    customer's events meanwhile, reason corrupt_state)."""
+    try:
+        return _unpack(raw)
+    except CorruptState as exc:
+        body = {"api_version": API_VERSION, "error": str(exc), "reason": "corrupt_state"}
+        text = orjson.dumps(body).decode()
+        raise web.HTTPConflict(text=text, content_type="application/json") from None
 
 
 def build_app(

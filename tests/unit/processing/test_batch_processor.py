@@ -171,3 +171,27 @@ def test_experiments_are_audited_and_counted_per_arm():
         assert count("tower_experiment_exposures", arm) == n
         assert count("tower_experiment_outcomes", arm, metric="conversion") == n
         assert count("tower_experiment_outcome_values", arm, metric="revenue") == 10 * n
+
+
+def test_a_corrupt_stored_state_dead_letters_that_customer_and_no_one_else():
+    """Poison state: the customer whose stored state does not decode gets every event
+    dead-lettered (reason corrupt_state); the others' events are decided as before."""
+    recs = inputs(120)
+    store = DictStateStore()
+    bp = processor()
+    bp.process_and_save(recs[:60], store)
+    victim = recs[0].key
+    store.data[victim] = b"\x00\x00\x00\x00\x00\x00\x00\x07{not json"
+    result = bp.process_and_save(recs[60:], store)
+    got = by_topic(result.outputs)
+    dead = got["dead_letter"]
+    assert dead and {d["reason"] for d in dead} == {"corrupt_state"}
+    assert {d["raw_key"] for d in dead} == {victim}
+    assert len(dead) == sum(r.key == victim for r in recs[60:])
+    assert "does not decode" in dead[0]["detail"] and "tombstone" in dead[0]["detail"]
+    assert {a["customer_id"].encode() for a in got["audit_record"]} == {
+        r.key for r in recs[60:] if r.key != victim
+    }
+    assert store.data[victim].endswith(b"{not json")  # left for the operator to repair
+    sample = bp.metrics.registry.get_sample_value
+    assert sample("tower_dead_letters_total", {"reason": "corrupt_state"}) == len(dead)
