@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,11 +78,57 @@ def answered(seen: dict[str, list[Consumed]]) -> set[str]:
     return {a.value["event_id"] for a in seen["audit"] if a.value["outcome"] != "held"}
 
 
-@pytest.mark.parametrize("runtime", ["faust", "transactional"])
-def test_a_broker_dies_mid_stream_then_another_and_nothing_is_lost(
-    cluster, cluster_settings, tmp_path, runtime
-):
-    s = cluster_settings
+#: a fault: what to do to the cluster; returns what it did, in words
+Fault = Callable[[LocalCluster, Settings], str]
+
+
+def kill_input_leader(cluster: LocalCluster, s: Settings) -> str:
+    victim = leaders(s, s.topics.events).most_common(1)[0][0]
+    cluster.kill(victim)
+    return f"killed node {victim} (led most input partitions)"
+
+
+def restart_and_kill_another(cluster: LocalCluster, s: Settings) -> str:
+    down = next(n for n in (1, 2, 3) if not cluster.node(n).status().running)
+    cluster.start(down)
+    other = next(n for n in (1, 2, 3) if n != down)
+    cluster.kill(other)
+    return f"restarted node {down}, killed node {other}"
+
+
+def kill_controller(cluster: LocalCluster, s: Settings) -> str:
+    leader = cluster.quorum_leader()
+    assert leader is not None
+    cluster.kill(leader)
+    return f"killed node {leader} (the active controller)"
+
+
+def restart_the_whole_cluster(cluster: LocalCluster, s: Settings) -> str:
+    for n in (1, 2, 3):
+        if not cluster.node(n).status().running:
+            cluster.start(n)
+    cluster.down()
+    time.sleep(5)
+    cluster.up()
+    return "stopped all three nodes for 5 s, then started them"
+
+
+SCENARIOS: dict[str, list[tuple[float, Fault]]] = {
+    "broker-kill": [(0.3, kill_input_leader), (0.6, restart_and_kill_another)],
+    "controller-and-full-restart": [(0.3, kill_controller), (0.6, restart_the_whole_cluster)],
+}
+
+
+def stream_through_faults(
+    cluster: LocalCluster,
+    s: Settings,
+    tmp_path: Path,
+    runtime: str,
+    scenario: str,
+) -> Tally:
+    """RECORDS records (most of them held proposals), half of them produced during the
+    faults; each fault when a share of the inputs has its final decision. Prints how long
+    the worker took to decide again after each fault."""
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(HOLD_POLICY)
     worker = WorkerProcess(s, tmp_path, tmp_path / "worker")
@@ -95,38 +141,29 @@ def test_a_broker_dies_mid_stream_then_another_and_nothing_is_lost(
     produce(s.bootstrap, s.topics.events, [(r.key, r.value) for r in records[:half]])
     started = time.monotonic()
     worker.start()
-    faults: list[str] = []
+    said: list[str] = []
+    rest: threading.Thread | None = None
     try:
-        consume_until(
-            s.bootstrap, outputs(s), lambda g: len(answered(g)) >= 0.3 * RECORDS, 300, settle=0
-        )
-        victim = leaders(s, s.topics.events).most_common(1)[0][0]
-        before = len(answered(consume_until(s.bootstrap, outputs(s), lambda g: True, 60, 1)))
-        cluster.kill(victim)
-        killed_at = time.monotonic()
-        # the agents keep producing while the broker is down
-        rest = threading.Thread(
-            target=produce,
-            args=(s.bootstrap, s.topics.events, [(r.key, r.value) for r in records[half:]]),
-        )
-        rest.start()
-        consume_until(
-            s.bootstrap, outputs(s), lambda g: len(answered(g)) >= before + 200, 300, settle=0
-        )
-        faults.append(
-            f"killed node {victim} (led most input partitions): decisions again "
-            f"{time.monotonic() - killed_at:.1f} s later"
-        )
-        consume_until(
-            s.bootstrap, outputs(s), lambda g: len(answered(g)) >= 0.6 * RECORDS, 300, settle=0
-        )
-        cluster.start(victim)
-        second = next(n for n in (1, 2, 3) if n != victim)
-        cluster.kill(second)
-        faults.append(f"restarted node {victim}, killed node {second}")
+        for share, fault in SCENARIOS[scenario]:
+            consume_until(
+                s.bootstrap, outputs(s), lambda g, f=share: len(answered(g)) >= f * RECORDS, 300, 0
+            )
+            before = len(answered(consume_until(s.bootstrap, outputs(s), lambda g: True, 60, 1)))
+            at = time.monotonic()
+            what = fault(cluster, s)
+            if rest is None:  # the agents keep producing through the faults
+                rest = threading.Thread(
+                    target=produce,
+                    args=(s.bootstrap, s.topics.events, [(r.key, r.value) for r in records[half:]]),
+                )
+                rest.start()
+            consume_until(
+                s.bootstrap, outputs(s), lambda g, b=before: len(answered(g)) >= b + 200, 300, 0
+            )
+            said.append(f"{what}: deciding again {time.monotonic() - at:.1f} s later")
+        assert rest is not None
         rest.join(120)
         seen = wait_for(s, lambda g: len(answered(g)) >= RECORDS, timeout=400)
-        cluster.start(second)
     finally:
         worker.stop()
         for n in (1, 2, 3):
@@ -135,7 +172,16 @@ def test_a_broker_dies_mid_stream_then_another_and_nothing_is_lost(
     changed, duplicates = action_tally(seen, expected)
     lost = len({e.event_id for e in events} - answered(seen))
     seconds = round(time.monotonic() - started, 1)
-    tally = Tally("broker-kill", runtime, RECORDS, lost, changed, duplicates, seconds)
-    print(f"\n{'; '.join(faults)}: {tally}")
+    tally = Tally(scenario, runtime, RECORDS, lost, changed, duplicates, seconds)
+    print(f"\n{scenario} on {runtime}: " + "; ".join(said) + f"\n  {tally}")
+    return tally
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
+def test_brokers_and_controllers_die_mid_stream_and_nothing_is_lost(
+    cluster, cluster_settings, tmp_path, runtime, scenario
+):
+    tally = stream_through_faults(cluster, cluster_settings, tmp_path, runtime, scenario)
     tally.record()
     tally.assert_clean(exactly_once=runtime == "transactional")

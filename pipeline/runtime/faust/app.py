@@ -242,6 +242,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     """
     faust_compat.check_version()
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
+    faust_compat.idempotent_producer()
     options: dict[str, Any] = {
         **clients.faust_connection(settings),
         "store": "rocksdb://",

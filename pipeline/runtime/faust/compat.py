@@ -121,6 +121,25 @@ def cap_fetch_wait(max_wait_ms: int) -> None:
     thread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
 
 
+def idempotent_producer() -> None:
+    """Make Faust's producer idempotent as well as acks=all.
+
+    Faust asks aiokafka for idempotence only inside transactions (`_settings_extra`); the
+    worker's outputs and changelog need it always: without it a retry after a broker
+    failover can write a record twice or reorder a partition's records.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    producer = driver.Producer
+    extra = getattr(producer._settings_extra, "__wrapped__", producer._settings_extra)
+
+    def settings_extra(self: Any) -> Mapping[str, Any]:
+        return {**extra(self), "acks": "all", "enable_idempotence": True}
+
+    settings_extra.__wrapped__ = extra  # type: ignore[attr-defined]
+    producer._settings_extra = settings_extra  # type: ignore[method-assign]
+
+
 async def take_available(
     stream: Any, max_: int, within: float, caught_up: Callable[[Any], bool]
 ) -> AsyncIterator[list[Any]]:

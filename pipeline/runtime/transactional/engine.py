@@ -293,7 +293,8 @@ class TransactionalEngine:
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                if err.fatal():
+                # librdkafka reports a fatal consumer error as code _FATAL, fatal() unset
+                if err.fatal() or err.code() == KafkaError._FATAL:
                     raise ConsumerFenced(str(err))
                 log.warning("consume: %s", err)
                 continue

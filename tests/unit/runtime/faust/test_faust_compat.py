@@ -38,3 +38,19 @@ def test_unfiltered_reads_hide_only_the_owned_topics():
     c._read_offset[faust.types.TP("agent-events", 0)] = 42  # Faust still writes it
     assert c._read_offset[faust.types.TP("agent-events", 0)] is None
     assert c._read_offset[faust.types.TP("other", 0)] == 7
+
+
+def test_the_faust_producer_is_idempotent_with_acks_from_all_replicas():
+    from faust.transport.drivers import aiokafka as driver
+
+    from pipeline.runtime.faust import compat
+
+    compat.idempotent_producer()
+    compat.idempotent_producer()  # applying it twice wraps the original once
+
+    class App:
+        in_transaction = False
+
+    producer = object.__new__(driver.Producer)
+    producer.app = App()  # type: ignore[attr-defined]
+    assert driver.Producer._settings_extra(producer) == {"acks": "all", "enable_idempotence": True}
