@@ -177,6 +177,7 @@ def stream_through_faults(
     return tally
 
 
+@pytest.mark.soak  # about 10 minutes for the four: `make soak`, not `make test`
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_brokers_and_controllers_die_mid_stream_and_nothing_is_lost(
