@@ -223,9 +223,9 @@ def _after_signal(
     if kind == "case_resolved":
         return _resolve(j, key, now, s, out), out
     if kind == "csat":
-        return _csat(j, key, _float(attrs.get("score")), now, s, out), out
+        return _csat(j, key, finite_float(attrs.get("score")), now, s, out), out
     if kind == "sentiment":
-        score = _float(attrs.get("score"))
+        score = finite_float(attrs.get("score"))
         if score is None:
             return j, out
         if j.ai_since_sentiment and j.sentiment is not None:
@@ -236,7 +236,7 @@ def _after_signal(
     if kind == "purchase":
         assisted = _flag(_after_ai(j, now, s.conversion_window_ms))
         out.append(obs(PURCHASES, assisted=assisted))
-        amount = _float(attrs.get("amount"))
+        amount = finite_float(attrs.get("amount"))
         if amount is not None and amount > 0:
             out.append(obs(PURCHASE_AMOUNT, amount, assisted=assisted))
         return j, out
@@ -346,7 +346,7 @@ def _flag(b: bool) -> str:
     return "true" if b else "false"
 
 
-def _float(raw: str | None) -> float | None:
+def finite_float(raw: str | None) -> float | None:
     try:
         value = None if raw is None else float(raw)
     except ValueError:

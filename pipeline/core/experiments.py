@@ -18,14 +18,13 @@ An escalation (route_case) is never withheld: it hands the customer to a human.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from pipeline.contracts.events import AgentEvent, Proposal
 from pipeline.core.decision import APPROVED, DEFERRED, WITHHELD, Decision, RuleStep
-from pipeline.core.experience import REPEAT_CONTACTS, Observation, obs
+from pipeline.core.experience import REPEAT_CONTACTS, Observation, finite_float, obs
 from pipeline.core.policy import HOLDOUT_EXEMPT, Policy
 from pipeline.core.state import Exposure
 
@@ -169,27 +168,19 @@ def outcomes_of(
     out: list[tuple[str, float | None]] = []
     if kind == "purchase":
         out.append((CONVERSION, None))
-        amount = _float(attrs.get("amount"))
+        amount = finite_float(attrs.get("amount"))
         if amount is not None and amount > 0:
             out.append((REVENUE, amount))
     elif kind == "consent_changed" and attrs.get("granted", "").lower() == "false":
         out.append((UNSUBSCRIBE, None))
     elif kind == "sentiment":
-        score = _float(attrs.get("score"))
+        score = finite_float(attrs.get("score"))
         if score is not None and score < complaint_below:
             out.append((COMPLAINT, None))
     elif kind == "csat":
-        score = _float(attrs.get("score"))
+        score = finite_float(attrs.get("score"))
         if score is not None:
             out.append((CSAT, score))
     if repeat_contact:
         out.append((REPEAT_CONTACT, None))
     return out
-
-
-def _float(raw: str | None) -> float | None:
-    try:
-        value = None if raw is None else float(raw)
-    except ValueError:
-        return None
-    return value if value is None or math.isfinite(value) else None
