@@ -16,11 +16,12 @@ COPY schemas ./schemas
 RUN pip install . \
     && rm -rf build *.egg-info \
     && useradd --create-home --uid 10001 --user-group tower \
-    && mkdir -p /data \
-    && chown tower:tower /data
+    && mkdir -p /data /secrets \
+    && chown tower:tower /data /secrets
 
 # The installed package cannot find schemas/ next to itself (only in a checkout): point at the copy.
 # State (RocksDB) goes to /data; it is rebuilt from the changelog topic if the volume is lost.
+# Bound to 0.0.0.0, the worker needs TOWER_WEB_TOKENS_FILE (e.g. in /secrets): README, Security.
 ENV TOWER_SCHEMA_DIR=/app/schemas \
     TOWER_DATA_DIR=/data \
     TOWER_WEB_HOST=0.0.0.0

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars demo test soak unit integration lint format bench clean
+.PHONY: help install bench-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,13 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP)  ## create .venv and install the package with dev tools
+
+BENCH_STAMP := $(VENV)/.bench-$(shell cksum pyproject.toml | cut -d' ' -f1)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench-deps: $(BENCH_STAMP)  ## the benchmarks' extra (matplotlib for the charts)
 
 kafka-jars: install  ## fetch the Apache Kafka broker jars into ~/.cache/journey-tower (once)
 	$(BIN)/tower kafka fetch
@@ -36,6 +43,10 @@ soak: install kafka-jars  ## each crash/rebalance scenario 10x on both runtimes 
 	@mkdir -p $(dir $(SOAK_TALLY)) && rm -f $(SOAK_TALLY)
 	TOWER_SOAK_TALLY=$(abspath $(SOAK_TALLY)) $(BIN)/pytest -m soak $(PYTEST_ARGS); \
 	  rc=$$?; $(BIN)/python -m tests.soak_tally $(SOAK_TALLY); exit $$rc
+
+SOAK_LOAD_ARGS ?= --runtime transactional,faust --minutes 10 --chart-dir var
+soak-load: bench-deps kafka-jars  ## 10 min at 70 % of each runtime's capacity: lag, p99, RSS, fds, PASS/FAIL, chart
+	$(BIN)/python -m bench.soak_load $(SOAK_LOAD_ARGS)
 
 unit: install  ## unit tests only (no broker)
 	$(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)
@@ -54,7 +65,7 @@ format: install
 	$(BIN)/ruff check --fix pipeline tests bench
 
 BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2 --latency --latency-of native
-bench: install kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers (docs/benchmarks.md)
+bench: bench-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers (docs/benchmarks.md)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:  ## remove the venv and local state (not the Kafka jar cache)

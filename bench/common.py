@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,40 @@ from pipeline.settings import Settings, TopicNames
 REPO = Path(__file__).resolve().parents[1]
 #: Every rule switched on (the same policy as `bench.core_speed.FULL_POLICY`).
 FULL_POLICY_FILE = REPO / "bench" / "policy.full.yaml"
+
+
+#: the secured broker in use (`secured`): the harness's own clients connect to it as its
+#: admin, and each Tower worker as the `tower` role, granted on the worker's topics
+_SECURE: LocalKafka | None = None
+
+
+@contextlib.contextmanager
+def secured(broker: LocalKafka) -> Iterator[None]:
+    """Within: every client of the harness and every Tower worker started on `broker`'s
+    bootstrap uses its SASL_SSL settings."""
+    global _SECURE
+    _SECURE = broker
+    try:
+        yield
+    finally:
+        _SECURE = None
+
+
+def _secure_for(bootstrap: str) -> LocalKafka | None:
+    return _SECURE if _SECURE is not None and _SECURE.bootstrap == bootstrap else None
+
+
+def harness_settings(bootstrap: str, base: Settings | None = None) -> Settings:
+    """Settings of the harness's own clients for `bootstrap` (the admin's on a secured one)."""
+    broker = _secure_for(bootstrap)
+    if broker is None:
+        return replace(base or Settings(), bootstrap=bootstrap)
+    return broker.material.settings(bootstrap, "admin", base)
+
+
+def conf(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings of a harness client: the connection, then `extra`."""
+    return {**clients.connection(harness_settings(bootstrap)), **extra}
 
 
 def start_broker(bootstrap: str | None, port: int, run_dir: Path) -> tuple[str, LocalKafka | None]:
@@ -58,7 +92,7 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    admin = clients.admin(Settings(bootstrap=bootstrap))
+    admin = clients.admin(harness_settings(bootstrap))
     for fut in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
         fut.result()
 
@@ -67,9 +101,13 @@ def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes
     """Load a backlog as fast as the client goes (not measured)."""
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **conf(bootstrap),
             "linger.ms": 20,
             "batch.size": 1_000_000,
+            # a retry right after topic creation must not reorder a customer's records, or
+            # the contenders would decide different inputs
+            "acks": "all",
+            "enable.idempotence": True,
             **JAVA_PARTITIONER,
         }
     )
@@ -88,7 +126,7 @@ def produce_paced(
 ) -> float:
     """Produce record i at start + i/rate (a fixed rate, not as fast as it goes); returns
     the seconds it took, flush included."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **JAVA_PARTITIONER})
+    producer = Producer(conf(bootstrap, **{"linger.ms": 5}, **JAVA_PARTITIONER))
     start = time.time()
     for i, (key, value) in enumerate(records):
         delay = start + i / rate - time.time()
@@ -149,13 +187,10 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 def tower_settings(bootstrap: str, tag: str, partitions: int, data_dir: Path) -> Settings:
     """Settings with private topic names, so runs never see each other's records."""
     names = TopicNames(**{f: f"bench-{tag}-{v}" for f, v in TopicNames().__dict__.items()})
-    return Settings(
-        bootstrap=bootstrap,
-        app_id=f"bench-tower-{tag}",
-        partitions=partitions,
-        data_dir=data_dir,
-        topics=names,
+    base = Settings(
+        app_id=f"bench-tower-{tag}", partitions=partitions, data_dir=data_dir, topics=names
     )
+    return harness_settings(bootstrap, base)
 
 
 def tower_env(settings: Settings, web_port: int, policy_file: Path | None) -> dict[str, str]:
@@ -168,6 +203,10 @@ def tower_env(settings: Settings, web_port: int, policy_file: Path | None) -> di
     }
     if policy_file is not None:
         env["TOWER_POLICY_FILE"] = str(policy_file)
+    broker = _secure_for(settings.bootstrap)
+    if broker is not None:  # the worker connects as the `tower` role, as in production
+        broker.grant_roles(settings.topics, settings.app_id)
+        env.update(broker.material.env("tower"))
     env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()})
     return env
 
@@ -227,7 +266,7 @@ def watch(
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **conf(bootstrap),
             "group.id": f"bench-watch-{uuid.uuid4()}",
             "enable.auto.commit": False,
         }
@@ -271,7 +310,7 @@ class LagSampler(threading.Thread):
     ) -> None:
         super().__init__(daemon=True, name=f"lag-{group}")
         self.consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+            conf(bootstrap, **{"group.id": group, "enable.auto.commit": False})
         )
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.t0 = t0

@@ -3,6 +3,7 @@ message when it is missing (it is not a runtime dependency of the project)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,54 @@ def latency_histogram(series: Mapping[str, Sequence[float]], out: Path, title: s
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def soak_load(
+    rows: Sequence[Mapping[str, float]],
+    p99_windows: Sequence[tuple[float, float]],
+    actions_per_second: Mapping[int, int],
+    title: str,
+    out: Path,
+) -> Path | None:
+    """Six panels over the soak's seconds: input and action rates, lag (s of input), p99 per
+    10 s window, worker RSS, open file descriptors, state on disk; the two-minute warm-up
+    shaded, the criteria's bounds dashed."""
+    plt = _pyplot()
+    if plt is None or not rows:
+        return None
+    t = [r["t"] for r in rows]
+    fig, axes = plt.subplots(3, 2, figsize=(12, 9), sharex=True)
+    (rate, lag), (p99, rss), (fds, state) = axes
+    produced = [r["produced"] for r in rows]
+    rate.plot(t[1:], [b - a for a, b in itertools.pairwise(produced)], label="inputs")
+    if actions_per_second:
+        xs = range(max(actions_per_second) + 1)
+        rate.plot(xs, [actions_per_second.get(x, 0) for x in xs], label="approved actions")
+    rate.set_ylabel("per second")
+    rate.legend(loc="lower right")
+    lag.plot(t, [r["lag_s"] for r in rows])
+    lag.axhline(2.0, ls="--", color="red", lw=1, label="bound 2 s")
+    lag.set_ylabel("consumer lag (s of input)")
+    lag.legend(loc="upper right")
+    if p99_windows:
+        p99.step([w for w, _ in p99_windows], [v for _, v in p99_windows], where="post")
+    p99.set_ylabel("approved action p99 (ms, 10 s windows)")
+    rss.plot(t, [r["rss_mib"] for r in rows])
+    rss.set_ylabel("worker RSS (MiB)")
+    fds.plot(t, [r["fds"] for r in rows])
+    fds.set_ylabel("open file descriptors")
+    state.plot(t, [r["state_mib"] for r in rows])
+    state.set_ylabel("state on disk (MiB, RocksDB)")
+    for ax in axes.flat:
+        ax.axvspan(0, min(120, t[-1]), color="grey", alpha=0.1)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("seconds since the paced stream started (grey: warm-up)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
 

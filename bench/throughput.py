@@ -39,6 +39,7 @@ from bench import plots
 from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
+    conf,
     cpu_seconds,
     create_plain_topics,
     free_port,
@@ -311,7 +312,7 @@ class _OutputReader(threading.Thread):
         super().__init__(daemon=True, name="latency-reader")
         self.consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **conf(bootstrap),
                 "group.id": f"bench-lat-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 10,
@@ -365,7 +366,7 @@ def _latency(
     procs = setup.start()
     reader = _OutputReader(bootstrap, setup.sink, list(setup.extra_sinks), partitions)
     reader.start()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **JAVA_PARTITIONER})
+    producer = Producer(conf(bootstrap, **{"linger.ms": 5}, **JAVA_PARTITIONER))
     produced_at: dict[str, float] = {}
     output_due: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
     worker_lag: list[tuple[float, float]] = []

@@ -11,7 +11,9 @@
 Kafka is the contract, so proposals and signals go to `agent-events` and decisions are read
 from `audit` exactly as any other producer or audit reader does; the web API is only used
 for what Kafka cannot answer: the customer's current context and an advisory preflight.
-The HTTP side uses only the standard library, so the client adds no dependency.
+The HTTP side uses only the standard library, so the client adds no dependency. Where the
+workers require authentication, the client sends its bearer token (`token=`, else the
+`TOWER_WEB_TOKEN` environment variable) with every API call.
 
 A client is not thread-safe (one Kafka producer and reader, used synchronously): use one
 per thread.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -28,7 +31,7 @@ import urllib.request
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message as HTTPHeaders
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -57,6 +60,8 @@ REMEMBERED_EVENTS = 10_000
 #: the pause before retrying a 503 that names no Retry-After
 DEFAULT_RETRY_S = 1.0
 API_PREFIX = "/api/v1"
+#: the client's bearer token when `token=` is not given
+TOKEN_ENV = "TOWER_WEB_TOKEN"
 
 
 # --- errors ----------------------------------------------------------------------------
@@ -366,6 +371,10 @@ class TowerClient:
     `timeout_s` bounds every call except `wait_decision`, which has its own: a produce
     waits that long for the broker's acknowledgement, and an HTTP call retries 503s
     (honouring Retry-After) until then, and only then raises TowerUnavailable.
+
+    `kafka` carries the Kafka security settings (default: the TOWER_* variables). On a
+    secured cluster the `agent` role may only write `agent-events`; `wait_decision` reads
+    the audit, so it needs READ on that topic as well.
     """
 
     def __init__(
@@ -376,13 +385,25 @@ class TowerClient:
         topics: TopicNames = DEFAULT_TOPICS,
         output_format: Format = "json",
         timeout_s: float = 10.0,
+        token: str | None = None,
+        kafka: Settings | None = None,
     ) -> None:
         if output_format not in ("json", "avro"):
             raise ValueError(f"output_format must be 'json' or 'avro', not {output_format!r}")
-        self.settings = Settings(bootstrap=bootstrap, topics=topics, output_format=output_format)
+        #: Kafka security (TLS, SASL) from `kafka`, else from the TOWER_* variables as every
+        #: client of the project (README, Security)
+        self.settings = replace(
+            kafka if kafka is not None else Settings.from_env(),
+            bootstrap=bootstrap,
+            topics=topics,
+            output_format=output_format,
+        )
         self.web_url = web_url.rstrip("/")
         self.output_format: Format = output_format
         self.timeout_s = timeout_s
+        #: the bearer token for the web API (a viewer's for context, an operator's for
+        #: preflight); private, so it is never part of a repr or an error message
+        self._token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
         self._producer: Producer | None = None
         self._reader: Consumer | None = None
         self._partitions: int | None = None
@@ -651,6 +672,12 @@ class TowerClient:
                 raise InvalidProposal(str(data["reason"]), _text(data, "detail") or error)
             if status == 404 and isinstance(data, dict) and customer_id is not None:
                 raise UnknownCustomer(customer_id, _text(data, "hint") or error)
+            if status in (401, 403):
+                which = "no token was given" if self._token is None else "the token was refused"
+                raise TowerError(
+                    f"{method} {url} answered {status}: {error} ({which}: pass "
+                    f"TowerClient(token=...) or set {TOKEN_ENV})"
+                )
             raise TowerError(f"{method} {url} answered {status}: {error}")
 
     def _http(
@@ -659,6 +686,8 @@ class TowerClient:
         headers = {"Accept": "application/json", "User-Agent": "journey-tower-client"}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
         request = urllib.request.Request(url, data=body, headers=headers, method=method)
         timeout = max(0.1, deadline - time.monotonic())
         try:

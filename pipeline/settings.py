@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,38 @@ class Settings:
     policy_file: Path | None = None
     #: how long a starting worker waits to read the published policy before deciding
     policy_wait_s: float = 5.0
+    #: four-eyes policy changes whatever the policies say (README, Four-eyes policy changes)
+    policy_require_approval: bool = False
     #: the Faust runtime is at-least-once, with input offsets of its own (README, Delivery
     #: guarantee); exactly-once is the native runtime's. Kept to refuse an old setting.
     processing_guarantee: str = "at_least_once"
     #: "faust" (at-least-once) or "transactional" (exactly-once, confluent-kafka)
     runtime: str = "faust"
+    # --- Kafka security (README, Security: Kafka), the same for every client ---
+    #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    security_protocol: str = "PLAINTEXT"
+    #: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (SASL_* protocols)
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    #: never printed: kept out of repr, logs and /healthz
+    sasl_password: str = field(default="", repr=False)
+    #: read at start into sasl_password (a mounted secret), trailing newline dropped
+    sasl_password_file: Path | None = None
+    #: the CA that signed the brokers' certificates [default: the system's]
+    ssl_ca_file: Path | None = None
+    #: client certificate and key, for brokers that require mTLS
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    # --- web server security (README, Security: Web authentication) ---
+    #: bearer tokens as hashes (`tower web token add`); None: authentication off, and the
+    #: web server binds only 127.0.0.1
+    web_tokens_file: Path | None = None
+    #: /metrics and /healthz without a token (for scrapers and probes)
+    web_open_metrics: bool = False
+    #: PEM certificate (chain) and key: the web server speaks HTTPS
+    web_tls_cert: Path | None = None
+    web_tls_key: Path | None = None
+    # --- end of web server security ---
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod
@@ -104,7 +131,7 @@ class Settings:
                 "the Faust runtime is at-least-once with identical re-emits; for exactly-once "
                 "run the transactional runtime (TOWER_RUNTIME=transactional)"
             )
-        return settings
+        return _with_security(settings)
 
     def member_id(self, runtime: str) -> str:
         """A static group member id, stable per data dir: a restarted worker rejoins with
@@ -116,12 +143,57 @@ class Settings:
 
     @property
     def advertised_url(self) -> str:
-        return self.web_url or f"http://{self.web_host}:{self.web_port}"
+        scheme = "https" if self.web_tls_cert is not None else "http"
+        return self.web_url or f"{scheme}://{self.web_host}:{self.web_port}"
 
     @property
     def broker_url(self) -> str:
         """The broker list in Faust's `kafka://` URL form."""
         return ";".join(f"kafka://{b}" for b in self.bootstrap.split(","))
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def _with_security(settings: Settings) -> Settings:
+    """Check the Kafka security settings together and read the password file; errors name
+    the setting and never its secret value."""
+    protocol = settings.security_protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(
+            f"TOWER_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+            f"not {settings.security_protocol!r}"
+        )
+    mechanism = settings.sasl_mechanism.upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise ValueError(
+            f"TOWER_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+            f"not {settings.sasl_mechanism!r}"
+        )
+    password = settings.sasl_password
+    if settings.sasl_password_file is not None:
+        try:
+            password = settings.sasl_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(
+                f"TOWER_SASL_PASSWORD_FILE={str(settings.sasl_password_file)!r} cannot be read "
+                f"({exc.strerror}); mount the secret there or set TOWER_SASL_PASSWORD"
+            ) from None
+    if protocol.startswith("SASL_") and not (settings.sasl_username and password):
+        raise ValueError(
+            f"TOWER_SECURITY_PROTOCOL={protocol} needs TOWER_SASL_USERNAME and "
+            "TOWER_SASL_PASSWORD (or TOWER_SASL_PASSWORD_FILE)"
+        )
+    if (settings.ssl_cert_file is None) != (settings.ssl_key_file is None):
+        raise ValueError("mTLS needs both TOWER_SSL_CERT_FILE and TOWER_SSL_KEY_FILE")
+    for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+        path = getattr(settings, name)
+        if path is not None and not path.is_file():
+            raise ValueError(f"TOWER_{name.upper()}={str(path)!r} is not a readable file")
+    return replace(
+        settings, security_protocol=protocol, sasl_mechanism=mechanism, sasl_password=password
+    )
 
 
 def _coerce(name: str, raw: str, default: Any) -> Any:
@@ -132,10 +204,14 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, Path) or name in ("policy_file",):
+        if isinstance(default, Path) or name in _OPTIONAL_PATHS:
             return Path(raw).expanduser()
     except ValueError as exc:
         raise ValueError(
             f"TOWER_{name.upper()}={raw!r} is not a valid {type(default).__name__}"
         ) from exc
     return raw
+
+
+#: fields that are a path or None (their default None says nothing about the type)
+_OPTIONAL_PATHS = frozenset(f.name for f in fields(Settings) if f.type == "Path | None")

@@ -19,7 +19,9 @@ import pytest
 from pipeline.settings import Settings, TopicNames
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_PORT = int(os.environ.get("TOWER_TEST_KAFKA_PORT", "39092"))
+#: below Linux's ephemeral range (32768-60999): a broker restarted by a test must find its
+#: port free, not taken as the local port of some client's outgoing connection meanwhile
+TEST_PORT = int(os.environ.get("TOWER_TEST_KAFKA_PORT", "29092"))
 #: `TOWER_TEST_WORKER_LOGLEVEL=info` keeps more of the workers' logs for a failing test.
 WORKER_LOGLEVEL = os.environ.get("TOWER_TEST_WORKER_LOGLEVEL", "warning")
 MODULE = "pipeline.ops.cli"

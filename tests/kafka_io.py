@@ -11,6 +11,8 @@ from confluent_kafka import Consumer, Producer
 
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
+from pipeline.kafka import clients
+from pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,17 @@ class Consumed:
     value: dict[str, Any]
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+def _connect(target: str | Settings) -> dict[str, Any]:
+    """A bootstrap string, or settings whose security settings the client must use."""
+    if isinstance(target, Settings):
+        return clients.connection(target)
+    return {"bootstrap.servers": target}
+
+
+def produce(target: str | Settings, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **_connect(target),
             "linger.ms": 5,
             "acks": "all",
             "enable.idempotence": True,  # a retry must not reorder a customer's records
@@ -45,7 +54,7 @@ SCHEMA_FOR = {"approved": "approved_action", "audit": "audit_record", "deadlette
 
 
 def consume_until(
-    bootstrap: str,
+    target: str | Settings,
     topics: dict[str, str],
     done: Callable[[dict[str, list[Consumed]]], bool],
     timeout: float = 120.0,
@@ -56,7 +65,7 @@ def consume_until(
     by_topic = {name: role for role, name in topics.items()}
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **_connect(target),
             "group.id": f"test-reader-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

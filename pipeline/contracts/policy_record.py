@@ -4,19 +4,34 @@ Keys (UTF-8):
 
 * ``active`` -- the policy in force now. Workers follow this key; compaction keeps its
   latest value, so a worker starting tomorrow still finds it.
-* ``version/<policy_version>`` -- every version ever published, e.g.
+* ``version/<policy_version>`` -- every version ever put in force, e.g.
   ``version/1.2.0+3f9a0c1b2d4e``. Compaction keeps one record per version, so replaying an
   old audit record can look up the exact policy that made the decision.
+* ``pending/<policy_version>`` -- a proposed change waiting for a second person (four-eyes
+  governance, `governance.require_approval`). Workers and replay never read it. Approving
+  writes ``version/<v>`` and ``active`` and then a tombstone (null value) on the pending
+  key; rejecting writes only the tombstone. So a live ``pending/`` key is always an open
+  proposal, and who rejected what, and why, lives in the `policy_rejected` audit record
+  rather than on this topic (compaction would drop a rejection marker's history anyway).
 
 Value: a JSON object ::
 
     {"version": "1.2.0", "policy_version": "1.2.0+3f9a0c1b2d4e",
      "content_hash": "<sha256 hex>", "document": "<the YAML text as published>",
-     "published_at": <epoch ms>, "published_by": "<who>"}
+     "published_at": <epoch ms>, "published_by": "<who>",
+     "proposed_by": "<who>", "proposed_at": <epoch ms>,     # optional, four-eyes only
+     "approved_by": "<who>", "approved_at": <epoch ms>}     # optional, four-eyes only
+
+`published_at`/`published_by` say when and by whom the record was written: the proposer
+on a pending record, the approver on an approved one. The four optional fields are absent
+(never null) from a plain `publish`, so such records are byte-for-byte what they were before
+governance existed, and older records decode unchanged.
 
 The document is the source of truth: a reader validates it with `load_policy` and checks
 that it still hashes to `policy_version`, so a stale or hand-written record cannot slip in
-a policy other than the one it names.
+a policy other than the one it names. The names are asserted by the CLI, not signed: the
+topic's write ACL decides who can produce at all; the approval check stops a change that
+went around the two-step process.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import orjson
 
 ACTIVE_KEY = b"active"
 VERSION_PREFIX = b"version/"
+PENDING_PREFIX = b"pending/"
 
 _FIELDS: dict[str, type] = {
     "version": str,
@@ -36,6 +52,13 @@ _FIELDS: dict[str, type] = {
     "document": str,
     "published_at": int,
     "published_by": str,
+}
+#: added with four-eyes governance; absent in older records and in plain publishes
+_OPTIONAL: dict[str, type] = {
+    "proposed_by": str,
+    "proposed_at": int,
+    "approved_by": str,
+    "approved_at": int,
 }
 
 
@@ -51,13 +74,22 @@ class PolicyRecord:
     document: str
     published_at: int
     published_by: str
+    proposed_by: str | None = None
+    proposed_at: int | None = None
+    approved_by: str | None = None
+    approved_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON fields; unset optional ones are left out, as older records have them."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in _OPTIONAL}
 
 
 def version_key(policy_version: str) -> bytes:
     return VERSION_PREFIX + policy_version.encode()
+
+
+def pending_key(policy_version: str) -> bytes:
+    return PENDING_PREFIX + policy_version.encode()
 
 
 def encode_policy_record(record: PolicyRecord) -> bytes:
@@ -79,6 +111,12 @@ def decode_policy_record(value: bytes | None) -> PolicyRecord:
         for name, kind in _FIELDS.items()
         if type(data.get(name)) is not kind
     ]
+    problems += [
+        f"{name} must be {kind.__name__} or absent, got {type(data[name]).__name__}"
+        for name, kind in _OPTIONAL.items()
+        if data.get(name) is not None and type(data[name]) is not kind
+    ]
     if problems:
         raise InvalidPolicyRecord("; ".join(problems))
-    return PolicyRecord(**{name: data[name] for name in _FIELDS})
+    fields: dict[str, Any] = {name: data.get(name) for name in (*_FIELDS, *_OPTIONAL)}
+    return PolicyRecord(**fields)

@@ -224,6 +224,63 @@ class Experiments:
 
 
 @dataclass(frozen=True, slots=True)
+class Governance:
+    """Who may change the policy itself (core/policy_governance.py).
+
+    `require_approval` makes every change two steps, proposed by one person and approved
+    by another (four eyes). It binds when the policy in force *or* the incoming one sets
+    it, so switching governance off needs four eyes too; workers refuse an `active`
+    record that skipped the approval.
+    """
+
+    require_approval: bool = False
+
+
+#: `audit.input`: what an audit record keeps of the input event
+AUDIT_INPUT_LEVELS: frozenset[str] = frozenset({"full", "redacted", "none"})
+#: `audit.content`: what it keeps of a proposal's content, inside a kept input
+AUDIT_CONTENT_LEVELS: frozenset[str] = frozenset({"full", "redacted", "hash"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLevels:
+    """How much personal data an audit record keeps (core/audit_minimisation.py).
+
+    The audit embeds the input event, whose free text (content, signal attributes, asserts)
+    can carry personal data. `input`: `full` keeps the event as decided; `redacted` keeps it
+    with the PII the text guards find replaced by `[redacted:<kind>]`; `none` keeps only a
+    stub naming the event. `content` governs the proposal's content inside a kept input:
+    `full`, `redacted`, or `hash` (`sha256:` + hex of SHA-256 of `salt` + content, so
+    equal content stays comparable without being readable). A redacted input never keeps
+    content in full. The decision (outcome, rule, reason, trace) is always kept, with the
+    same treatment for the values its reasons quote. Replay can re-check only what was kept.
+    """
+
+    input: str = "full"
+    content: str = "full"
+    salt: str = ""
+
+    @property
+    def minimised(self) -> bool:
+        """Whether records differ from the full event at all."""
+        return self.input != "full" or self.content != "full"
+
+    @property
+    def content_level(self) -> str:
+        """The level content is really kept at: `input: redacted` implies at least redacted."""
+        if self.input == "redacted" and self.content == "full":
+            return "redacted"
+        return self.content
+
+    def describe(self) -> str:
+        """The non-default levels as written in the policy, e.g. `audit.input=none`."""
+        parts = [f"audit.input={self.input}"] if self.input != "full" else []
+        if self.input != "none" and self.content != "full":
+            parts.append(f"audit.content={self.content}")
+        return ", ".join(parts) or "audit.input=full"
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     version: str = "1.0.0"
     #: categories whose outreach needs an explicit opt-in (consent_changed granted=true)
@@ -257,6 +314,8 @@ class Policy:
     banned_phrases: BannedPhrases = field(default_factory=BannedPhrases)
     max_length: MaxLength = field(default_factory=MaxLength)
     experiments: Experiments = field(default_factory=Experiments)
+    governance: Governance = field(default_factory=Governance)
+    audit: AuditLevels = field(default_factory=AuditLevels)
     notes: str = ""
     content_hash: str = field(init=False, compare=False, repr=False, default="")
 
@@ -266,6 +325,10 @@ class Policy:
             data.pop(ignored)
         if self.experiments == Experiments():
             data.pop("experiments")  # so a policy without experiments keeps its old hash
+        if self.governance == Governance():
+            data.pop("governance")  # likewise for a policy without a governance block
+        if self.audit == AuditLevels():
+            data.pop("audit")  # and for one without an audit block
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=sorted))
         object.__setattr__(self, "content_hash", digest.hexdigest())
 

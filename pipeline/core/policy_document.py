@@ -20,6 +20,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipeline.contracts.events import ACTIONS, CATEGORIES, CHANNELS
 from pipeline.core.policy import (
+    AUDIT_CONTENT_LEVELS,
+    AUDIT_INPUT_LEVELS,
     BANNED_ACTIONS,
     CAP_SCOPES,
     LENGTH_ACTIONS,
@@ -27,12 +29,14 @@ from pipeline.core.policy import (
     MERGE_KEYS,
     PII_KINDS,
     QUIET_MODES,
+    AuditLevels,
     BannedPhrases,
     ControlGroup,
     Disclosure,
     Escalation,
     Experiments,
     FrequencyCap,
+    Governance,
     HoldWindows,
     KillSwitch,
     LoopPrevention,
@@ -458,6 +462,45 @@ def _experiments_check(r: _Reader, n: Node, p: str, ex: Experiments) -> _Invalid
     return None
 
 
+def _value_node(n: Node, key: str) -> Node:
+    """The node of `key` in mapping `n` (for the line of an issue), else `n` itself."""
+    if isinstance(n, MappingNode):
+        for key_node, value_node in n.value:
+            if isinstance(key_node, ScalarNode) and key_node.value == key:
+                found: Node = value_node
+                return found
+    return n
+
+
+def _audit_check(r: _Reader, n: Node, p: str, levels: AuditLevels) -> _Invalid | None:
+    """Levels that contradict each other are refused rather than silently reinterpreted."""
+    keys = n.value if isinstance(n, MappingNode) else []
+    given = {k.value for k, _ in keys if isinstance(k, ScalarNode)}
+    if levels.input == "none" and given & {"content", "salt"}:
+        key = "content" if "content" in given else "salt"
+        return r.fail(
+            _value_node(n, key),
+            f"{p}.{key}",
+            "input: none keeps no content; remove it (or keep the input: redacted or full)",
+        )
+    if levels.input == "redacted" and "content" in given and levels.content == "full":
+        return r.fail(
+            _value_node(n, "content"),
+            f"{p}.content",
+            "full would keep the content that input: redacted redacts; use redacted or hash",
+        )
+    if levels.content == "hash" and not levels.salt:
+        return r.fail(
+            n,
+            f"{p}.salt",
+            "required with content: hash: any secret text, e.g. 'audit-2026' (the hash is "
+            "SHA-256 of salt + content; a new salt makes new hashes incomparable with old ones)",
+        )
+    if levels.salt and levels.content != "hash":
+        return r.fail(_value_node(n, "salt"), f"{p}.salt", "only used with content: hash")
+    return None
+
+
 READERS: Mapping[str, Section] = {
     "version": _version,
     "notes": lambda r, n, p: r.text(n, p),
@@ -539,6 +582,16 @@ READERS: Mapping[str, Section] = {
             "attribution_window_ms": _positive_ms,
         },
         _experiments_check,
+    ),
+    "governance": _section(Governance, {"require_approval": _bool}),
+    "audit": _section(
+        AuditLevels,
+        {
+            "input": _choice(AUDIT_INPUT_LEVELS, "audit input level"),
+            "content": _choice(AUDIT_CONTENT_LEVELS, "audit content level"),
+            "salt": lambda r, n, p: r.text(n, p),
+        },
+        _audit_check,
     ),
     "offers": _section(
         OfferArbitration,

@@ -5,6 +5,16 @@ rebuilt from an empty one over the customer's whole audit history, in decision o
 duplicates and merges included. No I/O: the caller reads the audit topic and says how a
 `policy_version` becomes a `Policy`.
 
+A record whose input the policy did not keep in full (core/audit_minimisation.py) cannot
+always be re-decided exactly. With `audit.input: none` there is no input: the record, and
+every later one of that customer (whose state depends on it), is `not-kept` rather than a
+mismatch. A redacted or hashed input is replayed, and the recomputed reason and trace are
+minimised the same way before comparing: a match is a match, but a difference on a record
+whose input minimisation changed (a PII marker or a hashed content; or on a later record of
+that customer, whose state was rebuilt from it) may come from the missing text, so it is
+`unverifiable`, not a mismatch. A record minimisation left unchanged is checked as usual.
+Neither status says the record is wrong; only a mismatch does.
+
 A worker restarted after a crash may re-decide records it had already decided (at-least-once).
 Such a re-emission has the source position of an earlier audit record; it is checked against
 both things the worker could have done (re-decide from the state before the first decision,
@@ -23,6 +33,7 @@ import orjson
 from pipeline.contracts.codec import InvalidEvent, decode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.arbitration import decide, release
+from pipeline.core.audit_minimisation import changed_by_minimisation, minimised_decision
 from pipeline.core.decision import HELD, Decision
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
@@ -34,6 +45,14 @@ UNRESOLVED: Final = "unresolved"
 #: the input does not decode, or an earlier decision of the customer could not be replayed
 #: (the state it left behind is unknown, so nothing after it can be checked)
 UNREPLAYABLE: Final = "unreplayable"
+#: the policy kept no input (`audit.input: none`), for this record or an earlier one of the
+#: customer: it cannot be re-decided
+NOT_KEPT: Final = "not-kept"
+#: replay differs, but the input (this one or an earlier one) was redacted or hashed, so the
+#: difference may come from the text that was not kept
+UNVERIFIABLE: Final = "unverifiable"
+#: statuses that are no fault of the record or the core: the policy chose not to keep enough
+NOT_RECHECKABLE: Final = (NOT_KEPT, UNVERIFIABLE)
 
 #: What must be identical between the recorded and the recomputed decision.
 COMPARED: Final = (
@@ -63,6 +82,8 @@ class Replayed:
     recomputed: Mapping[str, Any] | None = None
     differences: tuple[str, ...] = ()
     reemitted: bool = False
+    #: for not-kept and unverifiable: the audit levels that kept too little, as in the policy
+    audit_levels: str = ""
 
     @property
     def policy_version(self) -> str:
@@ -77,6 +98,11 @@ class ReplaySummary:
     unresolved: int
     unreplayable: int
     unresolved_versions: tuple[str, ...]
+    not_kept: int = 0
+    unverifiable: int = 0
+    #: distinct audit levels behind the not-kept and the unverifiable results
+    not_kept_levels: tuple[str, ...] = ()
+    unverifiable_levels: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -140,27 +166,56 @@ def replay_customer(
     """Replay one customer's audit records, given in decision order (audit topic order)."""
     state: CustomerState = EMPTY_STATE
     first_seen: dict[tuple[Any, Any, Any, Any], dict[str, Any]] = {}
-    broken: str | None = None  # why the rebuilt state can no longer be trusted
+    #: why the rebuilt state can no longer be trusted: (status, detail, audit levels)
+    broken: tuple[str, str, str] | None = None
+    #: the levels of the first minimised input the rebuilt state stems from
+    minimised: str | None = None
     released: dict[str, Decision] = {}  # final decisions of a released hold, not yet met
     out: list[Replayed] = []
     for record in records:
         recorded = comparable(record)
         result = partial(_result, record, recorded)
         if broken is not None:
-            out.append(result(UNREPLAYABLE, broken))
+            status, detail, levels_text = broken
+            out.append(result(status, detail, audit_levels=levels_text))
             continue
         version = str(record.get("policy_version"))
         policy = resolve(version)
         if policy is None:
             out.append(result(UNRESOLVED, f"policy version {version} is not known"))
-            broken = f"follows {record.get('decision_id')}, whose policy {version} is not known"
+            broken = (
+                UNREPLAYABLE,
+                f"follows {record.get('decision_id')}, whose policy {version} is not known",
+                "",
+            )
+            continue
+        levels = policy.audit
+        if levels.input == "none":
+            kept = levels.describe()
+            out.append(result(NOT_KEPT, f"input not kept ({kept})", audit_levels=kept))
+            broken = (
+                NOT_KEPT,
+                f"follows {record.get('decision_id')}, whose input was not kept ({kept})",
+                kept,
+            )
             continue
         try:
             event = _event(record)
         except InvalidEvent as exc:
             out.append(result(UNREPLAYABLE, f"recorded input does not decode: {exc}"))
-            broken = f"follows {record.get('decision_id')}, whose input does not decode"
+            broken = (
+                UNREPLAYABLE,
+                f"follows {record.get('decision_id')}, whose input does not decode",
+                "",
+            )
             continue
+        why: tuple[str, str] | None = None  # what may explain a difference, and the levels
+        if changed_by_minimisation(event, levels):
+            kept = levels.describe()
+            why = (f"the input was minimised ({kept})", kept)
+            minimised = minimised or kept
+        elif minimised is not None:
+            why = (f"the state was rebuilt from minimised inputs ({minimised})", minimised)
         now = int(record.get("decided_at") or event.occurred_at)
         hold_id = _held_in(state, event.event_id) if record.get("outcome") != HELD else None
         if hold_id is not None:
@@ -171,21 +226,21 @@ def replay_customer(
             decision, next_state = released.pop(event.event_id), state
         else:
             decision, next_state = decide(state, event, policy, now)
-        fresh = decision_fields(decision)
+        fresh = minimised_decision(decision_fields(decision), levels)
         pos = _position(record)
         earlier = first_seen.get(pos) if pos is not None else None
         if earlier is None:
             if pos is not None:
                 first_seen[pos] = fresh
             state = next_state
-            out.append(_compared(result, recorded, fresh, reemitted=False))
+            out.append(_compared(result, recorded, fresh, reemitted=False, minimised=why))
             continue
         # a re-emission: the state already holds this event; either answer is legitimate,
         # and a wrong one is shown against the decision it repeats
         if not differences(recorded, fresh):
             out.append(result(MATCH, "", fresh, reemitted=True))
         else:
-            out.append(_compared(result, recorded, earlier, reemitted=True))
+            out.append(_compared(result, recorded, earlier, reemitted=True, minimised=why))
     return out
 
 
@@ -215,13 +270,24 @@ def _compared(
     recomputed: dict[str, Any],
     *,
     reemitted: bool,
+    minimised: tuple[str, str] | None = None,
 ) -> Replayed:
+    """Match or mismatch; a difference that minimisation may explain is `unverifiable`."""
     diff = differences(recorded, recomputed)
     if not diff:
         return result(MATCH, "", recomputed, reemitted=reemitted)
-    return result(
-        MISMATCH, "differs in " + ", ".join(diff), recomputed, differences=diff, reemitted=reemitted
-    )
+    detail = "differs in " + ", ".join(diff)
+    if minimised is not None:
+        why, levels_text = minimised
+        return result(
+            UNVERIFIABLE,
+            f"{detail}, but {why}: cannot tell",
+            recomputed,
+            differences=diff,
+            reemitted=reemitted,
+            audit_levels=levels_text,
+        )
+    return result(MISMATCH, detail, recomputed, differences=diff, reemitted=reemitted)
 
 
 def _held_in(state: CustomerState, event_id: str) -> str | None:
@@ -251,12 +317,15 @@ def replay_all(records: Iterable[Mapping[str, Any]], resolve: PolicyResolver) ->
 
 
 def summarize(results: Sequence[Replayed]) -> ReplaySummary:
-    count = {s: 0 for s in (MATCH, MISMATCH, UNRESOLVED, UNREPLAYABLE)}
+    count = {s: 0 for s in (MATCH, MISMATCH, UNRESOLVED, UNREPLAYABLE, *NOT_RECHECKABLE)}
     versions: set[str] = set()
+    levels: dict[str, set[str]] = {s: set() for s in NOT_RECHECKABLE}
     for r in results:
         count[r.status] += 1
         if r.status == UNRESOLVED:
             versions.add(r.policy_version)
+        elif r.status in levels and r.audit_levels:
+            levels[r.status].add(r.audit_levels)
     return ReplaySummary(
         replayed=len(results),
         matched=count[MATCH],
@@ -264,4 +333,8 @@ def summarize(results: Sequence[Replayed]) -> ReplaySummary:
         unresolved=count[UNRESOLVED],
         unreplayable=count[UNREPLAYABLE],
         unresolved_versions=tuple(sorted(versions)),
+        not_kept=count[NOT_KEPT],
+        unverifiable=count[UNVERIFIABLE],
+        not_kept_levels=tuple(sorted(levels[NOT_KEPT])),
+        unverifiable_levels=tuple(sorted(levels[UNVERIFIABLE])),
     )

@@ -9,7 +9,7 @@ mod 97, card Luhn) claim their digits before the looser phone pattern does.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -79,16 +79,30 @@ def _replace(
     return sub
 
 
+DETECTORS: dict[str, tuple[re.Pattern[str], Callable[[re.Match[str]], bool] | None]] = {
+    "email": (EMAIL, None),
+    "iban": (IBAN, lambda m: iban_valid(m.group())),
+    "card": (CARD, _is_card),
+    "phone": (PHONE, _is_phone),
+}
+#: the content transform's tokens: `[email]` ...
 REDACTORS: dict[str, Callable[[str], str]] = {
-    "email": _replace(EMAIL, "[email]"),
-    "iban": _replace(IBAN, "[iban]", lambda m: iban_valid(m.group())),
-    "card": _replace(CARD, "[card]", _is_card),
-    "phone": _replace(PHONE, "[phone]", _is_phone),
+    kind: _replace(pattern, f"[{kind}]", check) for kind, (pattern, check) in DETECTORS.items()
+}
+#: the audit's markers (core/audit_minimisation.py): `[redacted:email]` ..., so that audit
+#: minimisation is never mistaken for what the policy did to the content
+AUDIT_REDACTORS: dict[str, Callable[[str], str]] = {
+    kind: _replace(pattern, f"[redacted:{kind}]", check)
+    for kind, (pattern, check) in DETECTORS.items()
 }
 ORDER = ("email", "iban", "card", "phone")
 
 
-def redact_pii(text: str, kinds: Iterable[str] = ORDER) -> tuple[str, tuple[str, ...]]:
+def redact_pii(
+    text: str,
+    kinds: Iterable[str] = ORDER,
+    redactors: Mapping[str, Callable[[str], str]] = REDACTORS,
+) -> tuple[str, tuple[str, ...]]:
     """`text` with the PII of `kinds` replaced by tokens; also which kinds were found."""
     wanted = frozenset(kinds)
     has_digit = DIGIT.search(text) is not None
@@ -98,7 +112,7 @@ def redact_pii(text: str, kinds: Iterable[str] = ORDER) -> tuple[str, tuple[str,
             continue
         if kind != "email" and not has_digit:
             continue
-        out = REDACTORS[kind](text)
+        out = redactors[kind](text)
         if out != text:
             found.append(kind)
             text = out

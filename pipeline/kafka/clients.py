@@ -1,12 +1,13 @@
 """Every Kafka client the project creates comes from here, built from `Settings`.
 
-One place for what all clients share (the brokers, and the security settings once they
-exist), so no command, runtime or tool can connect differently from the others.
+One place for what all clients share (the brokers and the security settings), so no
+command, runtime or tool can connect differently from the others.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import uuid
 from typing import Any
 
@@ -22,8 +23,37 @@ QUIET.propagate = False
 
 
 def connection(settings: Settings) -> dict[str, Any]:
-    """The librdkafka settings every client of `settings`' cluster needs."""
-    return {"bootstrap.servers": settings.bootstrap}
+    """The librdkafka settings every client of `settings`' cluster needs: the brokers and
+    the security settings (README, Security)."""
+    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap}
+    if settings.security_protocol != "PLAINTEXT":
+        conf["security.protocol"] = settings.security_protocol.lower()
+    if settings.security_protocol.startswith("SASL_"):
+        conf["sasl.mechanism"] = settings.sasl_mechanism
+        conf["sasl.username"] = settings.sasl_username
+        conf["sasl.password"] = settings.sasl_password
+    for key, path in (
+        ("ssl.ca.location", settings.ssl_ca_file),
+        ("ssl.certificate.location", settings.ssl_cert_file),
+        ("ssl.key.location", settings.ssl_key_file),
+    ):
+        if path is not None and settings.security_protocol in TLS_PROTOCOLS:
+            conf[key] = str(path)
+    return conf
+
+
+TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of aiokafka's clients: the CA file (else the system's) and the client
+    certificate for mTLS; host names are checked, as librdkafka does by default."""
+    context = ssl.create_default_context(
+        cafile=str(settings.ssl_ca_file) if settings.ssl_ca_file else None
+    )
+    if settings.ssl_cert_file is not None and settings.ssl_key_file is not None:
+        context.load_cert_chain(str(settings.ssl_cert_file), str(settings.ssl_key_file))
+    return context
 
 
 def member_client_id(settings: Settings) -> str:
@@ -37,9 +67,9 @@ def url_in_client_id(client_id: str) -> str | None:
     return url if sep and url.startswith(("http://", "https://")) else None
 
 
-def faust_connection(settings: Settings) -> dict[str, Any]:
-    """The same for the Faust runtime's aiokafka clients, as Faust app options."""
-    return {"broker": settings.broker_url}
+#: group ids of `reader`s: librdkafka looks up their coordinator even without joining, so a
+#: secured cluster grants READ on this prefix to the roles that read (local_security)
+READER_GROUP_PREFIX = "tower-reader-"
 
 
 def reader(settings: Settings, purpose: str, **conf: Any) -> Consumer:
@@ -49,7 +79,7 @@ def reader(settings: Settings, purpose: str, **conf: Any) -> Consumer:
         {
             **connection(settings),
             # required by the client, never joined
-            "group.id": f"tower-{purpose}-{uuid.uuid4().hex[:8]}",
+            "group.id": f"{READER_GROUP_PREFIX}{purpose}-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "logger": QUIET,
             **conf,

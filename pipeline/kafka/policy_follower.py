@@ -9,8 +9,10 @@ confluent-kafka consumer in a daemon thread, `assign()`ed to partition 0 from th
 The decision path only reads `current()`: a plain attribute read of an immutable `Policy`,
 replaced atomically by the thread. `BatchProcessor` calls it once per batch, so a swap
 takes effect between two batches and a batch is never decided under two policies.
-A published document that fails validation (or does not hash to the version it claims) is
-logged, counted in `tower_policy_rejected_total`, and ignored: the policy in force stays.
+A published document that fails validation (or does not hash to the version it claims), or
+that skipped the four-eyes approval the policy in force or the new one requires
+(`pipeline.core.policy_governance`), is logged, counted in `tower_policy_rejected_total`,
+and ignored: the policy in force stays. `pending/` proposals are never applied.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.contracts.policy_record import (
 )
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
+from pipeline.core.policy_governance import approval_problem
 from pipeline.kafka import clients
 from pipeline.kafka.reader import offset_of
 from pipeline.processing.metrics import TowerMetrics
@@ -49,6 +52,23 @@ def policy_from_record(record: PolicyRecord) -> Policy:
         raise PolicyMismatch(
             f"document hashes to {policy.policy_version}, record claims {record.policy_version}"
         )
+    return policy
+
+
+class PolicyUnapproved(ValueError):
+    """An `active` record that needed a four-eyes approval and does not carry a valid one."""
+
+
+def active_policy_from_record(
+    record: PolicyRecord, in_force: Policy, deployment: bool = False
+) -> Policy:
+    """The policy of an `active` record, if it may replace `in_force`; else one of
+    PolicyError, PolicyMismatch or PolicyUnapproved (the same test on worker and CLI).
+    `deployment`: TOWER_POLICY_REQUIRE_APPROVAL, approvals required whatever the policies say."""
+    policy = policy_from_record(record)
+    problem = approval_problem(record, in_force, policy, deployment)
+    if problem is not None:
+        raise PolicyUnapproved(f"{record.policy_version}: {problem}")
     return policy
 
 
@@ -100,14 +120,19 @@ class PolicyFollower:
     def apply(self, key: bytes | None, value: bytes | None) -> bool:
         """Handle one record of the topic; True if it changed the policy in force."""
         if key != ACTIVE_KEY:
-            return False  # version/<v> history, kept for replays
+            return False  # version/<v> history for replays, pending/<v> proposals
         try:
-            policy = policy_from_record(decode_policy_record(value))
-        except (InvalidPolicyRecord, PolicyError, PolicyMismatch) as exc:
+            policy = active_policy_from_record(
+                decode_policy_record(value),
+                self._policy,
+                self.settings.policy_require_approval,
+            )
+        except (InvalidPolicyRecord, PolicyError, PolicyMismatch, PolicyUnapproved) as exc:
             reason = {
                 InvalidPolicyRecord: "bad_record",
                 PolicyError: "invalid_policy",
                 PolicyMismatch: "hash_mismatch",
+                PolicyUnapproved: "unapproved",
             }[type(exc)]
             self.metrics.policy_rejected.labels(reason).inc()
             log.error(

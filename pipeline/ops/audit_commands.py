@@ -18,7 +18,17 @@ import click
 
 from pipeline.contracts.codec import decode_record
 from pipeline.core.policy_document import PolicyError
-from pipeline.core.replay import MATCH, MISMATCH, Replayed, replay_all, replay_customer, summarize
+from pipeline.core.replay import (
+    MATCH,
+    MISMATCH,
+    NOT_RECHECKABLE,
+    UNREPLAYABLE,
+    UNRESOLVED,
+    Replayed,
+    replay_all,
+    replay_customer,
+    summarize,
+)
 from pipeline.kafka.reader import ScanError, TopicRecord, scan_topic
 from pipeline.ops import audit_render as render
 from pipeline.ops.cli_errors import friendly_errors
@@ -177,7 +187,8 @@ def _approved_actions(
     type=int,
     default=20,
     show_default=True,
-    help="With --all or --customer: how many mismatches to print in full.",
+    help="With --all or --customer: how many mismatches (and how many decisions that "
+    "cannot be re-checked) to print.",
 )
 @_bootstrap_option
 @_friendly_errors
@@ -196,6 +207,9 @@ def replay_command(
 
     Exit code 0 when everything matched, 1 on any mismatch, 2 when nothing mismatched but
     some decisions could not be checked (unknown policy version, undecodable input).
+    Decisions the policy's audit levels make impossible to re-check (input not kept, or a
+    difference on a redacted or hashed input) are listed and counted apart, and do not
+    change the exit code.
     """
     if sum((decision_id is not None, customer is not None, everything)) != 1:
         raise click.UsageError("give exactly one of DECISION_ID, --customer C or --all")
@@ -225,18 +239,27 @@ def _warn(message: str) -> None:
 
 
 def _print_mismatches(results: list[Replayed], show: int) -> None:
-    not_matched = [r for r in results if r.status != MATCH]
-    for r in not_matched[:show]:
+    not_matched = [r for r in results if r.status not in (MATCH, *NOT_RECHECKABLE)]
+    _print_some(not_matched, show, "not matched")
+    not_checkable = [r for r in results if r.status in NOT_RECHECKABLE]
+    if not_checkable:
+        click.echo(f"not re-checkable under the policy's audit levels: {len(not_checkable)}")
+        _print_some(not_checkable, show, "not re-checkable")
+
+
+def _print_some(results: list[Replayed], show: int, what: str) -> None:
+    for r in results[:show]:
         for line in render.replay_lines(r):
             click.echo(line)
-    if len(not_matched) > show:
-        click.echo(f"... and {len(not_matched) - show} more not matched (see --show)")
+    if len(results) > show:
+        click.echo(f"... and {len(results) - show} more {what} (see --show)")
 
 
 def _exit_code(results: list[Replayed]) -> int:
+    """Only a real mismatch fails; what the audit levels did not keep is no failure."""
     if any(r.status == MISMATCH for r in results):
         return EXIT_MISMATCH
-    if any(r.status != MATCH for r in results):
+    if any(r.status in (UNRESOLVED, UNREPLAYABLE) for r in results):
         return EXIT_UNVERIFIED
     return 0
 

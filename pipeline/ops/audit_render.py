@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.core.audit_minimisation import STUB_MARK
 from pipeline.core.replay import MISMATCH, Replayed, ReplaySummary
 
 TABLE_COLUMNS = ("time", "decision", "event", "agent", "channel", "outcome", "rule", "reason")
@@ -75,6 +76,13 @@ def _input(record: Mapping[str, Any]) -> dict[str, Any]:
 def describe_input(record: Mapping[str, Any]) -> list[str]:
     """Who proposed (or reported) what, to whom, on which channel, when."""
     ev = _input(record)
+    if ev.get(STUB_MARK) == "none":
+        return [
+            f"event {ev.get('event_id', record.get('event_id'))} ({record.get('kind')} by "
+            f"{record.get('agent')} about customer {record.get('customer_id')})",
+            "input not kept (audit.input=none): the policy keeps no content, attributes or "
+            "asserts in the audit",
+        ]
     who = f"{ev.get('agent', record.get('agent'))} ({ev.get('department', '?')})"
     customer = ev.get("customer_id", record.get("customer_id"))
     channel = ev.get("channel") or "no channel"
@@ -192,6 +200,16 @@ def summary_lines(s: ReplaySummary, seconds: float | None = None) -> list[str]:
         + (f" ({', '.join(s.unresolved_versions)})" if s.unresolved_versions else ""),
         f"not replayable      {s.unreplayable}",
     ]
+    if s.not_kept:
+        lines.append(
+            f"not re-checkable    {s.not_kept} decisions, input not kept"
+            f" ({'; '.join(s.not_kept_levels)})"
+        )
+    if s.unverifiable:
+        lines.append(
+            f"unverifiable        {s.unverifiable} decisions differ, but their input was "
+            f"minimised ({'; '.join(s.unverifiable_levels)}): not counted as mismatches"
+        )
     if seconds is not None and seconds > 0:
         lines.append(f"replay speed        {s.replayed / seconds:,.0f} decisions/s")
     return lines

@@ -83,10 +83,14 @@ def worker(
         from pipeline.runtime.transactional.worker import run_worker
     else:
         from pipeline.runtime.faust.app import run_worker
+    from pipeline.web.auth import TokenFileError, WebSecurityError
+
     try:
         run_worker(settings, loglevel=loglevel)
     except PolicyError as exc:
         raise click.ClickException(f"the policy was refused:\n{exc}") from exc
+    except (TokenFileError, WebSecurityError) as exc:  # the web server's setup: say what to do
+        raise click.ClickException(str(exc)) from None
 
 
 def _add_optional_groups() -> None:
@@ -95,6 +99,7 @@ def _add_optional_groups() -> None:
     from pipeline.ops.kafka_commands import kafka_group, topics_group
     from pipeline.ops.policy_commands import policy_group
     from pipeline.ops.report_commands import report_command
+    from pipeline.ops.web_commands import web_group
 
     main.add_command(kafka_group, "kafka")
     main.add_command(topics_group, "topics")
@@ -102,6 +107,7 @@ def _add_optional_groups() -> None:
     audit_commands.add_to(main)
     main.add_command(policy_group)
     main.add_command(report_command)
+    main.add_command(web_group)
 
 
 _add_optional_groups()

@@ -352,9 +352,20 @@ def _reset_demo_topics(settings: Settings) -> None:
     time.sleep(1.0)  # deletion is asynchronous in the controller
 
 
-def _start_worker(settings: Settings, policy_file: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """The worker runs this checkout's code (PYTHONPATH), under the demo's policy."""
-    env = dict(os.environ)
+#: the worker's web security settings, left out for the demo's worker (auth off, 127.0.0.1)
+WEB_SECURITY_ENV = frozenset(
+    {"TOWER_WEB_TOKENS_FILE", "TOWER_WEB_OPEN_METRICS", "TOWER_WEB_TLS_CERT", "TOWER_WEB_TLS_KEY"}
+)
+
+
+def _start_worker(
+    settings: Settings, policy_file: Path, log_path: Path, extra_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """The worker runs this checkout's code (PYTHONPATH), under the demo's policy, with the
+    web server as a local one (no tokens, no TLS), which is how the demo reads it.
+    `extra_env`: the Kafka security settings of a secured local broker."""
+    env = {k: v for k, v in os.environ.items() if k not in WEB_SECURITY_ENV}
+    env.update(extra_env)
     env.update(
         TOWER_BOOTSTRAP=settings.bootstrap,
         TOWER_APP_ID=settings.app_id,
@@ -789,6 +800,12 @@ def _run(
         bootstrap=broker.bootstrap,
         topics=DEMO_TOPICS,
     )
+    worker_env: dict[str, str] = {}
+    if broker.secure:  # `tower kafka up --secure` made this broker: connect as the roles do
+        broker.grant_roles(DEMO_TOPICS, DEMO_APP_ID)
+        settings = broker.material.settings(broker.bootstrap, "tower", settings)
+        worker_env = broker.material.env("tower")
+        click.echo("The broker is secured: the demo connects as role `tower` over SASL_SSL")
     click.echo("Preparing fresh demo topics ...")
     _reset_demo_topics(settings)
     for line in create_topics(settings).lines():
@@ -796,7 +813,7 @@ def _run(
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir.parent / "demo-worker.log"
-    proc = _start_worker(settings, policy_file, log_path)
+    proc = _start_worker(settings, policy_file, log_path, worker_env)
     stack.callback(_stop, proc)
     click.echo(f"Worker starting under policy {policy.policy_version} (log: {log_path}) ...")
     _wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", proc, log_path, 60)

@@ -21,6 +21,7 @@ from pipeline.kafka.topics import (
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.local_cluster import LocalCluster
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
+from pipeline.ops.local_security import ROLES, SecurityMaterialError, password_file
 from pipeline.settings import Settings
 
 _port_option = click.option(
@@ -34,14 +35,17 @@ _bootstrap_option = click.option(
 )
 
 
-_friendly_errors = friendly_errors(LocalKafkaError, TopicsError)
+_friendly_errors = friendly_errors(LocalKafkaError, TopicsError, SecurityMaterialError)
 
 
 def _local(
-    port: int | None, version: str | None = None, controller_port: int | None = None
+    port: int | None,
+    version: str | None = None,
+    controller_port: int | None = None,
+    secure: bool | None = None,
 ) -> LocalKafka:
     settings = Settings.from_env(kafka_port=port, kafka_version=version)
-    return LocalKafka.from_settings(settings, controller_port=controller_port)
+    return LocalKafka.from_settings(settings, controller_port=controller_port, secure=secure)
 
 
 def _cluster(port: int | None) -> LocalCluster | None:
@@ -94,6 +98,14 @@ def kafka_group() -> None:
     help="Nodes: 3 starts a replicated cluster on loopback, node i on port+2(i-1) (its "
     "controller on the port after), topics replicated 3 times with min.insync.replicas 2.",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    default=None,
+    help="A SASL_SSL listener (SCRAM-SHA-512, a local CA) with ACLs for the roles "
+    f"{', '.join(ROLES)}; writes client-<role>.properties into the run dir [default: as the "
+    "run dir was first started].",
+)
 @_friendly_errors
 def kafka_up(
     port: int | None,
@@ -101,20 +113,40 @@ def kafka_up(
     version: str | None,
     wait_s: float,
     brokers: int,
+    secure: bool | None,
 ) -> None:
     """Start the broker (or cluster) in the background and wait until it serves requests.
 
     Harmless when it is already running. Stop it with `tower kafka down`.
     """
     if brokers == 1:
-        _local(port, version, controller_port).up(wait_s=wait_s)
+        broker = _local(port, version, controller_port, secure)
+        broker.up(wait_s=wait_s)
+        if broker.secure:
+            _show_roles(broker)
         return
+    if secure:
+        raise click.UsageError("--secure starts one broker; use it without --brokers")
     settings = Settings.from_env(kafka_port=port, kafka_version=version)
     cluster = LocalCluster(
         brokers, settings.kafka_port, settings.cache_dir, settings.kafka_version, out=sys.stdout
     )
     cluster.up(wait_s=max(wait_s, 90.0))
     click.echo(f"cluster of {brokers} up: TOWER_BOOTSTRAP={cluster.bootstrap}")
+
+
+def _show_roles(broker: LocalKafka) -> None:
+    """Grant the roles their ACLs on this deployment's topics and say where their files are."""
+    settings = Settings.from_env()
+    files = broker.grant_roles(settings.topics, settings.app_id)
+    click.echo(f"SASL_SSL ({broker.material.ca_file} signs the broker) with ACLs; client files:")
+    for role, path in files.items():
+        click.echo(f"  {role:<9} {path}  ({ROLES[role]})")
+    env = broker.material.env("tower")
+    del env["TOWER_SASL_PASSWORD"]
+    env["TOWER_SASL_PASSWORD_FILE"] = str(password_file(broker.material, "tower"))
+    click.echo("Workers connect as `tower`:")
+    click.echo("  " + " ".join(f"{k}={v}" for k, v in env.items()))
 
 
 @kafka_group.command("fetch")

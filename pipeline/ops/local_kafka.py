@@ -27,7 +27,8 @@ from typing import TextIO
 
 from pipeline.kafka import clients
 from pipeline.kafka.topics import broker_answers
-from pipeline.settings import Settings
+from pipeline.ops import local_security
+from pipeline.settings import Settings, TopicNames
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 HOST = "127.0.0.1"
@@ -70,6 +71,7 @@ class LocalKafka:
         voters: str | None = None,
         replication: int = 1,
         cluster_id: str | None = None,
+        secure: bool | None = None,
     ) -> None:
         defaults = Settings()
         self.cache_dir = Path(cache_dir or defaults.cache_dir).expanduser().absolute()
@@ -92,6 +94,12 @@ class LocalKafka:
         self.voters = voters or f"{node_id}@{HOST}:{self.controller_port}"
         self.replication = replication
         self.cluster_id = cluster_id
+        #: SASL_SSL with SCRAM users and ACLs instead of PLAINTEXT (`local_security`);
+        #: None: as the run dir was first started
+        self.secure = (
+            secure if secure is not None else local_security.secure_marker(self.run_dir).exists()
+        )
+        self._material: local_security.Material | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> LocalKafka:
@@ -118,8 +126,28 @@ class LocalKafka:
 
     @property
     def client_settings(self) -> Settings:
-        """What the project's clients need to reach this broker."""
+        """What the project's clients need to reach this broker (as its admin if secured)."""
+        if self.secure:
+            return self.material.settings(self.bootstrap, local_security.ADMIN)
         return Settings(bootstrap=self.bootstrap)
+
+    @property
+    def material(self) -> local_security.Material:
+        """The secured broker's certificates and passwords, made at first use."""
+        if self._material is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._material = local_security.ensure_material(self.run_dir)
+        return self._material
+
+    def grant_roles(self, topics: TopicNames, app_id: str) -> dict[str, Path]:
+        """Create the roles' ACLs for a deployment's topics; write and return the
+        `client-<role>.properties` files. Only for a secured broker."""
+        if not self.secure:
+            raise LocalKafkaError("roles and ACLs need a secured broker: `tower kafka up --secure`")
+        local_security.apply_grants(
+            self.client_settings, local_security.role_grants(topics, app_id)
+        )
+        return local_security.write_client_files(self.material, self.bootstrap)
 
     @property
     def libs_dir(self) -> Path:
@@ -259,6 +287,7 @@ class LocalKafka:
         java = self._java()
         libs = self.ensure_jars()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        local_security.check_mode(self.run_dir, self.data_dir, self.secure)
         self._write_config()
         if not (self.data_dir / "meta.properties").exists():
             self._format(java, libs)
@@ -394,12 +423,28 @@ class LocalKafka:
                 host=HOST,
                 port=self.port,
                 controller_port=self.controller_port,
+                listener_config=self._listener_config(),
                 data_dir=self.data_dir,
                 node_id=self.node_id,
                 voters=self.voters,
                 replication=self.replication,
                 min_isr=min(2, self.replication),
             )
+        )
+
+    def _listener_config(self) -> str:
+        if self.secure:
+            return local_security.listener_config(
+                self.material, HOST, self.port, self.controller_port
+            )
+        return "\n".join(
+            [
+                f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            ]
         )
 
     def _format(self, java: str, libs: Path) -> None:
@@ -418,6 +463,7 @@ class LocalKafka:
                 cluster_id,
                 "-c",
                 str(self.config_path),
+                *(local_security.scram_format_args(self.material) if self.secure else ()),
             ],
             capture_output=True,
             text=True,

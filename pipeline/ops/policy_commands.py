@@ -5,12 +5,18 @@ Publishing writes the document to the compacted policies topic (see
 `PolicyFollower` picks it up between two batches, and records the change in the audit
 topic. `diff` answers "what would this change do?" before anyone publishes: it re-decides
 recorded input under both policies with the pure core.
+
+Four eyes (`governance.require_approval` in the policy in force or the new one, see
+`pipeline.core.policy_governance`): `publish` refuses, and a change is `propose`d by one
+person (`pending/<v>`, audit `policy_proposed`) and `approve`d by another, which publishes
+it with both names (audit `policy_changed`), or `reject`ed (audit `policy_rejected`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,18 +29,26 @@ from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
 from pipeline.contracts.policy_record import (
     ACTIVE_KEY,
+    PENDING_PREFIX,
     InvalidPolicyRecord,
     PolicyRecord,
     decode_policy_record,
     encode_policy_record,
+    pending_key,
     version_key,
 )
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_changes import policy_changes, summary
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
+from pipeline.core.policy_governance import approval_required, same_person, why_approval
 from pipeline.core.whatif import WhatIfReport, what_if
 from pipeline.kafka import clients
-from pipeline.kafka.policy_follower import PolicyMismatch, policy_from_record
+from pipeline.kafka.policy_follower import (
+    PolicyMismatch,
+    PolicyUnapproved,
+    active_policy_from_record,
+    policy_from_record,
+)
 from pipeline.kafka.reader import (
     ScanError,
     read_range,
@@ -44,7 +58,7 @@ from pipeline.kafka.reader import (
 )
 from pipeline.kafka.topics import TopicsError, list_topics, wait_for_broker
 from pipeline.ops.cli_errors import friendly_errors
-from pipeline.processing.records import policy_change_record
+from pipeline.processing.records import policy_change_record, policy_review_record
 from pipeline.settings import Settings
 
 KAFKA_PREFIX = "kafka:"
@@ -74,29 +88,86 @@ class Published:
     audit: dict[str, Any]
 
 
-def read_active(settings: Settings, timeout: float = 10.0) -> ActivePolicy | None:
-    """The policy workers have in force: the last *valid* `active` record, like they do."""
+@dataclass(frozen=True, slots=True)
+class PolicyTopic:
+    """What the policies topic holds now: the policy in force and the open proposals."""
+
+    active: ActivePolicy | None
+    #: open proposals by policy_version, oldest first
+    pending: dict[str, PolicyRecord]
+
+    @property
+    def in_force(self) -> Policy:
+        return self.active.policy if self.active else DEFAULT_POLICY
+
+
+@dataclass(frozen=True, slots=True)
+class Proposed:
+    record: PolicyRecord
+    current_version: str
+    changes: list[str]
+    approval_required: bool
+    audit: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    record: PolicyRecord
+    audit: dict[str, Any]
+
+
+def read_policies(settings: Settings, timeout: float = 10.0) -> PolicyTopic:
+    """Read the policies topic to its end the way workers do: the last `active` record they
+    would accept (valid, and approved where approval is required), plus open proposals."""
     topic = settings.topics.policies
     if topic not in list_topics(settings, timeout):
         raise PolicyCommandError(
             f"topic {topic!r} does not exist on {settings.bootstrap}: run `tower topics create`"
         )
     active: ActivePolicy | None = None
+    pending: dict[str, PolicyRecord] = {}
     consumer = scan_consumer(settings, "policy-cli", timeout)
     try:
         low, end = watermarks(consumer, topic, 0, timeout)
         for msg in read_range(consumer, topic, 0, low, end, timeout):
-            if msg.key() == ACTIVE_KEY:
+            key = msg.key()
+            if key == ACTIVE_KEY:
                 try:
                     record = decode_policy_record(msg.value())
-                    active = ActivePolicy(record, policy_from_record(record))
-                except (InvalidPolicyRecord, PolicyError, PolicyMismatch):
+                    in_force = active.policy if active else DEFAULT_POLICY
+                    policy = active_policy_from_record(
+                        record, in_force, settings.policy_require_approval
+                    )
+                    active = ActivePolicy(record, policy)
+                except (InvalidPolicyRecord, PolicyError, PolicyMismatch, PolicyUnapproved):
                     pass  # workers ignore it too
+            elif key is not None and key.startswith(PENDING_PREFIX):
+                version = key[len(PENDING_PREFIX) :].decode(errors="replace")
+                pending.pop(version, None)  # a tombstone closes it; a new value reorders it
+                if msg.value():
+                    with suppress(InvalidPolicyRecord):  # not something anyone can approve
+                        pending[version] = decode_policy_record(msg.value())
     except ScanError as exc:
         raise PolicyCommandError(f"could not read {topic!r} to its end: {exc}") from None
     finally:
         consumer.close()
-    return active
+    return PolicyTopic(active, pending)
+
+
+def read_active(settings: Settings, timeout: float = 10.0) -> ActivePolicy | None:
+    """The policy workers have in force: the last *valid* `active` record, like they do."""
+    return read_policies(settings, timeout).active
+
+
+def _now(now_ms: int | None) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
+
+
+def _person(name: str, what: str) -> str:
+    name = name.strip()
+    if not name:
+        raise PolicyCommandError(f"--by is empty: name who {what}")
+    return name
 
 
 def publish_policy(
@@ -107,22 +178,220 @@ def publish_policy(
     now_ms: int | None = None,
     timeout: float = 30.0,
 ) -> Published:
-    """Validate `text`, make it the active policy, and audit the change (old -> new)."""
+    """Validate `text`, make it the active policy, and audit the change (old -> new).
+
+    Refused when four-eyes governance applies (see `pipeline.core.policy_governance`):
+    then a change goes through `propose_policy` and `approve_policy`.
+    """
     policy = load_policy(text, source)  # raises PolicyError before anything is written
     wait_for_broker(settings, timeout=min(timeout, 10.0))
-    current = read_active(settings)
-    old = current.policy if current else DEFAULT_POLICY
-    published_at = int(time.time() * 1000) if now_ms is None else now_ms
+    old = read_policies(settings).in_force
+    if approval_required(old, policy, settings.policy_require_approval):
+        why = why_approval(old, policy, settings.policy_require_approval)
+        raise PolicyCommandError(
+            f"{why}, so a change needs a second person: run "
+            f"`tower policy propose {source} --by {published_by}`, then someone else runs "
+            f"`tower policy approve {policy.policy_version} --by NAME`"
+        )
     record = PolicyRecord(
         version=policy.version,
         policy_version=policy.policy_version,
         content_hash=policy.content_hash,
         document=text,
-        published_at=published_at,
+        published_at=_now(now_ms),
         published_by=published_by,
     )
+    return _put_in_force(settings, record, policy, old, timeout)
+
+
+def _put_in_force(
+    settings: Settings, record: PolicyRecord, policy: Policy, old: Policy, timeout: float
+) -> Published:
+    """Write `version/<v>`, then `active` (then close `pending/<v>` if it was proposed), then
+    the `policy_changed` audit record."""
     value = encode_policy_record(record)
+    topic = settings.topics.policies
+    v = policy.policy_version
+    # history first: once `active` is visible, its version is always findable too
+    writes: list[tuple[bytes, bytes | None]] = [(version_key(v), value), (ACTIVE_KEY, value)]
+    if record.proposed_by is not None:
+        writes.append((pending_key(v), None))
     producer = clients.producer(settings)
+    offsets = _produce(producer, topic, writes, timeout, f"policy {v} to {topic!r}")
+    changes = policy_changes(old, policy)
+    audit = policy_change_record(
+        summary(old, policy),
+        changes,
+        old.policy_version,
+        v,
+        record.published_by,
+        record.published_at,
+        Source(topic, 0, offsets[ACTIVE_KEY], record.published_at),
+        value.decode(),
+        proposed_by=record.proposed_by,
+    )
+    _audit(producer, settings, audit, timeout, "policy_changed")
+    return Published(record, old.policy_version, changes, audit)
+
+
+def propose_policy(
+    settings: Settings,
+    text: str,
+    source: str,
+    proposed_by: str,
+    now_ms: int | None = None,
+    timeout: float = 30.0,
+) -> Proposed:
+    """Validate `text` and file it as `pending/<v>`; nothing changes until someone else
+    approves it. Audited as `policy_proposed`."""
+    policy = load_policy(text, source)
+    proposed_by = _person(proposed_by, "proposes")
+    wait_for_broker(settings, timeout=min(timeout, 10.0))
+    state = read_policies(settings)
+    old, v = state.in_force, policy.policy_version
+    if v == old.policy_version:
+        raise PolicyCommandError(f"{v} is already the policy in force: nothing to propose")
+    if v in state.pending:
+        p = state.pending[v]
+        raise PolicyCommandError(
+            f"{v} is already pending, proposed by {p.proposed_by} at {_when(p.published_at)}: "
+            f"approve it (`tower policy approve {v} --by NAME`) or reject it"
+        )
+    at = _now(now_ms)
+    record = PolicyRecord(
+        version=policy.version,
+        policy_version=v,
+        content_hash=policy.content_hash,
+        document=text,
+        published_at=at,
+        published_by=proposed_by,
+        proposed_by=proposed_by,
+        proposed_at=at,
+    )
+    value = encode_policy_record(record)
+    topic = settings.topics.policies
+    producer = clients.producer(settings)
+    offsets = _produce(
+        producer, topic, [(pending_key(v), value)], timeout, f"proposal {v} to {topic!r}"
+    )
+    changes = policy_changes(old, policy)
+    audit = policy_review_record(
+        "policy_proposed",
+        v,
+        proposed_by,
+        proposed_by,
+        at,
+        f"policy {old.policy_version} -> {v} proposed by {proposed_by}, awaiting approval",
+        changes,
+        Source(topic, 0, offsets[pending_key(v)], at),
+        value.decode(),
+    )
+    _audit(producer, settings, audit, timeout, "policy_proposed")
+    required = approval_required(old, policy, settings.policy_require_approval)
+    return Proposed(record, old.policy_version, changes, required, audit)
+
+
+def _pending(state: PolicyTopic, version: str) -> PolicyRecord:
+    record = state.pending.get(version)
+    if record is not None:
+        return record
+    if not state.pending:
+        raise PolicyCommandError(
+            f"{version} is not pending: no change is pending (`tower policy propose FILE`)"
+        )
+    listed = ", ".join(f"{v} (by {r.proposed_by})" for v, r in state.pending.items())
+    raise PolicyCommandError(f"{version} is not pending; pending: {listed}")
+
+
+def approve_policy(
+    settings: Settings,
+    version: str,
+    approved_by: str,
+    now_ms: int | None = None,
+    timeout: float = 30.0,
+) -> Published:
+    """Put the pending `version` in force, if `approved_by` is not the person who proposed
+    it. The records carry both names; so does the `policy_changed` audit record."""
+    approved_by = _person(approved_by, "approves")
+    wait_for_broker(settings, timeout=min(timeout, 10.0))
+    state = read_policies(settings)
+    pending = _pending(state, version)
+    proposer = pending.proposed_by or pending.published_by
+    if same_person(proposer, approved_by):
+        raise PolicyCommandError(
+            f"{version} was proposed by {proposer}, who cannot also approve it (four eyes): "
+            f"ask someone else to run `tower policy approve {version} --by NAME`, or withdraw "
+            f"it with `tower policy reject {version} --by {approved_by}`"
+        )
+    try:
+        policy = policy_from_record(pending)
+    except (PolicyError, PolicyMismatch) as exc:
+        raise PolicyCommandError(
+            f"pending {version} cannot be used ({exc}); reject it and propose again"
+        ) from None
+    at = _now(now_ms)
+    record = replace(
+        pending,
+        published_at=at,
+        published_by=approved_by,
+        proposed_by=proposer,
+        proposed_at=pending.proposed_at or pending.published_at,
+        approved_by=approved_by,
+        approved_at=at,
+    )
+    return _put_in_force(settings, record, policy, state.in_force, timeout)
+
+
+def reject_policy(
+    settings: Settings,
+    version: str,
+    rejected_by: str,
+    reason: str | None = None,
+    now_ms: int | None = None,
+    timeout: float = 30.0,
+) -> Rejected:
+    """Close the pending `version` without putting it in force: a tombstone on its pending
+    key and a `policy_rejected` audit record naming proposer, rejecter and reason. The
+    proposer may reject (withdraw) their own proposal."""
+    rejected_by = _person(rejected_by, "rejects")
+    wait_for_broker(settings, timeout=min(timeout, 10.0))
+    state = read_policies(settings)
+    pending = _pending(state, version)
+    proposer = pending.proposed_by or pending.published_by
+    at = _now(now_ms)
+    topic = settings.topics.policies
+    producer = clients.producer(settings)
+    offsets = _produce(
+        producer, topic, [(pending_key(version), None)], timeout, f"rejection of {version}"
+    )
+    try:
+        changes = policy_changes(state.in_force, policy_from_record(pending))
+    except (PolicyError, PolicyMismatch):
+        changes = []  # an unusable proposal can still be rejected
+    why = reason.strip() if reason and reason.strip() else "no reason given"
+    audit = policy_review_record(
+        "policy_rejected",
+        version,
+        proposer,
+        rejected_by,
+        at,
+        f"policy {version} proposed by {proposer} rejected by {rejected_by}: {why}",
+        changes,
+        Source(topic, 0, offsets[pending_key(version)], at),
+        encode_policy_record(pending).decode(),
+    )
+    _audit(producer, settings, audit, timeout, "policy_rejected")
+    return Rejected(pending, audit)
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    records: list[tuple[bytes, bytes | None]],
+    timeout: float,
+    what: str,
+) -> dict[bytes, int]:
+    """Produce `records` in order (acks=all) and wait; the offset of each key."""
     offsets: dict[bytes, int] = {}
     errors: list[str] = []
 
@@ -132,35 +401,23 @@ def publish_policy(
         else:
             offsets[msg.key()] = msg.offset()
 
-    topic = settings.topics.policies
-    # history first: once `active` is visible, its version is always findable too
-    producer.produce(
-        topic, key=version_key(policy.policy_version), value=value, on_delivery=delivered
-    )
-    producer.produce(topic, key=ACTIVE_KEY, value=value, on_delivery=delivered)
-    _flush(producer, errors, timeout, f"policy {policy.policy_version} to {topic!r}")
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=delivered)
+    _flush(producer, errors, timeout, what)
+    return offsets
 
-    changes = policy_changes(old, policy)
-    audit = policy_change_record(
-        summary(old, policy),
-        changes,
-        old.policy_version,
-        policy.policy_version,
-        published_by,
-        published_at,
-        Source(topic, 0, offsets[ACTIVE_KEY], published_at),
-        value.decode(),
-    )
-    producer.produce(
+
+def _audit(
+    producer: Producer, settings: Settings, audit: dict[str, Any], timeout: float, what: str
+) -> None:
+    value = encode_record("audit_record", audit, settings.output_format)
+    _produce(
+        producer,
         settings.topics.audit,
-        key=b"-",
-        value=encode_record("audit_record", audit, settings.output_format),
-        on_delivery=delivered,
+        [(b"-", value)],
+        timeout,
+        f"the {what} audit record to {settings.topics.audit!r}",
     )
-    _flush(
-        producer, errors, timeout, f"the policy_changed audit record to {settings.topics.audit!r}"
-    )
-    return Published(record, old.policy_version, changes, audit)
 
 
 def _flush(producer: Producer, errors: list[str], timeout: float, what: str) -> None:
@@ -168,6 +425,12 @@ def _flush(producer: Producer, errors: list[str], timeout: float, what: str) -> 
     if errors or left:
         problem = errors[0] if errors else f"{left} record(s) unsent after {timeout:.0f}s"
         raise PolicyCommandError(f"could not publish {what}: {problem}")
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "?"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 # --- recorded input for the what-if -------------------------------------------------------
@@ -269,7 +532,8 @@ _policy_file = click.argument("file", type=click.Path(exists=True, dir_okay=Fals
 
 @click.group("policy")
 def policy_group() -> None:
-    """Policy as code: validate, publish (hot reload on every worker), show, what-if."""
+    """Policy as code: validate, publish (hot reload on every worker), show, what-if;
+    propose / approve / reject / pending when changes need four eyes."""
 
 
 @policy_group.command("validate")
@@ -313,11 +577,89 @@ def policy_show(bootstrap: str | None) -> None:
         )
         return
     r = active.record
-    when = datetime.fromtimestamp(r.published_at / 1000, UTC).isoformat(timespec="seconds")
     click.echo(f"policy_version  {r.policy_version}")
-    click.echo(f"published       {when} by {r.published_by}")
+    click.echo(f"published       {_when(r.published_at)} by {r.published_by}")
+    if r.proposed_by is not None:
+        click.echo(f"proposed        {_when(r.proposed_at)} by {r.proposed_by}")
+        click.echo(f"approved        {_when(r.approved_at)} by {r.approved_by}")
     if active.policy.notes:
         click.echo(f"notes           {active.policy.notes}")
+
+
+_by_option = click.option("--by", "by", default=None, help="Who does it [default: $USER].")
+_version_argument = click.argument("version")
+
+
+def _by(by: str | None) -> str:
+    import getpass
+
+    return by if by is not None else getpass.getuser()
+
+
+@policy_group.command("propose")
+@_policy_file
+@_bootstrap_option
+@_by_option
+@_friendly_errors
+def policy_propose(file: Path, bootstrap: str | None, by: str | None) -> None:
+    """Validate FILE and file it for approval by someone else (four eyes); nothing changes yet."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    text = file.read_text(encoding="utf-8")
+    proposed = propose_policy(settings, text, str(file), _by(by))
+    v = proposed.record.policy_version
+    click.echo(f"proposed {v} (in force: {proposed.current_version}), awaiting approval")
+    for line in proposed.changes or ["no setting changed"]:
+        click.echo(f"  {line}")
+    if not proposed.approval_required:
+        click.echo("note: no policy requires approval here; `tower policy publish` would do")
+    click.echo(f"next: someone else runs `tower policy approve {v} --by NAME`")
+
+
+@policy_group.command("approve")
+@_version_argument
+@_bootstrap_option
+@_by_option
+@_friendly_errors
+def policy_approve(version: str, bootstrap: str | None, by: str | None) -> None:
+    """Approve the pending VERSION (not your own proposal): it goes into force on every worker."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    published = approve_policy(settings, version, _by(by))
+    r = published.record
+    click.echo(
+        f"approved {r.policy_version} (proposed by {r.proposed_by}, approved by "
+        f"{r.approved_by}); now in force (was {published.old_version})"
+    )
+    for line in published.changes or ["no setting changed"]:
+        click.echo(f"  {line}")
+
+
+@policy_group.command("reject")
+@_version_argument
+@_bootstrap_option
+@_by_option
+@click.option("--reason", default=None, help="Why, for the audit record.")
+@_friendly_errors
+def policy_reject(version: str, bootstrap: str | None, by: str | None, reason: str | None) -> None:
+    """Reject the pending VERSION: it never comes into force; the audit records who and why."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    rejected = reject_policy(settings, version, _by(by), reason)
+    click.echo(f"rejected {version}: {rejected.audit['reason']}")
+
+
+@policy_group.command("pending")
+@_bootstrap_option
+@_friendly_errors
+def policy_pending(bootstrap: str | None) -> None:
+    """List the proposed changes waiting for approval, oldest first."""
+    settings = Settings.from_env(bootstrap=bootstrap)
+    wait_for_broker(settings, timeout=10.0)
+    state = read_policies(settings)
+    if not state.pending:
+        click.echo("no policy change pending")
+        return
+    for v, r in state.pending.items():
+        proposer = r.proposed_by or r.published_by
+        click.echo(f"{v}  proposed by {proposer} at {_when(r.proposed_at or r.published_at)}")
 
 
 @policy_group.command("diff")

@@ -50,7 +50,10 @@ class AgentSimulator:
         withdraw_share: float = 0.2,
         replay_share: float = 0.05,
         avro_share: float = 0.5,
+        replay_memory: int | None = None,
     ) -> None:
+        """`replay_memory` bounds the records a replay is drawn from (all of them if None),
+        so an endless stream keeps its memory flat."""
         self.rng = random.Random(seed)
         self.customers = [f"cust-{i:05d}" for i in range(customers)]
         self.clock = start_ms
@@ -59,6 +62,7 @@ class AgentSimulator:
         self.avro_share = avro_share
         self._n = 0
         self._history: list[SimRecord] = []
+        self.replay_memory = replay_memory
 
     def _next_id(self) -> str:
         self._n += 1
@@ -128,8 +132,19 @@ class AgentSimulator:
             batch.append(self._signal(c, "message_received", text="hello?"))
         if self._history and self.rng.random() < self.replay_share:
             batch.append(self.rng.choice(self._history))  # the same record again: a replay
-        self._history.extend(batch)
+        self._remember(batch)
         return batch
+
+    def endless(self) -> Iterator[SimRecord]:
+        """The opening, then trigger after trigger for as long as the caller reads."""
+        yield from self.opening()
+        while True:
+            yield from self.step()
+
+    def _remember(self, batch: list[SimRecord]) -> None:
+        self._history.extend(batch)
+        if self.replay_memory is not None and len(self._history) > 2 * self.replay_memory:
+            del self._history[: -self.replay_memory]
 
     def records(self, total: int, malformed: int = 0) -> list[SimRecord]:
         """Exactly `total` records, `malformed` of them invalid, spread through the stream."""
@@ -234,7 +249,7 @@ class ShowcaseSimulator(AgentSimulator):
             batch.append(self._signal(solved, "case_resolved", case_id=case_id))
         if self._history and rng.random() < self.replay_share:
             batch.append(rng.choice(self._history))  # the same record again: a replay
-        self._history.extend(batch)
+        self._remember(batch)
         return batch
 
     def _showcase_proposal(self, customer: str, trigger: str, bot: tuple[str, ...]) -> SimRecord:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import orjson
@@ -18,6 +18,7 @@ from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
 from pipeline.core import experience, experiments
 from pipeline.core.arbitration import decide, release
+from pipeline.core.audit_minimisation import minimised_reason
 from pipeline.core.decision import EMITTING, HELD, Decision
 from pipeline.core.hold_windows import held_events
 from pipeline.core.policy import Policy
@@ -225,23 +226,31 @@ class BatchProcessor:
         decision, state = decide(state, event, policy, event.occurred_at)
         state = self._observe(state, exposures, event, decision, policy)
         source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
-        self._emit(decision, event, source, rec.key, now_ms, out)
+        self._emit(decision, event, policy, source, rec.key, now_ms, out)
         return state
 
     def _emit(
         self,
         decision: Decision,
         event: AgentEvent,
+        policy: Policy,
         source: Source,
         key: bytes | None,
         now_ms: int,
         out: list[OutputRecord],
     ) -> None:
-        """Count the decision and append its records: action, wake-up, audit."""
+        """Count the decision and append its records: action, wake-up, audit (kept at the
+        deciding policy's `audit` levels)."""
         m, tally = self.metrics, self._tally
         tally.add(m.decisions, decision.outcome, decision.rule or "-")
         if self.feed is not None:
-            self.feed(decision, event, now_ms)
+            # the live page shows the reason as the audit keeps it, not more
+            levels = policy.audit
+            shown = decision
+            if levels.input != "full":
+                reason = minimised_reason(decision.reason, decision.rule, levels)
+                shown = replace(decision, reason=reason)
+            self.feed(shown, event, now_ms)
         if event.kind == "proposal" and decision.outcome != HELD:
             tally.add(m.proposals, event.agent)
         partition = source.partition
@@ -263,7 +272,7 @@ class BatchProcessor:
                 "deadline": wakeup.deadline,
             }
             out.append(OutputRecord(self._wakeups, key, orjson.dumps(body), partition))
-        audit = audit_record(decision, event, source, now_ms)
+        audit = audit_record(decision, event, source, now_ms, policy.audit)
         out.append(
             OutputRecord(
                 self._audit, key, encode_record("audit_record", audit, self._fmt), partition
@@ -343,7 +352,7 @@ class BatchProcessor:
             state = self._observe(state, exposures, event, decision, policy)
             if decision.experiments:
                 exposures = experiments.expose(exposures, decision.experiments, decision.decided_at)
-            self._emit(decision, event, source, key, now_ms, out)
+            self._emit(decision, event, policy, source, key, now_ms, out)
         return state
 
     def _observe(

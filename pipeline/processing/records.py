@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from pipeline.contracts.events import AgentEvent, Source, event_to_dict
+from pipeline.contracts.events import AgentEvent, Source
+from pipeline.core.audit_minimisation import input_json, minimised_decision
 from pipeline.core.decision import Decision, decision_id_for
+from pipeline.core.policy import AuditLevels
+
+FULL = AuditLevels()
 
 
 def audit_record(
-    decision: Decision, event: AgentEvent, source: Source, processed_at: int
+    decision: Decision,
+    event: AgentEvent,
+    source: Source,
+    processed_at: int,
+    levels: AuditLevels = FULL,
 ) -> dict[str, Any]:
-    return {
+    """The audit record of one decision, keeping of the input what the policy's `audit`
+    levels allow (core/audit_minimisation.py); both runtimes write it from here."""
+    record = {
         "decision_id": decision.decision_id,
         "event_id": event.event_id,
         "customer_id": event.customer_id,
@@ -33,10 +41,11 @@ def audit_record(
         "source_topic": source.topic,
         "source_partition": source.partition,
         "source_offset": source.offset,
-        "input": orjson.dumps(event_to_dict(event)).decode(),
+        "input": input_json(event, levels),
         "processed_at": processed_at,
         "experiments": [{"experiment": e, "arm": a} for e, a in decision.experiments],
     }
+    return minimised_decision(record, levels) if levels.minimised else record
 
 
 def dead_letter_record(
@@ -69,13 +78,25 @@ def policy_change_record(
     published_at: int,
     source: Source,
     record_json: str,
+    proposed_by: str | None = None,
 ) -> dict[str, Any]:
     """The audit record of a policy change, so the audit trail shows when decisions changed.
 
     It reuses the decision schema: customer "-", the publisher as agent, one trace step per
-    changed setting. The id depends on both versions, so re-publishing is idempotent.
+    changed setting. The id depends on both versions, so re-publishing is idempotent. A
+    four-eyes change (`proposed_by` set) has the approver as agent, and names both people
+    in the reason and in two leading `governance` trace steps.
     """
     event_id = f"policy:{new_version}"
+    trace = [{"rule": "policy", "verdict": "change", "reason": c} for c in changes]
+    reason = summary
+    if proposed_by is not None:
+        trace = [
+            {"rule": "governance", "verdict": "propose", "reason": f"proposed by {proposed_by}"},
+            {"rule": "governance", "verdict": "approve", "reason": f"approved by {published_by}"},
+            *trace,
+        ]
+        reason = f"{summary} [proposed by {proposed_by}, approved by {published_by}]"
     return {
         "decision_id": decision_id_for("-", f"{event_id}<-{old_version}"),
         "event_id": event_id,
@@ -87,8 +108,8 @@ def policy_change_record(
         "trigger": None,
         "outcome": "policy_changed",
         "rule": None,
-        "reason": summary,
-        "trace": [{"rule": "policy", "verdict": "change", "reason": c} for c in changes],
+        "reason": reason,
+        "trace": trace,
         "policy_version": new_version,
         "action_id": None,
         "merged_into": None,
@@ -98,5 +119,57 @@ def policy_change_record(
         "source_offset": source.offset,
         "input": record_json,
         "processed_at": published_at,
+        "experiments": [],
+    }
+
+
+def policy_review_record(
+    outcome: str,
+    policy_version: str,
+    proposed_by: str,
+    by: str,
+    at: int,
+    reason: str,
+    changes: list[str],
+    source: Source,
+    record_json: str,
+) -> dict[str, Any]:
+    """The audit record of a step that changes no decision yet: `policy_proposed` (by the
+    proposer) or `policy_rejected` (by whoever rejected it).
+
+    Same shape as `policy_change_record`: `by` is the agent, both people are in the reason
+    and the `governance` trace steps, `policy_version` is the proposed version (the policy
+    in force is unchanged), and the trace lists what the proposal would change.
+    """
+    verdict = {"policy_proposed": "propose", "policy_rejected": "reject"}[outcome]
+    steps = [{"rule": "governance", "verdict": "propose", "reason": f"proposed by {proposed_by}"}]
+    if verdict == "reject":
+        steps.append({"rule": "governance", "verdict": "reject", "reason": f"rejected by {by}"})
+    event_id = f"policy:{policy_version}"
+    return {
+        "decision_id": decision_id_for("-", f"{event_id}/{verdict}@{at}"),
+        "event_id": event_id,
+        "customer_id": "-",
+        "kind": "policy",
+        "agent": by,
+        "department": "operations",
+        "channel": None,
+        "trigger": None,
+        "outcome": outcome,
+        "rule": None,
+        "reason": reason,
+        "trace": [
+            *steps,
+            *({"rule": "policy", "verdict": "change", "reason": c} for c in changes),
+        ],
+        "policy_version": policy_version,
+        "action_id": None,
+        "merged_into": None,
+        "decided_at": at,
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "input": record_json,
+        "processed_at": at,
         "experiments": [],
     }

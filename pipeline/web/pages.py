@@ -1,8 +1,10 @@
 """The HTML of the journey owners' pages: self-contained (no external assets), since
 workers often run where nothing outside the network is reachable.
 
-The live page is static and polls `/api/decisions`; the customer page is rendered here from
-`customer_view` data, every value escaped.
+The live page is static and polls `/api/decisions`, putting what it gets into the page with
+`textContent` only (never as HTML); the customer page is rendered here from `customer_view`
+data, every value escaped. Event content is whatever an agent sent, so neither may ever
+treat it as markup.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ function row(r) {
 async function poll() {
   try {
     const res = await fetch("/api/decisions?after=" + after);
+    if (res.status === 401 || res.status === 403) {
+      $("status").textContent = "not signed in: open this page once with ?token=<your token>";
+      return;
+    }
     const d = await res.json();
     const body = $("decisions");
     if (d.last < after) body.replaceChildren();

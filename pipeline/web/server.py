@@ -11,11 +11,16 @@ expect producers to put a customer's records (`contracts/partitioning.py`).
 
 The runtime supplies a `WorkerPort`; the server runs in the Faust runtime's event loop or,
 for the transactional runtime, in a thread of its own (`serve_in_thread`).
+
+Authentication and TLS are `auth.WebSecurity`'s: `build_app` reads them from the settings
+(a configuration that cannot be served fails there, when the worker starts) and `start`
+refuses to bind anything but 127.0.0.1 while authentication is off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +43,7 @@ from pipeline.kafka.reader import ScanError, TopicRecord, read_tail
 from pipeline.processing.batch import BatchProcessor, CorruptState
 from pipeline.processing.batch import unpack_stored as _unpack
 from pipeline.settings import Settings
+from pipeline.web.auth import WebSecurity, forwarded_credentials
 from pipeline.web.customer_view import customer_view
 from pipeline.web.decision_feed import DecisionFeed, decision_counts
 from pipeline.web.pages import LIVE_PAGE, render_customer_page
@@ -47,6 +53,9 @@ TIMELINE_OFFSETS = 2000
 #: marks a request one worker forwarded to another, so it is never forwarded twice
 FORWARDED = "X-Tower-Forwarded-By"
 RETRY_AFTER_S = "1"
+#: the app's authentication and TLS, set by `build_app`, used by `start`
+SECURITY = web.AppKey("security", WebSecurity)
+log = logging.getLogger(__name__)
 API_VERSION = "v1"
 ADVISORY = (
     "advisory: the decision the tower would make if this event were the customer's next "
@@ -119,7 +128,10 @@ def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
 def build_app(
     port: WorkerPort, owners: GroupOwners | None = None, timeline: Timeline | None = None
 ) -> web.Application:
+    """The server's app; WebSecurityError or TokenFileError when the settings' bind
+    address, tokens file or TLS files cannot be served."""
     settings = port.settings
+    security = WebSecurity.from_settings(settings)
     owners = owners or GroupOwners(settings)
     timeline = timeline or audit_timeline(settings)
     routes = web.RouteTableDef()
@@ -271,7 +283,8 @@ def build_app(
     async def health(request: web.Request) -> web.Response:
         return web.json_response(port.health())
 
-    app = web.Application()
+    app = web.Application(middlewares=security.middlewares())
+    app[SECURITY] = security
     app.add_routes(routes)
     return app
 
@@ -334,7 +347,7 @@ async def _forward(request: web.Request, owner: str, me: str) -> web.StreamRespo
     timeout = aiohttp.ClientTimeout(total=15)
     url = owner + request.rel_url.path_qs
     body = await request.read()
-    headers = {FORWARDED: me}
+    headers = {FORWARDED: me, **forwarded_credentials(request)}
     if "Content-Type" in request.headers:
         headers["Content-Type"] = request.headers["Content-Type"]
     try:
@@ -352,9 +365,16 @@ async def _forward(request: web.Request, owner: str, me: str) -> web.StreamRespo
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Serve `app` on host:port, over TLS if configured; WebSecurityError for an address
+    other than 127.0.0.1 while authentication is off."""
+    security = app.get(SECURITY) or WebSecurity()
+    security.check_bind(host)
+    quiet = security.tokens is not None and security.tokens.entries()
+    log.log(logging.INFO if quiet else logging.WARNING, security.describe(host, port))
+    # no access log: an address can carry ?token= (auth.py)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, ssl_context=security.tls).start()
     return runner
 
 

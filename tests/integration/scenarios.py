@@ -179,9 +179,9 @@ def wait_for(settings: Settings, done, timeout: float) -> dict[str, list[Consume
     """Everything on the output topics once `done` holds; on a timeout, what was there
     (the tally then counts what is missing)."""
     try:
-        return consume_until(settings.bootstrap, outputs(settings), done, timeout, settle=3)
+        return consume_until(settings, outputs(settings), done, timeout, settle=3)
     except TimeoutError:
-        return consume_until(settings.bootstrap, outputs(settings), lambda s: True, 60, 3)
+        return consume_until(settings, outputs(settings), lambda s: True, 60, 3)
 
 
 def _since(started: float) -> float:

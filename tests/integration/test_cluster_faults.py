@@ -29,7 +29,7 @@ from tests.kafka_io import Consumed, consume_until, produce
 
 pytestmark = pytest.mark.integration
 
-BASE_PORT = 39800
+BASE_PORT = 29800  # below the ephemeral range, as conftest.TEST_PORT
 RECORDS = 20_000
 
 

@@ -40,6 +40,7 @@ from pipeline.processing.metrics import TowerMetrics
 from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
 from pipeline.runtime import gc_tuning
 from pipeline.runtime.faust import compat as faust_compat
+from pipeline.runtime.faust.connection import faust_connection
 from pipeline.settings import Settings
 from pipeline.web import server
 from pipeline.web.server import WorkerPort, build_app
@@ -244,7 +245,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
     faust_compat.idempotent_producer()
     options: dict[str, Any] = {
-        **clients.faust_connection(settings),
+        **faust_connection(settings),
         "store": "rocksdb://",
         "datadir": str(settings.data_dir),
         # the pages are the shared server's (pipeline/web/server.py), not Faust's

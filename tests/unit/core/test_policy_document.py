@@ -54,7 +54,7 @@ def test_settings_are_read_into_the_policy():
 @pytest.mark.parametrize(
     ("body", "line", "path", "hint"),
     [
-        ("colour: blue\n", 3, "colour", "valid keys: agents, authority"),
+        ("colour: blue\n", 3, "colour", "valid keys: agents, audit, authority"),
         ("merge_window_ms: 0\n", 3, "merge_window_ms", "milliseconds > 0"),
         ("merge_window_ms: -10\n", 3, "merge_window_ms", "milliseconds > 0"),
         ("merge_window_ms: ten\n", 3, "merge_window_ms", "must be an integer"),

@@ -1,0 +1,536 @@
+"""Sustained load: one Tower worker at a fixed share of its own measured capacity for many
+minutes, sampled every second, judged against pass criteria, drawn as a chart.
+
+    python -m bench.soak_load --runtime transactional --minutes 10 --chart docs/soak-load.png
+
+1. Capacity: the worker's backlog rate on this broker, measured first (as `bench.throughput`
+   does), unless --rate is given.
+2. Load: the simulator's endless stream (every rule on, hold windows on) produced at
+   --load x capacity, each record stamped with its produce time.
+3. Every second: consumer lag of the worker's group (committed offsets, in seconds of input),
+   the worker's RSS and open file descriptors, the bytes under its data dir (RocksDB), and
+   every approved action's latency (produce of its newest input -> consumed by a
+   read_committed reader), whose p99 is taken per 10 s window.
+
+It passes when lag stays under --max-lag-s, the last minute's p99 is within 1.5x of the
+second minute's, RSS grows less than 10 % after the first two minutes, and the open file
+descriptors are flat (see `judge`). The exit status is 1 when a criterion fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench import plots
+from bench.common import (
+    FULL_POLICY_FILE,
+    LagSampler,
+    machine,
+    percentiles,
+    start_broker,
+    start_tower,
+    stop_process,
+    tower_settings,
+)
+from bench.throughput import _records, _run_contender
+from pipeline.contracts.codec import decode_record
+from pipeline.contracts.partitioning import JAVA_PARTITIONER
+from pipeline.ops.simulator import AgentSimulator
+from pipeline.runtime.transactional.polling import take_available
+from pipeline.settings import RUNTIMES
+
+#: `bench.throughput` contender that measures each runtime's capacity
+CAPACITY_CONTENDER = {"faust": "tower", "transactional": "native"}
+#: the criteria's fixed parts (README, Sustained load)
+WARMUP_S = 120
+WINDOW_S = 10
+MAX_P99_GROWTH = 1.5
+MAX_RSS_GROWTH = 0.10
+#: descriptors the last minute may hold above the two-minute mark (a broker reconnect)
+FD_SLACK = 4
+
+
+@dataclass
+class Sample:
+    """One second of the run, `t` seconds after the paced stream started."""
+
+    t: float
+    produced: int
+    lag_records: int
+    rss_mib: float
+    fds: int
+    state_mib: float
+
+
+@dataclass
+class Run:
+    runtime: str
+    rate: float
+    capacity: float | None
+    seconds: float
+    samples: list[Sample] = field(default_factory=list)
+    #: (seconds after the start the action was seen, latency ms)
+    latencies: list[tuple[float, float]] = field(default_factory=list)
+    actions: int = 0
+    produced: int = 0
+
+    def windows(self) -> list[tuple[float, float]]:
+        """(window start s, p99 ms) per WINDOW_S window of approved actions seen."""
+        by: dict[int, list[float]] = collections.defaultdict(list)
+        for t, ms in self.latencies:
+            by[int(t // WINDOW_S)].append(ms)
+        return [(w * WINDOW_S, percentiles(v)["p99"]) for w, v in sorted(by.items())]
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _tree_mib(root: Path) -> float:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):  # compacted away meanwhile
+                total += os.stat(os.path.join(dirpath, name)).st_size
+    return total / 2**20
+
+
+class _Pacer(threading.Thread):
+    """Produces record i at start + i/rate, noting each event's produce time."""
+
+    def __init__(self, bootstrap: str, topic: str, records: Iterator[Any], rate: float) -> None:
+        super().__init__(daemon=True, name="soak-producer")
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+            | JAVA_PARTITIONER
+        )
+        self.topic, self.records, self.rate = topic, records, rate
+        self.produced = 0
+        #: event id -> produce time (s); pruned to the last minute by the reader
+        self.produced_at: dict[str, float] = {}
+        self.start_s = 0.0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        self.start_s = time.time()
+        for i, rec in enumerate(self.records):
+            if self._stop_event.is_set():
+                break
+            delay = self.start_s + i / self.rate - time.time()
+            if delay > 0.001:
+                time.sleep(delay)
+            now_ms = int(time.time() * 1000)
+            self.produced_at.setdefault(rec.event.event_id, now_ms / 1000)
+            while True:
+                try:
+                    self.producer.produce(
+                        self.topic, key=rec.key, value=rec.value, timestamp=now_ms
+                    )
+                    break
+                except BufferError:
+                    self.producer.poll(0.001)
+            self.producer.poll(0)
+            self.produced = i + 1
+        self.producer.flush(30)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(60)
+
+
+class _ActionReader(threading.Thread):
+    """Reads approved actions as they become visible (read_committed) and times each one
+    from the produce of the newest input it depends on."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int, pacer: _Pacer) -> None:
+        super().__init__(daemon=True, name="soak-actions")
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"soak-actions-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        self.pacer = pacer
+        self.latencies: list[tuple[float, float]] = []
+        self.actions = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        forget = time.monotonic() + 60
+        while not self._stop_event.is_set():
+            for msg in take_available(self.consumer, 1000, 0.05):
+                if msg.error():
+                    continue
+                seen = time.time()
+                self.actions += 1
+                ids = decode_record("approved_action", msg.value())["source_event_ids"]
+                times = [t for i in ids if (t := self.pacer.produced_at.get(i)) is not None]
+                if times:
+                    self.latencies.append((seen - self.pacer.start_s, 1000 * (seen - max(times))))
+            if time.monotonic() > forget:  # inputs older than 2 min no longer cause actions
+                cutoff = time.time() - 120
+                at = self.pacer.produced_at
+                for key in [k for k, t in list(at.items()) if t < cutoff]:
+                    at.pop(key, None)
+                forget = time.monotonic() + 60
+        self.consumer.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+
+def _wait_owned(port: int, proc: Any, timeout: float = 120) -> None:
+    """Until the worker's /healthz says it owns partitions (start-up is not the soak)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise click.ClickException(f"the worker exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                if json.loads(resp.read()).get("partitions"):
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise click.ClickException(f"the worker owned no partition within {timeout:.0f} s")
+
+
+def soak(
+    runtime: str,
+    bootstrap: str,
+    rate: float,
+    capacity: float | None,
+    seconds: float,
+    customers: int,
+    partitions: int,
+    policy_file: Path,
+    work: Path,
+) -> Run:
+    work.mkdir(parents=True, exist_ok=True)
+    settings = tower_settings(bootstrap, f"soak-{uuid.uuid4().hex[:6]}", partitions, work / "data")
+    proc, port = start_tower(
+        settings, policy_file, work / f"worker-{runtime}.log", env={"TOWER_RUNTIME": runtime}
+    )
+    run = Run(runtime, rate, capacity, seconds)
+    try:
+        _wait_owned(port, proc)
+        sim = AgentSimulator(customers=customers, seed=23, replay_memory=10_000)
+        pacer = _Pacer(bootstrap, settings.topics.events, sim.endless(), rate)
+        reader = _ActionReader(bootstrap, settings.topics.approved, partitions, pacer)
+        t0 = time.time()
+        lag = LagSampler(bootstrap, settings.app_id, settings.topics.events, partitions, t0)
+        reader.start()
+        lag.start()
+        pacer.start()
+        label = f"{runtime} @ {rate:.0f}/s"
+        with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
+            while time.time() - t0 < seconds:
+                tick = time.monotonic()
+                if proc.poll() is not None:
+                    raise click.ClickException(f"the worker died ({proc.returncode}) mid-soak")
+                lag_now = lag.samples[-1][1] if lag.samples else 0
+                run.samples.append(
+                    Sample(
+                        time.time() - t0,
+                        pacer.produced,
+                        lag_now,
+                        _rss_mib(proc.pid),
+                        _fds(proc.pid),
+                        _tree_mib(settings.data_dir),
+                    )
+                )
+                bar.update(1)
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+        pacer.stop()
+        time.sleep(5)  # the last inputs' actions
+        reader.stop()
+        lag.stop()
+        run.latencies, run.actions, run.produced = reader.latencies, reader.actions, pacer.produced
+    finally:
+        stop_process(proc)
+    return run
+
+
+def judge(run: Run) -> dict[str, dict[str, Any]]:
+    """Each criterion: its measured value, the bound, and whether it holds."""
+    rate = run.rate or 1.0
+    max_lag_s = max((s.lag_records / rate for s in run.samples), default=0.0)
+
+    def p99_between(lo: float, hi: float) -> float | None:
+        values = [ms for t, ms in run.latencies if lo <= t < hi]
+        return percentiles(values)["p99"] if values else None
+
+    end = run.seconds
+    second_minute, last_minute = p99_between(60, 120), p99_between(end - 60, end)
+    long_enough = end >= WARMUP_S + 60
+    at_mark = [s for s in run.samples if WARMUP_S - 5 <= s.t <= WARMUP_S + 5 and long_enough]
+    later = [s for s in run.samples if s.t > WARMUP_S]
+    last = [s for s in run.samples if s.t >= end - 60]
+    rss_mark = sorted(s.rss_mib for s in at_mark)[len(at_mark) // 2] if at_mark else None
+    rss_end = sorted(s.rss_mib for s in last)[len(last) // 2] if last else None
+    fd_mark = min((s.fds for s in at_mark), default=None)
+    fd_last = max((s.fds for s in last), default=None)
+    out: dict[str, dict[str, Any]] = {
+        "lag": {"max_s": max_lag_s, "bound_s": 2.0, "ok": max_lag_s < 2.0},
+    }
+    if second_minute and last_minute:
+        growth = last_minute / second_minute
+        out["p99"] = {
+            "second_minute_ms": second_minute,
+            "last_minute_ms": last_minute,
+            "ratio": growth,
+            "bound": MAX_P99_GROWTH,
+            "ok": growth <= MAX_P99_GROWTH,
+        }
+    else:
+        out["p99"] = {"ok": False, "why": "no approved actions in the second or last minute"}
+    if rss_mark and rss_end and later:
+        growth = rss_end / rss_mark - 1
+        peak = max(s.rss_mib for s in later)
+        out["rss"] = {
+            "at_2_min_mib": rss_mark,
+            "last_minute_mib": rss_end,
+            "peak_after_2_min_mib": peak,
+            "growth": growth,
+            "bound": MAX_RSS_GROWTH,
+            "ok": growth < MAX_RSS_GROWTH,
+        }
+    else:
+        out["rss"] = {"ok": False, "why": f"a run shorter than {WARMUP_S + 60} s"}
+    if fd_mark is not None and fd_last is not None:
+        out["fds"] = {
+            "at_2_min": fd_mark,
+            "last_minute_max": fd_last,
+            "slack": FD_SLACK,
+            "ok": fd_last <= fd_mark + FD_SLACK,
+        }
+    else:
+        out["fds"] = {"ok": False, "why": f"a run shorter than {WARMUP_S + 60} s"}
+    return out
+
+
+def _print(run: Run, verdict: dict[str, dict[str, Any]]) -> None:
+    achieved = run.produced / run.seconds if run.seconds else 0.0
+    click.echo(
+        f"\n{run.runtime}: {run.produced} inputs in {run.seconds:.0f} s ({achieved:.0f}/s, "
+        f"target {run.rate:.0f}/s"
+        + (f" = {run.rate / run.capacity:.0%} of {run.capacity:.0f}/s" if run.capacity else "")
+        + f"), {run.actions} approved actions"
+    )
+    lag, p99, rss, fds = (verdict[k] for k in ("lag", "p99", "rss", "fds"))
+    lines = [
+        ("lag < 2 s of input", lag, f"max {lag['max_s']:.2f} s"),
+        (
+            f"p99 last minute <= {MAX_P99_GROWTH}x second minute",
+            p99,
+            f"{p99['second_minute_ms']:.0f} -> {p99['last_minute_ms']:.0f} ms ({p99['ratio']:.2f}x)"
+            if "ratio" in p99
+            else p99["why"],
+        ),
+        (
+            f"RSS growth after {WARMUP_S // 60} min < {MAX_RSS_GROWTH:.0%}",
+            rss,
+            f"{rss['at_2_min_mib']:.0f} -> {rss['last_minute_mib']:.0f} MiB "
+            f"({rss['growth']:+.1%}, peak {rss['peak_after_2_min_mib']:.0f})"
+            if "growth" in rss
+            else rss["why"],
+        ),
+        (
+            "open file descriptors flat",
+            fds,
+            f"{fds['at_2_min']} -> max {fds['last_minute_max']}" if "slack" in fds else fds["why"],
+        ),
+    ]
+    for name, crit, figure in lines:
+        click.echo(f"  {'PASS' if crit['ok'] else 'FAIL'}  {name:<44} {figure}")
+
+
+def _chart(run: Run, out: Path) -> Path | None:
+    rows = [
+        {
+            "t": s.t,
+            "lag_s": s.lag_records / (run.rate or 1.0),
+            "rss_mib": s.rss_mib,
+            "fds": s.fds,
+            "state_mib": s.state_mib,
+            "produced": s.produced,
+        }
+        for s in run.samples
+    ]
+    per_second: collections.Counter[int] = collections.Counter(int(t) for t, _ in run.latencies)
+    title = f"{run.runtime} runtime at {run.rate:.0f} events/s" + (
+        f" ({run.rate / run.capacity:.0%} of its measured {run.capacity:.0f}/s)"
+        if run.capacity
+        else ""
+    )
+    return plots.soak_load(rows, run.windows(), dict(per_second), title, out)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--runtime",
+    "runtimes",
+    default="transactional,faust",
+    show_default=True,
+    help="Comma list of runtimes to soak, one after the other.",
+)
+@click.option("--minutes", default=10.0, show_default=True, help="Length of each soak.")
+@click.option(
+    "--load", default=0.7, show_default=True, help="Share of the measured capacity to produce."
+)
+@click.option(
+    "--rate", type=float, help="Events/s to produce instead of --load x the measured capacity."
+)
+@click.option(
+    "--capacity-events",
+    default=30_000,
+    show_default=True,
+    help="Backlog records for the capacity measurement.",
+)
+@click.option("--customers", default=20_000, show_default=True, help="Distinct customers.")
+@click.option("--partitions", default=8, show_default=True, help="Partitions of every topic.")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=FULL_POLICY_FILE,
+    show_default=True,
+    help="Policy of the worker (the default has every rule and hold windows on).",
+)
+@click.option(
+    "--chart-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write soak-load-<runtime>.png here [default: the run's temp dir].",
+)
+@click.option(
+    "--results", type=click.Path(path_type=Path, dir_okay=False), help="Also write JSON here."
+)
+@click.option(
+    "--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker instead of starting one."
+)
+@click.option(
+    "--kafka-port",
+    default=39592,
+    show_default=True,
+    help="Port of the private broker started when no --bootstrap is given (controller: +1).",
+)
+def main(
+    runtimes: str,
+    minutes: float,
+    load: float,
+    rate: float | None,
+    capacity_events: int,
+    customers: int,
+    partitions: int,
+    policy_file: Path,
+    chart_dir: Path | None,
+    results: Path | None,
+    bootstrap: str | None,
+    kafka_port: int,
+) -> None:
+    """Hold each runtime at --load of its measured capacity for --minutes; sample lag,
+    latency, RSS, file descriptors and state size every second; print PASS/FAIL per
+    criterion and draw the series. Exits 1 if any criterion fails."""
+    chosen = [r.strip() for r in runtimes.split(",") if r.strip()]
+    if unknown := set(chosen) - set(RUNTIMES):
+        raise click.BadParameter(f"unknown runtime(s) {sorted(unknown)}", param_hint="runtime")
+    if not 0 < load <= 1.5:
+        raise click.BadParameter("must be in (0, 1.5]", param_hint="load")
+    work = Path(tempfile.mkdtemp(prefix="tower-soak-load-"))
+    chart_dir = chart_dir or work
+    chart_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap, broker = start_broker(bootstrap, kafka_port, work / "kafka")
+    report: dict[str, Any] = {
+        "command": "python -m bench.soak_load " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "runs": {},
+    }
+    failed = False
+    try:
+        for runtime in chosen:
+            capacity = None
+            target = rate
+            if target is None:
+                click.echo(f"Measuring the {runtime} runtime's capacity on a backlog ...")
+                measured = _run_contender(
+                    CAPACITY_CONTENDER[runtime],
+                    bootstrap,
+                    _records(capacity_events, customers, seed=5),
+                    partitions,
+                    work,
+                    uuid.uuid4().hex[:6],
+                    policy_file,
+                    600.0,
+                    False,
+                    broker.status().pid if broker else None,
+                )
+                capacity = measured.rate
+                target = load * capacity
+                click.echo(f"capacity {capacity:.0f} events/s -> soaking at {target:.0f}/s")
+            run = soak(
+                runtime,
+                bootstrap,
+                target,
+                capacity,
+                minutes * 60,
+                customers,
+                partitions,
+                policy_file,
+                work / runtime,
+            )
+            verdict = judge(run)
+            _print(run, verdict)
+            failed |= not all(c["ok"] for c in verdict.values())
+            png = _chart(run, chart_dir / f"soak-load-{runtime}.png")
+            if png:
+                click.echo(f"  chart: {png}")
+            report["runs"][runtime] = {
+                "rate": run.rate,
+                "capacity": run.capacity,
+                "seconds": run.seconds,
+                "produced": run.produced,
+                "actions": run.actions,
+                "criteria": verdict,
+                "samples": [s.__dict__ for s in run.samples],
+                "p99_windows": run.windows(),
+            }
+    finally:
+        if broker is not None:
+            broker.down()
+    (work / "results.json").write_text(json.dumps(report, indent=2))
+    if results:
+        results.write_text(json.dumps(report, indent=2))
+    click.echo(f"logs and results.json in {work}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

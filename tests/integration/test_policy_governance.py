@@ -1,0 +1,182 @@
+"""Four-eyes policy changes on the real broker, with a running worker.
+
+The CLI is driven as an operator would (`tower policy propose / approve / reject /
+pending`); the forged records are produced straight to the `policies` topic, as someone
+going around the CLI would, and the worker must refuse them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.contracts.policy_record import ACTIVE_KEY, PolicyRecord, encode_policy_record
+from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.core.policy_document import load_policy
+from pipeline.ops.cli import main
+from pipeline.ops.policy_commands import PolicyCommandError, read_active, read_policies
+from pipeline.ops.simulator import AgentSimulator
+from pipeline.settings import Settings
+from tests.kafka_io import consume_until, produce
+
+pytestmark = pytest.mark.integration
+
+AGENTS = "agents: [winback-bot, upsell-bot, promo-bot, care-bot, notify-bot]\n"
+GOVERNED = "version: 2.0.0\n" + AGENTS + "governance:\n  require_approval: true\n"
+PLAIN = "version: 3.0.0\n" + AGENTS + "kill_switch:\n  agents: [promo-bot]\n"
+
+
+def cli(s: Settings, *args: str) -> Any:
+    env = {f"TOWER_TOPIC_{k.upper()}": v for k, v in s.topics.__dict__.items()}
+    return CliRunner().invoke(main, ["policy", *args, "--bootstrap", s.bootstrap], env=env)
+
+
+def healthz(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return json.loads(resp.read())["policy_version"]
+    except OSError:
+        return None
+
+
+def wait_until(check: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.1)
+
+
+def policies_readable(s: Settings) -> bool:
+    """A topic created a moment ago may not have a partition leader yet."""
+    try:
+        read_policies(s)
+    except PolicyCommandError:
+        return False
+    return True
+
+
+def forged(text: str, proposed_by: str | None = None, approved_by: str | None = None) -> bytes:
+    policy = load_policy(text)
+    return encode_policy_record(
+        PolicyRecord(
+            version=policy.version,
+            policy_version=policy.policy_version,
+            content_hash=policy.content_hash,
+            document=text,
+            published_at=int(time.time() * 1000),
+            published_by="mallory",
+            proposed_by=proposed_by,
+            proposed_at=0 if proposed_by else None,
+            approved_by=approved_by,
+            approved_at=0 if approved_by else None,
+        )
+    )
+
+
+def policy_audits(s: Settings, count: int) -> list[dict[str, Any]]:
+    seen = consume_until(
+        s.bootstrap,
+        {"audit": s.topics.audit},
+        lambda seen: sum(a.value["kind"] == "policy" for a in seen["audit"]) >= count,
+        timeout=60,
+    )
+    return [a.value for a in seen["audit"] if a.value["kind"] == "policy"]
+
+
+def test_an_approved_change_takes_over_and_forgeries_are_refused(tower_settings, worker):
+    s = tower_settings
+    v2 = load_policy(GOVERNED).policy_version
+    worker.start()
+    worker.metrics_text()  # web server up
+    wait_until(lambda: healthz(worker.web_port) == DEFAULT_POLICY.policy_version, "worker up")
+
+    wait_until(lambda: policies_readable(s), "the policies topic has a leader")
+    file = worker.log_dir / "governed.yaml"
+    file.write_text(GOVERNED)
+    published = cli(s, "publish", str(file), "--by", "ana")
+    assert published.exit_code == 1 and "tower policy propose" in published.output
+
+    proposed = cli(s, "propose", str(file), "--by", "ana")
+    assert proposed.exit_code == 0, proposed.output
+    assert f"{v2}  proposed by ana at " in cli(s, "pending").output
+
+    own = cli(s, "approve", v2, "--by", "ana")
+    assert own.exit_code == 1 and "cannot also approve it (four eyes)" in own.output
+    time.sleep(1.0)  # a proposal, even "self-approved", never reaches the worker
+    assert healthz(worker.web_port) == DEFAULT_POLICY.policy_version
+
+    started = time.monotonic()
+    approved = cli(s, "approve", v2, "--by", "ben")
+    assert approved.exit_code == 0, approved.output
+    wait_until(lambda: healthz(worker.web_port) == v2, f"worker switched to {v2}")
+    print(f"\nswap latency approve -> /healthz: {time.monotonic() - started:.3f}s")
+    assert cli(s, "pending").output.strip() == "no policy change pending"
+    shown = cli(s, "show").output
+    assert v2 in shown and "by ana" in shown and "by ben" in shown
+
+    # forged `active` records, produced around the CLI: no approval, then a self-approval
+    produce(s.bootstrap, s.topics.policies, [(ACTIVE_KEY, forged(PLAIN))])
+    produce(s.bootstrap, s.topics.policies, [(ACTIVE_KEY, forged(PLAIN, "mallory", "Mallory"))])
+    refused = 'tower_policy_rejected_total{reason="unapproved"} 2.0'
+    wait_until(lambda: refused in worker.metrics_text(), refused)
+    assert healthz(worker.web_port) == v2
+    metrics = worker.metrics_text()
+    assert f'tower_policy_info{{policy_version="{v2}"}} 1.0' in metrics
+    assert "tower_policy_swaps_total 1.0" in metrics
+    active = read_active(s)  # the CLI reads the topic as the worker does
+    assert active is not None and active.policy.policy_version == v2
+
+    # and decisions made after the forgery are still made under the approved policy
+    records = AgentSimulator(customers=20, seed=5, replay_share=0.0).records(60)
+    produce(s.bootstrap, s.topics.events, [(r.key, r.value) for r in records])
+    seen = consume_until(
+        s.bootstrap,
+        {"audit": s.topics.audit},
+        lambda seen: sum(a.value["kind"] != "policy" for a in seen["audit"]) >= len(records),
+    )
+    decided = [a.value for a in seen["audit"] if a.value["kind"] != "policy"]
+    assert {a["policy_version"] for a in decided} == {v2}
+    assert not any(a["rule"] == "kill_switch" for a in decided)  # PLAIN never came into force
+
+    proposal, change = [a.value for a in seen["audit"] if a.value["kind"] == "policy"]
+    assert (proposal["outcome"], proposal["agent"]) == ("policy_proposed", "ana")
+    assert (change["outcome"], change["agent"], change["policy_version"]) == (
+        "policy_changed",
+        "ben",
+        v2,
+    )
+    assert change["reason"].endswith("[proposed by ana, approved by ben]")
+    assert [t["reason"] for t in change["trace"][:2]] == ["proposed by ana", "approved by ben"]
+
+
+def test_a_rejected_change_is_audited_with_both_names(tower_settings, tmp_path):
+    s = tower_settings
+    v2 = load_policy(GOVERNED).policy_version
+    file = tmp_path / "governed.yaml"
+    file.write_text(GOVERNED)
+    wait_until(lambda: policies_readable(s), "the policies topic has a leader")
+    proposed = cli(s, "propose", str(file), "--by", "ana")
+    assert proposed.exit_code == 0, proposed.output
+    assert list(read_policies(s).pending) == [v2]
+
+    rejected = cli(s, "reject", v2, "--by", "ben", "--reason", "not this quarter")
+    assert rejected.exit_code == 0, rejected.output
+    state = read_policies(s)
+    assert state.pending == {} and state.active is None
+    again = cli(s, "approve", v2, "--by", "carol")
+    assert again.exit_code == 1 and "no change is pending" in again.output
+
+    proposal, rejection = policy_audits(s, 2)
+    assert (proposal["outcome"], proposal["agent"]) == ("policy_proposed", "ana")
+    assert (rejection["outcome"], rejection["agent"], rejection["policy_version"]) == (
+        "policy_rejected",
+        "ben",
+        v2,
+    )
+    assert rejection["reason"] == f"policy {v2} proposed by ana rejected by ben: not this quarter"
+    assert [t["reason"] for t in rejection["trace"][:2]] == ["proposed by ana", "rejected by ben"]
