@@ -64,6 +64,8 @@ MAX_P99_GROWTH = 1.5
 MAX_RSS_GROWTH = 0.10
 #: descriptors the last minute may hold above the two-minute mark (a broker reconnect)
 FD_SLACK = 4
+#: the simulator's seed: the capacity backlog is the start of the soak's own stream
+SEED = 23
 
 
 @dataclass
@@ -242,7 +244,7 @@ def soak(
     run = Run(runtime, rate, capacity, seconds)
     try:
         _wait_owned(port, proc)
-        sim = AgentSimulator(customers=customers, seed=23, replay_memory=10_000)
+        sim = AgentSimulator(customers=customers, seed=SEED, replay_memory=10_000)
         pacer = _Pacer(bootstrap, settings.topics.events, sim.endless(), rate)
         reader = _ActionReader(bootstrap, settings.topics.approved, partitions, pacer)
         t0 = time.time()
@@ -411,11 +413,12 @@ def _chart(run: Run, out: Path) -> Path | None:
 )
 @click.option(
     "--capacity-events",
-    default=30_000,
+    default=60_000,
     show_default=True,
-    help="Backlog records for the capacity measurement.",
+    help="Backlog records for the capacity measurement: the soak's own stream, from its "
+    "start (the customers' consent opening is about 1.2 records per customer of it).",
 )
-@click.option("--customers", default=20_000, show_default=True, help="Distinct customers.")
+@click.option("--customers", default=5_000, show_default=True, help="Distinct customers.")
 @click.option("--partitions", default=8, show_default=True, help="Partitions of every topic.")
 @click.option(
     "--policy",
@@ -483,7 +486,7 @@ def main(
                 measured = _run_contender(
                     CAPACITY_CONTENDER[runtime],
                     bootstrap,
-                    _records(capacity_events, customers, seed=5),
+                    _records(capacity_events, customers, seed=SEED),
                     partitions,
                     work,
                     uuid.uuid4().hex[:6],
