@@ -231,6 +231,18 @@ def start_tower(
     return proc, port
 
 
+def broker_log_bytes(data_dir: Path) -> dict[str, int]:
+    """Bytes in each topic's log segments on a local broker's disk (what producers wrote,
+    after their compression; nothing compacted or deleted yet in a short run)."""
+    sizes: collections.Counter[str] = collections.Counter()
+    for part in data_dir.iterdir() if data_dir.is_dir() else ():
+        topic, sep, index = part.name.rpartition("-")
+        if not sep or not index.isdigit():
+            continue
+        sizes[topic] += sum(f.stat().st_size for f in part.glob("*.log"))
+    return dict(sizes)
+
+
 # --- observing -----------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from bench import plots
 from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
+    broker_log_bytes,
     conf,
     cpu_seconds,
     create_plain_topics,
@@ -120,6 +121,8 @@ class Result:
     lag: list[tuple[float, int, int]] = field(default_factory=list)
     #: cores busy from the first to the last output: the contender's processes, the broker
     cores: dict[str, float] = field(default_factory=dict)
+    #: Tower contenders on a local broker: bytes written per input record, by output
+    bytes_per_event: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -205,6 +208,7 @@ def _run_contender(
     timeout: float,
     profile: bool,
     broker_pid: int | None,
+    broker_data: Path | None = None,
 ) -> Result:
     """Load the backlog, start the contender, watch its output, sample its group's lag."""
     setup = _setup(name, bootstrap, partitions, work, f"{tag}-tp", policy_file)
@@ -246,7 +250,27 @@ def _run_contender(
         cores["contender"] = (c2 - c1) / (t2 - t1)
         if b1 is not None and b2 is not None:
             cores["broker"] = (b2 - b1) / (t2 - t1)
-    return Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores)
+    written = {}
+    if name in TOWERS and broker_data is not None:
+        written = _bytes_per_event(broker_log_bytes(broker_data), setup, len(records))
+    return Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores, written)
+
+
+def _bytes_per_event(sizes: dict[str, int], setup: _Setup, inputs: int) -> dict[str, float]:
+    """What the worker wrote to the broker per input record: actions, audit, dead letters,
+    wake-ups and the state changelog (its app id's topics), and their total."""
+    kinds = {setup.sink: "audit", **{t: "approved" for t in setup.extra_sinks}}
+    prefix = setup.source.removesuffix("agent-events")
+    out: dict[str, float] = collections.Counter()
+    for topic, size in sizes.items():
+        if topic in kinds:
+            out[kinds[topic]] += size / inputs
+        elif topic.startswith(setup.group):
+            out["changelog"] += size / inputs
+        elif topic.startswith(prefix) and topic != setup.source and not topic.endswith("policies"):
+            out[topic.removeprefix(prefix)] += size / inputs
+    out["total"] = sum(out.values())
+    return dict(out)
 
 
 def _settle_group(start: Callable[[], list[subprocess.Popen[bytes]]], ports: list[int]) -> None:
@@ -615,6 +639,7 @@ def main(
                 timeout,
                 profile,
                 broker.status().pid if broker else None,
+                broker.data_dir if broker else None,
             )
         lats: dict[str, Latency] = {}
         for name in measured if latency else ():
@@ -665,7 +690,14 @@ def _report(
             "per_second": r.per_second,
             "lag": r.lag,
             "cores": r.cores,
+            "bytes_per_event": r.bytes_per_event,
         }
+    for key, r in out.items():
+        if r.bytes_per_event:
+            parts = ", ".join(f"{k} {v:.0f}" for k, v in r.bytes_per_event.items() if k != "total")
+            click.echo(
+                f"{key}: {r.bytes_per_event['total']:.0f} bytes on the broker per input ({parts})"
+            )
     for mine in sorted(TOWERS & out.keys()):
         for other in ("raw", "faust", "tower", "native"):
             if other != mine and other in out and out[other].rate:
