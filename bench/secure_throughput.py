@@ -9,6 +9,7 @@ the figure is `bench.throughput`'s (records over first-to-last output timestamp)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -63,27 +64,20 @@ def main(
     secure = LocalKafka(
         port=kafka_port + 4, run_dir=work / "kafka-secure", out=sys.stderr, secure=True
     )
-    secure.up()
     report: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(), "runs": {}}
     try:
+        secure.up()
         for runtime in chosen:
             rates = {}
             for label, bootstrap, broker in (
                 ("plaintext", plain_bootstrap, plain),
                 ("sasl_ssl", secure.bootstrap, secure),
             ):
-                tag = uuid.uuid4().hex[:6]
                 pid = broker.status().pid if broker else None
-                if label == "sasl_ssl":
-                    with secured(secure):
-                        r = _run_contender(
-                            CONTENDER[runtime], bootstrap, records, partitions, work, tag,
-                            FULL_POLICY_FILE, 600.0, False, pid,
-                        )  # fmt: skip
-                else:
+                with secured(secure) if label == "sasl_ssl" else contextlib.nullcontext():
                     r = _run_contender(
-                        CONTENDER[runtime], bootstrap, records, partitions, work, tag,
-                        FULL_POLICY_FILE, 600.0, False, pid,
+                        CONTENDER[runtime], bootstrap, records, partitions, work,
+                        uuid.uuid4().hex[:6], FULL_POLICY_FILE, 600.0, False, pid,
                     )  # fmt: skip
                 rates[label] = {"events_per_s": r.rate, "records": r.records, "cores": r.cores}
             ratio = rates["sasl_ssl"]["events_per_s"] / (rates["plaintext"]["events_per_s"] or 1)
