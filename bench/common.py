@@ -181,6 +181,25 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
         proc.wait(10)
 
 
+# --- options every benchmark command shares ------------------------------------------------
+
+results_option = click.option(
+    "--results", type=click.Path(path_type=Path, dir_okay=False), help="Also write JSON here."
+)
+bootstrap_option = click.option(
+    "--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker instead of starting one."
+)
+
+
+def kafka_port_option(default: int) -> Callable[[Any], Any]:
+    return click.option(
+        "--kafka-port",
+        default=default,
+        show_default=True,
+        help="Port of the private broker started when no --bootstrap is given (controller: +1).",
+    )
+
+
 # --- the Tower worker ----------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from bench.common import FULL_POLICY_FILE, machine, secured, start_broker
+from bench.common import FULL_POLICY_FILE, machine, results_option, secured, start_broker
 from bench.throughput import _records, _run_contender
 from pipeline.ops.local_kafka import LocalKafka
 
@@ -43,9 +43,7 @@ CONTENDER = {"transactional": "native", "faust": "tower"}
     show_default=True,
     help="The PLAINTEXT broker's port; the SASL_SSL one uses port+4 (controllers: +1).",
 )
-@click.option(
-    "--results", type=click.Path(path_type=Path, dir_okay=False), help="Also write JSON here."
-)
+@results_option
 def main(
     events: int,
     customers: int,

@@ -41,8 +41,11 @@ from bench import plots
 from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
+    bootstrap_option,
+    kafka_port_option,
     machine,
     percentiles,
+    results_option,
     start_broker,
     start_tower,
     stop_process,
@@ -433,18 +436,9 @@ def _chart(run: Run, out: Path) -> Path | None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Write soak-load-<runtime>.png here [default: the run's temp dir].",
 )
-@click.option(
-    "--results", type=click.Path(path_type=Path, dir_okay=False), help="Also write JSON here."
-)
-@click.option(
-    "--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker instead of starting one."
-)
-@click.option(
-    "--kafka-port",
-    default=39592,
-    show_default=True,
-    help="Port of the private broker started when no --bootstrap is given (controller: +1).",
-)
+@results_option
+@bootstrap_option
+@kafka_port_option(39592)
 def main(
     runtimes: str,
     minutes: float,

@@ -39,15 +39,18 @@ from bench import plots
 from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
+    bootstrap_option,
     broker_log_bytes,
     conf,
     cpu_seconds,
     create_plain_topics,
     free_port,
     inclusive_share,
+    kafka_port_option,
     machine,
     percentiles,
     produce_all,
+    results_option,
     run_process,
     start_broker,
     start_profile,
@@ -568,18 +571,9 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Write throughput/lag and latency PNGs here [default: the run's temp dir].",
 )
-@click.option(
-    "--results", type=click.Path(path_type=Path, dir_okay=False), help="Also write JSON here."
-)
-@click.option(
-    "--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker instead of starting one."
-)
-@click.option(
-    "--kafka-port",
-    default=39492,
-    show_default=True,
-    help="Port of the private broker started when no --bootstrap is given (controller: +1).",
-)
+@results_option
+@bootstrap_option
+@kafka_port_option(39492)
 @click.option("--timeout", default=600.0, show_default=True, help="Give up on a contender after.")
 def main(
     events: int,

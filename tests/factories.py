@@ -82,3 +82,33 @@ def decide_all(events, policy, state=None):
         d, state = decide(state, ev, policy, ev.occurred_at)
         decisions.append(d)
     return decisions, state
+
+
+def policy_record_value(
+    text: str,
+    proposed_by: str | None = None,
+    approved_by: str | None = None,
+    *,
+    at: int = 2,
+    by: str | None = None,
+) -> bytes:
+    """A `policies` record of the document `text`, written at `at` by `by` (else the
+    approver, the proposer or mallory): the shape a forger or the CLI would produce."""
+    from pipeline.contracts.policy_record import PolicyRecord, encode_policy_record
+    from pipeline.core.policy_document import load_policy
+
+    policy = load_policy(text)
+    return encode_policy_record(
+        PolicyRecord(
+            version=policy.version,
+            policy_version=policy.policy_version,
+            content_hash=policy.content_hash,
+            document=text,
+            published_at=at,
+            published_by=by or approved_by or proposed_by or "mallory",
+            proposed_by=proposed_by,
+            proposed_at=at - 1 if proposed_by else None,
+            approved_by=approved_by,
+            approved_at=at if approved_by else None,
+        )
+    )

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline.contracts.policy_record import ACTIVE_KEY, PolicyRecord, encode_policy_record
+from pipeline.contracts.policy_record import ACTIVE_KEY
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.cli import main
 from pipeline.ops.policy_commands import PolicyCommandError, read_active, read_policies
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.settings import Settings
+from tests.factories import policy_record_value
 from tests.kafka_io import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -61,20 +62,8 @@ def policies_readable(s: Settings) -> bool:
 
 
 def forged(text: str, proposed_by: str | None = None, approved_by: str | None = None) -> bytes:
-    policy = load_policy(text)
-    return encode_policy_record(
-        PolicyRecord(
-            version=policy.version,
-            policy_version=policy.policy_version,
-            content_hash=policy.content_hash,
-            document=text,
-            published_at=int(time.time() * 1000),
-            published_by="mallory",
-            proposed_by=proposed_by,
-            proposed_at=0 if proposed_by else None,
-            approved_by=approved_by,
-            approved_at=0 if approved_by else None,
-        )
+    return policy_record_value(
+        text, proposed_by, approved_by, at=int(time.time() * 1000), by="mallory"
     )
 
 

@@ -10,8 +10,6 @@ import pytest
 
 from pipeline.contracts.policy_record import (
     ACTIVE_KEY,
-    PolicyRecord,
-    encode_policy_record,
     pending_key,
     version_key,
 )
@@ -20,6 +18,7 @@ from pipeline.core.policy_document import load_policy
 from pipeline.kafka.policy_follower import PolicyFollower
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.settings import Settings
+from tests.factories import policy_record_value
 
 AGENTS = "agents: [promo-bot]\n"
 GOVERNED_YAML = "version: 2.0.0\n" + AGENTS + "governance: {require_approval: true}\n"
@@ -29,21 +28,7 @@ GOVERNED = load_policy(GOVERNED_YAML)
 
 
 def rec(text: str, proposed_by: str | None = None, approved_by: str | None = None) -> bytes:
-    policy = load_policy(text)
-    return encode_policy_record(
-        PolicyRecord(
-            version=policy.version,
-            policy_version=policy.policy_version,
-            content_hash=policy.content_hash,
-            document=text,
-            published_at=2,
-            published_by=approved_by or proposed_by or "mallory",
-            proposed_by=proposed_by,
-            proposed_at=1 if proposed_by else None,
-            approved_by=approved_by,
-            approved_at=2 if approved_by else None,
-        )
-    )
+    return policy_record_value(text, proposed_by, approved_by)
 
 
 def follower(in_force: Policy) -> tuple[PolicyFollower, list[Policy]]:

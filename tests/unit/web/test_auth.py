@@ -27,9 +27,6 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.partitioning import key_partition
-from pipeline.core.policy import DEFAULT_POLICY
-from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
-from pipeline.processing.metrics import TowerMetrics
 from pipeline.settings import Settings
 from pipeline.web import auth
 from pipeline.web.auth import (
@@ -43,8 +40,9 @@ from pipeline.web.auth import (
     tls_context,
     token_line,
 )
-from pipeline.web.server import WorkerPort, build_app, serve_in_thread, start
-from tests.factories import consent, proposal
+from pipeline.web.server import build_app, serve_in_thread, start
+from tests.factories import proposal
+from tests.unit.web.test_server import worker_port
 
 VIEWER_TOKEN = "viewer-secret-" + "v" * 30
 OPERATOR_TOKEN = "operator-secret-" + "o" * 30
@@ -75,37 +73,11 @@ def tokens_file(tmp_path: Path, *lines: str, name: str = "tokens") -> Path:
     return path
 
 
-def port_for(settings: Settings, owned: set[int] | None, customers: list[str] = ()) -> WorkerPort:
-    """A worker owning `owned` that decided a consent and a proposal per customer."""
-    processor = BatchProcessor(settings, policy=lambda: DEFAULT_POLICY, metrics=TowerMetrics())
-    store = DictStateStore()
-
-    async def load(partition: int, key: bytes) -> bytes | None:
-        return store.load(partition, key)
-
-    port = WorkerPort(
-        runtime="test",
-        settings=settings,
-        processor=processor,
-        registry=processor.metrics.registry,
-        owned=lambda: owned,
-        load=load,
-        lag=lambda: {p: 0 for p in owned or ()},
-    )
-    events = [e for c in customers for e in (consent(True, customer=c), proposal(c))]
-    records = [
-        InputRecord(e.customer_id.encode(), encode_event(e, "json"), 0, i, None)
-        for i, e in enumerate(events)
-    ]
-    processor.process_and_save(records, store)
-    return port
-
-
 def served(settings: Settings, check: Callable[[TestClient], Awaitable[None]]) -> None:
     """`check(client)` against a worker with `settings` that owns every partition."""
 
     async def main() -> None:
-        port = port_for(settings, set(range(settings.partitions)), ["ana"])
+        port = worker_port(settings, set(range(settings.partitions)), ["ana"])
         app = build_app(port, NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
         async with TestClient(TestServer(app)) as client:
             await check(client)
@@ -171,7 +143,7 @@ def test_a_missing_tokens_file_is_an_error_not_authentication_off(tmp_path: Path
     with pytest.raises(TokenFileError, match=r"cannot read the tokens file .*nope"):
         WebSecurity.from_settings(Settings(web_tokens_file=missing))
     with pytest.raises(TokenFileError):
-        build_app(port_for(Settings(web_tokens_file=missing), set()), NoOwners())  # type: ignore[arg-type]
+        build_app(worker_port(Settings(web_tokens_file=missing), set()), NoOwners())  # type: ignore[arg-type]
 
 
 def test_token_line_refuses_a_bad_role_or_name() -> None:
@@ -340,12 +312,12 @@ def test_a_forwarded_request_carries_the_callers_token_and_the_owner_checks_it(
     other_tokens = tokens_file(tmp_path, token_line(only_here, "operator", "x"), name="other")
 
     async def main() -> None:
-        owner_port = port_for(Settings(web_url=url, web_tokens_file=owner_tokens), {p}, ["ana"])
+        owner_port = worker_port(Settings(web_url=url, web_tokens_file=owner_tokens), {p}, ["ana"])
         owner = build_app(owner_port, NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
         async with TestServer(owner, host="127.0.0.1", port=free):
             settings = Settings(web_url="http://other:1", web_tokens_file=other_tokens)
             other = build_app(
-                port_for(settings, set()), FixedOwners({p: url}), timeline=lambda *_: []
+                worker_port(settings, set()), FixedOwners({p: url}), timeline=lambda *_: []
             )  # type: ignore[arg-type]
             async with TestClient(TestServer(other)) as client:
                 r = await client.get("/api/v1/customers/ana/context", headers=AS_VIEWER)
@@ -403,7 +375,7 @@ def test_no_token_appears_in_logs_healthz_or_error_answers(tmp_path: Path, caplo
             answers.append(f"{r.status} {dict(r.headers)} {await r.text()}")
 
     async def main() -> None:
-        port = port_for(settings, set(range(8)), ["ana"])
+        port = worker_port(settings, set(range(8)), ["ana"])
         app = build_app(port, NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
         runner = await start(app, "127.0.0.1", free)
         try:
@@ -447,7 +419,7 @@ def test_without_tokens_any_address_but_loopback_is_refused(host: str, tmp_path:
     assert "TOWER_WEB_TOKENS_FILE" in str(caught.value)
     assert "TOWER_WEB_HOST=127.0.0.1" in str(caught.value)
     with pytest.raises(WebSecurityError):  # the runtimes build the app first: they fail at start
-        build_app(port_for(settings, set()), NoOwners())  # type: ignore[arg-type]
+        build_app(worker_port(settings, set()), NoOwners())  # type: ignore[arg-type]
     # with tokens the same address is fine
     WebSecurity.from_settings(replace(settings, web_tokens_file=tokens_file(tmp_path)))
 
@@ -458,7 +430,7 @@ def test_without_tokens_loopback_is_served(host: str) -> None:
 
 
 def test_start_refuses_another_address_and_says_authentication_is_off(caplog: Any) -> None:
-    app = build_app(port_for(Settings(), set()), NoOwners())  # type: ignore[arg-type]
+    app = build_app(worker_port(Settings(), set()), NoOwners())  # type: ignore[arg-type]
     with pytest.raises(WebSecurityError, match="authentication off"):
         serve_in_thread(app, "0.0.0.0", 0)
 
@@ -505,7 +477,7 @@ def test_the_web_server_speaks_https_with_a_certificate(tmp_path: Path) -> None:
         web_tokens_file=tokens_file(tmp_path),
         web_open_metrics=True,
     )
-    app = build_app(port_for(settings, set()), NoOwners())  # type: ignore[arg-type]
+    app = build_app(worker_port(settings, set()), NoOwners())  # type: ignore[arg-type]
     stop = serve_in_thread(app, "127.0.0.1", free)
     try:
         trusted = ssl.create_default_context(cafile=str(cert))

@@ -36,7 +36,13 @@ class FixedOwners:
 
 def worker(url: str, owned: set[int] | None, customers: list[str] = ()) -> WorkerPort:
     """A worker that owns `owned` and has decided a consent and a proposal per customer."""
-    settings = Settings(partitions=8, web_url=url)
+    return worker_port(Settings(partitions=8, web_url=url), owned, customers)
+
+
+def worker_port(
+    settings: Settings, owned: set[int] | None, customers: list[str] = ()
+) -> WorkerPort:
+    """The same with any `settings` (the web security ones, say)."""
     processor = BatchProcessor(settings, policy=lambda: DEFAULT_POLICY, metrics=TowerMetrics())
     store = DictStateStore()
 
