@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -23,6 +21,7 @@ import aiohttp
 import jsonschema
 import orjson
 import pytest
+import trustme
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from pipeline.contracts.codec import encode_event
@@ -455,18 +454,13 @@ def test_tls_needs_both_files_and_says_which_failed(tmp_path: Path) -> None:
     assert Settings(web_tls_cert=tmp_path / "c").advertised_url == "https://127.0.0.1:6066"
 
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-
-@needs_openssl
 def test_the_web_server_speaks_https_with_a_certificate(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
@@ -480,7 +474,7 @@ def test_the_web_server_speaks_https_with_a_certificate(tmp_path: Path) -> None:
     app = build_app(worker_port(settings, set()), NoOwners())  # type: ignore[arg-type]
     stop = serve_in_thread(app, "127.0.0.1", free)
     try:
-        trusted = ssl.create_default_context(cafile=str(cert))
+        trusted = ssl.create_default_context(cafile=str(ca_file))
         url = settings.advertised_url + "/healthz"
         assert url.startswith("https://")
         with urllib.request.urlopen(url, context=trusted, timeout=10) as r:
