@@ -16,9 +16,9 @@ from tests.unit.web.test_auth import (
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
     NoOwners,
-    port_for,
     tokens_file,
 )
+from tests.unit.web.test_server import worker_port
 
 DRAFT = {
     "agent": "winback-bot",
@@ -36,7 +36,8 @@ def url(tmp_path: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
     settings = Settings(web_port=free, web_tokens_file=tokens_file(tmp_path))
-    app = build_app(port_for(settings, set(range(8)), ["ana"]), NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
+    port = worker_port(settings, set(range(8)), ["ana"])
+    app = build_app(port, NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
     stop = serve_in_thread(app, "127.0.0.1", free)
     try:
         yield settings.advertised_url
