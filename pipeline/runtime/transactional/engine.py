@@ -7,11 +7,16 @@ revocation only happens inside `consume()`, i.e. between two transactions, so a 
 never finds half-written state. Restores run in the assignment callback, before the first
 record of a partition is decided.
 
-Pipelining: a batch's commit (send_offsets_to_transaction + commit_transaction, network
-waits that release the GIL) runs on a helper thread while the main thread consumes and
-decides the next batch on top of the in-flight batch's state. The next batch is produced
-only after that commit succeeded; if it failed, both batches are redone from the committed
-offsets. Rebalance callbacks wait for the commit in flight before touching the databases.
+Pipelining: a transaction's commit (send_offsets_to_transaction + commit_transaction,
+network waits that release the GIL) runs on a helper thread while the main thread consumes
+and decides what arrives meanwhile, on top of the in-flight transaction's state. All of it
+becomes the next transaction, produced once that commit succeeded; if it failed, both are
+redone from the committed offsets. So the commit interval adapts to the load: one commit
+per polled batch when records trickle in, and under load as many records per transaction
+as arrive during one commit (up to `MAX_PENDING_RECORDS`), where committing each small
+batch on its own would leave the main thread waiting for commits. Rebalance callbacks wait
+for the commit in flight and drop the decided records not yet produced (consumed again
+from the committed offsets) before touching the databases.
 
 Errors: an abortable transaction error (e.g. a rebalance fenced the group generation) is
 aborted, the consumer is rewound to the committed offsets, and the batch is decided again
@@ -43,7 +48,7 @@ from confluent_kafka import (
 from prometheus_client import Histogram
 
 from pipeline.kafka import clients
-from pipeline.processing.batch import BatchProcessor, InputRecord, OutputRecord
+from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
 from pipeline.processing.wakeup_schedule import WakeupSchedule
 from pipeline.runtime.transactional.changelog import (
     changelog_topic,
@@ -59,6 +64,11 @@ log = logging.getLogger(__name__)
 
 #: how often the loop measures the lag /healthz shows
 LAG_EVERY_S = 1.0
+#: decided records waiting for the commit in flight before the loop waits for it too
+MAX_PENDING_RECORDS = 5_000
+#: how long a poll waits for more records while a commit is in flight and records decided
+#: since wait for it: short, so the next transaction starts soon after the commit ends
+PENDING_POLL_S = 0.002
 
 
 class _InFlight:
@@ -90,10 +100,25 @@ class _InFlight:
         self._thread = threading.Thread(target=commit, name="tower-commit", daemon=True)
         self._thread.start()
 
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
     def wait(self) -> KafkaException | None:
         if self._thread is not None:
             self._thread.join()
         return self.error
+
+
+class _Pending:
+    """Records decided but not produced yet: the next transaction, grown while the one
+    before it commits."""
+
+    def __init__(self, overlay: OverlayStore) -> None:
+        self.overlay = overlay
+        self.outputs: list[OutputRecord] = []
+        #: (topic, partition) -> offset to commit
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.records = 0
 
 
 def instance_id(settings: Settings) -> str:
@@ -144,6 +169,7 @@ class TransactionalEngine:
         self._lag_at = -math.inf
         self._delivered: dict[int, int] = {}
         self._inflight: _InFlight | None = None
+        self._pending: _Pending | None = None
         #: a failed commit noticed inside a rebalance callback, recovered in the loop
         self._failed: KafkaException | None = None
         self._restore_consumer = restore_consumer_factory
@@ -232,6 +258,9 @@ class TransactionalEngine:
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._rebalancing = True  # eager rebalancing: an assignment follows
         self._settle_in_callback()
+        # eager: every partition is revoked, and an assigned one is consumed again from its
+        # committed offset, so what was decided but not produced is simply decided again
+        self._pending = None
         numbers = {tp.partition for tp in partitions}
         for p in numbers:
             self.stores.close(p)
@@ -258,9 +287,9 @@ class TransactionalEngine:
         try:
             while not self._stopping:
                 self._measure_lag(time.monotonic())
-                msgs = take_available(
-                    self.consumer, self.settings.batch_size, self._wait_s(time.time())
-                )
+                committing = self._pending is not None  # and a commit in flight
+                wait = PENDING_POLL_S if committing else self._wait_s(time.time())
+                msgs = take_available(self.consumer, self.settings.batch_size, wait)
                 batch = self._polled(msgs)
                 if self._failed is not None:  # the batch read past it is redone too
                     exc, self._failed = self._failed, None
@@ -276,9 +305,14 @@ class TransactionalEngine:
                     self._horizon,
                 )
                 if plan.events or plan.due_wakeups:
-                    self._transact(plan)
-                else:
-                    self._settle()  # idle: make the batch in flight durable locally now
+                    self._decide(plan)
+                pending, inflight = self._pending, self._inflight
+                if pending is None:
+                    self._settle()  # idle: make the transaction in flight durable locally now
+                elif inflight is None or inflight.done() or pending.records >= MAX_PENDING_RECORDS:
+                    self._publish()
+            if self._pending is not None:
+                self._publish()
         finally:
             self._settle(recover=False)
             try:
@@ -324,34 +358,47 @@ class TransactionalEngine:
             return self.settings.batch_within_s
         return max(0.0, min(self.settings.batch_within_s, deadline - now))
 
-    def _transact(self, plan: BatchPlan) -> None:
-        inflight = self._inflight
-        overlay = OverlayStore(self.stores, under=inflight.overlay if inflight else None)
-        outputs: list[OutputRecord] = []
-        results = [self.processor.process(plan.events, overlay)] if plan.events else []
-        for w in results:
-            for write in w.state_writes:
-                overlay.save(write.partition, write.key, write.value)
-            outputs.extend(w.outputs)
+    def _decide(self, plan: BatchPlan) -> None:
+        """Decide a polled batch into the pending transaction, on top of its earlier records
+        and of the transaction in flight."""
+        pending = self._pending
+        if pending is None:
+            inflight = self._inflight
+            overlay = OverlayStore(self.stores, under=inflight.overlay if inflight else None)
+            pending = self._pending = _Pending(overlay)
+        if plan.events:
+            self._add(pending, self.processor.process(plan.events, pending.overlay))
         for wakeup in plan.due_wakeups:  # after the batch's events, seeing their effects
-            result = self.processor.release(wakeup, overlay)
-            for write in result.state_writes:
-                overlay.save(write.partition, write.key, write.value)
-            outputs.extend(result.outputs)
+            self._add(pending, self.processor.release(wakeup, pending.overlay))
+        pending.offsets.update(plan.offsets)  # a later batch's offsets supersede
+        pending.records += len(plan.events) + len(plan.due_wakeups)
+
+    @staticmethod
+    def _add(pending: _Pending, result: BatchResult) -> None:
+        for write in result.state_writes:
+            pending.overlay.save(write.partition, write.key, write.value)
+        pending.outputs.extend(result.outputs)
+
+    def _publish(self) -> None:
+        """Produce the pending transaction once the one in flight committed, and start its
+        commit."""
+        pending, self._pending = self._pending, None
+        assert pending is not None
         if not self._settle():
-            return  # the batch before failed: this one was decided on its state, redo both
+            return  # the one before failed: this one was decided on its state, redo both
+        overlay = pending.overlay
         overlay.under = None  # what it read through is in the databases now
         self._delivered = {}
         try:
             self.producer.begin_transaction()
-            for out in outputs:
+            for out in pending.outputs:
                 self._produce(out.topic, out.key, out.value, out.partition)
             for (partition, key), value in overlay.writes.items():
                 self._produce(self.changelog, key, value, partition, self._on_changelog)
         except KafkaException as exc:
             self._recover(exc)
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in plan.offsets.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.offsets.items()]
         self._inflight = _InFlight(overlay)
         self._inflight.start(
             self.producer,
@@ -409,6 +456,7 @@ class TransactionalEngine:
             log.error("fatal transaction error, exiting: %s", err)
             raise exc
         self.aborts += 1
+        self._pending = None  # decided on the aborted state: decided again
         log.warning("transaction aborted, rewinding to the committed offsets: %s", err)
         self.producer.abort_transaction(60)
         assignment = self.consumer.assignment()

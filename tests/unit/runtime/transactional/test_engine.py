@@ -31,6 +31,7 @@ from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.processing.batch import BatchProcessor
+from pipeline.runtime.transactional import engine as engine_module
 from pipeline.runtime.transactional.changelog import changelog_topic
 from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.runtime.transactional.state_store import CHECKPOINT_KEY, PartitionDB
@@ -519,6 +520,47 @@ def test_the_next_batch_is_decided_on_the_commit_in_flight(tmp_path: Path):
     assert kafka.names({"begin", "commit"}) == ["begin", "commit"] * 2
     assert (engine.transactions, engine.aborts) == (2, 0)
     assert_same_as_clean_run(kafka, tmp_path / "worker", clean_run(tmp_path, inputs))
+
+
+@pytest.mark.parametrize(
+    ("max_pending", "transactions"),
+    [
+        (5_000, 2),  # B and C, both decided while A commits, become one transaction
+        (3, 3),  # B alone reaches the cap: the loop waits for A, then C goes alone
+    ],
+)
+def test_records_decided_while_a_commit_is_in_flight_form_the_next_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_pending: int, transactions: int
+):
+    """The commit interval adapts to the load: batch A's commit is held until batches B
+    and C (3 events each) are decided; what was decided meanwhile is produced together once
+    A committed, up to `MAX_PENDING_RECORDS`."""
+    monkeypatch.setattr(engine_module, "MAX_PENDING_RECORDS", max_pending)
+    kafka = FakeKafka()
+    held = threading.Event()
+    commits: list[int] = []
+
+    def hold_the_first_commit() -> None:
+        commits.append(1)
+        if len(commits) == 1:
+            held.wait(GUARD_S)
+
+    kafka.hooks["commit"] = hold_the_first_commit
+    decided: list[str] = []
+
+    def on_decision(decision: Decision, event: AgentEvent, now_ms: int) -> None:
+        decided.append(decision.outcome)
+        if len(decided) == 3 + max_pending or len(decided) == 9:
+            held.set()  # B (and C, without a cap) decided on A's open transaction
+
+    inputs = {0: journey("c1", 8)}  # 9 events, batches of 3
+    data_dir = tmp_path / "worker"
+    engine = engine_on(kafka, data_dir, inputs, batch_size=3, feed=on_decision)
+    engine.run()
+
+    assert kafka.names({"begin", "commit"}) == ["begin", "commit"] * transactions
+    assert (engine.transactions, engine.aborts) == (transactions, 0)
+    assert_same_as_clean_run(kafka, data_dir, clean_run(tmp_path, inputs))
 
 
 def test_a_failed_commit_redoes_it_and_the_batch_decided_on_it(tmp_path: Path):
