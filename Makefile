@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install bench-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
+.PHONY: help install bench-deps bench-quix-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,19 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $@
 
 bench-deps: $(BENCH_STAMP)  ## the benchmarks' extra (matplotlib for the charts)
+
+# The Quix Streams peer has a virtualenv of its own: quixstreams pins confluent-kafka<2.13,
+# which would downgrade Tower's client in .venv. bench.throughput runs it with this python.
+QUIX_VENV  ?= .venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed-$(shell cksum bench/quix-requirements.txt | cut -d' ' -f1)
+$(QUIX_STAMP): bench/quix-requirements.txt
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet --upgrade pip
+	$(QUIX_VENV)/bin/pip install --quiet -r bench/quix-requirements.txt
+	@rm -f $(QUIX_VENV)/.installed-*
+	@touch $@
+
+bench-quix-deps: $(QUIX_STAMP)  ## .venv-quix with quixstreams, for the Quix Streams contenders
 
 kafka-jars: install  ## fetch the Apache Kafka broker jars into ~/.cache/journey-tower (once)
 	$(BIN)/tower kafka fetch
@@ -64,9 +77,10 @@ format: install
 	$(BIN)/ruff format pipeline tests bench
 	$(BIN)/ruff check --fix pipeline tests bench
 
-BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2 --latency --latency-of native
-bench: bench-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers (docs/benchmarks.md)
+BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2,native-subset,quix-eos,quix-alo \
+  --latency --latency-of native
+bench: bench-deps bench-quix-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers, Quix Streams (docs/benchmarks.md)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:  ## remove the venv and local state (not the Kafka jar cache)
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(QUIX_VENV) var .pytest_cache .ruff_cache .hypothesis

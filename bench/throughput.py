@@ -8,6 +8,14 @@ Contenders, each a subprocess started on a backlog already in its own input topi
   faust  naive Faust agent re-sending every record (what Faust gives without thought)
   tower  `python -m pipeline.ops.cli worker` with every rule on (bench/policy.full.yaml)
   native the same worker with TOWER_ENGINE=native (confluent-kafka, exactly-once)
+  native-subset  the native worker on bench/policy.subset.yaml: the Quix peer's rules only
+  quix-eos / quix-alo  the peer: that rule subset built with Quix Streams (bench/quix_app.py,
+         run with .venv-quix's python), exactly-once committing every 0.1 s / at-least-once
+         at Quix's defaults (commit every 5 s)
+
+After each run the contender's audit records are read back and their outcomes counted:
+contenders of the same rule set must decide the same inputs the same way (a MISMATCH line
+says they did not).
 
 The figure is records / (last output timestamp - first output timestamp): what one process
 sustains once running, start-up excluded. Consumer lag is sampled every second.
@@ -33,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from confluent_kafka import Consumer, Producer, TopicPartition
+import orjson
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from bench import plots
 from bench.common import (
     FULL_POLICY_FILE,
+    REPO,
     LagSampler,
     bootstrap_option,
     broker_log_bytes,
@@ -68,9 +78,25 @@ from pipeline.kafka.topics import create_topics
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.polling import take_available
 
-CONTENDERS = ("raw", "faust", "tower", "native", "native-x2", "tower-xp", "native-xp")
+CONTENDERS = (
+    "raw",
+    "faust",
+    "tower",
+    "native",
+    "native-x2",
+    "tower-xp",
+    "native-xp",
+    "native-subset",
+    "quix-eos",
+    "quix-alo",
+)
 #: The full rule set plus the experiments issue's control group and holdouts.
 EXPERIMENTS_POLICY_FILE = Path(__file__).with_name("policy.experiments.yaml")
+#: Only the rules the Quix Streams peer has (bench/quix_rules.py), as far as a policy allows.
+SUBSET_POLICY_FILE = Path(__file__).with_name("policy.subset.yaml")
+#: The Quix Streams peer's interpreter: its own venv, since quixstreams pins an older
+#: confluent-kafka than Tower's (`make bench-quix-deps`).
+QUIX_PYTHON = REPO / ".venv-quix" / "bin" / "python"
 LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
@@ -79,16 +105,36 @@ LABELS = {
     "native-x2": "two native Tower workers, one group",
     "tower-xp": "Tower worker, full rule set + experiments",
     "native-xp": "Tower worker, native engine (EOS) + experiments",
+    "native-subset": "Tower worker, native engine (EOS), Quix subset",
+    "quix-eos": "Quix Streams, subset, exactly-once, 0.1 s",
+    "quix-alo": "Quix Streams, subset, at-least-once, 5 s",
 }
 #: Contenders that run the Tower worker: their outputs are audit records and actions.
-TOWERS = frozenset({"tower", "native", "native-x2", "tower-xp", "native-xp"})
+TOWERS = frozenset({"tower", "native", "native-x2", "tower-xp", "native-xp", "native-subset"})
 #: Extra environment per Tower contender.
 TOWER_ENV = {
     "native": {"TOWER_ENGINE": "native"},
     "native-x2": {"TOWER_ENGINE": "native"},
     "tower-xp": {"TOWER_POLICY_FILE": str(EXPERIMENTS_POLICY_FILE)},
     "native-xp": {"TOWER_ENGINE": "native", "TOWER_POLICY_FILE": str(EXPERIMENTS_POLICY_FILE)},
+    "native-subset": {"TOWER_ENGINE": "native", "TOWER_POLICY_FILE": str(SUBSET_POLICY_FILE)},
 }
+#: The Quix Streams contenders (bench/quix_app.py): their outputs are JSON audit records and
+#: actions. Exactly-once commits every 0.1 s, what Tower's transactional runtime does under a
+#: backlog (one transaction per polled batch of up to 500 records, i.e. every 50-100 ms at
+#: 5,000-10,000 events/s); at-least-once keeps Quix's default commit interval (5 s).
+QUIX = {
+    "quix-eos": {"BENCH_GUARANTEE": "exactly-once", "BENCH_COMMIT_INTERVAL": "0.1"},
+    "quix-alo": {"BENCH_GUARANTEE": "at-least-once"},
+}
+#: Contenders with audit records and actions (the others pass records through).
+DECIDERS = TOWERS | QUIX.keys()
+#: Contenders deciding with the same rules: their outcome counts must be identical.
+RULE_SETS = (
+    ("full rule set", ("tower", "native", "native-x2")),
+    ("full rule set + experiments", ("tower-xp", "native-xp")),
+    ("Quix subset", ("native-subset", "quix-eos", "quix-alo")),
+)
 #: Worker processes per contender (one unless listed): they share the partitions.
 WORKERS = {"native-x2": 2}
 #: Frames worth a line in the profile summary: where a batch's time goes, inclusive.
@@ -126,10 +172,20 @@ class Result:
     cores: dict[str, float] = field(default_factory=dict)
     #: Tower contenders on a local broker: bytes written per input record, by output
     bytes_per_event: dict[str, float] = field(default_factory=dict)
+    #: deciding contenders: audit records per outcome, and per outcome/rule
+    decisions: dict[str, int] = field(default_factory=dict)
+    decisions_by_rule: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
+
+    def cpu_us_per_event(self, who: str) -> float | None:
+        """CPU µs per output record of the contender's processes or the broker: cores busy
+        from the first to the last output x that span / records."""
+        if who not in self.cores or not self.records:
+            return None
+        return self.cores[who] * self.seconds / self.records * 1e6
 
 
 def _records(events: int, customers: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -185,8 +241,6 @@ def _setup(
         f"bench-{tag}-{name}-out",
         f"bench-{tag}-{name}",
     )
-    create_plain_topics(bootstrap, [source, sink], partitions)
-    module = "bench.raw_loop" if name == "raw" else "bench.faust_passthrough"
     env = {
         "BENCH_APP_ID": group,
         "BENCH_BOOTSTRAP": bootstrap,
@@ -195,6 +249,14 @@ def _setup(
         "BENCH_DATA_DIR": str(work / f"{name}-{tag}"),
     }
     log = work / f"{name}-{tag}.log"
+    if name in QUIX:
+        actions = f"bench-{tag}-{name}-actions"
+        create_plain_topics(bootstrap, [source, sink, actions], partitions)
+        env.update(QUIX[name], BENCH_ACTIONS=actions)
+        cmd = [str(QUIX_PYTHON), "-m", "bench.quix_app"]
+        return _Setup(source, sink, group, lambda: [run_process(cmd, env, log)], (actions,))
+    create_plain_topics(bootstrap, [source, sink], partitions)
+    module = "bench.raw_loop" if name == "raw" else "bench.faust_passthrough"
     return _Setup(
         source, sink, group, lambda: [run_process([sys.executable, "-m", module], env, log)]
     )
@@ -254,9 +316,50 @@ def _run_contender(
         if b1 is not None and b2 is not None:
             cores["broker"] = (b2 - b1) / (t2 - t1)
     written = {}
-    if name in TOWERS and broker_data is not None:
+    if name in DECIDERS and broker_data is not None:
         written = _bytes_per_event(broker_log_bytes(broker_data), setup, len(records))
-    return Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores, written)
+    result = Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores, written)
+    if name in DECIDERS:
+        result.decisions, result.decisions_by_rule = _decisions(name, bootstrap, sink, partitions)
+    return result
+
+
+def _decisions(
+    name: str, bootstrap: str, audit: str, partitions: int
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Audit records per outcome and per outcome/rule: the whole audit topic, read back
+    (committed records only) after the contender stopped. Policy changes are left out."""
+    consumer = Consumer(
+        conf(
+            bootstrap,
+            **{
+                "group.id": f"bench-tally-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+            },
+        )
+    )
+    consumer.assign([TopicPartition(audit, p, 0) for p in range(partitions)])
+    outcomes: collections.Counter[str] = collections.Counter()
+    by_rule: collections.Counter[str] = collections.Counter()
+    done: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(done) < partitions and time.monotonic() < deadline:
+        for msg in consumer.consume(5000, 1.0):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition())
+                continue
+            value = msg.value() or b""
+            record = decode_record("audit_record", value) if name in TOWERS else orjson.loads(value)
+            if record.get("kind") == "policy":
+                continue
+            outcomes[record["outcome"]] += 1
+            by_rule[f"{record['outcome']}/{record.get('rule') or '-'}"] += 1
+    consumer.close()
+    return dict(sorted(outcomes.items())), dict(sorted(by_rule.items()))
 
 
 def _bytes_per_event(sizes: dict[str, int], setup: _Setup, inputs: int) -> dict[str, float]:
@@ -266,9 +369,11 @@ def _bytes_per_event(sizes: dict[str, int], setup: _Setup, inputs: int) -> dict[
     prefix = setup.source.removesuffix("agent-events")
     out: dict[str, float] = collections.Counter()
     for topic, size in sizes.items():
+        if topic == setup.source:
+            continue
         if topic in kinds:
             out[kinds[topic]] += size / inputs
-        elif topic.startswith(setup.group):
+        elif topic.startswith((setup.group, f"changelog__{setup.group}--")):  # Tower's, Quix's
             out["changelog"] += size / inputs
         elif topic.startswith(prefix) and topic != setup.source and not topic.endswith("policies"):
             out[topic.removeprefix(prefix)] += size / inputs
@@ -452,7 +557,10 @@ def _latency(
     approved, per_input, series, visible = [], [], [], []
     for topic, seen_at, stamp, key, value in reader.seen:
         if topic != setup.sink:  # approved-actions
-            ids = decode_record("approved_action", value)["source_event_ids"]
+            if name in QUIX:
+                ids = [orjson.loads(value)["source_event_id"]]
+            else:
+                ids = decode_record("approved_action", value)["source_event_ids"]
             times = [produced_at[i] for i in ids if i in produced_at]
             if times:  # the newest input the action depends on is the one that caused it
                 approved.append(1000 * (seen_at - max(times)))
@@ -461,12 +569,14 @@ def _latency(
             continue
         if name in TOWERS:
             event_id = decode_record("audit_record", value)["event_id"]
+        elif name in QUIX:
+            event_id = orjson.loads(value)["event_id"]
         else:
             event_id = decode_event(key, value).event_id
         queue = output_due.get(event_id)
         if queue:
             per_input.append(1000 * (seen_at - queue.popleft()))
-            if name not in TOWERS:
+            if name not in DECIDERS:
                 series.append((seen_at - per_input[-1] / 1000 - start, per_input[-1]))
     missing = sum(len(q) for q in output_due.values())
     return Latency(
@@ -531,8 +641,9 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     "--contenders",
     default=",".join(CONTENDERS),
     show_default=True,
-    help="Comma list of raw, faust, tower, native, native-x2 (two native workers); "
-    "empty for latency only.",
+    help="Comma list of raw, faust, tower, native, native-x2 (two native workers), tower-xp, "
+    "native-xp (experiments), native-subset (the Quix subset), quix-eos, quix-alo (Quix "
+    "Streams, needs `make bench-quix-deps`); empty for latency only.",
 )
 @click.option(
     "--latency/--no-latency",
@@ -611,6 +722,12 @@ def main(
         raise click.UsageError(
             "--latency of a contender without a throughput run in this invocation needs --rate"
         )
+    if (set(chosen) | set(measured if latency else ())) & QUIX.keys() and not QUIX_PYTHON.exists():
+        raise click.ClickException(
+            f"the Quix Streams contenders run with {QUIX_PYTHON}, which is missing: run "
+            "`make bench-quix-deps` first (a venv of its own, since quixstreams pins an older "
+            "confluent-kafka than Tower's)"
+        )
     work = Path(tempfile.mkdtemp(prefix="tower-bench-"))
     plots_dir = plots_dir or work
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -647,10 +764,62 @@ def main(
     report = _report(out, lats, profile, work, plots_dir)
     report.update(command=command, events=events, customers=customers, partitions=partitions)
     report["machine"] = machine()
+    if out.keys() & QUIX.keys():
+        report["machine"].update(_quix_versions())
     (work / "results.json").write_text(json.dumps(report, indent=2))
     if results:
         results.write_text(json.dumps(report, indent=2))
     click.echo(f"logs and results.json in {work}")
+
+
+def _quix_versions() -> dict[str, str]:
+    """quixstreams and its confluent-kafka, as installed in .venv-quix."""
+    code = (
+        "import json, quixstreams, confluent_kafka as ck; v = ck.version(); "
+        "print(json.dumps({'quixstreams': quixstreams.__version__, "
+        "'quix_confluent_kafka': v[0] if isinstance(v, tuple) else v}))"
+    )
+    try:
+        done = subprocess.run(
+            [str(QUIX_PYTHON), "-W", "ignore", "-c", code], capture_output=True, timeout=60
+        )
+        versions: dict[str, str] = json.loads(done.stdout)
+        return versions
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return {}
+
+
+def _report_decisions(out: dict[str, Result], report: dict[str, Any]) -> None:
+    """Print each deciding contender's outcome counts; within a rule set, say whether they
+    are identical (outcome and rule) to the first contender's of that set in the run."""
+    deciders = [k for k in out if out[k].decisions]
+    if not deciders:
+        return
+    click.echo("\ndecisions (audit records per outcome):")
+    for key in deciders:
+        counts = ", ".join(f"{k} {v}" for k, v in out[key].decisions.items())
+        click.echo(f"  {key:<14}{counts}")
+    checks: dict[str, Any] = {}
+    for label, members in RULE_SETS:
+        present = [m for m in members if m in deciders]
+        if len(present) < 2:
+            continue
+        first = present[0]
+        base = out[first].decisions_by_rule
+        for other in present[1:]:
+            mine = out[other].decisions_by_rule
+            diff = {
+                k: (base.get(k, 0), mine.get(k, 0))
+                for k in sorted(base.keys() | mine.keys())
+                if base.get(k, 0) != mine.get(k, 0)
+            }
+            checks[f"{first}_vs_{other}"] = {"rule_set": label, "match": not diff, "diff": diff}
+            if diff:
+                shown = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
+                click.echo(f"  MISMATCH {label}: {first} vs {other}: {shown}")
+            else:
+                click.echo(f"  {label}: {first} and {other} decided identically (outcome/rule)")
+    report["decision_checks"] = checks
 
 
 def _report(
@@ -665,17 +834,25 @@ def _report(
     click.echo()
     click.echo(
         f"{'contender':<46}{'records':>9}{'seconds':>9}{'events/s':>10}{'start→last':>12}"
-        f"{'cores: it':>11}{'broker':>8}"
+        f"{'cores: it':>11}{'broker':>8}{'µs/ev: it':>11}{'broker':>8}"
     )
     for key, r in out.items():
         busy = "".join(
             f"{r.cores[k]:>{w}.2f}" if k in r.cores else f"{'-':>{w}}"
             for k, w in (("contender", 11), ("broker", 8))
         )
+        us = {k: r.cpu_us_per_event(k) for k in ("contender", "broker")}
+        busy += "".join(
+            f"{v:>{w}.0f}" if (v := us[k]) is not None else f"{'-':>{w}}"
+            for k, w in (("contender", 11), ("broker", 8))
+        )
         click.echo(
             f"{r.name:<46}{r.records:>9}{r.seconds:>9.2f}{r.rate:>10.0f}{r.wall:>11.1f}s{busy}"
         )
         report["contenders"][key] = {
+            "cpu_us_per_event": {k: v for k, v in us.items() if v is not None},
+            "decisions": r.decisions,
+            "decisions_by_rule": r.decisions_by_rule,
             "name": r.name,
             "records": r.records,
             "seconds": r.seconds,
@@ -692,12 +869,19 @@ def _report(
             click.echo(
                 f"{key}: {r.bytes_per_event['total']:.0f} bytes on the broker per input ({parts})"
             )
+    _report_decisions(out, report)
+    #: issue 15's targets: Tower's transactional runtime against the Quix Streams peer
+    targets = {"quix-eos": 1.5, "quix-alo": 1.2}
     for mine in sorted(TOWERS & out.keys()):
-        for other in ("raw", "faust", "tower", "native"):
+        for other in ("raw", "faust", "tower", "native", "quix-eos", "quix-alo"):
             if other != mine and other in out and out[other].rate:
                 ratio = out[mine].rate / out[other].rate
                 report[f"ratio_{mine}_{other}"] = ratio
-                click.echo(f"ratio {mine} / {other:<6}{ratio:>8.3f}")
+                goal = targets.get(other) if mine in ("native", "native-subset") else None
+                verdict = ""
+                if goal is not None:
+                    verdict = f"  (target >= {goal}: {'met' if ratio >= goal else 'MISSED'})"
+                click.echo(f"ratio {mine} / {other:<9}{ratio:>8.3f}{verdict}")
     if out:
         series = {r.name: {"per_second": r.per_second, "lag": r.lag} for r in out.values()}
         png = plots.throughput_and_lag(series, plots_dir / "bench-throughput-lag.png")
@@ -725,8 +909,10 @@ def _report(
         heads = ("rate/s", "n", "p50", "p95", "p99", "max")
         click.echo(f"{'contender / output':<40}" + "".join(f"{h:>9}" for h in heads))
         for key, lat in lats.items():
-            rows = [("pass-through record" if key not in TOWERS else "audit record", lat.audit_ms)]
-            if key in TOWERS:
+            rows = [
+                ("pass-through record" if key not in DECIDERS else "audit record", lat.audit_ms)
+            ]
+            if key in DECIDERS:
                 rows.insert(0, ("approved action", lat.approved_ms))
                 rows.insert(1, ("… of it after produce()", lat.visible_ms))
             entry: dict[str, Any] = {
@@ -771,9 +957,10 @@ def _report(
                 q1, q4 = entry["p50_first_vs_last_quarter_ms"]
                 click.echo(f"  {key}: p50 in the first / last quarter {q1:.1f} / {q4:.1f} ms")
         hist = {
-            (f"{k} @ {v.rate:.0f}/s: " + ("approved actions" if k in TOWERS else "pass-through")): (
-                v.approved_ms if k in TOWERS else v.audit_ms
-            )
+            (
+                f"{k} @ {v.rate:.0f}/s: "
+                + ("approved actions" if k in DECIDERS else "pass-through")
+            ): (v.approved_ms if k in DECIDERS else v.audit_ms)
             for k, v in lats.items()
         }
         png = plots.latency_histogram(
