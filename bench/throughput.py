@@ -42,7 +42,7 @@ from typing import Any
 
 import click
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench import plots
 from bench.common import (
@@ -55,6 +55,7 @@ from bench.common import (
     cpu_seconds,
     create_plain_topics,
     free_port,
+    harness_settings,
     inclusive_share,
     kafka_port_option,
     machine,
@@ -74,6 +75,7 @@ from bench.common import (
 )
 from pipeline.contracts.codec import decode_event, decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
+from pipeline.kafka.reader import scan_topic
 from pipeline.kafka.topics import create_topics
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.polling import take_available
@@ -320,45 +322,22 @@ def _run_contender(
         written = _bytes_per_event(broker_log_bytes(broker_data), setup, len(records))
     result = Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores, written)
     if name in DECIDERS:
-        result.decisions, result.decisions_by_rule = _decisions(name, bootstrap, sink, partitions)
+        result.decisions, result.decisions_by_rule = _decisions(name, bootstrap, sink)
     return result
 
 
-def _decisions(
-    name: str, bootstrap: str, audit: str, partitions: int
-) -> tuple[dict[str, int], dict[str, int]]:
+def _decisions(name: str, bootstrap: str, audit: str) -> tuple[dict[str, int], dict[str, int]]:
     """Audit records per outcome and per outcome/rule: the whole audit topic, read back
     (committed records only) after the contender stopped. Policy changes are left out."""
-    consumer = Consumer(
-        conf(
-            bootstrap,
-            **{
-                "group.id": f"bench-tally-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "isolation.level": "read_committed",
-            },
-        )
-    )
-    consumer.assign([TopicPartition(audit, p, 0) for p in range(partitions)])
     outcomes: collections.Counter[str] = collections.Counter()
     by_rule: collections.Counter[str] = collections.Counter()
-    done: set[int] = set()
-    deadline = time.monotonic() + 120
-    while len(done) < partitions and time.monotonic() < deadline:
-        for msg in consumer.consume(5000, 1.0):
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    done.add(msg.partition())
-                continue
-            value = msg.value() or b""
-            record = decode_record("audit_record", value) if name in TOWERS else orjson.loads(value)
-            if record.get("kind") == "policy":
-                continue
-            outcomes[record["outcome"]] += 1
-            by_rule[f"{record['outcome']}/{record.get('rule') or '-'}"] += 1
-    consumer.close()
+    for rec in scan_topic(harness_settings(bootstrap), audit, timeout_s=120):
+        value = rec.value or b""
+        record = decode_record("audit_record", value) if name in TOWERS else orjson.loads(value)
+        if record.get("kind") == "policy":
+            continue
+        outcomes[record["outcome"]] += 1
+        by_rule[f"{record['outcome']}/{record.get('rule') or '-'}"] += 1
     return dict(sorted(outcomes.items())), dict(sorted(by_rule.items()))
 
 
