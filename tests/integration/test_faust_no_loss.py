@@ -54,7 +54,11 @@ def test_restart_through_the_recovery_race_loses_no_record(tower_settings, worke
         )
     except TimeoutError as exc:
         log = fault_log.read_text() if fault_log.exists() else "(no fault log)"
-        raise AssertionError(f"records never decided: {exc}\n{log}") from None
+        status = worker.proc.poll() if worker.proc else None
+        raise AssertionError(
+            f"records never decided: {exc}\nworker exit status: {status}\n{log}\n"
+            f"worker log:\n{worker.log_tail(60)}"
+        ) from None
     assert "stale fetch" in fault_log.read_text(), "the fault was not injected"
     assert len(sources(seen)) == len(records)
     assert {a.value["action_id"] for a in seen["approved"]} == {

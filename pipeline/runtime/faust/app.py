@@ -209,7 +209,7 @@ class InputGuard:
             )
             self.metrics.input_seeks.inc()
             try:
-                await self.app.consumer.seek(faust.types.TP(topic, partition), offset)
+                await faust_compat.seek(self.app.consumer, faust.types.TP(topic, partition), offset)
             except Exception as exc:  # e.g. revoked meanwhile; retried if still needed
                 log.warning("seek %s/%d to %d failed: %r", topic, partition, offset, exc)
 

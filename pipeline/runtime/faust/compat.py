@@ -1,9 +1,9 @@
 """Every use of faust-streaming's private API, in one place, checked against its versions.
 
-The Faust runtime owns its input offsets (pipeline/processing/input_positions.py); doing that
-needs three things Faust has no public API for. A Faust release outside `CHECKED` may
-have moved any of them: tests/unit/test_faust_compat.py fails on it, and the worker logs
-a warning at start-up.
+The Faust runtime owns its input offsets (pipeline/processing/input_positions.py); doing
+that needs things Faust has no public API for. A Faust release outside `CHECKED` may have
+moved any of them: tests/unit/runtime/faust/test_faust_compat.py fails on it, and the
+worker logs a warning at start-up.
 """
 
 from __future__ import annotations
@@ -96,6 +96,20 @@ async def commit(consumer: Any, offsets: Mapping[tuple[str, int], int]) -> bool:
     """Commit offsets to the group directly: Faust's `commit()` only commits what streams
     acked, and acks are off for the topics the worker positions itself."""
     return bool(await consumer._commit({TP(t, p): o for (t, p), o in offsets.items()}))
+
+
+async def seek(consumer: Any, tp: TP, offset: int) -> None:
+    """Seek a partition on the consumer's own thread.
+
+    Faust's `Consumer.seek` calls aiokafka from the caller's thread, while aiokafka's
+    fetcher runs on the consumer thread's loop. The two race on the fetcher's buffer: the
+    fetcher can write the old position back over the seek, or fail on a buffered result
+    the seek just removed (`KeyError` in `Fetcher.fetched_records`), which stops the
+    fetcher and crashes the worker. Queued on the thread, the seek runs between the
+    fetcher's steps.
+    """
+    thread = consumer._thread
+    await thread.call_thread(thread.seek, tp, offset)
 
 
 def cap_fetch_wait(max_wait_ms: int) -> None:

@@ -54,3 +54,32 @@ def test_the_faust_producer_is_idempotent_with_acks_from_all_replicas():
     producer = object.__new__(driver.Producer)
     producer.app = App()  # type: ignore[attr-defined]
     assert driver.Producer._settings_extra(producer) == {"acks": "all", "enable_idempotence": True}
+
+
+def test_a_seek_runs_on_the_consumer_thread_not_the_callers():
+    """Faust's own `seek` calls aiokafka from the caller's thread, racing the fetcher; the
+    guard's seeks are queued on the consumer thread instead."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as driver
+
+    assert "self._thread.seek(" in inspect.getsource(faust_consumer.ThreadDelegateConsumer._seek)
+    assert hasattr(driver.AIOKafkaConsumerThread, "call_thread")
+    assert hasattr(driver.AIOKafkaConsumerThread, "seek")
+
+    calls = []
+
+    class Thread:
+        def seek(self, tp, offset):
+            calls.append(("seek", tp, offset))
+
+        async def call_thread(self, fun, *args):
+            calls.append(("queued", fun.__name__))
+            return fun(*args)
+
+    class Consumer:
+        _thread = Thread()
+
+    tp = faust.types.TP("agent-events", 3)
+    asyncio.run(faust_compat.seek(Consumer(), tp, 781))
+    assert calls == [("queued", "seek"), ("seek", tp, 781)]
