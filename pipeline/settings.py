@@ -55,6 +55,9 @@ class Settings:
     max_event_bytes: int = 64 * 1024
     batch_size: int = 500
     batch_within_s: float = 0.05
+    #: transactional runtime: most input records in one transaction; records decided while
+    #: a commit is in flight join the next one up to this (the adaptive commit interval)
+    transaction_max_records: int = 5_000
     policy_file: Path | None = None
     #: how long a starting worker waits to read the published policy before deciding
     policy_wait_s: float = 5.0

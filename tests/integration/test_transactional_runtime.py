@@ -29,7 +29,10 @@ def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, native):
     """Killed twice mid-backlog (the second time with its RocksDB deleted): every expected
     action is on the topic exactly once for a read_committed reader, and every valid input
     has exactly one audit record. At-least-once would re-emit the batch in flight."""
-    native.extra_env["TOWER_BATCH_SIZE"] = "50"  # many small transactions: a kill lands in one
+    # many small transactions, so that a kill lands in one (the adaptive commit interval
+    # would otherwise take much of the backlog into one transaction)
+    native.extra_env["TOWER_BATCH_SIZE"] = "50"
+    native.extra_env["TOWER_TRANSACTION_MAX_RECORDS"] = "50"
     records = AgentSimulator(customers=30, seed=23).records(6000, malformed=10)
     valid = [r for r in records if r.event is not None]
     expected = {d.action_id for d in expected_decisions(records) if d.action_id}

@@ -13,7 +13,7 @@ and decides what arrives meanwhile, on top of the in-flight transaction's state.
 becomes the next transaction, produced once that commit succeeded; if it failed, both are
 redone from the committed offsets. So the commit interval adapts to the load: one commit
 per polled batch when records trickle in, and under load as many records per transaction
-as arrive during one commit (up to `MAX_PENDING_RECORDS`), where committing each small
+as arrive during one commit (up to `TOWER_TRANSACTION_MAX_RECORDS`), where committing each small
 batch on its own would leave the main thread waiting for commits. Rebalance callbacks wait
 for the commit in flight and drop the decided records not yet produced (consumed again
 from the committed offsets) before touching the databases.
@@ -64,8 +64,6 @@ log = logging.getLogger(__name__)
 
 #: how often the loop measures the lag /healthz shows
 LAG_EVERY_S = 1.0
-#: decided records waiting for the commit in flight before the loop waits for it too
-MAX_PENDING_RECORDS = 5_000
 #: how long a poll waits for more records while a commit is in flight and records decided
 #: since wait for it: short, so the next transaction starts soon after the commit ends
 PENDING_POLL_S = 0.002
@@ -309,7 +307,11 @@ class TransactionalEngine:
                 pending, inflight = self._pending, self._inflight
                 if pending is None:
                     self._settle()  # idle: make the transaction in flight durable locally now
-                elif inflight is None or inflight.done() or pending.records >= MAX_PENDING_RECORDS:
+                elif (
+                    inflight is None
+                    or inflight.done()
+                    or pending.records >= self.settings.transaction_max_records
+                ):
                     self._publish()
             if self._pending is not None:
                 self._publish()

@@ -31,7 +31,6 @@ from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.processing.batch import BatchProcessor
-from pipeline.runtime.transactional import engine as engine_module
 from pipeline.runtime.transactional.changelog import changelog_topic
 from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.runtime.transactional.state_store import CHECKPOINT_KEY, PartitionDB
@@ -395,12 +394,18 @@ def engine_on(
     inputs: dict[int, list[AgentEvent]],
     batch_size: int = 500,
     feed: Callable[[Decision, AgentEvent, int], None] | None = None,
+    transaction_max_records: int = 5_000,
 ) -> TransactionalEngine:
     """An engine on `kafka` with `inputs` (partition -> events) on its events topic."""
     for partition, events in inputs.items():
         for ev in events:
             kafka.append(EVENTS, partition, ev.customer_id.encode(), encode_event(ev, "json"))
-    settings = replace(SETTINGS, data_dir=data_dir, batch_size=batch_size)
+    settings = replace(
+        SETTINGS,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        transaction_max_records=transaction_max_records,
+    )
     processor = BatchProcessor(settings, policy=lambda: DEFAULT_POLICY, clock=lambda: 1.0)
     processor.feed = feed
     engine = TransactionalEngine(
@@ -530,12 +535,11 @@ def test_the_next_batch_is_decided_on_the_commit_in_flight(tmp_path: Path):
     ],
 )
 def test_records_decided_while_a_commit_is_in_flight_form_the_next_transaction(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_pending: int, transactions: int
+    tmp_path: Path, max_pending: int, transactions: int
 ):
     """The commit interval adapts to the load: batch A's commit is held until batches B
     and C (3 events each) are decided; what was decided meanwhile is produced together once
-    A committed, up to `MAX_PENDING_RECORDS`."""
-    monkeypatch.setattr(engine_module, "MAX_PENDING_RECORDS", max_pending)
+    A committed, up to `TOWER_TRANSACTION_MAX_RECORDS`."""
     kafka = FakeKafka()
     held = threading.Event()
     commits: list[int] = []
@@ -555,7 +559,9 @@ def test_records_decided_while_a_commit_is_in_flight_form_the_next_transaction(
 
     inputs = {0: journey("c1", 8)}  # 9 events, batches of 3
     data_dir = tmp_path / "worker"
-    engine = engine_on(kafka, data_dir, inputs, batch_size=3, feed=on_decision)
+    engine = engine_on(
+        kafka, data_dir, inputs, batch_size=3, feed=on_decision, transaction_max_records=max_pending
+    )
     engine.run()
 
     assert kafka.names({"begin", "commit"}) == ["begin", "commit"] * transactions
