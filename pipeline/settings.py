@@ -13,6 +13,8 @@ from typing import Any
 
 #: the runtimes, named by what they guarantee (README, Choosing a runtime)
 RUNTIMES = ("faust", "transactional")
+#: event loops of the Faust runtime
+EVENT_LOOPS = ("uvloop", "asyncio")
 #: earlier names, still accepted from TOWER_ENGINE, --engine and TOWER_RUNTIME
 RUNTIME_ALIASES = {"native": "transactional"}
 
@@ -68,6 +70,9 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     #: "faust" (at-least-once) or "transactional" (exactly-once, confluent-kafka)
     runtime: str = "faust"
+    #: the Faust runtime's event loop: "uvloop" (libuv; the worker spends much of its time
+    #: in the loop and aiokafka) or "asyncio" (the standard library's)
+    event_loop: str = "uvloop"
     # --- Kafka security (README, Security: Kafka), the same for every client ---
     #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     security_protocol: str = "PLAINTEXT"
@@ -123,6 +128,11 @@ class Settings:
             raise ValueError(
                 f"TOWER_RUNTIME must be one of {', '.join(RUNTIMES)} "
                 f"(or the earlier name native), not {settings.runtime!r}"
+            )
+        if settings.event_loop not in EVENT_LOOPS:
+            raise ValueError(
+                f"TOWER_EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, "
+                f"not {settings.event_loop!r}"
             )
         if settings.output_format not in ("avro", "json"):
             raise ValueError(

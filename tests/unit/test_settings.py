@@ -36,3 +36,10 @@ def test_an_unknown_runtime_is_refused_with_the_choices() -> None:
 def test_the_advertised_url_defaults_to_host_and_port() -> None:
     assert Settings(web_host="10.0.0.5", web_port=7000).advertised_url == "http://10.0.0.5:7000"
     assert Settings(web_url="http://tower-1:6066").advertised_url == "http://tower-1:6066"
+
+
+def test_an_unknown_event_loop_is_refused_with_the_choices() -> None:
+    assert Settings.from_env({}).event_loop == "uvloop"
+    assert Settings.from_env({"TOWER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(ValueError, match="TOWER_EVENT_LOOP must be one of uvloop, asyncio"):
+        Settings.from_env({"TOWER_EVENT_LOOP": "trio"})

@@ -441,6 +441,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
 
     @app.task
     async def serve_pages() -> None:
+        loop = type(asyncio.get_running_loop())
+        log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
         runner = await server.start(pages, settings.web_host, settings.web_port)
 
         @faust_compat.connect(app.on_before_shutdown)
@@ -467,9 +469,25 @@ def input_record(msg: Any) -> InputRecord:
     )
 
 
+def use_event_loop(name: str) -> None:
+    """Install the event loop policy before Faust creates a loop (its consumer thread's
+    loop included). uvloop cut the worker's CPU per event by about a fifth in the
+    benchmark (docs/benchmarks.md); without it installed the worker says so and uses
+    asyncio's."""
+    if name != "uvloop":
+        return
+    try:
+        import uvloop
+    except ImportError:
+        log.warning("uvloop is not installed: the worker uses asyncio's event loop")
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker in the foreground until SIGTERM/SIGINT."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    use_event_loop(settings.event_loop)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     gc_tuning.tune_for_batches()
