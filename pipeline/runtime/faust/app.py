@@ -48,8 +48,15 @@ from pipeline.web.server import WorkerPort, build_app
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "customer-state"
-#: Faust's RocksDB default is a 2 GiB block cache per partition database: far too much.
-ROCKSDB_OPTIONS = {"block_cache_size": 64 * 1024 * 1024, "block_cache_compressed_size": 0}
+#: Per partition database. Faust's defaults (a 2 GiB block cache, three 64 MiB memtables)
+#: are far too much for states this small, and a worker's memory kept growing for minutes
+#: while they filled; small ones fill in seconds, so the worker's RSS levels off early.
+ROCKSDB_OPTIONS = {
+    "block_cache_size": 16 * 1024 * 1024,
+    "block_cache_compressed_size": 0,
+    "write_buffer_size": 8 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+}
 #: longest the broker holds a fetch of the worker's consumer (see faust_compat)
 FETCH_MAX_WAIT_MS = 20
 #: how often input positions are mirrored to the group and overdue seeks retried
@@ -471,9 +478,9 @@ def input_record(msg: Any) -> InputRecord:
 
 def use_event_loop(name: str) -> None:
     """Install the event loop policy before Faust creates a loop (its consumer thread's
-    loop included). uvloop cut the worker's CPU per event by about a fifth in the
-    benchmark (docs/benchmarks.md); without it installed the worker says so and uses
-    asyncio's."""
+    loop included): much of the worker's time is the loop and aiokafka, which uvloop runs
+    on less CPU (docs/benchmarks.md, section 17). Without uvloop installed the worker says
+    so and uses asyncio's."""
     if name != "uvloop":
         return
     try:
