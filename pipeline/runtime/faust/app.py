@@ -52,7 +52,7 @@ STATE_TABLE = "customer-state"
 #: are far too much for states this small, and a worker's memory kept growing for minutes
 #: while they filled; small ones fill in seconds, so the worker's RSS levels off early.
 ROCKSDB_OPTIONS = {
-    "block_cache_size": 16 * 1024 * 1024,
+    "block_cache_size": 4 * 1024 * 1024,
     "block_cache_compressed_size": 0,
     "write_buffer_size": 8 * 1024 * 1024,
     "max_write_buffer_number": 2,

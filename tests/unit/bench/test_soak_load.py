@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from bench.soak_load import Run, Sample, judge
+from bench.soak_load import Run, Sample, judge, keeps_up
 from pipeline.ops.simulator import AgentSimulator
 
 
@@ -52,6 +54,20 @@ def test_each_criterion_fails_on_its_own_fault(fault: dict[str, float], failing:
     assert {name for name, c in verdict.items() if not c["ok"]} == failing
 
 
+@pytest.mark.parametrize(
+    ("fds", "ok"),
+    [
+        (lambda t: 95 + (t * 7) % 18, True),  # RocksDB's files through compactions: a swing
+        (lambda t: 95 + (t * 7) % 18 + t // 20, False),  # the same plus one leaked per 20 s
+        (lambda t: 95 + t // 60, False),  # one per minute: 8 more by the last minute
+    ],
+)
+def test_descriptors_are_flat_when_they_swing_but_not_when_they_climb(fds, ok) -> None:
+    run = _run()
+    run.samples = [replace(s, fds=fds(int(s.t))) for s in run.samples]
+    assert judge(run)["fds"]["ok"] is ok
+
+
 def test_p99_windows_are_ten_seconds() -> None:
     windows = _run(seconds=30).windows()
     assert [w for w, _ in windows] == [0, 10, 20]
@@ -64,3 +80,16 @@ def test_endless_stream_keeps_replay_memory_bounded() -> None:
     ids = [next(stream).event for _ in range(5000)]
     assert len(sim._history) <= 200
     assert len({e.event_id for e in ids if e is not None}) > 4000  # mostly new events
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "held"),
+    [
+        (0, 900, True),  # under a second of lag at 1,000/s, as it started
+        (400, 1_300, True),  # 0.9 s gained over the step, 1.3 s behind
+        (0, 1_600, False),  # 1.6 s behind at the end of the step
+        (200, 1_300, False),  # 1.1 s gained: falling behind
+    ],
+)
+def test_a_ramp_step_holds_with_little_lag_and_little_gain(before, after, held) -> None:
+    assert keeps_up(before, after, 1000.0) is held
