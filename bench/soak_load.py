@@ -311,7 +311,8 @@ def sustained_capacity(
     on a small machine the generator takes a share of the cores the worker then lacks.
 
     Steps of RAMP_STEP_S from RAMP_FROM x the backlog rate, up by RAMP_STEP x it, until a
-    step falls behind (`keeps_up`). Returns that rate and the steps (rate, lag s, held)."""
+    step falls behind (`keeps_up`). Returns the last rate held (the first step's if none
+    held) and the steps (rate, lag s, held)."""
     work.mkdir(parents=True, exist_ok=True)
     settings = tower_settings(bootstrap, f"ramp-{uuid.uuid4().hex[:6]}", partitions, work / "data")
     proc, port = start_tower(
