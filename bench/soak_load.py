@@ -24,6 +24,7 @@ import collections
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -57,7 +58,7 @@ from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.polling import take_available
-from pipeline.settings import RUNTIMES
+from pipeline.settings import RUNTIMES, Settings
 
 #: `bench.throughput` contender that measures each runtime's capacity
 CAPACITY_CONTENDER = {"faust": "tower", "transactional": "native"}
@@ -236,6 +237,59 @@ def _wait_owned(port: int, proc: Any, timeout: float = 120) -> None:
     raise click.ClickException(f"the worker owned no partition within {timeout:.0f} s")
 
 
+@dataclass
+class _Loaded:
+    """A worker owning its partitions, with the paced stream, the action reader and the lag
+    sampler running."""
+
+    proc: subprocess.Popen[bytes]
+    settings: Settings
+    pacer: _Pacer
+    reader: _ActionReader
+    lag: LagSampler
+    t0: float
+
+
+@contextlib.contextmanager
+def _loaded_worker(
+    runtime: str,
+    bootstrap: str,
+    name: str,
+    rate: float,
+    customers: int,
+    partitions: int,
+    policy_file: Path,
+    work: Path,
+) -> Iterator[_Loaded]:
+    """A worker on a fresh group, once it owns partitions (start-up is not the load), under
+    the soak's own stream paced at `rate`; everything is stopped on the way out."""
+    work.mkdir(parents=True, exist_ok=True)
+    settings = tower_settings(
+        bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", partitions, work / "data"
+    )
+    proc, port = start_tower(
+        settings, policy_file, work / f"worker-{runtime}.log", env={"TOWER_RUNTIME": runtime}
+    )
+    try:
+        _wait_owned(port, proc)
+        sim = AgentSimulator(customers=customers, seed=SEED, replay_memory=10_000)
+        pacer = _Pacer(bootstrap, settings.topics.events, sim.endless(), rate)
+        reader = _ActionReader(bootstrap, settings.topics.approved, partitions, pacer)
+        t0 = time.time()
+        lag = LagSampler(bootstrap, settings.app_id, settings.topics.events, partitions, t0)
+        reader.start()
+        lag.start()
+        pacer.start()
+        try:
+            yield _Loaded(proc, settings, pacer, reader, lag, t0)
+        finally:
+            pacer.stop()
+            reader.stop()
+            lag.stop()
+    finally:
+        stop_process(proc)
+
+
 def soak(
     runtime: str,
     bootstrap: str,
@@ -247,48 +301,35 @@ def soak(
     policy_file: Path,
     work: Path,
 ) -> Run:
-    work.mkdir(parents=True, exist_ok=True)
-    settings = tower_settings(bootstrap, f"soak-{uuid.uuid4().hex[:6]}", partitions, work / "data")
-    proc, port = start_tower(
-        settings, policy_file, work / f"worker-{runtime}.log", env={"TOWER_RUNTIME": runtime}
-    )
     run = Run(runtime, rate, capacity, seconds)
-    try:
-        _wait_owned(port, proc)
-        sim = AgentSimulator(customers=customers, seed=SEED, replay_memory=10_000)
-        pacer = _Pacer(bootstrap, settings.topics.events, sim.endless(), rate)
-        reader = _ActionReader(bootstrap, settings.topics.approved, partitions, pacer)
-        t0 = time.time()
-        lag = LagSampler(bootstrap, settings.app_id, settings.topics.events, partitions, t0)
-        reader.start()
-        lag.start()
-        pacer.start()
+    with _loaded_worker(
+        runtime, bootstrap, "soak", rate, customers, partitions, policy_file, work
+    ) as w:
         label = f"{runtime} @ {rate:.0f}/s"
         with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
-            while time.time() - t0 < seconds:
+            while time.time() - w.t0 < seconds:
                 tick = time.monotonic()
-                if proc.poll() is not None:
-                    raise click.ClickException(f"the worker died ({proc.returncode}) mid-soak")
-                lag_now = lag.samples[-1][1] if lag.samples else 0
+                if w.proc.poll() is not None:
+                    raise click.ClickException(f"the worker died ({w.proc.returncode}) mid-soak")
                 run.samples.append(
                     Sample(
-                        time.time() - t0,
-                        pacer.produced,
-                        lag_now,
-                        _rss_mib(proc.pid),
-                        _fds(proc.pid),
-                        _tree_mib(settings.data_dir),
+                        time.time() - w.t0,
+                        w.pacer.produced,
+                        w.lag.samples[-1][1] if w.lag.samples else 0,
+                        _rss_mib(w.proc.pid),
+                        _fds(w.proc.pid),
+                        _tree_mib(w.settings.data_dir),
                     )
                 )
                 bar.update(1)
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
-        pacer.stop()
+        w.pacer.stop()
         time.sleep(5)  # the last inputs' actions
-        reader.stop()
-        lag.stop()
-        run.latencies, run.actions, run.produced = reader.latencies, reader.actions, pacer.produced
-    finally:
-        stop_process(proc)
+    run.latencies, run.actions, run.produced = (
+        w.reader.latencies,
+        w.reader.actions,
+        w.pacer.produced,
+    )
     return run
 
 
@@ -307,51 +348,35 @@ def sustained_capacity(
     work: Path,
 ) -> tuple[float, list[tuple[float, float, bool]]]:
     """The highest paced rate the worker keeps up with while the soak's own load generator
-    runs on the same machine: the backlog rate is measured with no producer running, and
-    on a small machine the generator takes a share of the cores the worker then lacks.
+    and action reader run on the same machine: the backlog rate is measured with neither
+    running, and on a small machine they take a share of the cores the worker then lacks.
 
     Steps of RAMP_STEP_S from RAMP_FROM x the backlog rate, up by RAMP_STEP x it, until a
     step falls behind (`keeps_up`). Returns the last rate held (the first step's if none
     held) and the steps (rate, lag s, held)."""
-    work.mkdir(parents=True, exist_ok=True)
-    settings = tower_settings(bootstrap, f"ramp-{uuid.uuid4().hex[:6]}", partitions, work / "data")
-    proc, port = start_tower(
-        settings, policy_file, work / f"worker-{runtime}.log", env={"TOWER_RUNTIME": runtime}
-    )
     steps: list[tuple[float, float, bool]] = []
-    best = RAMP_FROM * backlog_rate
-    try:
-        _wait_owned(port, proc)
-        sim = AgentSimulator(customers=customers, seed=SEED, replay_memory=10_000)
-        rate = RAMP_FROM * backlog_rate
-        pacer = _Pacer(bootstrap, settings.topics.events, sim.endless(), rate)
-        t0 = time.time()
-        lag = LagSampler(bootstrap, settings.app_id, settings.topics.events, partitions, t0)
-        lag.start()
-        pacer.start()
-        try:
-            before = 0
-            while rate <= RAMP_UP_TO * backlog_rate:
-                pacer.rate = rate
-                time.sleep(RAMP_STEP_S)
-                if proc.poll() is not None:
-                    raise click.ClickException(f"the worker died ({proc.returncode}) mid-ramp")
-                # the least of the step's last seconds: committed lag saws with each commit
-                recent = [n for t, n, _ in lag.samples if t >= time.time() - t0 - 5]
-                after = min(recent, default=0)
-                held = keeps_up(before, after, rate)
-                steps.append((rate, after / rate, held))
-                verdict = "held" if held else "behind"
-                click.echo(f"  {rate:7.0f}/s: lag {after / rate:5.2f} s, {verdict}")
-                if not held:
-                    break
-                best, before = rate, after
-                rate += RAMP_STEP * backlog_rate
-        finally:
-            pacer.stop()
-            lag.stop()
-    finally:
-        stop_process(proc)
+    rate = best = RAMP_FROM * backlog_rate
+    with _loaded_worker(
+        runtime, bootstrap, "ramp", rate, customers, partitions, policy_file, work
+    ) as w:
+        before = 0
+        while rate <= RAMP_UP_TO * backlog_rate:
+            w.pacer.rate = rate
+            time.sleep(RAMP_STEP_S)
+            if w.proc.poll() is not None:
+                raise click.ClickException(f"the worker died ({w.proc.returncode}) mid-ramp")
+            # the least of the step's last seconds: committed lag saws with each commit
+            recent = [n for t, n, _ in w.lag.samples if t >= time.time() - w.t0 - 5]
+            after = min(recent, default=0)
+            held = keeps_up(before, after, rate)
+            steps.append((rate, after / rate, held))
+            click.echo(
+                f"  {rate:7.0f}/s: lag {after / rate:5.2f} s, {'held' if held else 'behind'}"
+            )
+            if not held:
+                break
+            best, before = rate, after
+            rate += RAMP_STEP * backlog_rate
     return best, steps
 
 
