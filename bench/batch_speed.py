@@ -42,8 +42,10 @@ def batches(events: int, customers: int, partitions: int, size: int) -> list[lis
     return [inputs[i : i + size] for i in range(0, len(inputs), size)]
 
 
-def run(work: list[list[InputRecord]], processor: BatchProcessor) -> float:
-    store = DictStateStore()
+def run(
+    work: list[list[InputRecord]], processor: BatchProcessor, store: DictStateStore | None = None
+) -> float:
+    store = DictStateStore() if store is None else store
     start = time.perf_counter()
     for batch in work:
         processor.process_and_save(batch, store)
@@ -78,9 +80,16 @@ def main(
             f"(best of {repeat} each, alternating, {events:,} events)"
         )
     else:
-        best = max(run(work, BatchProcessor(Settings(), lambda: policy)) for _ in range(repeat))
+        store = DictStateStore()
+        best = max(
+            run(work, BatchProcessor(Settings(), lambda: policy), store if i == 0 else None)
+            for i in range(repeat)
+        )
+        sizes = [len(v) for v in store.data.values()]
         click.echo(
-            f"BatchProcessor.process: {best:,.0f} events/s, best of {repeat} ({events:,} events)"
+            f"BatchProcessor.process: {best:,.0f} events/s, best of {repeat} ({events:,} events); "
+            f"stored state {sum(sizes) / len(sizes):,.0f} B per customer on average, "
+            f"{max(sizes):,} B at most"
         )
     if profile:
         prof = cProfile.Profile()

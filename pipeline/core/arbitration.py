@@ -102,9 +102,10 @@ def decide(
     decision_id = decision_id_for(event.customer_id, event.event_id)
     version = policy.policy_version
 
-    earlier = state.seen.get(event.event_id)
-    if earlier is not None:
-        step = RuleStep(REPLAY, DUPLICATE, f"event {event.event_id} already decided as {earlier}")
+    if event.event_id in state.seen:
+        step = RuleStep(
+            REPLAY, DUPLICATE, f"event {event.event_id} already decided as {decision_id}"
+        )
         decision = Decision.for_event(
             event, decision_id, version, now, DUPLICATE, REPLAY, step.reason, (step,)
         )
@@ -119,7 +120,7 @@ def decide(
         decision = Decision.for_event(
             event, decision_id, version, now, RECORDED, None, step.reason, (replay_step, step)
         )
-        return decision, _remember(new_state, event.event_id, decision_id, policy, now)
+        return decision, _remember(new_state, event.event_id, policy, now)
 
     if (
         event.trigger is not None
@@ -129,10 +130,10 @@ def decide(
     ):
         # A latecomer for a trigger already answered is merged at once, not held again.
         decision, changes = hold_windows.park(state, event, policy, now, decision_id)
-        return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
+        return decision, _remember(state, event.event_id, policy, now, **changes)
 
     decision, changes = decide_proposal(state, event, policy, now, decision_id)
-    return decision, _remember(state, event.event_id, decision_id, policy, now, **changes)
+    return decision, _remember(state, event.event_id, policy, now, **changes)
 
 
 def decide_proposal(
@@ -404,7 +405,6 @@ def _approval_changes(
 def _remember(
     state: CustomerState,
     event_id: str,
-    decision_id: str,
     policy: Policy,
     now: int,
     **changes: Any,
@@ -413,8 +413,5 @@ def _remember(
 
     Takes the decision's other state changes too, so each decision builds one new state.
     """
-    seen = dict(state.seen)
-    seen[event_id] = decision_id
-    while len(seen) > policy.replay_memory:
-        del seen[next(iter(seen))]
+    seen = state.seen.remember(event_id, policy.replay_memory)
     return state.evolve(seen=seen, events=state.events + 1, **changes)

@@ -7,11 +7,58 @@ are empty are left out, and bytes written before a field existed still read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
+
+#: Characters of one event id's digest in the replay memory: 64 bits, urlsafe base64.
+DIGEST_CHARS = 11
+
+
+def _digest(event_id: str) -> str:
+    raw = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return base64.urlsafe_b64encode(raw)[:DIGEST_CHARS].decode()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayMemory:
+    """The event ids last decided for a customer, oldest first, as fixed-width digests in
+    one string.
+
+    A full memory is hundreds of ids, and the state is loaded and stored on every event:
+    one string is a copy to (de)serialise, where a dict of ids is hundreds of objects to
+    build and dump. The decision id is not kept: `decision_id_for` derives it from the
+    event id. A false match needs two of one customer's remembered ids to share 64 bits.
+    """
+
+    digests: str = ""
+
+    @classmethod
+    def of(cls, event_ids: Iterable[str]) -> ReplayMemory:
+        return cls("".join(_digest(e) for e in event_ids))
+
+    def __contains__(self, event_id: object) -> bool:
+        if not isinstance(event_id, str):
+            return False
+        needle, at = _digest(event_id), 0
+        while (at := self.digests.find(needle, at)) != -1:
+            if at % DIGEST_CHARS == 0:  # a match across two digests is not one
+                return True
+            at += 1
+        return False
+
+    def __len__(self) -> int:
+        return len(self.digests) // DIGEST_CHARS
+
+    def remember(self, event_id: str, limit: int) -> ReplayMemory:
+        """This memory with `event_id` added, the oldest forgotten beyond `limit` ids."""
+        digests = self.digests + _digest(event_id)
+        excess = len(digests) - limit * DIGEST_CHARS
+        return ReplayMemory(digests[excess:] if excess > 0 else digests)
 
 
 class Contact(NamedTuple):
@@ -155,7 +202,7 @@ class CustomerState:
     consents: dict[str, ConsentMark] = field(default_factory=dict)  # "channel:purpose"
     contacts: tuple[Contact, ...] = ()
     triggers: dict[str, TriggerMemo] = field(default_factory=dict)
-    seen: dict[str, str] = field(default_factory=dict)  # event_id -> decision_id, oldest first
+    seen: ReplayMemory = ReplayMemory()  # replay detection
     events: int = 0
     open_cases: dict[str, int] = field(default_factory=dict)  # case id -> opened at
     complaint_at: int | None = None  # last negative sentiment
@@ -205,7 +252,7 @@ class CustomerState:
             "c": {k: [m.at, m.granted] for k, m in self.consents.items()},
             "k": [list(c) for c in self.contacts],
             "t": {k: list(m) for k, m in self.triggers.items()},
-            "s": self.seen,
+            "r": self.seen.digests,
             "n": self.events,
         }
         if self.open_cases:
@@ -247,7 +294,7 @@ class CustomerState:
             consents={k: ConsentMark(v[0], v[1]) for k, v in d.get("c", {}).items()},
             contacts=tuple(Contact(*c) for c in d.get("k", ())),
             triggers={k: TriggerMemo(*v) for k, v in d.get("t", {}).items()},
-            seen=d.get("s", {}),
+            seen=_replay_memory(d),
             events=d.get("n", 0),
             open_cases=d.get("oc", {}),
             complaint_at=d.get("ca"),
@@ -263,6 +310,18 @@ class CustomerState:
             disclosed=d.get("di", {}),
             exposures={k: Exposure(*v) for k, v in d.get("ex", {}).items()},
         )
+
+
+def _replay_memory(d: dict[str, Any]) -> ReplayMemory:
+    """From "r" (digests), or from "s", the ids as a dict (event id -> decision id) that
+    states held before `ReplayMemory`. A wrong shape raises here, where the caller turns
+    it into a corrupt state, not later in `decide`."""
+    if "r" not in d:
+        return ReplayMemory.of(d.get("s", {}))
+    digests = d["r"]
+    if type(digests) is not str or len(digests) % DIGEST_CHARS:
+        raise ValueError(f"replay memory {digests!r:.40} is not {DIGEST_CHARS}-character digests")
+    return ReplayMemory(digests)
 
 
 _new = object.__new__

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.contracts.codec import decode_record
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.ops.simulator import AgentSimulator
-from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord, unpack_stored
+from pipeline.processing.batch import (
+    BatchProcessor,
+    CorruptState,
+    DictStateStore,
+    InputRecord,
+    unpack_stored,
+)
 from pipeline.settings import Settings
 
 SETTINGS = Settings()
@@ -171,6 +179,12 @@ def test_experiments_are_audited_and_counted_per_arm():
         assert count("tower_experiment_exposures", arm) == n
         assert count("tower_experiment_outcomes", arm, metric="conversion") == n
         assert count("tower_experiment_outcome_values", arm, metric="revenue") == 10 * n
+
+
+@pytest.mark.parametrize("state", [b'{"r":5}', b'{"r":"short"}', b'{"s":[1]}'])
+def test_a_replay_memory_of_the_wrong_shape_is_a_corrupt_state(state: bytes) -> None:
+    with pytest.raises(CorruptState):
+        unpack_stored(b"\x00" * 8 + state)
 
 
 def test_a_corrupt_stored_state_dead_letters_that_customer_and_no_one_else():
