@@ -529,8 +529,8 @@ def _chart(run: Run, out: Path) -> Path | None:
     show_default=True,
     help="What --load is a share of: the backlog rate (`bench.throughput`'s, no producer "
     "running), or the highest paced rate the worker keeps up with while the soak's own load "
-    "generator runs (a ramp from the backlog rate's 40 % in 20 s steps; on a small machine "
-    "the generator takes cores the backlog run leaves to the worker).",
+    "generator and action reader run (a ramp from the backlog rate's 40 % in 20 s steps; on "
+    "a small machine they take cores the backlog run leaves to the worker).",
 )
 @click.option("--customers", default=5_000, show_default=True, help="Distinct customers.")
 @click.option("--partitions", default=8, show_default=True, help="Partitions of every topic.")
