@@ -351,7 +351,8 @@ def sustained_capacity(
     and action reader run on the same machine: the backlog rate is measured with neither
     running, and on a small machine they take a share of the cores the worker then lacks.
 
-    Steps of RAMP_STEP_S from RAMP_FROM x the backlog rate, up by RAMP_STEP x it, until a
+    After a warm-up step (the worker's first seconds, the customers' consent opening),
+    steps of RAMP_STEP_S from RAMP_FROM x the backlog rate, up by RAMP_STEP x it, until a
     step falls behind (`keeps_up`). Returns the last rate held (the first step's if none
     held) and the steps (rate, lag s, held)."""
     steps: list[tuple[float, float, bool]] = []
@@ -359,15 +360,20 @@ def sustained_capacity(
     with _loaded_worker(
         runtime, bootstrap, "ramp", rate, customers, partitions, policy_file, work
     ) as w:
-        before = 0
+
+        def settled_lag() -> int:
+            """The least of the step's last seconds: committed lag saws with each commit."""
+            if w.proc.poll() is not None:
+                raise click.ClickException(f"the worker died ({w.proc.returncode}) mid-ramp")
+            recent = [n for t, n, _ in w.lag.samples if t >= time.time() - w.t0 - 5]
+            return min(recent, default=0)
+
+        time.sleep(RAMP_STEP_S)  # a warm-up step at the first rate, not judged
+        before = settled_lag()
         while rate <= RAMP_UP_TO * backlog_rate:
             w.pacer.rate = rate
             time.sleep(RAMP_STEP_S)
-            if w.proc.poll() is not None:
-                raise click.ClickException(f"the worker died ({w.proc.returncode}) mid-ramp")
-            # the least of the step's last seconds: committed lag saws with each commit
-            recent = [n for t, n, _ in w.lag.samples if t >= time.time() - w.t0 - 5]
-            after = min(recent, default=0)
+            after = settled_lag()
             held = keeps_up(before, after, rate)
             steps.append((rate, after / rate, held))
             click.echo(
