@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.core.decision import decision_id_for
-from pipeline.core.state import DIGEST_CHARS, CustomerState, ReplayMemory, _digest
+from pipeline.core.arbitration import decide
+from pipeline.core.decision import DUPLICATE, decision_id_for
+from pipeline.core.policy import Policy
+from pipeline.core.state import DIGEST_CHARS, EMPTY_STATE, CustomerState, ReplayMemory, _digest
+from tests.factories import T0, consent, proposal
+
+HOUR = 3_600_000
 
 
 @pytest.mark.parametrize(
@@ -52,6 +58,32 @@ def test_old_states_ids_become_digests_and_the_new_form_round_trips() -> None:
     raw = old.to_bytes()
     assert b'"s"' not in raw and b"d-1" not in raw
     assert CustomerState.from_bytes(raw) == old
+
+
+def test_a_state_written_in_the_old_form_decides_as_the_new_one_does() -> None:
+    """An upgrade mid-stream: the state stored before it (ids with their decision ids)
+    decides the next events, replays included, exactly as the state the new code kept."""
+    policy = Policy(replay_memory=5)
+    history = [consent(True, at=T0 - 1)] + [
+        proposal(at=T0 + i * 60_000, category="service") for i in range(8)
+    ]
+    state = EMPTY_STATE
+    for event in history:
+        state = decide(state, event, policy, event.occurred_at)[1]
+    remembered = [e.event_id for e in history[-5:]]
+    old_form = orjson.loads(state.to_bytes())
+    del old_form["r"]
+    old_form["s"] = {e: decision_id_for("c1", e) for e in remembered}
+    upgraded = CustomerState.from_bytes(orjson.dumps(old_form))
+    assert upgraded == state
+    later = [history[-1], history[-5], history[-6], proposal(at=T0 + HOUR, category="service")]
+    outcomes = []
+    for event in later:
+        new_decision, state = decide(state, event, policy, event.occurred_at)
+        old_decision, upgraded = decide(upgraded, event, policy, event.occurred_at)
+        assert old_decision == new_decision and upgraded == state
+        outcomes.append(new_decision.outcome == DUPLICATE)
+    assert outcomes == [True, True, False, False]  # history[-6] is beyond the memory of 5
 
 
 def test_a_full_memory_is_a_fraction_of_the_ids_with_their_decision_ids() -> None:
