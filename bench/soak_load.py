@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -47,6 +48,7 @@ from bench.common import (
     kafka_port_option,
     machine,
     percentiles,
+    produce_all,
     results_option,
     start_broker,
     start_tower,
@@ -190,7 +192,12 @@ class _ActionReader(threading.Thread):
                 "fetch.wait.max.ms": 10,
             }
         )
-        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        ends = [
+            self.consumer.get_watermark_offsets(TopicPartition(topic, p))[1]
+            for p in range(partitions)
+        ]
+        # from the end: a pre-fill's actions are not the soak's
+        self.consumer.assign([TopicPartition(topic, p, max(0, e)) for p, e in enumerate(ends)])
         self.pacer = pacer
         self.latencies: list[tuple[float, float]] = []
         self.actions = 0
@@ -237,6 +244,39 @@ def _wait_owned(port: int, proc: Any, timeout: float = 120) -> None:
     raise click.ClickException(f"the worker owned no partition within {timeout:.0f} s")
 
 
+def _prefill(
+    bootstrap: str,
+    settings: Settings,
+    stream: Iterator[Any],
+    records: int,
+    partitions: int,
+    proc: subprocess.Popen[bytes],
+) -> None:
+    """Bring the states to steady state first: at a soak's rates a customer's replay memory
+    fills only after minutes, and until then RSS and the RocksDB files grow with it."""
+    topic = settings.topics.events
+    with click.progressbar(length=records, label=f"{'pre-filling the states':<28}") as bar:
+        for start in range(0, records, 50_000):
+            chunk = [
+                (r.key, r.value) for r in itertools.islice(stream, min(50_000, records - start))
+            ]
+            produce_all(bootstrap, topic, chunk)
+            bar.update(len(chunk))
+    lag = LagSampler(bootstrap, settings.app_id, topic, partitions, time.time())
+    lag.start()
+    try:
+        waited = time.monotonic()
+        while not lag.samples or lag.samples[-1][1] > 0:
+            if proc.poll() is not None:
+                raise click.ClickException(f"the worker died ({proc.returncode}) pre-filling")
+            if lag.samples and time.monotonic() - waited > 30:
+                click.echo(f"  {lag.samples[-1][1]:,} records of the pre-fill still to decide")
+                waited = time.monotonic()
+            time.sleep(1)
+    finally:
+        lag.stop()
+
+
 @dataclass
 class _Loaded:
     """A worker owning its partitions, with the paced stream, the action reader and the lag
@@ -260,9 +300,11 @@ def _loaded_worker(
     partitions: int,
     policy_file: Path,
     work: Path,
+    prefill: int = 0,
 ) -> Iterator[_Loaded]:
-    """A worker on a fresh group, once it owns partitions (start-up is not the load), under
-    the soak's own stream paced at `rate`; everything is stopped on the way out."""
+    """A worker on a fresh group, once it owns partitions (start-up is not the load) and
+    has decided `prefill` records of the stream as a backlog, under the rest of the
+    stream paced at `rate`; everything is stopped on the way out."""
     work.mkdir(parents=True, exist_ok=True)
     settings = tower_settings(
         bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", partitions, work / "data"
@@ -273,7 +315,10 @@ def _loaded_worker(
     try:
         _wait_owned(port, proc)
         sim = AgentSimulator(customers=customers, seed=SEED, replay_memory=10_000)
-        pacer = _Pacer(bootstrap, settings.topics.events, sim.endless(), rate)
+        stream = sim.endless()
+        if prefill:
+            _prefill(bootstrap, settings, stream, prefill, partitions, proc)
+        pacer = _Pacer(bootstrap, settings.topics.events, stream, rate)
         reader = _ActionReader(bootstrap, settings.topics.approved, partitions, pacer)
         t0 = time.time()
         lag = LagSampler(bootstrap, settings.app_id, settings.topics.events, partitions, t0)
@@ -300,10 +345,11 @@ def soak(
     partitions: int,
     policy_file: Path,
     work: Path,
+    prefill: int = 0,
 ) -> Run:
     run = Run(runtime, rate, capacity, seconds)
     with _loaded_worker(
-        runtime, bootstrap, "soak", rate, customers, partitions, policy_file, work
+        runtime, bootstrap, "soak", rate, customers, partitions, policy_file, work, prefill
     ) as w:
         label = f"{runtime} @ {rate:.0f}/s"
         with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
@@ -538,6 +584,15 @@ def _chart(run: Run, out: Path) -> Path | None:
     "generator and action reader run (a ramp from the backlog rate's 40 % in 20 s steps; on "
     "a small machine they take cores the backlog run leaves to the worker).",
 )
+@click.option(
+    "--prefill",
+    default=0,
+    show_default=True,
+    help="Records of the stream the worker decides as a backlog before the soak starts, so "
+    "that it starts with the states at steady state: at a soak's rates a replay memory (200 "
+    "ids) fills only after minutes, and RSS and RocksDB grow with it until then. "
+    "customers x 200 fills every memory (1,000,000 for the default 5,000 customers).",
+)
 @click.option("--customers", default=5_000, show_default=True, help="Distinct customers.")
 @click.option("--partitions", default=8, show_default=True, help="Partitions of every topic.")
 @click.option(
@@ -563,6 +618,7 @@ def main(
     rate: float | None,
     capacity_events: int,
     capacity_from: str,
+    prefill: int,
     customers: int,
     partitions: int,
     policy_file: Path,
@@ -636,6 +692,7 @@ def main(
                 partitions,
                 policy_file,
                 work / runtime,
+                prefill,
             )
             verdict = judge(run)
             _print(run, verdict)
