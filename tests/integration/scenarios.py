@@ -44,10 +44,12 @@ class Tally:
     duplicates: int
     seconds: float
 
-    def assert_clean(self, exactly_once: bool) -> None:
-        assert (self.lost, self.changed) == (0, 0), self
-        if exactly_once:
-            assert self.duplicates == 0, self
+    def assert_clean(self, exactly_once: bool, worker: WorkerProcess | None = None) -> None:
+        """With `worker`, a failure shows the tail of its last log (CI keeps no files)."""
+        clean = (self.lost, self.changed) == (0, 0) and not (exactly_once and self.duplicates)
+        if not clean:
+            tail = f"\nworker log:\n{worker.log_tail(80)}" if worker else ""
+            raise AssertionError(f"{self}{tail}")
 
     def record(self) -> None:
         """Append to `TOWER_SOAK_TALLY` (JSON lines), if set: `make soak` sums them up."""

@@ -20,7 +20,7 @@ ENGINES = ["faust", "transactional"]
 def test_sigkill_mid_stream_loses_nothing(tower_settings, worker, runtime):
     worker.extra_env["TOWER_RUNTIME"] = runtime
     tally = scenarios.sigkill_mid_stream(tower_settings, worker, runtime)
-    tally.assert_clean(exactly_once=runtime == "transactional")
+    tally.assert_clean(exactly_once=runtime == "transactional", worker=worker)
 
 
 @pytest.mark.parametrize("runtime", ENGINES)
@@ -30,11 +30,11 @@ def test_twenty_thousand_held_proposals_survive_two_sigkills(
     worker.extra_env["TOWER_RUNTIME"] = runtime
     tally = scenarios.held_through_two_sigkills(tower_settings, worker, tmp_path, runtime)
     print(tally)
-    tally.assert_clean(exactly_once=runtime == "transactional")
+    tally.assert_clean(exactly_once=runtime == "transactional", worker=worker)
 
 
 @pytest.mark.parametrize("runtime", ENGINES)
 def test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, worker, tmp_path, runtime):
     worker.extra_env["TOWER_RUNTIME"] = runtime
     tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, runtime)
-    tally.assert_clean(exactly_once=runtime == "transactional")
+    tally.assert_clean(exactly_once=runtime == "transactional", worker=worker)

@@ -27,4 +27,4 @@ def test_repeated(tower_settings, worker, tmp_path, scenario, runtime, run):
     else:
         tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, runtime)
     tally.record()
-    tally.assert_clean(exactly_once=runtime == "transactional")
+    tally.assert_clean(exactly_once=runtime == "transactional", worker=worker)

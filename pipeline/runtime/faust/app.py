@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -41,6 +42,7 @@ from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, w
 from pipeline.runtime import gc_tuning
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.runtime.faust.connection import faust_connection
+from pipeline.runtime.faust.local_state import LocalState
 from pipeline.settings import Settings
 from pipeline.web import server
 from pipeline.web.server import WorkerPort, build_app
@@ -100,6 +102,20 @@ class PendingWrites:
 
     def save(self, partition: int, key: bytes, value: bytes) -> None:
         self.writes[(partition, key)] = value
+
+
+class SendErrors(faust.Sensor):
+    """Writes the broker did not take: a changelog write among them means the table's
+    databases hold what the changelog lacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.first: BaseException | None = None
+
+    def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
+        self.count += 1
+        self.first = self.first or exc
 
 
 class InputGuard:
@@ -304,6 +320,12 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         partitions=settings.partitions,
         options=ROCKSDB_OPTIONS,
     )
+    local_state = LocalState(Path(app.conf.tabledir), STATE_TABLE)
+    removed = local_state.open()
+    #: set once the worker stops: no table write after it, so the clean-stop marker holds
+    stopping = asyncio.Event()
+    send_errors = SendErrors()
+    app.sensors.add(send_errors)
     guard = InputGuard(app, state, metrics, settings)
     schedule = WakeupSchedule()
     schedule_changed = asyncio.Event()
@@ -323,9 +345,36 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         ]
         if acks:
             await asyncio.gather(*acks)
+        if stopping.is_set():  # the outputs are re-emitted after the restart, never lost
+            return
         for write in [*result.state_writes, *guard.position_writes(positions)]:
             store.save(write.partition, write.key, write.value)
         guard.written(positions)
+
+    @faust_compat.connect(app.on_before_shutdown)
+    async def mark_clean_stop(sender: Any, **kwargs: Any) -> None:
+        stopping.set()
+        await app.producer.flush()
+        if send_errors.count:
+            log.warning(
+                "%d writes to the broker failed: no clean-stop marker, so the next start "
+                "restores the table from the changelog (first failure: %r)",
+                send_errors.count,
+                send_errors.first,
+            )
+            return
+        local_state.mark_clean_stop()
+
+    @app.task
+    async def report_local_state() -> None:
+        if removed:
+            log.warning(
+                "the worker did not stop cleanly last time (no %s): removed its %d local "
+                "table databases, which may hold writes the changelog never got; the "
+                "table is restored from the changelog",
+                local_state.marker.name,
+                len(removed),
+            )
 
     @faust_compat.connect(app.on_partitions_assigned)
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
