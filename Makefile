@@ -58,7 +58,7 @@ soak: install kafka-jars  ## each crash/rebalance scenario 10x on both runtimes 
 	  rc=$$?; $(BIN)/python -m tests.soak_tally $(SOAK_TALLY); exit $$rc
 
 SOAK_LOAD_ARGS ?= --runtime transactional,faust --minutes 10 --chart-dir var
-soak-load: bench-deps kafka-jars  ## 10 min at 70 % of each runtime's capacity: lag, p99, RSS, fds, PASS/FAIL, chart
+soak-load: bench-deps kafka-jars  ## per runtime: capacity, a backlog to steady state, 10 min at 70 %: lag, p99, RSS, fds, PASS/FAIL, chart
 	$(BIN)/python -m bench.soak_load $(SOAK_LOAD_ARGS)
 
 unit: install  ## unit tests only (no broker)
