@@ -106,9 +106,9 @@ def test_a_crash_never_leaves_a_table_write_the_changelog_lacks(tower_settings, 
     """Faust writes the table's RocksDB at once and the changelog later, so after a crash
     the database can hold writes the changelog never got; the recovery then replays the
     changelog's tail over it, and a stored input position can end up ahead of the states
-    it covers (a CI run lost one hold this way: lost=3, changed=1). A write of a position
-    far ahead, put into the database while the worker is down, stands for such a write: a
-    worker that trusted its database would never decide the records it skips."""
+    it covers (docs/faust-offsets.md). A write of a position far ahead, put into the
+    database while the worker is down, stands for such a write: a worker that trusted its
+    database would never decide the records it skips."""
     from rocksdict import Options, Rdict
 
     records = AgentSimulator(customers=40, seed=61).records(3_000, malformed=0)
