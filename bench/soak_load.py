@@ -45,6 +45,7 @@ from bench.common import (
     FULL_POLICY_FILE,
     LagSampler,
     bootstrap_option,
+    broker_log_bytes,
     kafka_port_option,
     machine,
     percentiles,
@@ -104,6 +105,9 @@ class Run:
     latencies: list[tuple[float, float]] = field(default_factory=list)
     actions: int = 0
     produced: int = 0
+    #: bytes the worker wrote to the broker during the soak per input, by kind (needs the
+    #: private broker's disk)
+    bytes_per_input: dict[str, float] = field(default_factory=dict)
 
     def windows(self) -> list[tuple[float, float]]:
         """(window start s, p99 ms) per WINDOW_S window of approved actions seen."""
@@ -347,11 +351,13 @@ def soak(
     policy_file: Path,
     work: Path,
     prefill: int = 0,
+    broker_data: Path | None = None,
 ) -> Run:
     run = Run(runtime, rate, capacity, seconds)
     with _loaded_worker(
         runtime, bootstrap, "soak", rate, customers, partitions, policy_file, work, prefill
     ) as w:
+        written_before = broker_log_bytes(broker_data) if broker_data else {}
         label = f"{runtime} @ {rate:.0f}/s"
         with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
             while time.time() - w.t0 < seconds:
@@ -372,12 +378,31 @@ def soak(
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
         w.pacer.stop()
         time.sleep(5)  # the last inputs' actions
+        if broker_data:
+            written = broker_log_bytes(broker_data)
+            delta = {t: n - written_before.get(t, 0) for t, n in written.items()}
+            run.bytes_per_input = _per_input(delta, w.settings, w.pacer.produced)
     run.latencies, run.actions, run.produced = (
         w.reader.latencies,
         w.reader.actions,
         w.pacer.produced,
     )
     return run
+
+
+def _per_input(delta: dict[str, int], settings: Settings, inputs: int) -> dict[str, float]:
+    """The worker's topics' bytes per input, by kind, and their total: actions, audit,
+    wake-ups and dead letters by role, and the state changelog."""
+    t = settings.topics
+    roles = {t.approved: "approved", t.audit: "audit", t.wakeups: "wakeups", t.deadletter: "dead"}
+    out: collections.Counter[str] = collections.Counter()
+    for topic, size in delta.items():
+        if topic in roles:
+            out[roles[topic]] += size / max(1, inputs)
+        elif topic.startswith(settings.app_id) and "changelog" in topic:
+            out["changelog"] += size / max(1, inputs)
+    out["total"] = sum(out.values())
+    return dict(out)
 
 
 def keeps_up(lag_before: int, lag_after: int, rate: float) -> bool:
@@ -530,6 +555,9 @@ def _print(run: Run, verdict: dict[str, dict[str, Any]]) -> None:
     ]
     for name, crit, figure in lines:
         click.echo(f"  {'PASS' if crit['ok'] else 'FAIL'}  {name:<44} {figure}")
+    if run.bytes_per_input:
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in run.bytes_per_input.items() if k != "total")
+        click.echo(f"  bytes on the broker per input: {run.bytes_per_input['total']:.0f} ({parts})")
 
 
 def _chart(run: Run, out: Path) -> Path | None:
@@ -697,6 +725,7 @@ def main(
                 policy_file,
                 work / runtime,
                 prefill,
+                broker.data_dir if broker else None,
             )
             verdict = judge(run)
             _print(run, verdict)
@@ -715,6 +744,7 @@ def main(
                     "criteria": verdict,
                     "samples": [s.__dict__ for s in run.samples],
                     "p99_windows": run.windows(),
+                    "bytes_per_input": run.bytes_per_input,
                 }
             )
     finally:

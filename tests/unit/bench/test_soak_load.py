@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from bench.soak_load import Run, Sample, judge, keeps_up
+from bench.common import tower_settings
+from bench.soak_load import Run, Sample, _per_input, judge, keeps_up
 from pipeline.ops.simulator import AgentSimulator
 
 
@@ -93,3 +94,24 @@ def test_endless_stream_keeps_replay_memory_bounded() -> None:
 )
 def test_a_ramp_step_holds_with_little_lag_and_little_gain(before, after, held) -> None:
     assert keeps_up(before, after, 1000.0) is held
+
+
+def test_bytes_per_input_count_the_workers_own_topics_by_kind(tmp_path):
+    settings = tower_settings("127.0.0.1:1", "t1", 4, tmp_path)
+    t = settings.topics
+    delta = {
+        t.events: 9_000,  # the input: not the worker's writes
+        t.audit: 2_000,
+        t.approved: 500,
+        t.wakeups: 100,
+        f"{settings.app_id}-customer-state-changelog": 3_000,
+        "__consumer_offsets": 700,
+        "bench-t2-audit": 8_000,  # another run's
+    }
+    assert _per_input(delta, settings, 10) == {
+        "audit": 200.0,
+        "approved": 50.0,
+        "wakeups": 10.0,
+        "changelog": 300.0,
+        "total": 560.0,
+    }
