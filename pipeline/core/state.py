@@ -250,11 +250,12 @@ class CustomerState:
     def to_bytes(self) -> bytes:
         d: dict[str, Any] = {
             "c": {k: [m.at, m.granted] for k, m in self.consents.items()},
-            "k": [list(c) for c in self.contacts],
             "t": {k: list(m) for k, m in self.triggers.items()},
             "r": self.seen.digests,
             "n": self.events,
         }
+        if self.contacts:
+            d["kc"] = _pack_contacts(self.contacts)
         if self.open_cases:
             d["oc"] = self.open_cases
         if self.complaint_at is not None:
@@ -292,7 +293,7 @@ class CustomerState:
         handoff = d.get("ho")
         return cls(
             consents={k: ConsentMark(v[0], v[1]) for k, v in d.get("c", {}).items()},
-            contacts=tuple(Contact(*c) for c in d.get("k", ())),
+            contacts=_contacts(d),
             triggers={k: TriggerMemo(*v) for k, v in d.get("t", {}).items()},
             seen=_replay_memory(d),
             events=d.get("n", 0),
@@ -310,6 +311,37 @@ class CustomerState:
             disclosed=d.get("di", {}),
             exposures={k: Exposure(*v) for k, v in d.get("ex", {}).items()},
         )
+
+
+def _pack_contacts(contacts: tuple[Contact, ...]) -> list[Any]:
+    """[distinct (channel, category, department), times as deltas, index per contact]:
+    a customer's contacts are dozens of a few kinds, so the strings are written once and
+    each contact costs a time delta and an index, in order."""
+    kinds: dict[tuple[str, str, str], int] = {}
+    deltas, indexes, last = [], [], 0
+    for at, *kind in contacts:
+        deltas.append(at - last)
+        last = at
+        indexes.append(kinds.setdefault((kind[0], kind[1], kind[2]), len(kinds)))
+    return [[list(k) for k in kinds], deltas, indexes]
+
+
+def _contacts(d: dict[str, Any]) -> tuple[Contact, ...]:
+    """From "kc" (`_pack_contacts`), or from "k", one [at, channel, category, department]
+    per contact, as states held before it. A wrong shape raises here (see `_replay_memory`)."""
+    if "kc" not in d:
+        return tuple(Contact(*c) for c in d.get("k", ()))
+    kinds, deltas, indexes = d["kc"]
+    if len(deltas) != len(indexes):
+        raise ValueError(f"contacts: {len(deltas)} times for {len(indexes)} kinds")
+    out, at = [], 0
+    for delta, i in zip(deltas, indexes, strict=True):
+        at += delta
+        if i < 0:
+            raise IndexError(f"contacts: kind {i}")
+        channel, category, department = kinds[i]
+        out.append(Contact(at, channel, category, department))
+    return tuple(out)
 
 
 def _replay_memory(d: dict[str, Any]) -> ReplayMemory:
