@@ -26,7 +26,7 @@ import faust
 
 from pipeline.kafka import clients
 from pipeline.kafka.policy_follower import start_policy_follower
-from pipeline.kafka.reader import first_record_at
+from pipeline.kafka.reader import ScanError, first_record_at
 from pipeline.kafka.topics import replication_factor
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
@@ -203,9 +203,13 @@ class InputGuard:
     async def probe_holes(self) -> None:
         """Partitions whose seek did not bring the missing record: ask the broker."""
         for (topic, partition), offset in self.positions.probes_due(time.monotonic()):
-            first, end = await asyncio.to_thread(
-                first_record_at, self.settings, topic, partition, offset
-            )
+            try:
+                first, end = await asyncio.to_thread(
+                    first_record_at, self.settings, topic, partition, offset
+                )
+            except ScanError as exc:  # the brokers are down: the probe stays due
+                log.warning("%s/%d: asking the broker failed, retrying: %s", topic, partition, exc)
+                continue
             log.warning(
                 "%s/%d: offset %d not delivered after a seek; the broker's first record "
                 "at or after it: %s (log end %d)",
