@@ -129,6 +129,18 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def stacks(self) -> str:
+        """Every thread's stack of the running worker (SIGUSR1), from its log."""
+        if not self.proc or self.proc.poll() is not None:
+            return "(the worker is not running)"
+        log = self.log_dir / f"worker-{self.starts}.log"
+        before = log.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        with open(log, "rb") as f:
+            f.seek(before)
+            return f.read().decode(errors="replace")
+
     def log_tail(self, lines: int = 40) -> str:
         path = self.log_dir / f"worker-{self.starts}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -65,9 +65,15 @@ def worker(
 
     Consumes agent-events, keeps per-customer state in RocksDB with a changelog topic,
     and publishes approved-actions, audit and deadletter records. Start several to spread
-    customers over partitions. Stop with Ctrl-C.
+    customers over partitions. Stop with Ctrl-C. `kill -USR1 PID` writes every thread's
+    stack to stderr (a worker that seems stuck says where).
     """
+    import faulthandler
+    import signal
+
     from pipeline.core.policy_document import PolicyError
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     try:
         settings = Settings.from_env(

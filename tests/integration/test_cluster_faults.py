@@ -164,6 +164,11 @@ def stream_through_faults(
         assert rest is not None
         rest.join(120)
         seen = wait_for(s, lambda g: len(answered(g)) >= RECORDS, timeout=400)
+    except TimeoutError as exc:  # the worker stopped deciding: where is it stuck?
+        raise AssertionError(
+            f"{exc}\n{'; '.join(said)}\nworker log:\n{worker.log_tail(60)}\n"
+            f"its threads:\n{worker.stacks()}"
+        ) from None
     finally:
         worker.stop()
         for n in (1, 2, 3):
