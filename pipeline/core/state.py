@@ -319,10 +319,10 @@ def _pack_contacts(contacts: tuple[Contact, ...]) -> list[Any]:
     each contact costs a time delta and an index, in order."""
     kinds: dict[tuple[str, str, str], int] = {}
     deltas, indexes, last = [], [], 0
-    for at, *kind in contacts:
-        deltas.append(at - last)
-        last = at
-        indexes.append(kinds.setdefault((kind[0], kind[1], kind[2]), len(kinds)))
+    for c in contacts:
+        deltas.append(c.at - last)
+        last = c.at
+        indexes.append(kinds.setdefault((c.channel, c.category, c.department), len(kinds)))
     return [[list(k) for k in kinds], deltas, indexes]
 
 
@@ -332,10 +332,8 @@ def _contacts(d: dict[str, Any]) -> tuple[Contact, ...]:
     if "kc" not in d:
         return tuple(Contact(*c) for c in d.get("k", ()))
     kinds, deltas, indexes = d["kc"]
-    if len(deltas) != len(indexes):
-        raise ValueError(f"contacts: {len(deltas)} times for {len(indexes)} kinds")
     out, at = [], 0
-    for delta, i in zip(deltas, indexes, strict=True):
+    for delta, i in zip(deltas, indexes, strict=True):  # unequal lengths raise
         at += delta
         if i < 0:
             raise IndexError(f"contacts: kind {i}")
