@@ -25,6 +25,7 @@ the process: the state it could write is owned by someone else now. A fatal cons
 error (a static member fenced, e.g. by the group coordinator after a broker failover
 treating the member's own rejoin as a newer instance) ends `run` with `ConsumerFenced`:
 the worker then starts the engine again with new clients (runtime/transactional/worker.py).
+So does a commit that never returns (`CommitStuck`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ LAG_EVERY_S = 1.0
 #: how long a poll waits for more records while a commit is in flight and records decided
 #: since wait for it: short, so the next transaction starts soon after the commit ends
 PENDING_POLL_S = 0.002
+#: Longest the loop waits for a commit in flight. Its calls time out after 30 + 60 s, but
+#: librdkafka's `send_offsets_to_transaction` can block past its timeout while the group
+#: coordinator is down (confluentinc/librdkafka#5456 and #5511).
+COMMIT_WAIT_S = 150.0
 
 
 class _InFlight:
@@ -103,7 +108,9 @@ class _InFlight:
 
     def wait(self) -> KafkaException | None:
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(COMMIT_WAIT_S)
+            if self._thread.is_alive():
+                raise CommitStuck(f"a transaction commit still runs after {COMMIT_WAIT_S:.0f} s")
         return self.error
 
 
@@ -130,6 +137,12 @@ def instance_id(settings: Settings) -> str:
 
 class ConsumerFenced(Exception):
     """The consumer hit a fatal error: it can no longer consume, a new one must take over."""
+
+
+class CommitStuck(ConsumerFenced):
+    """A commit never returned: new clients take over, and the new producer's
+    `init_transactions` fences the stuck one (its transaction is aborted, never applied
+    to the local state)."""
 
 
 class TransactionalEngine:

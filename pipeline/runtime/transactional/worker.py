@@ -69,7 +69,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                 if stopping:
                     return
                 restarts += 1
-                log.error("consumer fenced (%s): starting again with new clients", exc)
+                log.error("%s: starting again with new clients", exc)
                 engine = TransactionalEngine(settings, processor)
     finally:
         follower.stop()

@@ -31,8 +31,13 @@ from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.processing.batch import BatchProcessor
+from pipeline.runtime.transactional import engine as engine_module
 from pipeline.runtime.transactional.changelog import changelog_topic
-from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
+from pipeline.runtime.transactional.engine import (
+    CommitStuck,
+    ConsumerFenced,
+    TransactionalEngine,
+)
 from pipeline.runtime.transactional.state_store import CHECKPOINT_KEY, PartitionDB
 from pipeline.settings import Settings
 from tests.factories import T0, consent, proposal
@@ -769,3 +774,34 @@ def test_a_fenced_consumer_ends_the_run_and_a_new_engine_finishes_the_work(tmp_p
     assert "close" in kafka.names({"close"})
     engine_on(kafka, data_dir, {}, batch_size=2).run()  # the inputs are already on `kafka`
     assert_same_as_clean_run(kafka, data_dir, clean)
+
+
+def test_a_commit_that_never_returns_ends_the_run_and_a_new_engine_finishes_the_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """librdkafka's send_offsets_to_transaction can block past its timeout while the
+    group coordinator is down: the loop gives up on it instead of waiting for ever, and
+    the worker's next engine (whose producer fences the stuck one) finishes the work."""
+    monkeypatch.setattr(engine_module, "COMMIT_WAIT_S", 0.2)
+    clean = clean_run(tmp_path, TWO_CUSTOMERS)
+    kafka, data_dir = FakeKafka(), tmp_path / "worker"
+    engine = engine_on(kafka, data_dir, TWO_CUSTOMERS, batch_size=2)
+    released, sends = threading.Event(), []
+
+    def blocks_on_the_second() -> None:
+        sends.append(1)
+        if len(sends) == 2:
+            released.wait(10)  # until the test ends: then fenced, as a newer producer does
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    kafka.hooks["send_offsets"] = blocks_on_the_second
+    try:
+        with pytest.raises(CommitStuck):
+            engine.run()
+        stuck = engine.producer
+        # as the broker does when the new producer calls init_transactions
+        kafka.hooks = {"init": lambda: kafka.end(stuck.txn, None)}
+        engine_on(kafka, data_dir, {}, batch_size=2).run()
+        assert_same_as_clean_run(kafka, data_dir, clean)
+    finally:
+        released.set()
