@@ -624,7 +624,7 @@ def _chart(run: Run, out: Path) -> Path | None:
     "only after minutes, and RSS, descriptors and RocksDB grow with it until then, which is "
     "warm-up, not a leak. [default: customers x the policy's replay_memory, which fills every "
     "memory: 1,000,000 for 5,000 customers; about 5 min on the transactional runtime and "
-    "7-12 min on the Faust runtime on a 2-core machine; 0 soaks from empty states]",
+    "12-15 min on the Faust runtime on a 2-core machine; 0 soaks from empty states]",
 )
 @click.option("--customers", default=5_000, show_default=True, help="Distinct customers.")
 @click.option("--partitions", default=8, show_default=True, help="Partitions of every topic.")
