@@ -230,8 +230,9 @@ def first_record_at(
     settings: Settings, topic: str, partition: int, offset: int, timeout_s: float = 5.0
 ) -> tuple[int | None, int]:
     """(offset of the first record at or after `offset`, or None if there is none before
-    the log end; the log end). If the broker does not answer in time: (`offset`, end),
-    i.e. "assume a record is there", so the sequence guard never skips on a missing answer.
+    the log end; the log end). If the records do not come in time: (`offset`, end), i.e.
+    "assume a record is there", so the sequence guard never skips on a missing answer; if
+    not even the log end can be read (every broker down): ScanError.
 
     Reads uncommitted, as the Faust runtime's consumer does (aiokafka's default): the same
     records, the same holes."""

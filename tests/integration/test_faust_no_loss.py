@@ -24,6 +24,19 @@ from tests.kafka_io import consume_until, produce
 pytestmark = pytest.mark.integration
 
 
+def decided_or_explained(settings, worker, done, timeout, extra=lambda: ""):
+    """The outputs once `done` holds; on a timeout, a failure with the worker's exit status,
+    `extra()` and the worker's log."""
+    try:
+        return consume_until(settings.bootstrap, outputs(settings), done, timeout=timeout)
+    except TimeoutError as exc:
+        status = worker.proc.poll() if worker.proc else None
+        raise AssertionError(
+            f"records never decided: {exc}\nworker exit status: {status}\n{extra()}\n"
+            f"worker log:\n{worker.log_tail(60)}"
+        ) from None
+
+
 def test_restart_through_the_recovery_race_loses_no_record(tower_settings, worker, tmp_path):
     fault_log = tmp_path / "faults.log"
     records = AgentSimulator(customers=60, seed=53).records(12_000, malformed=0)
@@ -48,20 +61,13 @@ def test_restart_through_the_recovery_race_loses_no_record(tower_settings, worke
     worker.module = "tests.faults.faust_worker"
     worker.extra_env.update(TOWER_FAULT_STALE_FETCH="1", TOWER_FAULT_LOG=str(fault_log))
     worker.start()
-    try:
-        seen = consume_until(
-            tower_settings.bootstrap,
-            outputs(tower_settings),
-            lambda s: len(sources(s)) >= len(records),
-            timeout=90,
-        )
-    except TimeoutError as exc:
-        log = fault_log.read_text() if fault_log.exists() else "(no fault log)"
-        status = worker.proc.poll() if worker.proc else None
-        raise AssertionError(
-            f"records never decided: {exc}\nworker exit status: {status}\n{log}\n"
-            f"worker log:\n{worker.log_tail(60)}"
-        ) from None
+    seen = decided_or_explained(
+        tower_settings,
+        worker,
+        lambda s: len(sources(s)) >= len(records),
+        90,
+        lambda: fault_log.read_text() if fault_log.exists() else "(no fault log)",
+    )
     assert "stale fetch" in fault_log.read_text(), "the fault was not injected"
     assert len(sources(seen)) == len(records)
     assert {a.value["action_id"] for a in seen["approved"]} == {
@@ -149,15 +155,9 @@ def test_a_crash_never_leaves_a_table_write_the_changelog_lacks(tower_settings, 
 
     produce(tower_settings.bootstrap, topic, [(r.key, r.value) for r in thirds[2]])
     worker.start()
-    try:
-        seen = consume_until(
-            tower_settings.bootstrap,
-            outputs(tower_settings),
-            lambda s: len(final_sources(s)) >= len(records),
-            timeout=120,
-        )
-    except TimeoutError as exc:
-        raise AssertionError(f"records never decided: {exc}\n{worker.log_tail(60)}") from None
+    seen = decided_or_explained(
+        tower_settings, worker, lambda s: len(final_sources(s)) >= len(records), 120
+    )
     assert "did not stop cleanly" in worker.log_tail(400)
     assert {a.value["action_id"] for a in seen["approved"]} == {
         d.action_id for d in expected_decisions(records) if d.action_id
