@@ -91,15 +91,16 @@ def soak_load(
     title: str,
     out: Path,
 ) -> Path | None:
-    """Six panels over the soak's seconds: input and action rates, lag (s of input), p99 per
-    10 s window, worker RSS, open file descriptors, state on disk; the two-minute warm-up
-    shaded, the criteria's bounds dashed."""
+    """Eight panels over the soak's seconds: input and action rates, lag (s of input), p99
+    per 10 s window, worker RSS, open file descriptors, state on disk, cores busy (worker,
+    broker, machine, steal), dirty page cache; the two-minute warm-up shaded, the criteria's
+    bounds dashed. Rows from before the CPU columns existed draw those panels empty."""
     plt = _pyplot()
     if plt is None or not rows:
         return None
     t = [r["t"] for r in rows]
-    fig, axes = plt.subplots(3, 2, figsize=(12, 9), sharex=True)
-    (rate, lag), (p99, rss), (fds, state) = axes
+    fig, axes = plt.subplots(4, 2, figsize=(12, 12), sharex=True)
+    (rate, lag), (p99, rss), (fds, state), (cpu, dirty) = axes
     produced = [r["produced"] for r in rows]
     rate.plot(t[1:], [b - a for a, b in itertools.pairwise(produced)], label="inputs")
     if actions_per_second:
@@ -120,6 +121,17 @@ def soak_load(
     fds.set_ylabel("open file descriptors")
     state.plot(t, [r["state_mib"] for r in rows])
     state.set_ylabel("state on disk (MiB, RocksDB)")
+    for key, label in (
+        ("machine_cores", "machine"),
+        ("worker_cores", "worker"),
+        ("broker_cores", "broker"),
+        ("steal_cores", "stolen by other guests"),
+    ):
+        cpu.plot(t, [r.get(key, 0.0) for r in rows], label=label, lw=1)
+    cpu.set_ylabel("cores busy")
+    cpu.legend(loc="upper right", fontsize="small")
+    dirty.plot(t, [r.get("dirty_mib", 0.0) for r in rows])
+    dirty.set_ylabel("page cache to write (MiB)")
     for ax in axes.flat:
         ax.axvspan(0, min(120, t[-1]), color="grey", alpha=0.1)
         ax.grid(alpha=0.3)

@@ -46,6 +46,7 @@ from bench.common import (
     LagSampler,
     bootstrap_option,
     broker_log_bytes,
+    cpu_seconds,
     kafka_port_option,
     machine,
     percentiles,
@@ -92,6 +93,14 @@ class Sample:
     rss_mib: float
     fds: int
     state_mib: float
+    #: cores busy over the last second: the worker, the broker (private broker only; else
+    #: 0), and the whole machine, of which `steal_cores` went to other guests
+    worker_cores: float = 0.0
+    broker_cores: float = 0.0
+    machine_cores: float = 0.0
+    steal_cores: float = 0.0
+    #: page cache waiting to be written to disk (Dirty + Writeback)
+    dirty_mib: float = 0.0
 
 
 @dataclass
@@ -135,6 +144,50 @@ def _tree_mib(root: Path) -> float:
             with contextlib.suppress(OSError):  # compacted away meanwhile
                 total += os.stat(os.path.join(dirpath, name)).st_size
     return total / 2**20
+
+
+def _machine_jiffies() -> tuple[int, int, int]:
+    """(busy, steal, all) jiffies of every core since boot, from /proc/stat."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    busy = user + nice + system + irq + softirq + steal
+    return busy, steal, busy + idle + iowait
+
+
+def _dirty_mib() -> float:
+    fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    return sum(int(fields[k].split()[0]) for k in ("Dirty", "Writeback")) / 1024
+
+
+class _CpuMeter:
+    """Cores busy between calls, per process and for the machine: the load generator, the
+    broker and the worker share the cores, so a stall shows who had them."""
+
+    def __init__(self, worker_pid: int, broker_pid: int | None) -> None:
+        self.pids = {"worker": worker_pid, "broker": broker_pid}
+        self.cores = os.cpu_count() or 1
+        self._last = self._read()
+
+    def _read(self) -> tuple[float, dict[str, float | None], tuple[int, int, int]]:
+        return (
+            time.monotonic(),
+            {k: cpu_seconds(pid) for k, pid in self.pids.items()},
+            _machine_jiffies(),
+        )
+
+    def sample(self) -> dict[str, float]:
+        now = self._read()
+        (t0, procs0, (busy0, steal0, all0)), (t1, procs1, (busy1, steal1, all1)) = self._last, now
+        self._last = now
+        span, ticks = max(t1 - t0, 1e-6), max(all1 - all0, 1)
+        out = {}
+        for k in self.pids:
+            a, b = procs0[k], procs1[k]
+            out[f"{k}_cores"] = (b - a) / span if a is not None and b is not None else 0.0
+        out["machine_cores"] = self.cores * (busy1 - busy0) / ticks
+        out["steal_cores"] = self.cores * (steal1 - steal0) / ticks
+        return out
 
 
 class _Pacer(threading.Thread):
@@ -352,12 +405,14 @@ def soak(
     work: Path,
     prefill: int = 0,
     broker_data: Path | None = None,
+    broker_pid: int | None = None,
 ) -> Run:
     run = Run(runtime, rate, capacity, seconds)
     with _loaded_worker(
         runtime, bootstrap, "soak", rate, customers, partitions, policy_file, work, prefill
     ) as w:
         written_before = broker_log_bytes(broker_data) if broker_data else {}
+        cpu = _CpuMeter(w.proc.pid, broker_pid)
         label = f"{runtime} @ {rate:.0f}/s"
         with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
             while time.time() - w.t0 < seconds:
@@ -372,6 +427,8 @@ def soak(
                         _rss_mib(w.proc.pid),
                         _fds(w.proc.pid),
                         _tree_mib(w.settings.data_dir),
+                        dirty_mib=_dirty_mib(),
+                        **cpu.sample(),
                     )
                 )
                 bar.update(1)
@@ -572,6 +629,11 @@ def _chart(run: Run, out: Path) -> Path | None:
             "fds": s.fds,
             "state_mib": s.state_mib,
             "produced": s.produced,
+            "worker_cores": s.worker_cores,
+            "broker_cores": s.broker_cores,
+            "machine_cores": s.machine_cores,
+            "steal_cores": s.steal_cores,
+            "dirty_mib": s.dirty_mib,
         }
         for s in run.samples
     ]
@@ -729,6 +791,7 @@ def main(
                 work / runtime,
                 prefill,
                 broker.data_dir if broker else None,
+                broker.status().pid if broker else None,
             )
             verdict = judge(run)
             _print(run, verdict)
