@@ -62,6 +62,7 @@ from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.core.policy_document import load_policy_file
 from pipeline.ops.simulator import AgentSimulator
+from pipeline.runtime.transactional.changelog import changelog_topic
 from pipeline.runtime.transactional.polling import take_available
 from pipeline.settings import RUNTIMES, Settings
 
@@ -412,6 +413,8 @@ def soak(
         runtime, bootstrap, "soak", rate, customers, partitions, policy_file, work, prefill
     ) as w:
         written_before = broker_log_bytes(broker_data) if broker_data else {}
+        changelog = changelog_topic(w.settings.app_id)
+        changelog_before = _end_offsets(bootstrap, changelog, partitions)
         cpu = _CpuMeter(w.proc.pid, broker_pid)
         label = f"{runtime} @ {rate:.0f}/s"
         with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
@@ -438,6 +441,14 @@ def soak(
         if broker_data:
             written = broker_log_bytes(broker_data)
             delta = {t: n - written_before.get(t, 0) for t, n in written.items()}
+            delta[changelog] = round(
+                changelog_bytes(
+                    broker_data,
+                    changelog,
+                    changelog_before,
+                    _end_offsets(bootstrap, changelog, partitions),
+                )
+            )
             run.bytes_per_input = _per_input(delta, w.settings, w.pacer.produced)
     run.latencies, run.actions, run.produced = (
         w.reader.latencies,
@@ -447,13 +458,50 @@ def soak(
     return run
 
 
+def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-{uuid.uuid4()}"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+#: offsets an active segment must span for its bytes per offset to count
+MIN_SEGMENT_OFFSETS = 1_000
+
+
+def changelog_bytes(
+    data_dir: Path, topic: str, before: dict[int, int], after: dict[int, int]
+) -> float:
+    """Bytes written to a compacted topic between two sets of end offsets: the offsets
+    written times the bytes per offset of its partitions' active segments. The cleaner
+    never touches an active segment, while it shrinks the rolled ones during a long soak,
+    so the growth of the files is no measure; offsets are not compacted away."""
+    seg_bytes = seg_offsets = 0
+    for p, end in after.items():
+        logs = sorted((data_dir / f"{topic}-{p}").glob("*.log"))  # named by base offset
+        if logs and end - int(logs[-1].stem) >= MIN_SEGMENT_OFFSETS:
+            seg_bytes += logs[-1].stat().st_size
+            seg_offsets += end - int(logs[-1].stem)
+    written = sum(end - before.get(p, 0) for p, end in after.items())
+    return written * seg_bytes / seg_offsets if seg_offsets else 0.0
+
+
 def _per_input(delta: dict[str, int], settings: Settings, inputs: int) -> dict[str, float]:
     """The worker's output topics' bytes per input, by kind, and their total: actions,
-    audit, wake-ups and dead letters. Not the state changelog: it is compacted, and after
-    a pre-fill the cleaner compacts its rolled segments during the soak, so the growth of
-    its files on disk is no measure of what was written."""
+    audit, wake-ups, dead letters and the state changelog (whose entry `changelog_bytes`
+    estimates: the growth of its files is no measure)."""
     t = settings.topics
-    roles = {t.approved: "approved", t.audit: "audit", t.wakeups: "wakeups", t.deadletter: "dead"}
+    roles = {
+        t.approved: "approved",
+        t.audit: "audit",
+        t.wakeups: "wakeups",
+        t.deadletter: "dead",
+        changelog_topic(settings.app_id): "changelog",
+    }
     out: collections.Counter[str] = collections.Counter()
     for topic, size in delta.items():
         if topic in roles:
@@ -615,7 +663,7 @@ def _print(run: Run, verdict: dict[str, dict[str, Any]]) -> None:
     if run.bytes_per_input:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in run.bytes_per_input.items() if k != "total")
         click.echo(
-            f"  bytes on the broker per input, outputs without the changelog: "
+            f"  bytes on the broker per input (outputs and changelog, after compression): "
             f"{run.bytes_per_input['total']:.0f} ({parts})"
         )
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from bench.common import tower_settings
-from bench.soak_load import Run, Sample, _per_input, judge, keeps_up
+from bench.soak_load import Run, Sample, _per_input, changelog_bytes, judge, keeps_up
 from pipeline.ops.simulator import AgentSimulator
 
 
@@ -104,7 +104,7 @@ def test_bytes_per_input_count_the_workers_own_output_topics_by_kind(tmp_path):
         t.audit: 2_000,
         t.approved: 500,
         t.wakeups: 100,
-        f"{settings.app_id}-customer-state-changelog": 3_000,  # compacted: no measure
+        f"{settings.app_id}-customer-state-changelog": 3_000,
         "__consumer_offsets": 700,
         "bench-t2-audit": 8_000,  # another run's
     }
@@ -112,5 +112,26 @@ def test_bytes_per_input_count_the_workers_own_output_topics_by_kind(tmp_path):
         "audit": 200.0,
         "approved": 50.0,
         "wakeups": 10.0,
-        "total": 260.0,
+        "changelog": 300.0,
+        "total": 560.0,
     }
+
+
+def test_changelog_bytes_are_offsets_written_times_the_active_segments_bytes_per_offset(
+    tmp_path,
+):
+    def segments(partition: int, *sizes_by_base: tuple[int, int]) -> None:
+        part = tmp_path / f"t1-customer-state-changelog-{partition}"
+        part.mkdir()
+        for base, size in sizes_by_base:
+            (part / f"{base:020d}.log").write_bytes(b"x" * size)
+
+    # partition 0: a rolled segment the cleaner shrank, then 2,000 offsets in 200,000 B
+    segments(0, (0, 1_000), (8_000, 200_000))
+    # partition 1: its active segment just rolled (too few offsets to count)
+    segments(1, (0, 500_000), (9_990, 300))
+    after = {0: 10_000, 1: 10_000}
+    before = {0: 6_000, 1: 7_000}
+    # 7,000 offsets written at 100 B each (partition 0's active segment)
+    assert changelog_bytes(tmp_path, "t1-customer-state-changelog", before, after) == 700_000
+    assert changelog_bytes(tmp_path, "t1-customer-state-changelog", after, after) == 0
