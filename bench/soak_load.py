@@ -563,6 +563,30 @@ def sustained_capacity(
     return best, steps
 
 
+#: cores other guests of the host may take before a second counts as stolen, and how long
+#: lag takes to drain after such a second
+STEAL_CORES, STEAL_AFTER_S = 0.25, 30.0
+
+
+def stolen(run: Run) -> dict[str, float]:
+    """Not a criterion: how much CPU the host gave other guests during the soak, and the
+    largest lag away from it (no stolen second in the STEAL_AFTER_S before), so that a
+    failed criterion says whether the worker or the shared machine fell behind."""
+    rate = run.rate or 1.0
+    stolen_at = [s.t for s in run.samples if s.steal_cores >= STEAL_CORES]
+    calm = [
+        s.lag_records / rate
+        for s in run.samples
+        if not any(0 <= s.t - t < STEAL_AFTER_S for t in stolen_at)
+    ]
+    return {
+        "seconds": float(len(stolen_at)),
+        "max_cores": max((s.steal_cores for s in run.samples), default=0.0),
+        "mean_cores": sum(s.steal_cores for s in run.samples) / max(1, len(run.samples)),
+        "max_lag_s_away_from_it": max(calm, default=0.0),
+    }
+
+
 def judge(run: Run) -> dict[str, dict[str, Any]]:
     """Each criterion: its measured value, the bound, and whether it holds."""
     rate = run.rate or 1.0
@@ -660,6 +684,12 @@ def _print(run: Run, verdict: dict[str, dict[str, Any]]) -> None:
     ]
     for name, crit, figure in lines:
         click.echo(f"  {'PASS' if crit['ok'] else 'FAIL'}  {name:<44} {figure}")
+    steal = stolen(run)
+    click.echo(
+        f"  note  CPU taken by other guests of the host: {steal['seconds']:.0f} s at >= "
+        f"{STEAL_CORES} cores (max {steal['max_cores']:.2f}, mean {steal['mean_cores']:.2f}); "
+        f"lag away from them: max {steal['max_lag_s_away_from_it']:.2f} s"
+    )
     if run.bytes_per_input:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in run.bytes_per_input.items() if k != "total")
         click.echo(
@@ -856,6 +886,7 @@ def main(
                     "produced": run.produced,
                     "actions": run.actions,
                     "criteria": verdict,
+                    "stolen": stolen(run),
                     "samples": [s.__dict__ for s in run.samples],
                     "p99_windows": run.windows(),
                     "bytes_per_input": run.bytes_per_input,

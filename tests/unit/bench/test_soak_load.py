@@ -7,7 +7,15 @@ from dataclasses import replace
 import pytest
 
 from bench.common import tower_settings
-from bench.soak_load import Run, Sample, _per_input, changelog_bytes, judge, keeps_up
+from bench.soak_load import (
+    Run,
+    Sample,
+    _per_input,
+    changelog_bytes,
+    judge,
+    keeps_up,
+    stolen,
+)
 from pipeline.ops.simulator import AgentSimulator
 
 
@@ -135,3 +143,17 @@ def test_changelog_bytes_are_offsets_written_times_the_active_segments_bytes_per
     # 7,000 offsets written at 100 B each (partition 0's active segment)
     assert changelog_bytes(tmp_path, "t1-customer-state-changelog", before, after) == 700_000
     assert changelog_bytes(tmp_path, "t1-customer-state-changelog", after, after) == 0
+
+
+def test_stolen_cpu_is_counted_and_the_lag_it_causes_is_set_apart() -> None:
+    run = _run()
+    for s in run.samples:
+        if 300 <= s.t < 310:  # other guests take most of a core, and lag follows
+            s.steal_cores = 0.8
+        if 300 <= s.t < 320:
+            s.lag_records = 4_000
+    steal = stolen(run)
+    assert steal["seconds"] == 10
+    assert steal["max_cores"] == 0.8
+    assert steal["max_lag_s_away_from_it"] == pytest.approx(0.2)
+    assert not judge(run)["lag"]["ok"]  # a note, not an excuse: the criterion still fails
