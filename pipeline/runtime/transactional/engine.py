@@ -213,9 +213,10 @@ class TransactionalEngine:
                 # (confluent-kafka-python#967, KAFKA-5477)
                 "retry.backoff.ms": 5,
                 "retry.backoff.max.ms": 25,
-                # audit records carry JSON and repeated ids: cheap to compress, and fewer
-                # bytes for the broker to write and serve
-                "compression.type": "lz4",
+                # most of a state record is base64 digests, which only an entropy coder
+                # shrinks (lz4 does not), and the audit records are JSON with repeated ids
+                # (docs/benchmarks.md, section 20)
+                "compression.type": "zstd",
             }
         )
 
