@@ -28,6 +28,18 @@ def main(path: str) -> int:
             f"{scenario:<12}{runtime:<15}{len(runs):>5}{total['records']:>9}{total['lost']:>6}"
             f"{total['changed']:>8}{total['duplicates']:>7}{per_run:>7.0f}"
         )
+    resumed = [
+        (scenario, runtime, fault, [s for r in runs for f, s in r.get("resumed", ()) if f == fault])
+        for (scenario, runtime), runs in sorted(rows.items())
+        for fault in dict.fromkeys(f for r in runs for f, _ in r.get("resumed", ()))
+    ]
+    if resumed:
+        print("\nfrom a fault until the worker decided again")
+        for scenario, runtime, fault, seconds in resumed:
+            print(
+                f"  {scenario:<28}{runtime:<15}{fault.replace('_', ' '):<28}"
+                f"{max(seconds):>6.1f} s, worst of {len(seconds)}"
+            )
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.core.policy_document import load_policy
@@ -43,6 +43,8 @@ class Tally:
     #: approved-action records seen more than once (identical re-emits after a crash)
     duplicates: int
     seconds: float
+    #: per fault (its function's name), in order: seconds until the worker decided again
+    resumed: tuple[tuple[str, float], ...] = field(default=())
 
     def assert_clean(self, exactly_once: bool, worker: WorkerProcess | None = None) -> None:
         """With `worker`, a failure shows the tail of its last log (CI keeps no files)."""

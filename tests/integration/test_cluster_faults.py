@@ -142,6 +142,7 @@ def stream_through_faults(
     started = time.monotonic()
     worker.start()
     said: list[str] = []
+    resumed: list[tuple[str, float]] = []
     rest: threading.Thread | None = None
     try:
         for share, fault in SCENARIOS[scenario]:
@@ -160,7 +161,8 @@ def stream_through_faults(
             consume_until(
                 s.bootstrap, outputs(s), lambda g, b=before: len(answered(g)) >= b + 200, 300, 0
             )
-            said.append(f"{what}: deciding again {time.monotonic() - at:.1f} s later")
+            resumed.append((fault.__name__, round(time.monotonic() - at, 1)))
+            said.append(f"{what}: deciding again {resumed[-1][1]} s later")
         assert rest is not None
         rest.join(120)
         seen = wait_for(s, lambda g: len(answered(g)) >= RECORDS, timeout=400)
@@ -177,7 +179,7 @@ def stream_through_faults(
     changed, duplicates = action_tally(seen, expected)
     lost = len({e.event_id for e in events} - answered(seen))
     seconds = round(time.monotonic() - started, 1)
-    tally = Tally(scenario, runtime, RECORDS, lost, changed, duplicates, seconds)
+    tally = Tally(scenario, runtime, RECORDS, lost, changed, duplicates, seconds, tuple(resumed))
     print(f"\n{scenario} on {runtime}: " + "; ".join(said) + f"\n  {tally}")
     return tally
 
