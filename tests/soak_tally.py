@@ -17,15 +17,16 @@ def main(path: str) -> int:
     except FileNotFoundError:
         print(f"no tallies in {path}")
         return 1
+    w = max(len(scenario) for scenario, _ in rows) + 2
     print(
-        f"{'scenario':<12}{'runtime':<15}{'runs':>5}{'records':>9}{'lost':>6}{'changed':>8}"
+        f"{'scenario':<{w}}{'runtime':<15}{'runs':>5}{'records':>9}{'lost':>6}{'changed':>8}"
         f"{'dupes':>7}{'s/run':>7}"
     )
     for (scenario, runtime), runs in sorted(rows.items()):
         total = {k: sum(r[k] for r in runs) for k in ("records", "lost", "changed", "duplicates")}
         per_run = sum(r["seconds"] for r in runs) / len(runs)
         print(
-            f"{scenario:<12}{runtime:<15}{len(runs):>5}{total['records']:>9}{total['lost']:>6}"
+            f"{scenario:<{w}}{runtime:<15}{len(runs):>5}{total['records']:>9}{total['lost']:>6}"
             f"{total['changed']:>8}{total['duplicates']:>7}{per_run:>7.0f}"
         )
     resumed = [
@@ -37,7 +38,7 @@ def main(path: str) -> int:
         print("\nfrom a fault until the worker decided again")
         for scenario, runtime, fault, seconds in resumed:
             print(
-                f"  {scenario:<28}{runtime:<15}{fault.replace('_', ' '):<28}"
+                f"  {scenario:<{w}}{runtime:<15}{fault.replace('_', ' '):<28}"
                 f"{max(seconds):>6.1f} s, worst of {len(seconds)}"
             )
     return 0
