@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
-from pipeline.kafka import clients
+from pipeline.kafka import clients, reader
 from pipeline.kafka.topics import create_topics
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.settings import Settings, TopicNames
@@ -89,6 +89,15 @@ def cpu_seconds(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, tuple[int, int]]:
+    """(first offset, end offset) of each partition of `topic`, asked of the broker."""
+    consumer = Consumer(conf(bootstrap, **{"group.id": f"bench-{uuid.uuid4()}"}))
+    try:
+        return {p: reader.watermarks(consumer, topic, p, 10.0) for p in range(partitions)}
+    finally:
+        consumer.close()
 
 
 def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:

@@ -56,6 +56,7 @@ from bench.common import (
     start_tower,
     stop_process,
     tower_settings,
+    watermarks,
 )
 from bench.throughput import _records, _run_contender
 from pipeline.contracts.codec import decode_record
@@ -414,7 +415,7 @@ def soak(
     ) as w:
         written_before = broker_log_bytes(broker_data) if broker_data else {}
         changelog = changelog_topic(w.settings.app_id)
-        changelog_before = _end_offsets(bootstrap, changelog, partitions)
+        changelog_before = _ends(bootstrap, changelog, partitions)
         cpu = _CpuMeter(w.proc.pid, broker_pid)
         label = f"{runtime} @ {rate:.0f}/s"
         with click.progressbar(length=int(seconds), label=f"{label:<28}", show_pos=True) as bar:
@@ -446,7 +447,7 @@ def soak(
                     broker_data,
                     changelog,
                     changelog_before,
-                    _end_offsets(bootstrap, changelog, partitions),
+                    _ends(bootstrap, changelog, partitions),
                 )
             )
             run.bytes_per_input = _per_input(delta, w.settings, w.pacer.produced)
@@ -458,15 +459,8 @@ def soak(
     return run
 
 
-def _end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-{uuid.uuid4()}"})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
+def _ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    return {p: end for p, (_, end) in watermarks(bootstrap, topic, partitions).items()}
 
 
 #: offsets an active segment must span for its bytes per offset to count
@@ -648,7 +642,7 @@ def judge(run: Run) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _print(run: Run, verdict: dict[str, dict[str, Any]]) -> None:
+def _print(run: Run, verdict: dict[str, dict[str, Any]], steal: dict[str, float]) -> None:
     achieved = run.produced / run.seconds if run.seconds else 0.0
     click.echo(
         f"\n{run.runtime}: {run.produced} inputs in {run.seconds:.0f} s ({achieved:.0f}/s, "
@@ -684,7 +678,6 @@ def _print(run: Run, verdict: dict[str, dict[str, Any]]) -> None:
     ]
     for name, crit, figure in lines:
         click.echo(f"  {'PASS' if crit['ok'] else 'FAIL'}  {name:<44} {figure}")
-    steal = stolen(run)
     click.echo(
         f"  note  CPU taken by other guests of the host: {steal['seconds']:.0f} s at >= "
         f"{STEAL_CORES} cores (max {steal['max_cores']:.2f}, mean {steal['mean_cores']:.2f}); "
@@ -872,7 +865,8 @@ def main(
                 broker.status().pid if broker else None,
             )
             verdict = judge(run)
-            _print(run, verdict)
+            steal = stolen(run)
+            _print(run, verdict, steal)
             failed |= not all(c["ok"] for c in verdict.values())
             png = _chart(run, chart_dir / f"soak-load-{runtime}.png")
             if png:
@@ -886,7 +880,7 @@ def main(
                     "produced": run.produced,
                     "actions": run.actions,
                     "criteria": verdict,
-                    "stolen": stolen(run),
+                    "stolen": steal,
                     "samples": [s.__dict__ for s in run.samples],
                     "p99_windows": run.windows(),
                     "bytes_per_input": run.bytes_per_input,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from confluent_kafka import Consumer, TopicPartition
 
 from bench.common import (
     FULL_POLICY_FILE,
@@ -37,6 +36,7 @@ from bench.common import (
     stop_process,
     tower_settings,
     watch,
+    watermarks,
 )
 from pipeline.contracts.codec import decode_event, encode_event
 from pipeline.contracts.events import AgentEvent, Signal
@@ -100,14 +100,8 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def _end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
-    total = 0
-    for p in range(partitions):
-        low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
-        total += high - low
-    c.close()
-    return total
+def _records(bootstrap: str, topic: str, partitions: int) -> int:
+    return sum(end - first for first, end in watermarks(bootstrap, topic, partitions).values())
 
 
 def _log_times(log: Path, start: str, end: str) -> float | None:
@@ -166,7 +160,7 @@ def worker_figures(
         "rss_after_mib": st["VmRSS"] / 1024,
         "rocksdb_bytes": _du(settings.data_dir),
     }
-    fill["changelog_records"] = _end_offsets(bootstrap, changelog, partitions)
+    fill["changelog_records"] = _records(bootstrap, changelog, partitions)
     if broker is not None:  # a local broker: the changelog's segments (not preallocated indexes)
         on_disk = sum(
             f.stat().st_size
@@ -215,7 +209,7 @@ def _wait_for_new_audit(
     deadline = time.monotonic() + timeout
     with click.progressbar(length=int(timeout), label=f"{'restore (waiting)':<22}") as bar:
         while time.monotonic() < deadline:
-            if _end_offsets(bootstrap, topic, partitions) > before:
+            if _records(bootstrap, topic, partitions) > before:
                 return time.time()
             time.sleep(0.25)
             bar.update(0)
