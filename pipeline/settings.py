@@ -15,6 +15,8 @@ from typing import Any
 RUNTIMES = ("faust", "transactional")
 #: event loops of the Faust runtime
 EVENT_LOOPS = ("uvloop", "asyncio")
+#: codecs of the records a worker writes (Kafka's `compression.type`; "none" for none)
+COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
 #: earlier names, still accepted from TOWER_ENGINE, --engine and TOWER_RUNTIME
 RUNTIME_ALIASES = {"native": "transactional"}
 
@@ -73,6 +75,9 @@ class Settings:
     #: the Faust runtime's event loop: "uvloop" (libuv; the worker spends much of its time
     #: in the loop and aiokafka) or "asyncio" (the standard library's)
     event_loop: str = "uvloop"
+    #: the codec of every record the worker writes (actions, audit, changelog, wake-ups);
+    #: zstd shrinks the state's digests, which lz4 barely does (docs/benchmarks.md, §20-21)
+    compression: str = "zstd"
     # --- Kafka security (README, Security: Kafka), the same for every client ---
     #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     security_protocol: str = "PLAINTEXT"
@@ -133,6 +138,11 @@ class Settings:
             raise ValueError(
                 f"TOWER_EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, "
                 f"not {settings.event_loop!r}"
+            )
+        if settings.compression not in COMPRESSIONS:
+            raise ValueError(
+                f"TOWER_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, "
+                f"not {settings.compression!r}"
             )
         if settings.output_format not in ("avro", "json"):
             raise ValueError(

@@ -13,10 +13,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pipeline.settings import Settings, TopicNames
+
+if TYPE_CHECKING:
+    from pipeline.ops.local_kafka import LocalKafka
 
 REPO = Path(__file__).resolve().parents[1]
 #: below Linux's ephemeral range (32768-60999): a broker restarted by a test must find its
@@ -34,11 +38,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`TOWER_TEST_BOOTSTRAP` reuses a running broker; otherwise one is started and stopped."""
-    reuse = os.environ.get("TOWER_TEST_BOOTSTRAP")
-    if reuse:
-        yield reuse
+def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
+    """The broker this session starts and stops; None when `TOWER_TEST_BOOTSTRAP` reuses a
+    running one (whose disk the tests do not read)."""
+    if os.environ.get("TOWER_TEST_BOOTSTRAP"):
+        yield None
         return
     from pipeline.ops.local_kafka import LocalKafka
 
@@ -50,9 +54,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     broker.up(wait_s=120)
     try:
-        yield broker.bootstrap
+        yield broker
     finally:
         broker.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_broker: LocalKafka | None) -> str:
+    """`TOWER_TEST_BOOTSTRAP` reuses a running broker; otherwise the session's own."""
+    return os.environ["TOWER_TEST_BOOTSTRAP"] if local_broker is None else local_broker.bootstrap
 
 
 @pytest.fixture

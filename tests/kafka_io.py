@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -99,3 +102,26 @@ def consume_until(
         consumer.close()
     counts = {role: len(v) for role, v in seen.items()}
     raise TimeoutError(f"outputs incomplete after {timeout}s: {counts}")
+
+
+#: the compression codec in a record batch's attributes (bits 0-2), by Kafka's number
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+_BATCH_HEAD = struct.Struct(">qiibIh")  # base offset, length, leader epoch, magic, crc, attributes
+_CONTROL = 0x20  # a transaction marker: never compressed
+
+
+def batch_codecs(broker_data_dir: Path, topic: str) -> Counter[str]:
+    """Record batches per compression codec in `topic`'s log segments on a local broker's
+    disk: what the producers wrote, as the broker stored it (it keeps the producer's codec
+    at its default `compression.type=producer`)."""
+    codecs: Counter[str] = Counter()
+    for segment in broker_data_dir.glob(f"{topic}-[0-9]*/*.log"):
+        data, at = segment.read_bytes(), 0
+        while at + _BATCH_HEAD.size <= len(data):
+            _, length, _, _, _, attributes = _BATCH_HEAD.unpack_from(data, at)
+            if length <= 0:
+                break
+            if not attributes & _CONTROL:
+                codecs[CODECS[attributes & 0x07]] += 1
+            at += 12 + length
+    return codecs

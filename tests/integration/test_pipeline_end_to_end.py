@@ -17,7 +17,8 @@ from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.ops.simulator import AgentSimulator, SimRecord
 from pipeline.processing.metrics import TowerMetrics
-from tests.kafka_io import consume_until, produce
+from pipeline.runtime.transactional.changelog import changelog_topic
+from tests.kafka_io import batch_codecs, consume_until, produce
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def metric_names(exposition: str) -> set[str]:
 
 
 @pytest.mark.parametrize("runtime", ["faust", "transactional"])
-def test_thousand_mixed_records_reconcile(tower_settings, worker, runtime):
+def test_thousand_mixed_records_reconcile(tower_settings, worker, runtime, local_broker):
     worker.extra_env["TOWER_RUNTIME"] = runtime
     records = AgentSimulator(customers=40, seed=11).records(1000, malformed=50)
     valid = [r for r in records if r.event is not None]
@@ -111,6 +112,10 @@ def test_thousand_mixed_records_reconcile(tower_settings, worker, runtime):
     assert health["runtime"] == runtime and health["ready"] is True
     assert health["partitions"] == list(range(tower_settings.partitions))
     assert set(health["lag"].values()) == {0}  # everything decided
+    if local_broker is not None:  # what the worker wrote is zstd (TOWER_COMPRESSION's default)
+        t = tower_settings.topics
+        for topic in (t.approved, t.audit, t.deadletter, changelog_topic(tower_settings.app_id)):
+            assert set(batch_codecs(local_broker.data_dir, topic)) == {"zstd"}, topic
     if runtime == "transactional":
         assert health["transactions"] > 0
         worker.stop()  # SIGTERM: finishes the transaction in flight, closes, exits 0

@@ -43,3 +43,10 @@ def test_an_unknown_event_loop_is_refused_with_the_choices() -> None:
     assert Settings.from_env({"TOWER_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
     with pytest.raises(ValueError, match="TOWER_EVENT_LOOP must be one of uvloop, asyncio"):
         Settings.from_env({"TOWER_EVENT_LOOP": "trio"})
+
+
+def test_compression_defaults_to_zstd_and_refuses_an_unknown_codec() -> None:
+    assert Settings.from_env({}).compression == "zstd"
+    assert Settings.from_env({"TOWER_COMPRESSION": "none"}).compression == "none"
+    with pytest.raises(ValueError, match="TOWER_COMPRESSION must be one of zstd, lz4, gzip"):
+        Settings.from_env({"TOWER_COMPRESSION": "brotli"})

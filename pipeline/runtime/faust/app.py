@@ -271,6 +271,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     faust_compat.check_version()
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
     faust_compat.idempotent_producer()
+    compression = None if settings.compression == "none" else settings.compression
     options: dict[str, Any] = {
         **faust_connection(settings),
         "store": "rocksdb://",
@@ -295,6 +296,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         "table_standby_replicas": 0,
         "producer_linger_ms": 5,
         "producer_max_batch_size": 512 * 1024,
+        # aiokafka compresses on the event loop, with cramjam (zstd level 3)
+        "producer_compression_type": compression,
         "key_serializer": "raw",
         "value_serializer": "raw",
     }

@@ -213,10 +213,7 @@ class TransactionalEngine:
                 # (confluent-kafka-python#967, KAFKA-5477)
                 "retry.backoff.ms": 5,
                 "retry.backoff.max.ms": 25,
-                # most of a state record is base64 digests, which only an entropy coder
-                # shrinks (lz4 does not), and the audit records are JSON with repeated ids
-                # (docs/benchmarks.md, section 20)
-                "compression.type": "zstd",
+                "compression.type": settings.compression,
             }
         )
 
