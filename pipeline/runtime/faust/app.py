@@ -547,11 +547,21 @@ def use_event_loop(name: str) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    """Faust's worker without its terminal spinner. At WARNING and above the spinner sets
+    the root logger to DEBUG and spins on every record, so each debug call of aiokafka,
+    mode and Faust builds a record (docs/benchmarks.md, section 21). A service log needs no
+    spinner."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    return worker
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker in the foreground until SIGTERM/SIGINT."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     use_event_loop(settings.event_loop)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust_worker(app, loglevel)
     gc_tuning.tune_for_batches()
     worker.execute_from_commandline()
