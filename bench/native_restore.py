@@ -3,7 +3,7 @@
 Writes `--customers` states to a changelog topic the way the engine does (transactions of
 `--per-txn` records, so the log holds commit markers too), with values taken from real
 customer states (the simulator's events decided by `BatchProcessor`), then restores every
-partition into empty databases with `pipeline.runtime.transactional.changelog.restore_partitions`.
+partition into empty databases with `pipeline.kafka.changelog_restore.restore_partitions`.
 
     python -m bench.native_restore --customers 200000
 """
@@ -21,9 +21,9 @@ from confluent_kafka import Producer
 
 from bench.common import create_plain_topics, start_broker
 from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
-from pipeline.runtime.transactional.changelog import restore_partitions
 from pipeline.runtime.transactional.state_store import PartitionDB
 from pipeline.settings import Settings
 

@@ -7,7 +7,8 @@ Three parts, one invocation:
   b. one consent signal per customer for N customers through `python -m pipeline.ops.cli
      worker`: peak RSS (VmHWM), RocksDB data dir on disk, changelog topic size;
   c. a second worker, same app id, empty data dir: changelog restore speed in keys/s, from
-     Faust's own recovery log lines and from a marker event produced at its start.
+     the bulk restore's log line, from Faust's recovery log lines (what it had left), and
+     from a marker event produced at its start.
 
     python -m bench.state_size --customers 200000
 """
@@ -32,8 +33,11 @@ from bench.common import (
     machine,
     produce_all,
     start_broker,
+    start_profile,
     start_tower,
     stop_process,
+    stop_profile,
+    summarise_profile,
     tower_settings,
     watch,
     watermarks,
@@ -48,6 +52,8 @@ from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.faust.app import STATE_TABLE
 
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+#: pipeline.kafka.changelog_restore's line
+_RESTORED = re.compile(r"restored (\d+) keys into \d+ partition\(s\) in ([\d.]+)s")
 
 
 def state_bytes(customers: int, events_per_customer: int, policy_file: Path) -> dict[str, Any]:
@@ -127,6 +133,7 @@ def worker_figures(
     work: Path,
     policy_file: Path,
     timeout: float,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """(b) and (c): fill a worker with `customers` states, measure, then restore elsewhere."""
     tag = uuid.uuid4().hex[:6]
@@ -175,6 +182,7 @@ def worker_figures(
     log = work / "tower-b.log"
     t1 = time.time()
     proc, _ = start_tower(fresh, policy_file, log, loglevel="info")
+    spy = start_profile(proc.pid, work / "restore.folded") if profile else None
     try:
         marker = _consent(customers + 1, at)
         produce_all(bootstrap, t.events, [marker])
@@ -182,15 +190,20 @@ def worker_figures(
         time.sleep(1)
         st = _status(proc.pid)
     finally:
+        stop_profile(spy)
         stop_process(proc)
     restore_log_s = _log_times(
         log, "Restoring state from changelog topics", "Done reading from changelog topics"
     )
     restored = fill["changelog_records"]
+    bulk = [(int(k), float(s)) for k, s in _RESTORED.findall(log.read_text(errors="replace"))]
+    bulk_keys, bulk_s = sum(k for k, _ in bulk), sum(s for _, s in bulk)
     fill["restore"] = {
         "changelog_records": restored,
-        "log_seconds": restore_log_s,
-        "keys_per_s_log": restored / restore_log_s if restore_log_s else None,
+        "bulk_keys": bulk_keys,
+        "bulk_seconds": bulk_s,
+        "keys_per_s_bulk": bulk_keys / bulk_s if bulk_s else None,
+        "faust_recovery_seconds": restore_log_s,
         "start_to_marker_s": (seen - t1) if seen else None,
         "peak_rss_mib": st["VmHWM"] / 1024,
         "rocksdb_bytes": _du(fresh.data_dir),
@@ -199,6 +212,8 @@ def worker_figures(
     if seen and baseline:
         net = (seen - t1) - baseline
         fill["restore"]["keys_per_s_marker"] = restored / net if net > 0 else None
+    if profile:
+        fill["restore"]["profile_top_self"] = summarise_profile(work / "restore.folded")
     return fill
 
 
@@ -236,6 +251,11 @@ def _wait_for_new_audit(
 @click.option("--bootstrap", envvar="TOWER_BOOTSTRAP", help="Use this broker, do not start one.")
 @click.option("--kafka-port", default=39492, show_default=True, help="Port of the private broker.")
 @click.option("--timeout", default=1800.0, show_default=True, help="Give up on a phase after.")
+@click.option(
+    "--profile/--no-profile",
+    default=False,
+    help="py-spy on the restoring worker, from its start to the marker (restore.folded).",
+)
 def main(
     customers: int,
     sample_customers: int,
@@ -246,6 +266,7 @@ def main(
     bootstrap: str | None,
     kafka_port: int,
     timeout: float,
+    profile: bool,
 ) -> None:
     """State bytes per customer, a worker's peak RSS and disk use for N customers, and the
     restore speed of a fresh worker from the changelog."""
@@ -258,7 +279,9 @@ def main(
     )
     bootstrap, broker = start_broker(bootstrap, kafka_port, work / "kafka")
     try:
-        b = worker_figures(bootstrap, broker, customers, partitions, work, policy_file, timeout)
+        b = worker_figures(
+            bootstrap, broker, customers, partitions, work, policy_file, timeout, profile
+        )
     finally:
         if broker is not None:
             broker.down()
@@ -275,11 +298,15 @@ def main(
         )
     )
     click.echo(
-        f"(c) restore: {r['log_seconds']} s by Faust's log ({r['keys_per_s_log'] or 0:.0f} "
-        f"keys/s); start→marker {r['start_to_marker_s']} s vs {b['start_to_first_output_s']:.1f}"
-        f" s for an empty table ({r.get('keys_per_s_marker') or 0:.0f} keys/s net); "
+        f"(c) restore: {r['bulk_keys']} keys in {r['bulk_seconds']:.2f} s by the bulk restore "
+        f"({r['keys_per_s_bulk'] or 0:.0f} keys/s), then {r['faust_recovery_seconds'] or 0:.1f} "
+        f"s of Faust's recovery; start→marker {r['start_to_marker_s']:.1f} s vs "
+        f"{b['start_to_first_output_s']:.1f} s for an empty table "
+        f"({r.get('keys_per_s_marker') or 0:.0f} keys/s net); "
         f"peak RSS {r['peak_rss_mib']:.0f} MiB"
     )
+    for func, own, incl in r.get("profile_top_self", []):
+        click.echo(f"    {own:5.1f} % self  {incl:5.1f} % incl  {func}")
     report = {
         "command": "python -m bench.state_size " + " ".join(sys.argv[1:]),
         "bytes_per_customer": a,

@@ -94,6 +94,7 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    loglevel: str = WORKER_LOGLEVEL
     #: the module run as `python -m MODULE worker`; tests.faults.faust_worker injects faults
     #: (`TOWER_TEST_WORKER_MODULE` sets it for every test, to diagnose one that fails)
     module: str = field(default_factory=lambda: os.environ.get("TOWER_TEST_WORKER_MODULE", MODULE))
@@ -119,7 +120,7 @@ class WorkerProcess:
         self.starts += 1
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "worker", "--loglevel", WORKER_LOGLEVEL],
+            [sys.executable, "-m", self.module, "worker", "--loglevel", self.loglevel],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -162,3 +162,44 @@ def test_a_crash_never_leaves_a_table_write_the_changelog_lacks(tower_settings, 
     assert {a.value["action_id"] for a in seen["approved"]} == {
         d.action_id for d in expected_decisions(records) if d.action_id
     }
+
+
+def test_after_a_crash_the_table_is_restored_in_bulk_before_faust_recovery(tower_settings, worker):
+    """A crashed worker's databases are removed (`local_state.py`), so the restart restores
+    the whole table. The shared bulk restore reads the changelog before Faust's recovery,
+    which then has nothing left; the decisions after it need the restored states (replays,
+    caps, merges)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    records = AgentSimulator(customers=50, seed=71).records(2_000, malformed=0)
+    first, rest = records[:1_500], records[1_500:]
+    topic = tower_settings.topics.events
+    produce(tower_settings.bootstrap, topic, [(r.key, r.value) for r in first])
+    worker.start()
+    decided_or_explained(tower_settings, worker, lambda s: len(final_sources(s)) >= 1_500, 120)
+    worker.kill()
+
+    changelog = f"{tower_settings.app_id}-{STATE_TABLE}-changelog"
+    reader = Consumer({"bootstrap.servers": tower_settings.bootstrap, "group.id": "t"})
+    try:
+        ends = [
+            reader.get_watermark_offsets(TopicPartition(changelog, p), timeout=10)
+            for p in range(tower_settings.partitions)
+        ]
+    finally:
+        reader.close()
+    written = sum(high - low for low, high in ends)
+
+    produce(tower_settings.bootstrap, topic, [(r.key, r.value) for r in rest])
+    worker.loglevel = "info"
+    worker.start()
+    seen = decided_or_explained(
+        tower_settings, worker, lambda s: len(final_sources(s)) >= len(records), 120
+    )
+    log = (worker.log_dir / f"worker-{worker.starts}.log").read_text(errors="replace")
+    assert "did not stop cleanly" in log
+    assert f"restored {written} keys into {tower_settings.partitions} partition(s)" in log
+    assert "Restoring state from changelog topics" not in log  # Faust's recovery had none
+    assert {a.value["action_id"] for a in seen["approved"]} == {
+        d.action_id for d in expected_decisions(records) if d.action_id
+    }

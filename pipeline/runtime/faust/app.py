@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from pipeline.kafka import clients
+from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
 from pipeline.kafka.topics import replication_factor
@@ -43,6 +45,7 @@ from pipeline.runtime import gc_tuning
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.runtime.faust.connection import faust_connection
 from pipeline.runtime.faust.local_state import LocalState
+from pipeline.runtime.faust.restoring_table import RestoringTable
 from pipeline.settings import Settings
 from pipeline.web import server
 from pipeline.web.server import WorkerPort, build_app
@@ -275,6 +278,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     options: dict[str, Any] = {
         **faust_connection(settings),
         "store": "rocksdb://",
+        "Table": RestoringTable,
         "datadir": str(settings.data_dir),
         # the pages are the shared server's (pipeline/web/server.py), not Faust's
         "web_enabled": False,
@@ -327,6 +331,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         partitions=settings.partitions,
         options=ROCKSDB_OPTIONS,
     )
+    cast(RestoringTable, state).restore = functools.partial(restore_partitions, settings)
     local_state = LocalState(Path(app.conf.tabledir), STATE_TABLE)
     removed = local_state.open()
     #: set once the worker stops: no table write after it, so the clean-stop marker holds

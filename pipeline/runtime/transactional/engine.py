@@ -49,13 +49,10 @@ from confluent_kafka import (
 from prometheus_client import Histogram
 
 from pipeline.kafka import clients
+from pipeline.kafka.changelog_restore import restore_consumer, restore_partitions
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
 from pipeline.processing.wakeup_schedule import WakeupSchedule
-from pipeline.runtime.transactional.changelog import (
-    changelog_topic,
-    restore_consumer,
-    restore_partitions,
-)
+from pipeline.runtime.transactional.changelog import changelog_topic
 from pipeline.runtime.transactional.polling import take_available
 from pipeline.runtime.transactional.state_store import LocalStores, OverlayStore
 from pipeline.runtime.transactional.wakeups import BatchPlan, Polled, plan_batch

@@ -1,15 +1,13 @@
-"""The native engine's broker-free parts: batch planning around wake-ups, the overlay
-store a transaction decides against, and restore batching with checkpoints."""
+"""The native engine's broker-free parts: batch planning around wake-ups and the overlay
+store a transaction decides against."""
 
 from __future__ import annotations
 
 import orjson
-from confluent_kafka import KafkaError
 
 from pipeline.processing.batch import InputRecord
 from pipeline.processing.wakeup_schedule import WakeupSchedule, wakeup_deadline_s
-from pipeline.runtime.transactional.changelog import restore
-from pipeline.runtime.transactional.state_store import LocalStores, OverlayStore, PartitionDB
+from pipeline.runtime.transactional.state_store import LocalStores, OverlayStore
 from pipeline.runtime.transactional.wakeups import Polled, plan_batch
 
 EV, WK = "events", "wakeups"
@@ -67,84 +65,3 @@ def test_overlay_reads_its_own_writes_and_reaches_disk_only_on_commit(tmp_path):
     overlay.commit_to({0: 9})
     assert stores.load(0, b"a") == b"new" and stores.dbs[0].checkpoint() == 9
     stores.close_all()
-
-
-class FakeMessage:
-    def __init__(self, partition: int, offset: int, key=None, value=None, eof=False):
-        self._p, self._o, self._k, self._v, self._eof = partition, offset, key, value, eof
-
-    def partition(self):
-        return self._p
-
-    def offset(self):
-        return self._o
-
-    def key(self):
-        return self._k
-
-    def value(self):
-        return self._v
-
-    def error(self):
-        return KafkaError(KafkaError._PARTITION_EOF) if self._eof else None
-
-
-class FakeConsumer:
-    """A changelog per partition: {partition: [(key, value)]}, `batch` records a poll."""
-
-    def __init__(self, logs: dict[int, list[tuple[bytes, bytes | None]]], batch: int) -> None:
-        self.logs, self.batch = logs, batch
-        self.positions: dict[int, int] = {}
-        self.polls = 0
-
-    def get_watermark_offsets(self, tp, timeout=None, cached=False):
-        return 0, len(self.logs[tp.partition])
-
-    def assign(self, tps):
-        self.positions = {tp.partition: tp.offset for tp in tps}
-
-    def unassign(self):
-        self.positions = {}
-
-    def consume(self, num_messages, timeout):
-        self.polls += 1
-        out = []
-        for p, pos in list(self.positions.items()):
-            log = self.logs[p]
-            take = log[pos : pos + self.batch]
-            out += [FakeMessage(p, pos + i, k, v) for i, (k, v) in enumerate(take)]
-            pos += len(take)
-            if pos >= len(log):
-                out.append(FakeMessage(p, pos, eof=True))
-                del self.positions[p]
-            else:
-                self.positions[p] = pos
-        return out
-
-
-def test_restore_applies_the_log_in_batches_and_resumes_from_its_checkpoint(tmp_path):
-    logs = {
-        0: [(b"a", b"1"), (b"b", b"1"), (b"a", b"2"), (b"c", b"1"), (b"b", None)],
-        1: [(b"x", b"1")],
-    }
-    dbs = {p: PartitionDB(tmp_path / str(p)) for p in logs}
-    consumer = FakeConsumer(logs, batch=2)
-    stats = restore(consumer, "changelog", dbs)
-    assert stats.keys == 6 and stats.partitions == 2
-    assert consumer.polls == 3  # two records per poll: batched, not one write per record
-    assert [dbs[0].get(k) for k in (b"a", b"b", b"c")] == [b"2", None, b"1"]
-    assert dbs[0].checkpoint() == 5 and dbs[1].checkpoint() == 1
-
-    logs[0].append((b"c", b"2"))  # written after the restore: only it is read next time
-    again = restore(FakeConsumer(logs, batch=2), "changelog", dbs)
-    assert again.keys == 1 and dbs[0].get(b"c") == b"2"
-    for db in dbs.values():
-        db.close()
-
-
-def test_the_restore_consumer_is_built_from_settings():
-    """Built without a broker (librdkafka connects lazily): a bad config fails here."""
-    from pipeline.runtime.transactional.changelog import restore_consumer
-    from pipeline.settings import Settings
-
-    restore_consumer(Settings(bootstrap="127.0.0.1:1")).close()

@@ -1,0 +1,107 @@
+"""Bringing local databases up to the end of their changelog partitions, in batches: the
+one restore both runtimes use (the transactional runtime on each assignment, the Faust
+runtime before Faust's own recovery, which then has only the tail left to read).
+
+Restore reads with read_committed, so the records of aborted transactions never reach a
+local database; it starts at each database's checkpoint (or the log's start when the data
+dir is new) and stops at the partition's end (`kafka/reader.py`: for a read_committed
+reader that lies past trailing transaction markers, and before a transaction still open).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.kafka.reader import RangeReader, scan_consumer
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESTORE_BATCH = 20_000
+
+
+class RestorableDB(Protocol):
+    """One partition's local database, as the restore needs it."""
+
+    def checkpoint(self) -> int | None:
+        """The next changelog offset to read, or None if nothing was ever restored."""
+
+    def apply(self, items: Iterable[tuple[bytes, bytes | None]], next_offset: int | None) -> int:
+        """Write (key, value) pairs (None deletes) and the new checkpoint, atomically."""
+
+
+def restore_consumer(settings: Settings) -> Consumer:
+    return scan_consumer(settings, "restore", **{"max.partition.fetch.bytes": 8 * 1024 * 1024})
+
+
+@dataclass(frozen=True)
+class RestoreStats:
+    partitions: int
+    keys: int
+    seconds: float
+
+    @property
+    def keys_per_s(self) -> float:
+        return self.keys / self.seconds if self.seconds > 0 else 0.0
+
+
+def restore(
+    consumer: Any,
+    topic: str,
+    dbs: Mapping[int, RestorableDB],
+    batch_size: int = RESTORE_BATCH,
+    clock: Callable[[], float] = time.perf_counter,
+) -> RestoreStats:
+    """Bring every database in `dbs` ({partition: db}) up to the end of its changelog
+    partition; each polled batch goes to disk as one WriteBatch with its new checkpoint."""
+    started = clock()
+    ranges: dict[int, tuple[int, int]] = {}
+    for p, db in dbs.items():
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, p), timeout=10.0, cached=False
+        )
+        checkpoint = db.checkpoint()
+        ranges[p] = (low if checkpoint is None else max(checkpoint, low), high)
+    keys = 0
+    reader = RangeReader(consumer, topic, ranges)
+    for batch in reader.batches(batch_size):
+        items: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for msg in batch:
+            partition, key = msg.partition(), msg.key()
+            if partition is not None and key is not None:  # a changelog record has both
+                items.setdefault(partition, []).append((key, msg.value()))
+        for partition, kv in items.items():
+            keys += dbs[partition].apply(kv, reader.positions[partition])
+    for p, (begin, _) in ranges.items():  # reached the end past markers: checkpoint it
+        if reader.positions[p] > begin and dbs[p].checkpoint() != reader.positions[p]:
+            dbs[p].apply((), reader.positions[p])
+    return RestoreStats(len(dbs), keys, clock() - started)
+
+
+def restore_partitions(
+    settings: Settings,
+    topic: str,
+    dbs: Mapping[int, RestorableDB],
+    consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
+) -> RestoreStats:
+    """Restore with a consumer of its own (`consumer_factory(settings)`, a fake in tests),
+    and say how fast in the log."""
+    consumer = consumer_factory(settings)
+    try:
+        stats = restore(consumer, topic, dbs)
+    finally:
+        consumer.close()
+    log.info(
+        "restored %d keys into %d partition(s) in %.2fs (%.0f keys/s)",
+        stats.keys,
+        stats.partitions,
+        stats.seconds,
+        stats.keys_per_s,
+    )
+    return stats
