@@ -45,6 +45,8 @@ class RestoreStats:
     partitions: int
     keys: int
     seconds: float
+    #: stopped at its time budget before every partition reached its end
+    stopped: bool = False
 
     @property
     def keys_per_s(self) -> float:
@@ -57,9 +59,12 @@ def restore(
     dbs: Mapping[int, RestorableDB],
     batch_size: int = RESTORE_BATCH,
     clock: Callable[[], float] = time.perf_counter,
+    budget_s: float | None = None,
 ) -> RestoreStats:
     """Bring every database in `dbs` ({partition: db}) up to the end of its changelog
-    partition; each polled batch goes to disk as one WriteBatch with its new checkpoint."""
+    partition; each polled batch goes to disk as one WriteBatch with its new checkpoint.
+    With `budget_s`, stop after the batch that used it up: every database is then
+    consistent up to its own checkpoint, and a later restore reads on from there."""
     started = clock()
     ranges: dict[int, tuple[int, int]] = {}
     for p, db in dbs.items():
@@ -68,7 +73,7 @@ def restore(
         )
         checkpoint = db.checkpoint()
         ranges[p] = (low if checkpoint is None else max(checkpoint, low), high)
-    keys = 0
+    keys, stopped = 0, False
     reader = RangeReader(consumer, topic, ranges)
     for batch in reader.batches(batch_size):
         items: dict[int, list[tuple[bytes, bytes | None]]] = {}
@@ -78,10 +83,13 @@ def restore(
                 items.setdefault(partition, []).append((key, msg.value()))
         for partition, kv in items.items():
             keys += dbs[partition].apply(kv, reader.positions[partition])
+        if budget_s is not None and clock() - started > budget_s:
+            stopped = True
+            break
     for p, (begin, _) in ranges.items():  # reached the end past markers: checkpoint it
         if reader.positions[p] > begin and dbs[p].checkpoint() != reader.positions[p]:
             dbs[p].apply((), reader.positions[p])
-    return RestoreStats(len(dbs), keys, clock() - started)
+    return RestoreStats(len(dbs), keys, clock() - started, stopped)
 
 
 def restore_partitions(
@@ -89,19 +97,23 @@ def restore_partitions(
     topic: str,
     dbs: Mapping[int, RestorableDB],
     consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
+    budget_s: float | None = None,
 ) -> RestoreStats:
     """Restore with a consumer of its own (`consumer_factory(settings)`, a fake in tests),
     and say how fast in the log."""
     consumer = consumer_factory(settings)
     try:
-        stats = restore(consumer, topic, dbs)
+        stats = restore(consumer, topic, dbs, budget_s=budget_s)
     finally:
         consumer.close()
     log.info(
-        "restored %d keys into %d partition(s) in %.2fs (%.0f keys/s)",
+        "restored %d keys into %d partition(s) in %.2fs (%.0f keys/s)%s",
         stats.keys,
         stats.partitions,
         stats.seconds,
         stats.keys_per_s,
+        f"; stopped at its budget of {budget_s:g}s, the rest is read on later"
+        if stats.stopped
+        else "",
     )
     return stats

@@ -331,7 +331,12 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         partitions=settings.partitions,
         options=ROCKSDB_OPTIONS,
     )
-    cast(RestoringTable, state).restore = functools.partial(restore_partitions, settings)
+    # aiokafka sends no heartbeats while a rebalance's callbacks run, and the bulk restore
+    # runs in one: at half the session timeout it stops, and Faust's recovery (which runs
+    # after, with heartbeats) reads the rest
+    cast(RestoringTable, state).restore = functools.partial(
+        restore_partitions, settings, budget_s=app.conf.broker_session_timeout / 2
+    )
     local_state = LocalState(Path(app.conf.tabledir), STATE_TABLE)
     removed = local_state.open()
     #: set once the worker stops: no table write after it, so the clean-stop marker holds

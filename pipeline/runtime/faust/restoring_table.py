@@ -59,8 +59,8 @@ class FaustPartitionDB:
 class RestoringTable(faust.Table):
     """A Faust table whose newly assigned partitions `restore` brings up to date first.
 
-    A failed restore is logged and left to Faust's recovery, which reads on from the
-    offset the restore got to (each batch was written with its offset).
+    What a restore leaves (stopped at its budget, or failed and logged) Faust's recovery
+    reads on from the offset the restore got to: each batch was written with its offset.
     """
 
     restore: Restore | None = None

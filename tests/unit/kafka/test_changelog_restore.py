@@ -87,3 +87,20 @@ def test_the_restore_consumer_is_built_from_settings():
     from pipeline.settings import Settings
 
     restore_consumer(Settings(bootstrap="127.0.0.1:1")).close()
+
+
+def test_a_restore_stops_at_its_budget_consistent_and_the_next_reads_on(tmp_path):
+    logs = {0: [(b"a", b"1"), (b"b", b"1"), (b"a", b"2"), (b"c", b"1"), (b"b", None)]}
+    dbs = {0: PartitionDB(tmp_path / "0")}
+    ticks = iter(range(100))
+    stats = restore(
+        FakeConsumer(logs, batch=2), "changelog", dbs, budget_s=0.5, clock=lambda: next(ticks)
+    )
+    assert stats.stopped and stats.keys == 2  # the first batch, then the budget was used up
+    assert dbs[0].checkpoint() == 2 and dbs[0].get(b"a") == b"1"
+
+    rest = restore(FakeConsumer(logs, batch=2), "changelog", dbs)
+    assert not rest.stopped and rest.keys == 3
+    assert [dbs[0].get(k) for k in (b"a", b"b", b"c")] == [b"2", None, b"1"]
+    assert dbs[0].checkpoint() == 5
+    dbs[0].close()
