@@ -222,3 +222,9 @@ async def take_available(
     finally:
         stream.enable_acks = enable_acks
         stream._processors.remove(add_to_buffer)
+
+
+def partition_database(store: Any, partition: int) -> Any:
+    """One partition's database of Faust's RocksDB store (rocksdict, raw mode), opened if
+    it is not yet; Faust has no public accessor for it."""
+    return store._db_for_partition(partition)

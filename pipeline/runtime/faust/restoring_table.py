@@ -19,6 +19,7 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 from pipeline.kafka.changelog_restore import RestorableDB
+from pipeline.runtime.faust import compat as faust_compat
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class FaustPartitionDB:
         self.store, self.partition = store, partition
 
     def _db(self) -> Any:
-        return self.store._db_for_partition(self.partition)
+        return faust_compat.partition_database(self.store, self.partition)
 
     def checkpoint(self) -> int | None:
         raw = self._db().get(self.store.offset_key)
