@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, TopicPartition
+from rocksdict import WriteBatch
 
 from pipeline.kafka.reader import RangeReader, scan_consumer
 from pipeline.settings import Settings
@@ -34,6 +35,24 @@ class RestorableDB(Protocol):
 
     def apply(self, items: Iterable[tuple[bytes, bytes | None]], next_offset: int | None) -> int:
         """Write (key, value) pairs (None deletes) and the new checkpoint, atomically."""
+
+
+def changelog_batch(
+    items: Iterable[tuple[bytes, bytes | None]], checkpoint: tuple[bytes, bytes] | None
+) -> tuple[WriteBatch, int]:
+    """One WriteBatch of changelog records (a None value deletes) and, if given, the
+    (key, value) of the database's checkpoint; and how many records it holds."""
+    batch = WriteBatch(raw_mode=True)
+    n = 0
+    for key, value in items:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+        n += 1
+    if checkpoint is not None:
+        batch.put(*checkpoint)
+    return batch, n
 
 
 def restore_consumer(settings: Settings) -> Consumer:

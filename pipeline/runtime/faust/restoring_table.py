@@ -16,9 +16,8 @@ from typing import Any
 
 import faust
 from faust.types import TP
-from rocksdict import WriteBatch
 
-from pipeline.kafka.changelog_restore import RestorableDB
+from pipeline.kafka.changelog_restore import RestorableDB, changelog_batch
 from pipeline.runtime.faust import compat as faust_compat
 
 log = logging.getLogger(__name__)
@@ -43,16 +42,10 @@ class FaustPartitionDB:
         return None if raw is None else int(raw) + 1
 
     def apply(self, items: Iterable[tuple[bytes, bytes | None]], next_offset: int | None) -> int:
-        batch = WriteBatch(raw_mode=True)
-        n = 0
-        for key, value in items:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-            n += 1
-        if next_offset is not None:
-            batch.put(self.store.offset_key, str(next_offset - 1).encode())
+        checkpoint = None
+        if next_offset is not None:  # Faust's offset is that of the last record applied
+            checkpoint = (self.store.offset_key, str(next_offset - 1).encode())
+        batch, n = changelog_batch(items, checkpoint)
         self._db().write(batch)
         return n
 

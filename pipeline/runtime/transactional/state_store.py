@@ -12,7 +12,9 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict
+
+from pipeline.kafka.changelog_restore import changelog_batch
 
 #: Never a customer id (ids are text); holds the next changelog offset to read on restore.
 CHECKPOINT_KEY = b"\x00tower:changelog-offset"
@@ -51,16 +53,8 @@ class PartitionDB:
 
     def apply(self, items: Iterable[tuple[bytes, bytes | None]], next_offset: int | None) -> int:
         """Write (key, value) pairs (None deletes) and, if given, the new checkpoint."""
-        batch = WriteBatch(raw_mode=True)
-        n = 0
-        for key, value in items:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-            n += 1
-        if next_offset is not None:
-            batch.put(CHECKPOINT_KEY, str(next_offset).encode())
+        checkpoint = None if next_offset is None else (CHECKPOINT_KEY, str(next_offset).encode())
+        batch, n = changelog_batch(items, checkpoint)
         self.db.write(batch)
         return n
 
