@@ -78,7 +78,7 @@ format: install
 	$(BIN)/ruff check --fix pipeline tests bench
 
 BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2,native-subset,quix-eos,quix-alo \
-  --latency --latency-of native
+  --latency --latency-of tower,native
 bench: bench-deps bench-quix-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers, Quix Streams (docs/benchmarks.md)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 

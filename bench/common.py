@@ -384,6 +384,26 @@ class LagSampler(threading.Thread):
         return self.samples
 
 
+def wait_committed(
+    bootstrap: str, group: str, topic: str, partitions: int, timeout: float = 60.0
+) -> float | None:
+    """Seconds until `group` has committed `topic` to its log end, or None at `timeout`.
+
+    A worker whose outputs are all visible may still be writing what follows them (its
+    state, its input positions); the group's offsets reach the end only after that."""
+    sampler = LagSampler(bootstrap, group, topic, partitions, time.time())
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            with contextlib.suppress(Exception):  # a transient broker error: ask again
+                if sampler._sample()[0] == 0:
+                    return time.monotonic() - started
+            time.sleep(0.1)
+        return None
+    finally:
+        sampler.consumer.close()
+
+
 # --- profiling -----------------------------------------------------------------------------
 
 

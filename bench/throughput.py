@@ -71,6 +71,7 @@ from bench.common import (
     summarise_profile,
     tower_env,
     tower_settings,
+    wait_committed,
     watch,
 )
 from pipeline.contracts.codec import decode_event, decode_record
@@ -411,6 +412,9 @@ class Latency:
     worker_commit: list[tuple[float, float]] = field(default_factory=list)
     #: approved actions: from the worker's produce() (the record timestamp) to consumed
     visible_ms: list[float] = field(default_factory=list)
+    #: seconds of paced load before the measured window, and its approved actions' latency
+    settle_s: float = 0.0
+    settling_ms: list[float] = field(default_factory=list)
 
     def percentiles(self, values: list[float]) -> dict[str, float]:
         return percentiles(values)
@@ -465,13 +469,16 @@ def _latency(
     rate: float,
     seconds: float,
     customers: int,
+    settle: float = 0.0,
 ) -> Latency:
     """Load the customers' consent opening as a warm-up, then produce at `rate` for
-    `seconds`, each record's timestamp set to its produce time. Approved actions are matched
-    to inputs by `source_event_ids`, every input to its audit record (tower) or pass-through
-    copy (raw, faust) by event id."""
+    `settle` + `seconds`, each record's timestamp set to its produce time. Approved actions
+    are matched to inputs by `source_event_ids`, every input to its audit record (tower) or
+    pass-through copy (raw, faust) by event id. Inputs produced in the first `settle` seconds
+    are kept apart: they meet what the warm-up backlog left behind (a worker and a broker
+    still busy with it), not the steady state the percentiles are about."""
     warmup = len(list(AgentSimulator(customers=customers, seed=11).opening()))
-    total = warmup + int(rate * seconds)
+    total = warmup + int(rate * (settle + seconds))
     sim = AgentSimulator(customers=customers, seed=11).records(total)
     setup = _setup(name, bootstrap, partitions, work, f"{tag}-lat", policy_file)
     procs = setup.start()
@@ -491,6 +498,12 @@ def _latency(
             while reader.outputs < warmup and time.monotonic() < deadline:
                 bar.update(reader.outputs - bar.pos)
                 time.sleep(0.2)
+        settled = wait_committed(bootstrap, setup.group, setup.source, partitions)
+        click.echo(
+            f"{name}: warm-up committed {settled:.1f} s after its last output"
+            if settled is not None
+            else f"{name}: warm-up not committed after 60 s (measuring anyway)"
+        )
         measured = sim[warmup:]
         # the harness keeps every record it sees: a full collection of that heap would stall
         # its reader thread and show up as tower latency
@@ -518,7 +531,7 @@ def _latency(
                 if i % 500 == 499:
                     bar.update(500)
         producer.flush(30)
-        elapsed = time.time() - start
+        elapsed = time.time() - start - settle
         deadline = time.monotonic() + 60
         while reader.outputs < total and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -533,7 +546,10 @@ def _latency(
         reader.stop()
         for proc in procs:
             stop_process(proc)
-    approved, per_input, series, visible = [], [], [], []
+    #: (seconds from the paced start to the input, ms from the input to its output)
+    approved: list[tuple[float, float]] = []
+    visible: list[tuple[float, float]] = []
+    per_input: list[tuple[float, float]] = []
     for topic, seen_at, stamp, key, value in reader.seen:
         if topic != setup.sink:  # approved-actions
             if name in QUIX:
@@ -542,9 +558,9 @@ def _latency(
                 ids = decode_record("approved_action", value)["source_event_ids"]
             times = [produced_at[i] for i in ids if i in produced_at]
             if times:  # the newest input the action depends on is the one that caused it
-                approved.append(1000 * (seen_at - max(times)))
-                series.append((max(times) - start, approved[-1]))
-                visible.append(1000 * (seen_at - stamp))
+                caused = max(times)
+                approved.append((caused - start, 1000 * (seen_at - caused)))
+                visible.append((caused - start, 1000 * (seen_at - stamp)))
             continue
         if name in TOWERS:
             event_id = decode_record("audit_record", value)["event_id"]
@@ -554,22 +570,33 @@ def _latency(
             event_id = decode_event(key, value).event_id
         queue = output_due.get(event_id)
         if queue:
-            per_input.append(1000 * (seen_at - queue.popleft()))
-            if name not in DECIDERS:
-                series.append((seen_at - per_input[-1] / 1000 - start, per_input[-1]))
+            due = queue.popleft()
+            per_input.append((due - start, 1000 * (seen_at - due)))
     missing = sum(len(q) for q in output_due.values())
+    series = approved if name in DECIDERS else per_input
     return Latency(
         rate,
         len(sim) - warmup,
         elapsed,
-        approved,
-        per_input,
+        split_at(approved, settle)[1],
+        split_at(per_input, settle)[1],
         missing,
         series,
         worker_lag,
         worker_commit,
-        visible,
+        split_at(visible, settle)[1],
+        settle,
+        split_at(series, settle)[0],
     )
+
+
+def split_at(
+    samples: list[tuple[float, float]], steady_from: float
+) -> tuple[list[float], list[float]]:
+    """The latencies of (input time, latency) samples whose input came before `steady_from`
+    (the settling seconds), and those of the rest (the measured window)."""
+    settling = [ms for at, ms in samples if at < steady_from]
+    return settling, [ms for at, ms in samples if at >= steady_from]
 
 
 def _scrape_histogram(port: int, name: str, labels: str = "") -> list[tuple[float, float]]:
@@ -642,7 +669,17 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     help="Events/s for --latency [default: half of each contender's rate measured in this "
     "run, i.e. half its sustainable load].",
 )
-@click.option("--seconds", default=20.0, show_default=True, help="Duration of --latency.")
+@click.option(
+    "--seconds", default=20.0, show_default=True, help="Duration of --latency's measured window."
+)
+@click.option(
+    "--settle",
+    default=5.0,
+    show_default=True,
+    help="Seconds of paced load before --latency's measured window. Right after the warm-up "
+    "backlog the worker and the broker are still busy with it; those seconds are printed "
+    "apart ('settling'), not in the percentiles. 0 measures from the first paced record.",
+)
 @click.option(
     "--policy",
     "policy_file",
@@ -674,6 +711,7 @@ def main(
     latency_of: str,
     rate: float | None,
     seconds: float,
+    settle: float,
     policy_file: Path,
     profile: bool,
     plots_dir: Path | None,
@@ -735,7 +773,7 @@ def main(
         for name in measured if latency else ():
             at = rate or round(out[name].rate / 2)
             lats[name] = _latency(
-                name, bootstrap, partitions, work, tag, policy_file, at, seconds, customers
+                name, bootstrap, partitions, work, tag, policy_file, at, seconds, customers, settle
             )
     finally:
         if broker is not None:
@@ -882,7 +920,8 @@ def _report(
         report["latency"] = {}
         first = next(iter(lats.values()))
         click.echo(
-            f"\nend-to-end latency for {first.seconds:.1f} s at a fixed rate "
+            f"\nend-to-end latency for {first.seconds:.1f} s at a fixed rate, after "
+            f"{first.settle_s:g} s of it to settle "
             "(ms from the input's produce timestamp to the output consumed):"
         )
         heads = ("rate/s", "n", "p50", "p95", "p99", "max")
@@ -894,11 +933,14 @@ def _report(
             if key in DECIDERS:
                 rows.insert(0, ("approved action", lat.approved_ms))
                 rows.insert(1, ("… of it after produce()", lat.visible_ms))
+            if lat.settle_s:
+                rows.append((f"settling: first {lat.settle_s:g} s", lat.settling_ms))
             entry: dict[str, Any] = {
                 "rate": lat.rate,
                 "produced": lat.produced,
                 "seconds": lat.seconds,
                 "missing_outputs": lat.missing,
+                "settle_s": lat.settle_s,
                 "series": lat.series,
             }
             for label, values in rows:
@@ -909,7 +951,7 @@ def _report(
                         f"{key + ' / ' + label:<40}{lat.rate:>9.0f}{len(values):>9}"
                         + "".join(f"{p[k]:>9.1f}" for k in ("p50", "p95", "p99", "max"))
                     )
-            drift = _drift(lat.series)
+            drift = _drift([(t, ms) for t, ms in lat.series if t >= lat.settle_s])
             if drift is not None:
                 entry["p50_first_vs_last_quarter_ms"] = drift
             if lat.worker_lag:
