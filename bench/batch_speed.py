@@ -2,22 +2,29 @@
 bytes, audit and action encoding, metrics) on the throughput harness' records, in batches,
 with the states in a dict. No broker: this is the ceiling the Kafka side can approach.
 
-Run: `python -m bench.batch_speed [--events N] [--profile] [--experiments]` (`--profile`
-prints cProfile's busiest functions by own time; `--experiments` also runs the same records
-under the same policy plus a control group and two holdouts, alternating with the plain
-policy, and prints the ratio).
+Run: `python -m bench.batch_speed [--events N] [--profile] [--experiments] [--against REV]`
+(`--profile` prints cProfile's busiest functions by own time; `--experiments` also runs the
+same records under the same policy plus a control group and two holdouts, alternating with
+the plain policy, and prints the ratio; `--against REV` runs commit REV from a temporary git
+worktree, alternating with this tree, and prints this tree's speed as a multiple of REV's).
 """
 
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from bench.common import REPO
 from pipeline.core.policy import ControlGroup, Experiments
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.simulator import AgentSimulator
@@ -42,6 +49,62 @@ def batches(events: int, customers: int, partitions: int, size: int) -> list[lis
     return [inputs[i : i + size] for i in range(0, len(inputs), size)]
 
 
+def parse_rate(output: str) -> float:
+    """Events/s from this command's summary line (also as older commits print it)."""
+    found = re.search(r"BatchProcessor\.process: ([\d,]+) events/s", output)
+    if found is None:
+        raise click.ClickException(f"no 'BatchProcessor.process: N events/s' line in {output!r}")
+    return float(found.group(1).replace(",", ""))
+
+
+def one_run(tree: Path, events: int, customers: int, batch_size: int) -> float:
+    """Events/s of one run of the tree's own `bench.batch_speed`, in a process of its own."""
+    args = ["--events", str(events), "--customers", str(customers)]
+    args += ["--batch-size", str(batch_size), "--repeat", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.batch_speed", *args],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise click.ClickException(f"bench.batch_speed in {tree} failed:\n{done.stderr}")
+    return parse_rate(done.stdout)
+
+
+def compare_with(rev: str, events: int, customers: int, batch_size: int, repeat: int) -> None:
+    """This tree against commit `rev`, alternating runs so that both see the same machine."""
+    with tempfile.TemporaryDirectory(prefix="tower-batch-speed-") as tmp:
+        old = Path(tmp) / rev
+        added = subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), rev],
+            capture_output=True,
+            text=True,
+        )
+        if added.returncode:
+            raise click.ClickException(f"git worktree add {rev}: {added.stderr.strip()}")
+        try:
+            runs: dict[str, list[float]] = {rev: [], "this tree": []}
+            with click.progressbar(length=2 * repeat, label="alternating runs") as bar:
+                for _ in range(repeat):
+                    for label, tree in ((rev, old), ("this tree", REPO)):
+                        runs[label].append(one_run(tree, events, customers, batch_size))
+                        bar.update(1)
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)],
+                capture_output=True,
+            )
+    for label, rates in runs.items():
+        click.echo(f"{label:>12}: " + " / ".join(f"{r:,.0f}" for r in rates) + " events/s")
+    best_old, best_new = max(runs[rev]), max(runs["this tree"])
+    click.echo(
+        f"this tree / {rev}: {best_new / best_old:.2f} x (best of {repeat} alternating runs "
+        f"each, {events:,} events)"
+    )
+
+
 def run(
     work: list[list[InputRecord]], processor: BatchProcessor, store: DictStateStore | None = None
 ) -> float:
@@ -63,10 +126,26 @@ def run(
     default=False,
     help="Also run with experiments on (alternating runs) and print the on/off ratio.",
 )
+@click.option(
+    "--against",
+    metavar="REV",
+    help="A git commit to compare with (e.g. the one before a change): its own "
+    "bench.batch_speed runs from a temporary worktree, alternating with this tree's, "
+    "each in a fresh process.",
+)
 def main(
-    events: int, customers: int, batch_size: int, repeat: int, profile: bool, experiments: bool
+    events: int,
+    customers: int,
+    batch_size: int,
+    repeat: int,
+    profile: bool,
+    experiments: bool,
+    against: str | None,
 ) -> None:
     """Events/s of BatchProcessor.process with every rule on (bench/policy.full.yaml)."""
+    if against is not None:
+        compare_with(against, events, customers, batch_size, repeat)
+        return
     policy = load_policy(FULL_POLICY_FILE.read_text())
     work = batches(events, customers, 8, batch_size)
     if experiments:
