@@ -76,7 +76,7 @@ def one_run(tree: Path, events: int, customers: int, batch_size: int) -> float:
 def compare_with(rev: str, events: int, customers: int, batch_size: int, repeat: int) -> None:
     """This tree against commit `rev`, alternating runs so that both see the same machine."""
     with tempfile.TemporaryDirectory(prefix="tower-batch-speed-") as tmp:
-        old = Path(tmp) / rev
+        old = Path(tmp) / "tree"  # REV may hold a slash (origin/main)
         added = subprocess.run(
             ["git", "-C", str(REPO), "worktree", "add", "--detach", str(old), rev],
             capture_output=True,
