@@ -362,11 +362,12 @@ class LagSampler(threading.Thread):
         while not self._stop_event.is_set():
             started = time.monotonic()
             with contextlib.suppress(Exception):  # a transient broker error: skip the sample
-                self.samples.append((time.time() - self.t0, *self._sample()))
+                self.samples.append((time.time() - self.t0, *self.sample()))
             self._stop_event.wait(max(0.0, self.interval - (time.monotonic() - started)))
         self.consumer.close()
 
-    def _sample(self) -> tuple[int, int]:
+    def sample(self) -> tuple[int, int]:
+        """(records behind the committed offsets, records committed) summed over partitions."""
         committed = self.consumer.committed(self.tps, timeout=5)
         lag = done = 0
         for tp in committed:
@@ -396,7 +397,7 @@ def wait_committed(
     try:
         while time.monotonic() - started < timeout:
             with contextlib.suppress(Exception):  # a transient broker error: ask again
-                if sampler._sample()[0] == 0:
+                if sampler.sample()[0] == 0:
                     return time.monotonic() - started
             time.sleep(0.1)
         return None

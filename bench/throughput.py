@@ -573,20 +573,22 @@ def _latency(
             due = queue.popleft()
             per_input.append((due - start, 1000 * (seen_at - due)))
     missing = sum(len(q) for q in output_due.values())
-    series = approved if name in DECIDERS else per_input
+    settling_actions, approved_ms = split_at(approved, settle)
+    settling_inputs, per_input_ms = split_at(per_input, settle)
+    decider = name in DECIDERS
     return Latency(
         rate,
         len(sim) - warmup,
         elapsed,
-        split_at(approved, settle)[1],
-        split_at(per_input, settle)[1],
+        approved_ms,
+        per_input_ms,
         missing,
-        series,
+        approved if decider else per_input,
         worker_lag,
         worker_commit,
         split_at(visible, settle)[1],
         settle,
-        split_at(series, settle)[0],
+        settling_actions if decider else settling_inputs,
     )
 
 
