@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 Kind = Literal["proposal", "signal"]
 
 CHANNELS: frozenset[str] = frozenset({"email", "sms", "push", "chat", "voice", "web", "in_app"})
@@ -75,8 +77,7 @@ class AgentEvent:
     signal: Signal | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(msgspec.Struct, frozen=True):
     """Where a record came from, carried into audit and dead-letter records."""
 
     topic: str

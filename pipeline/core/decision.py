@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from pipeline.contracts.events import AgentEvent
 
@@ -48,8 +49,7 @@ def action_id_for(decision_id: str) -> str:
     return "a-" + hashlib.blake2b(decision_id.encode(), digest_size=10).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class RuleStep:
+class RuleStep(msgspec.Struct, frozen=True):
     """One line of the rule trace: which rule looked, what it said, and why."""
 
     rule: str
@@ -60,8 +60,7 @@ class RuleStep:
         return {"rule": self.rule, "verdict": self.verdict, "reason": self.reason}
 
 
-@dataclass(frozen=True, slots=True)
-class ApprovedAction:
+class ApprovedAction(msgspec.Struct, frozen=True):
     """What a channel receives: one action, already arbitrated and transformed."""
 
     action_id: str
@@ -102,8 +101,7 @@ class ApprovedAction:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Wakeup:
+class Wakeup(msgspec.Struct, frozen=True):
     """The deadline of a hold just opened: the shell publishes it as a wake-up record and
     releases the hold when that record comes back in-stream."""
 
@@ -111,8 +109,7 @@ class Wakeup:
     deadline: int  # event time, ms
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     """The core's answer for one event; the shell turns it into audit and action records."""
 
     decision_id: str

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
+
+import msgspec
 
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import (
@@ -323,7 +325,7 @@ def _evolve(j: Journey, **changes: Any) -> Journey:
     """A new journey with `changes`; the same object if nothing changed (no state rewrite)."""
     if all(getattr(j, k) == v for k, v in changes.items()):
         return j
-    new = replace(j, **changes)
+    new = msgspec.structs.replace(j, **changes)
     return EMPTY_JOURNEY if new == EMPTY_JOURNEY else new
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
 import orjson
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
@@ -30,8 +31,7 @@ from pipeline.settings import Settings
 AVRO_MAGIC = b"\xc3\x01"
 
 
-@dataclass(frozen=True, slots=True)
-class InputRecord:
+class InputRecord(msgspec.Struct, frozen=True):
     key: bytes | None
     value: bytes | None
     partition: int
@@ -39,16 +39,14 @@ class InputRecord:
     timestamp_ms: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
+class OutputRecord(msgspec.Struct, frozen=True):
     topic: str
     key: bytes | None
     value: bytes
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class StateWrite:
+class StateWrite(msgspec.Struct, frozen=True):
     partition: int
     key: bytes
     value: bytes
@@ -249,7 +247,7 @@ class BatchProcessor:
             shown = decision
             if levels.input != "full":
                 reason = minimised_reason(decision.reason, decision.rule, levels)
-                shown = replace(decision, reason=reason)
+                shown = msgspec.structs.replace(decision, reason=reason)
             self.feed(shown, event, now_ms)
         if event.kind == "proposal" and decision.outcome != HELD:
             tally.add(m.proposals, event.agent)
