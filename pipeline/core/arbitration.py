@@ -49,7 +49,7 @@ from pipeline.core.rules import (
 from pipeline.core.rules.escalation import ESCALATE
 from pipeline.core.rules.quiet_hours import DEFER
 from pipeline.core.signals import apply_signal
-from pipeline.core.state import ActiveOffer, Contact, CustomerState, TriggerMemo
+from pipeline.core.state import ActiveOffer, Contact, CustomerState, TriggerMemo, digest_of
 
 #: A rule that has nothing to say about a proposal (switched off by the policy, or not about
 #: this kind of proposal) returns None and leaves no line in the trace.
@@ -101,8 +101,9 @@ def decide(
 ) -> tuple[Decision, CustomerState]:
     decision_id = decision_id_for(event.customer_id, event.event_id)
     version = policy.policy_version
+    digest = digest_of(event.event_id)  # computed once: checked, then remembered
 
-    if event.event_id in state.seen:
+    if state.seen.holds(digest):
         step = RuleStep(
             REPLAY, DUPLICATE, f"event {event.event_id} already decided as {decision_id}"
         )
@@ -120,7 +121,7 @@ def decide(
         decision = Decision.for_event(
             event, decision_id, version, now, RECORDED, None, step.reason, (replay_step, step)
         )
-        return decision, _remember(new_state, event.event_id, policy, now)
+        return decision, _remember(new_state, digest, policy)
 
     if (
         event.trigger is not None
@@ -130,10 +131,10 @@ def decide(
     ):
         # A latecomer for a trigger already answered is merged at once, not held again.
         decision, changes = hold_windows.park(state, event, policy, now, decision_id)
-        return decision, _remember(state, event.event_id, policy, now, **changes)
+        return decision, _remember(state, digest, policy, **changes)
 
     decision, changes = decide_proposal(state, event, policy, now, decision_id)
-    return decision, _remember(state, event.event_id, policy, now, **changes)
+    return decision, _remember(state, digest, policy, **changes)
 
 
 def decide_proposal(
@@ -402,16 +403,11 @@ def _approval_changes(
     return {"contacts": contacts, "triggers": triggers, "facts": facts, "offer": offer}
 
 
-def _remember(
-    state: CustomerState,
-    event_id: str,
-    policy: Policy,
-    now: int,
-    **changes: Any,
-) -> CustomerState:
-    """Add the event id to the bounded replay memory (oldest forgotten first).
+def _remember(state: CustomerState, digest: str, policy: Policy, **changes: Any) -> CustomerState:
+    """Add the event id (its `digest_of`) to the bounded replay memory, oldest forgotten
+    first.
 
     Takes the decision's other state changes too, so each decision builds one new state.
     """
-    seen = state.seen.remember(event_id, policy.replay_memory)
+    seen = state.seen.add(digest, policy.replay_memory)
     return state.evolve(seen=seen, events=state.events + 1, **changes)

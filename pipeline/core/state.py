@@ -20,7 +20,8 @@ from msgspec import Struct, field
 DIGEST_CHARS = 11
 
 
-def _digest(event_id: str) -> str:
+def digest_of(event_id: str) -> str:
+    """An event id as the replay memory keeps it."""
     raw = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
     return base64.urlsafe_b64encode(raw)[:DIGEST_CHARS].decode()
 
@@ -39,13 +40,15 @@ class ReplayMemory(Struct, frozen=True):
 
     @classmethod
     def of(cls, event_ids: Iterable[str]) -> ReplayMemory:
-        return cls("".join(_digest(e) for e in event_ids))
+        return cls("".join(digest_of(e) for e in event_ids))
 
     def __contains__(self, event_id: object) -> bool:
-        if not isinstance(event_id, str):
-            return False
-        needle, at = _digest(event_id), 0
-        while (at := self.digests.find(needle, at)) != -1:
+        return isinstance(event_id, str) and self.holds(digest_of(event_id))
+
+    def holds(self, digest: str) -> bool:
+        """Whether an id of this `digest_of` is remembered."""
+        at = 0
+        while (at := self.digests.find(digest, at)) != -1:
             if at % DIGEST_CHARS == 0:  # a match across two digests is not one
                 return True
             at += 1
@@ -56,7 +59,11 @@ class ReplayMemory(Struct, frozen=True):
 
     def remember(self, event_id: str, limit: int) -> ReplayMemory:
         """This memory with `event_id` added, the oldest forgotten beyond `limit` ids."""
-        digests = self.digests + _digest(event_id)
+        return self.add(digest_of(event_id), limit)
+
+    def add(self, digest: str, limit: int) -> ReplayMemory:
+        """`remember` for an id whose `digest_of` the caller has already computed."""
+        digests = self.digests + digest
         excess = len(digests) - limit * DIGEST_CHARS
         return ReplayMemory(digests[excess:] if excess > 0 else digests)
 

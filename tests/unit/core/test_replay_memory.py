@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipeline.core.arbitration import decide
 from pipeline.core.decision import DUPLICATE, decision_id_for
 from pipeline.core.policy import Policy
-from pipeline.core.state import DIGEST_CHARS, EMPTY_STATE, CustomerState, ReplayMemory, _digest
+from pipeline.core.state import DIGEST_CHARS, EMPTY_STATE, CustomerState, ReplayMemory, digest_of
 from tests.factories import T0, consent, proposal
 
 HOUR = 3_600_000
@@ -39,7 +39,7 @@ def test_remembers_the_last_ids_up_to_the_limit(
 
 
 def test_a_digest_straddling_two_entries_is_no_match() -> None:
-    needle = _digest("e1")
+    needle = digest_of("e1")
     straddling = ReplayMemory("x" * 5 + needle + "y" * (DIGEST_CHARS - 5))
     assert len(straddling.digests) == 2 * DIGEST_CHARS
     assert "e1" not in straddling
