@@ -6,6 +6,7 @@ in tests without a broker. Per batch each customer's state is read once and writ
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,11 +26,6 @@ from pipeline.core.policy import Policy
 from pipeline.core.state import CustomerState, Exposure
 from pipeline.processing.metrics import Tally, TowerMetrics
 from pipeline.processing.records import audit_record, dead_letter_record
-from pipeline.processing.stored_state import (
-    CORRUPT_STATE,
-    CorruptState,
-    DecodedStates,
-)
 from pipeline.settings import Settings
 
 AVRO_MAGIC = b"\xc3\x01"
@@ -66,6 +62,34 @@ class BatchResult:
 
     outputs: list[OutputRecord]
     state_writes: list[StateWrite]
+
+
+_WATERMARK = struct.Struct(">q")
+
+
+def pack_stored(offset: int, state: CustomerState) -> bytes:
+    """Table value: the input offset the state includes (8 bytes), then the state."""
+    return _WATERMARK.pack(offset) + state.to_bytes()
+
+
+class CorruptState(ValueError):
+    """A stored customer state that does not decode (a damaged changelog record, a bad
+    restore, a hand-written value): that customer's events are dead-lettered with reason
+    `corrupt_state` until the state is repaired or deleted; everyone else's keep flowing."""
+
+
+CORRUPT_STATE = "corrupt_state"
+
+
+def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
+    if not raw:
+        return -1, CustomerState.from_bytes(None)
+    try:
+        return _WATERMARK.unpack_from(raw)[0], CustomerState.from_bytes(raw[_WATERMARK.size :])
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
+        raise CorruptState(
+            f"stored state ({len(raw)} bytes) does not decode: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class StateStore(Protocol):
@@ -114,7 +138,6 @@ class BatchProcessor:
         #: partition -> newest event time (ms) of its input decided so far: how far the
         #: partition's event time has come, for holds while a backlog is worked off
         self.event_time: dict[int, int] = {}
-        self._states = DecodedStates()
 
     def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
         started = time.perf_counter()
@@ -140,7 +163,7 @@ class BatchProcessor:
         writes: list[StateWrite] = []
         for (partition, key), items in groups.items():
             try:
-                watermark, state = self._states.unpack(partition, key, store.load(partition, key))
+                watermark, state = unpack_stored(store.load(partition, key))
             except CorruptState as exc:
                 detail = (
                     f"{exc}; every event of customer {key.decode(errors='replace')!r} is "
@@ -168,9 +191,7 @@ class BatchProcessor:
                 state = self._decide_one(state, event, rec, policy, now_ms, out)
                 last = max(last, rec.offset)
             if last != watermark or state is not start:
-                writes.append(
-                    StateWrite(partition, key, self._states.pack(partition, key, last, state))
-                )
+                writes.append(StateWrite(partition, key, pack_stored(last, state)))
 
         tally.flush()
         if records:
@@ -274,9 +295,7 @@ class BatchProcessor:
             return BatchResult([dead], [])
         key = customer_id.encode()
         try:
-            watermark, state = self._states.unpack(
-                wakeup.partition, key, store.load(wakeup.partition, key)
-            )
+            watermark, state = unpack_stored(store.load(wakeup.partition, key))
         except CorruptState as exc:
             self.metrics.dead_letters.labels(CORRUPT_STATE).inc()
             dead = self._dead_letter(wakeup, CORRUPT_STATE, str(exc), now_ms, self._wakeups)
@@ -287,9 +306,7 @@ class BatchProcessor:
         out: list[OutputRecord] = []
         state = self._release(state, customer_id, hold_id, self.policy(), source, key, now_ms, out)
         self._tally.flush()
-        write = StateWrite(
-            wakeup.partition, key, self._states.pack(wakeup.partition, key, watermark, state)
-        )
+        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
         return BatchResult(out, [write])
 
     def _release_due(

@@ -40,9 +40,8 @@ from pipeline.core.decision import Decision
 from pipeline.core.state import CustomerState
 from pipeline.kafka.group_owners import GroupOwners
 from pipeline.kafka.reader import ScanError, TopicRecord, read_tail
-from pipeline.processing.batch import BatchProcessor
-from pipeline.processing.stored_state import CorruptState
-from pipeline.processing.stored_state import unpack_stored as _unpack
+from pipeline.processing.batch import BatchProcessor, CorruptState
+from pipeline.processing.batch import unpack_stored as _unpack
 from pipeline.settings import Settings
 from pipeline.web.auth import WebSecurity, forwarded_credentials
 from pipeline.web.customer_view import customer_view

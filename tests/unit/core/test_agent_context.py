@@ -14,8 +14,7 @@ from pipeline.core.agent_context import agent_context, preflight
 from pipeline.core.policy import DAY_MS, HOUR_MS, FrequencyCap, HoldWindows, Policy, QuietHours
 from pipeline.core.policy_document import load_policy_file
 from pipeline.core.state import EMPTY_STATE
-from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
-from pipeline.processing.stored_state import unpack_stored
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord, unpack_stored
 from pipeline.settings import Settings
 from tests.factories import T0, consent, decide_all, proposal, signal
 from tests.unit.core.test_core_properties_extended import POLICY, event_st

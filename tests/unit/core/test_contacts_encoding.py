@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.core.state import EMPTY_STATE, Contact, CustomerState
-from pipeline.processing.stored_state import CorruptState, pack_stored, unpack_stored
+from pipeline.processing.batch import CorruptState, pack_stored, unpack_stored
 
 T = 1_900_000_000_000
 EMAIL = ("email", "marketing", "sales")

@@ -7,8 +7,13 @@ import pytest
 from pipeline.contracts.codec import decode_record
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.ops.simulator import AgentSimulator
-from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
-from pipeline.processing.stored_state import CorruptState, unpack_stored
+from pipeline.processing.batch import (
+    BatchProcessor,
+    CorruptState,
+    DictStateStore,
+    InputRecord,
+    unpack_stored,
+)
 from pipeline.settings import Settings
 
 SETTINGS = Settings()
