@@ -29,9 +29,14 @@ from pipeline.contracts.events import (
     Proposal,
     Signal,
     event_to_dict,
+    trusted_constructor,
 )
 
 MAGIC = b"\xc3\x01"
+#: what `_build_event` returns, built without the frozen `__init__` (validated already)
+_new_event = trusted_constructor(AgentEvent)
+_new_proposal = trusted_constructor(Proposal)
+_new_signal = trusted_constructor(Signal)
 _HEADER_LEN = 10  # 2 magic bytes + 8 fingerprint bytes
 _MAX_LONG = 2**63 - 1
 
@@ -196,7 +201,7 @@ def _build_event(d: dict[str, Any]) -> AgentEvent:
         raise InvalidEvent("missing_field", "kind is required: 'proposal' or 'signal'", "kind")
     else:
         raise _invalid("kind", "'proposal' or 'signal'", kind)
-    return AgentEvent(
+    return _new_event(
         event_id=event_id,
         customer_id=customer_id,
         occurred_at=occurred_at,
@@ -243,7 +248,7 @@ def _build_proposal(p: Any) -> Proposal:
     expires_at = p.get("expires_at")
     if expires_at is not None and (type(expires_at) is not int or not 0 <= expires_at <= _MAX_LONG):
         raise _bad_millis(p, "expires_at", "proposal.", required=False)
-    return Proposal(
+    return _new_proposal(
         action=action,
         category=category,
         priority=priority,
@@ -263,7 +268,7 @@ def _build_signal(s: Any) -> Signal:
     type_ = s.get("type")
     if type(type_) is not str or type_ not in SIGNAL_TYPES:
         raise _bad_enum(s, "type", "signal.", _SIGNAL_TYPES_TXT)
-    return Signal(type=type_, attributes=_str_map(s, "attributes", "signal."))
+    return _new_signal(type=type_, attributes=_str_map(s, "attributes", "signal."))
 
 
 # Field checks: the happy path is one dict lookup and one type test; the slow helpers

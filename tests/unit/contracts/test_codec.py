@@ -33,6 +33,7 @@ from pipeline.contracts.events import (
     Proposal,
     Signal,
     event_to_dict,
+    trusted_constructor,
 )
 
 FORMATS = ("json", "avro")
@@ -415,3 +416,18 @@ def test_any_valid_event_round_trips(event: AgentEvent) -> None:
         decoded = decode_event(key_of(event), encode_event(event, fmt), max_bytes=1 << 20)
         assert decoded == event
         assert dataclasses.asdict(decoded) == dataclasses.asdict(event)
+
+
+def test_the_trusted_constructors_build_what_the_dataclasses_do():
+    """Every field filled, in order, and the result still frozen and equal."""
+    values = {
+        Proposal: ("offer", "sales", 7, "hi", "o1", 9.5, 0.4, {"plan": "gold"}, True, 99),
+        Signal: ("csat", {"score": "5"}),
+    }
+    values[AgentEvent] = ("e", "c", 1, "proposal", "a", "d", "email", "cv", "t", None, None)
+    for cls, args in values.items():
+        assert len(args) == len(dataclasses.fields(cls))
+        built = trusted_constructor(cls)(*args)
+        assert type(built) is cls and built == cls(*args)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            built.__setattr__(dataclasses.fields(cls)[0].name, None)
