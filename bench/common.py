@@ -297,12 +297,14 @@ def watch(
     label: str,
     t0: float,
     on_first: Callable[[], object] | None = None,
+    check: Callable[[], object] | None = None,
 ) -> Watched:
     """Count records on `topic` until `expected`, with a progress bar.
 
     Times are the output records' own timestamps (set by the contender's producer), so the
     watcher's speed does not enter the figure; `per_second` is keyed by seconds after t0.
-    `on_first` runs when the first record arrives (to profile processing, not start-up).
+    `on_first` runs when the first record arrives (to profile processing, not start-up);
+    `check` runs between polls and may raise to stop watching (a contender that died).
     """
     consumer = Consumer(
         {
@@ -316,6 +318,8 @@ def watch(
     deadline = time.monotonic() + timeout
     with click.progressbar(length=expected, label=f"{label:<22}", show_pos=True) as bar:
         while w.records < expected and time.monotonic() < deadline:
+            if check is not None:
+                check()
             msgs = consumer.consume(5000, 0.5)
             if msgs and on_first is not None and w.first is None:
                 on_first()

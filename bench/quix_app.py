@@ -8,7 +8,7 @@ with Quix's default JSON serializer: an audit record per input, an action per ap
 
 Runs in `.venv-quix` (`make bench-quix-deps`; quixstreams pins an older confluent-kafka
 than Tower's), started by `bench.throughput` with the repository on PYTHONPATH. It only
-imports `pipeline.contracts` (fastavro, orjson) and `bench.quix_rules` of this repository.
+imports `pipeline.contracts` (fastavro, msgspec, orjson) and `bench.quix_rules` of this repository.
 
 Environment (as for `bench/raw_loop.py`): BENCH_BOOTSTRAP, BENCH_APP_ID (the consumer
 group), BENCH_SOURCE, BENCH_SINK (audit), BENCH_ACTIONS, BENCH_DATA_DIR (RocksDB),

@@ -301,8 +301,26 @@ def _run_contender(
         if profile and name in TOWERS:
             profiles.append(start_profile(procs[0].pid, work / f"{name}.folded"))
 
+    def check_alive() -> None:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"{LABELS[name]} exited (code {proc.returncode}) before writing all "
+                    f"{expected:,} outputs; its log is in {work}"
+                )
+
     try:
-        w = watch(bootstrap, sink, partitions, expected, timeout, LABELS[name], t0, on_first_output)
+        w = watch(
+            bootstrap,
+            sink,
+            partitions,
+            expected,
+            timeout,
+            LABELS[name],
+            t0,
+            on_first_output,
+            check_alive,
+        )
         sample_cpu()
         time.sleep(2.5)  # one more commit interval, so the lag series ends at zero
     finally:
