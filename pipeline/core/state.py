@@ -57,12 +57,9 @@ class ReplayMemory(Struct, frozen=True):
     def __len__(self) -> int:
         return len(self.digests) // DIGEST_CHARS
 
-    def remember(self, event_id: str, limit: int) -> ReplayMemory:
-        """This memory with `event_id` added, the oldest forgotten beyond `limit` ids."""
-        return self.add(digest_of(event_id), limit)
-
     def add(self, digest: str, limit: int) -> ReplayMemory:
-        """`remember` for an id whose `digest_of` the caller has already computed."""
+        """This memory with the id of `digest` (`digest_of`) added, the oldest forgotten
+        beyond `limit` ids."""
         digests = self.digests + digest
         excess = len(digests) - limit * DIGEST_CHARS
         return ReplayMemory(digests[excess:] if excess > 0 else digests)

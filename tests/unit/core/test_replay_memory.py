@@ -32,7 +32,7 @@ def test_remembers_the_last_ids_up_to_the_limit(
 ) -> None:
     memory = ReplayMemory()
     for event_id in added:
-        memory = memory.remember(event_id, limit)
+        memory = memory.add(digest_of(event_id), limit)
     assert len(memory) == min(len(added), limit)
     assert all(e in memory for e in inside)
     assert not any(e in memory for e in outside)
@@ -48,7 +48,7 @@ def test_a_digest_straddling_two_entries_is_no_match() -> None:
 
 def test_a_lower_limit_forgets_the_oldest_at_the_next_event() -> None:
     memory = ReplayMemory.of(["a", "b", "c", "d"])
-    smaller = memory.remember("e", 2)
+    smaller = memory.add(digest_of("e"), 2)
     assert len(smaller) == 2 and "d" in smaller and "e" in smaller and "c" not in smaller
 
 
@@ -114,7 +114,7 @@ def test_only_text_is_ever_inside() -> None:
 def test_behaves_like_the_last_limit_ids(ids: list[str], limit: int) -> None:
     memory = ReplayMemory()
     for event_id in ids:
-        memory = memory.remember(event_id, limit)
+        memory = memory.add(digest_of(event_id), limit)
     kept = ids[-limit:]
     assert len(memory) == len(kept)
     for event_id in set(ids):
