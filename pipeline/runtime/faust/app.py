@@ -42,6 +42,7 @@ from pipeline.processing.input_positions import (
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
 from pipeline.runtime import gc_tuning
+from pipeline.runtime.faust import aiokafka_compat
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.runtime.faust.connection import faust_connection
 from pipeline.runtime.faust.local_state import LocalState
@@ -274,6 +275,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     faust_compat.check_version()
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
     faust_compat.idempotent_producer()
+    aiokafka_compat.close_connections_on_failed_writes()
     compression = None if settings.compression == "none" else settings.compression
     options: dict[str, Any] = {
         **faust_connection(settings),
