@@ -276,6 +276,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
     faust_compat.idempotent_producer()
     aiokafka_compat.close_connections_on_failed_writes()
+    faust_compat.dump_consumer_thread_tasks()
     compression = None if settings.compression == "none" else settings.compression
     options: dict[str, Any] = {
         **faust_connection(settings),

@@ -154,6 +154,16 @@ def idempotent_producer() -> None:
     producer._settings_extra = settings_extra  # type: ignore[method-assign]
 
 
+def dump_consumer_thread_tasks() -> None:
+    """`kill -USR1` runs mode's `cry`, which lists the tasks of each thread that has a
+    `loop`. Faust's consumer thread has none, so the dump lacked aiokafka's fetcher and
+    metadata tasks, which is where a worker that stopped fetching is stuck."""
+    from mode.threads import WorkerThread
+
+    if not hasattr(WorkerThread, "loop"):
+        WorkerThread.loop = property(lambda thread: thread.service.thread_loop)  # type: ignore[attr-defined]
+
+
 async def take_available(
     stream: Any, max_: int, within: float, caught_up: Callable[[Any], bool]
 ) -> AsyncIterator[list[Any]]:

@@ -83,3 +83,40 @@ def test_a_seek_runs_on_the_consumer_thread_not_the_callers():
     tp = faust.types.TP("agent-events", 3)
     asyncio.run(faust_compat.seek(Consumer(), tp, 781))
     assert calls == [("queued", "seek"), ("seek", tp, 781)]
+
+
+def test_the_stack_dump_lists_the_consumer_threads_tasks():
+    """What `kill -USR1` prints (mode's `cry`) includes the tasks of Faust's consumer
+    thread, where aiokafka fetches."""
+    import asyncio
+    import io
+    import threading
+
+    from mode.threads import WorkerThread
+    from mode.utils.logging import cry
+
+    faust_compat.dump_consumer_thread_tasks()
+    started, stop = threading.Event(), threading.Event()
+
+    async def aiokafka_fetcher_stand_in() -> None:
+        started.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+
+    class Service:
+        thread_loop = asyncio.new_event_loop()
+
+        def _start_thread(self) -> None:
+            self.thread_loop.run_until_complete(aiokafka_fetcher_stand_in())
+
+    thread = WorkerThread(Service())
+    thread.start()
+    try:
+        assert started.wait(5)
+        out = io.StringIO()
+        cry(out)
+        assert "TASK aiokafka_fetcher_stand_in" in out.getvalue()
+    finally:
+        stop.set()
+        thread.join(5)
+        Service.thread_loop.close()
