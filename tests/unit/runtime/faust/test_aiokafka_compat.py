@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -44,10 +43,6 @@ async def reset_connection() -> AIOKafkaConnection:
     return conn
 
 
-def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    uvloop.run(main())
-
-
 def test_uvloop_raises_runtime_error_where_aiokafka_expects_os_error() -> None:
     """The bug itself: if aiokafka ever catches it, the fix can go."""
 
@@ -57,7 +52,7 @@ def test_uvloop_raises_runtime_error_where_aiokafka_expects_os_error() -> None:
             AIOKafkaConnection.send.__wrapped__(conn, MetadataRequest([]))  # type: ignore[attr-defined]
 
     aiokafka_compat.close_connections_on_failed_writes()
-    run(main)
+    uvloop.run(main())
 
 
 def test_a_write_to_a_reset_connection_closes_it_with_a_connection_error() -> None:
@@ -72,7 +67,7 @@ def test_a_write_to_a_reset_connection_closes_it_with_a_connection_error() -> No
         assert not conn.connected()
 
     aiokafka_compat.close_connections_on_failed_writes()
-    run(main)
+    uvloop.run(main())
     assert len(closed) == 1
 
 
@@ -95,7 +90,7 @@ def test_other_runtime_errors_still_raise() -> None:
             conn.send(MetadataRequest([]))
 
     aiokafka_compat.close_connections_on_failed_writes()
-    run(main)
+    uvloop.run(main())
 
 
 def test_installing_twice_wraps_once() -> None:
