@@ -14,7 +14,6 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -35,8 +34,6 @@ class PendingWakeup:
     deadline_s: float
     seq: int
     record: InputRecord = field(compare=False)
-    #: what the runtime needs to act on it (the Faust event, for the table's context)
-    handle: Any = field(default=None, compare=False)
 
 
 class WakeupSchedule:
@@ -50,15 +47,10 @@ class WakeupSchedule:
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
 
-    def add(self, record: InputRecord, deadline_s: float, handle: Any = None) -> None:
-        item = PendingWakeup(deadline_s, next(self._seq), record, handle)
+    def add(self, record: InputRecord, deadline_s: float) -> None:
+        item = PendingWakeup(deadline_s, next(self._seq), record)
         heapq.heappush(self._heaps.setdefault(record.partition, []), item)
         self._pending.setdefault(record.partition, set()).add(record.offset)
-
-    def handle_for(self, partition: int) -> Any:
-        """The handle of a pending wake-up of `partition` (the Faust event), if any."""
-        heap = self._heaps.get(partition)
-        return heap[0].handle if heap else None
 
     def next_deadline(self) -> float | None:
         return min((h[0].deadline_s for h in self._heaps.values() if h), default=None)

@@ -6,9 +6,10 @@ and tower-wakeups, so Faust never commits them. Per input partition the next off
 decide is a state-table entry, written with the batch's state writes once the broker has
 acknowledged the batch's outputs; every delivered record passes the sequence guard
 (`InputPositions`) before it is decided, and the offsets are mirrored to the consumer
-group for lag monitors. The agent takes events in batches (`take_events`) so Faust's
-per-message cost is paid once per batch (at-least-once: a crash re-emits identical
-records, never loses one).
+group for lag monitors. The consumer hands each fetch's input records over at once
+(`faust_compat.deliver_in_batches`), so no per-record cost of Faust's streams is paid,
+and they are decided in batches (at-least-once: a crash re-emits identical records, never
+loses one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -73,21 +74,18 @@ class FaustStateStore:
     """Reads and writes the state table for a given source partition.
 
     Faust picks the RocksDB partition database and the changelog partition from the
-    *current event*; in a batch the current event is the batch's last one, which may belong
-    to another partition, so each access first points the context at an event of the
-    customer's own partition.
+    stream's current event, so each access first points it at the customer's partition.
     """
 
-    def __init__(self, table: Any, events_by_partition: dict[int, Any]) -> None:
-        self.table = table
-        self.events = events_by_partition
+    def __init__(self, table: Any, topic: str) -> None:
+        self.table, self.topic = table, topic
 
     def load(self, partition: int, key: bytes) -> bytes | None:
-        faust_compat.focus(self.events[partition])
+        faust_compat.focus(self.topic, partition)
         return self.table.get(key)
 
     def save(self, partition: int, key: bytes, value: bytes) -> None:
-        faust_compat.focus(self.events[partition])
+        faust_compat.focus(self.topic, partition)
         self.table[key] = value
 
 
@@ -134,36 +132,31 @@ class InputGuard:
         #: positions written to the table since the last mirror
         self.stored: dict[TopicPartition, int] = {}
 
-    async def admit(self, batch: Sequence[Any]) -> list[tuple[Any, InputRecord]]:
-        """The batch's events that are next in sequence, with their records."""
-        consumer = self.app.consumer
-        if not faust_compat.unfiltered(consumer):
-            raise RuntimeError("the read-offset filter was not replaced before fetching")
-        assigned = consumer.assignment()
+    async def admit(self, batch: Sequence[Any]) -> list[InputRecord]:
+        """The records of the batch's messages that are next in sequence."""
+        assigned = self.app.consumer.assignment()
         now = time.monotonic()
         admitted = []
-        for ev in batch:
-            msg = ev.message
+        for msg in batch:
             if msg.tp not in assigned:  # left over from before a rebalance: not ours now
                 self.metrics.input_not_decided.labels("not_assigned").inc()
                 continue
             tp = (msg.topic, msg.partition)
             if not self.positions.known(tp):
-                await self._load(ev)
+                await self._load(msg)
             verdict = self.positions.classify(tp, msg.offset, now)
             if verdict is Verdict.DECIDE:
-                admitted.append((ev, input_record(msg)))
+                admitted.append(input_record(msg))
             else:
                 self.metrics.input_not_decided.labels(verdict.value).inc()
         return admitted
 
-    async def _load(self, ev: Any) -> None:
+    async def _load(self, msg: Any) -> None:
         """The stored position; if none, the partition's first offset (nothing of it was
         ever decided, so deciding starts at its beginning, wherever Faust started). Faust
         seeks a new assignment to the group's offset, which the mirror keeps at or below
         the stored one; where the first record delivered is not at it, the guard seeks."""
-        msg = ev.message
-        faust_compat.focus(ev)
+        faust_compat.focus(msg.topic, msg.partition)
         stored = unpack_position(self.table.get(position_key(msg.topic)))
         if stored is None:
             stored = (await self.app.consumer.earliest_offsets(msg.tp))[msg.tp]
@@ -178,21 +171,18 @@ class InputGuard:
     def written(self, next_offsets: dict[TopicPartition, int]) -> None:
         self.stored.update(next_offsets)
 
-    def horizon(
-        self, topic: str, schedule: WakeupSchedule, processor: BatchProcessor
-    ) -> Callable[[int], float]:
-        """For `WakeupSchedule.pop_due`: infinite for a partition of `topic` decided up to
-        its log end (as far as fetched), else the event time its input has reached."""
+    def horizon(self, topic: str, processor: BatchProcessor) -> Callable[[int], float]:
+        """For `WakeupSchedule.pop_due` (which asks only of partitions with pending
+        wake-ups, so owned ones): infinite for a partition of `topic` decided up to its
+        log end (as far as fetched), else the event time its input has reached."""
         consumer = self.app.consumer
 
         def until(partition: int) -> float:
             end = consumer.highwater(faust.types.TP(topic, partition))
             position = self.positions.next_offset((topic, partition))
             if position is None and end is not None:  # none delivered since the assignment
-                handle = schedule.handle_for(partition)
-                if handle is not None:
-                    faust_compat.focus(handle)
-                    position = unpack_position(self.table.get(position_key(topic))) or 0
+                faust_compat.focus(topic, partition)
+                position = unpack_position(self.table.get(position_key(topic))) or 0
             if end is not None and position is not None and position >= end:
                 return math.inf
             return processor.event_time.get(partition, -1) / 1000
@@ -326,6 +316,10 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     wakeups_topic = app.topic(
         t.wakeups, key_type=bytes, value_type=bytes, partitions=settings.partitions, acks=False
     )
+    # subscribed, but their records come to the worker in batches past Faust's streams
+    # (`deliver` below, installed by faust_compat.deliver_in_batches)
+    app.topics.add(events_topic)
+    app.topics.add(wakeups_topic)
     state = app.Table(
         STATE_TABLE,
         default=None,
@@ -399,7 +393,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     @faust_compat.connect(app.on_partitions_assigned)
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         # before the fetcher's drain loop starts (it starts when the recovery completes)
-        faust_compat.unfilter_reads(app.consumer, (t.events, t.wakeups))
+        faust_compat.deliver_in_batches(app.consumer, (t.events, t.wakeups), deliver)
         async with state_lock:
             guard.forget(assigned)
 
@@ -410,39 +404,52 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             schedule.drop(tp.partition for tp in revoked if tp.topic == t.wakeups)
             await app.producer.flush()  # its writes are on the broker for the next owner
 
-    def caught_up(event: Any) -> bool:
-        """The event was the partition's last record when it was fetched."""
-        msg = event.message
-        return bool(msg.offset + 1 >= (app.consumer.highwater(msg.tp) or 0))
+    #: each fetch's records of an input topic, handed over by the consumer's drain loop
+    inbox: dict[str, asyncio.Queue[list[Any]]] = {
+        t.events: asyncio.Queue(maxsize=1),
+        t.wakeups: asyncio.Queue(maxsize=1),
+    }
 
-    @app.agent(events_topic, name="tower-decide")
-    async def decide_events(stream: faust.StreamT) -> None:
-        async for batch in faust_compat.take_available(
-            stream, settings.batch_size, settings.batch_within_s, caught_up
-        ):
+    async def deliver(messages: list[Any]) -> None:
+        await app.flow_control.acquire()  # suspended while partitions are reassigned
+        by_topic: dict[str, list[Any]] = {}
+        for msg in messages:
+            by_topic.setdefault(msg.topic, []).append(msg)
+        for topic, batch in by_topic.items():
+            await inbox[topic].put(batch)
+
+    async def batches(topic: str) -> AsyncIterator[list[Any]]:
+        """The topic's fetched records in batches of at most `settings.batch_size`."""
+        while True:
+            fetched = await inbox[topic].get()
+            for start in range(0, len(fetched), settings.batch_size):
+                await app.producer.buffer.wait_until_ebb()  # the changelog's backlog
+                yield fetched[start : start + settings.batch_size]
+
+    @app.task
+    async def decide_events() -> None:
+        store = FaustStateStore(state, t.events)
+        async for batch in batches(t.events):
             async with state_lock:
                 admitted = await guard.admit(batch)
                 if admitted:
-                    store = FaustStateStore(state, {ev.message.partition: ev for ev, _ in admitted})
-                    result = processor.process([rec for _, rec in admitted], store)
+                    result = processor.process(admitted, store)
                     await publish(result, store, next_offsets(t.events, admitted))
             await guard.seek_holes()
 
-    @app.agent(wakeups_topic, name="tower-read-wakeups")
-    async def read_wakeups(stream: faust.StreamT) -> None:
+    @app.task
+    async def read_wakeups() -> None:
         """Wake-ups arrive right after their hold opens; the releaser acts at each one's
         own deadline, whatever order they came in."""
-        async for batch in faust_compat.take_available(
-            stream, settings.batch_size, settings.batch_within_s, caught_up
-        ):
+        async for batch in batches(t.wakeups):
             async with state_lock:
-                for ev, rec in await guard.admit(batch):
-                    schedule.add(rec, wakeup_deadline_s(rec.value), ev)
+                for rec in await guard.admit(batch):
+                    schedule.add(rec, wakeup_deadline_s(rec.value))
             schedule_changed.set()
             await guard.seek_holes()
 
     async def release(due: list[PendingWakeup]) -> None:
-        store = FaustStateStore(state, {w.record.partition: w.handle for w in due})
+        store = FaustStateStore(state, t.wakeups)
         pending = PendingWrites(store)
         result = BatchResult([], [])
         for wakeup in due:
@@ -467,7 +474,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
                 await asyncio.wait_for(schedule_changed.wait(), timeout)
             schedule_changed.clear()
             async with state_lock:
-                due = schedule.pop_due(time.time(), guard.horizon(t.events, schedule, processor))
+                due = schedule.pop_due(time.time(), guard.horizon(t.events, processor))
                 try:
                     if due:
                         await release(due)
@@ -475,7 +482,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
                 except Exception:
                     log.exception("releasing %d holds failed; retrying in 1 s", len(due))
                     for w in due:
-                        schedule.add(w.record, w.deadline_s, w.handle)
+                        schedule.add(w.record, w.deadline_s)
             await asyncio.sleep(1.0)
 
     @app.timer(MIRROR_INTERVAL_S)
@@ -528,12 +535,10 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     return app
 
 
-def next_offsets(
-    topic: str, admitted: Sequence[tuple[Any, InputRecord]]
-) -> dict[TopicPartition, int]:
+def next_offsets(topic: str, admitted: Sequence[InputRecord]) -> dict[TopicPartition, int]:
     """Per partition of `topic`, the offset after the last admitted record."""
     out: dict[TopicPartition, int] = {}
-    for _, rec in admitted:
+    for rec in admitted:
         out[(topic, rec.partition)] = rec.offset + 1
     return out
 

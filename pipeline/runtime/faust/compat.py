@@ -9,10 +9,10 @@ worker logs a warning at start-up.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -57,39 +57,28 @@ def recovering(app: faust.App) -> bool:
     return bool(app.rebalancing or recovery.in_recovery or not recovery.completed.is_set())
 
 
-def focus(event: Any) -> None:
-    """Make `event` the stream's current event: a table access then reads and writes the
-    partition database and changelog partition of that event's partition."""
-    _current_event.set(weakref.ref(event))
+class _PartitionEvent:
+    """What a table access reads of the stream's current event: its message's topic and
+    partition."""
+
+    __slots__ = ("__weakref__", "message", "partition", "topic")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message, self.topic, self.partition = self, topic, partition
 
 
-class UnfilteredReads(defaultdict[Any, int | None]):
-    """Faust's per-partition read offset, blind for the topics the worker positions itself.
-
-    `Consumer._drain_messages` silently drops a fetched record below the last offset it
-    delivered (the read offset). After the worker seeks a partition back to fill a hole,
-    the re-fetched records are exactly such records, so for these topics it must see none.
-    """
-
-    def __init__(self, topics: Iterable[str], data: Mapping[Any, int | None]) -> None:
-        super().__init__(lambda: None, data)
-        self.topics = frozenset(topics)
-
-    def __getitem__(self, tp: Any) -> int | None:
-        if tp.topic in self.topics:
-            return None
-        return super().__getitem__(tp)
+#: one per input partition, kept alive for the weak reference Faust holds
+_partition_events: dict[tuple[str, int], _PartitionEvent] = {}
 
 
-def unfilter_reads(consumer: Any, topics: Iterable[str]) -> None:
-    """Install `UnfilteredReads` before the fetcher's drain loop binds `__getitem__`."""
-    current = consumer._read_offset
-    if not isinstance(current, UnfilteredReads):
-        consumer._read_offset = UnfilteredReads(topics, current)
-
-
-def unfiltered(consumer: Any) -> bool:
-    return isinstance(consumer._read_offset, UnfilteredReads)
+def focus(topic: str, partition: int) -> None:
+    """Point table accesses at an input partition: they then read and write that
+    partition's database and changelog partition (Faust takes both from the stream's
+    current event)."""
+    event = _partition_events.get((topic, partition))
+    if event is None:
+        event = _partition_events[(topic, partition)] = _PartitionEvent(topic, partition)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]  # what tables read of it
 
 
 async def commit(consumer: Any, offsets: Mapping[tuple[str, int], int]) -> bool:
@@ -164,74 +153,88 @@ def dump_consumer_thread_tasks() -> None:
         WorkerThread.loop = property(lambda thread: thread.service.thread_loop)  # type: ignore[attr-defined]
 
 
-async def take_available(
-    stream: Any, max_: int, within: float, caught_up: Callable[[Any], bool]
-) -> AsyncIterator[list[Any]]:
-    """Faust's `Stream.take_events`, except that a batch also ends when nothing more is
-    queued and `caught_up(event)` says the event was the last one the partition had: at
-    light load a decision does not wait `within` for a batch to fill, under a backlog
-    batches still fill up to `max_`.
+Deliver = Callable[[list[Any]], Awaitable[None]]
 
-    With `take_events` a short `within` costs throughput (each batch waits for its acks,
-    and small batches wait often) and a long one costs latency on every batch. Copied
-    from faust-streaming 0.15.3 `take_events`; the one change is the flush condition.
+
+def deliver_in_batches(consumer: Any, topics: Iterable[str], deliver: Deliver) -> None:
+    """Hand each fetch's records of `topics` to `deliver` as one list, past Faust's
+    per-record path. Install before the fetcher's drain loop starts; it binds the drain
+    each time it (re)starts."""
+    consumer._drain_messages = functools.partial(
+        _drain_in_batches, consumer, frozenset(topics), deliver
+    )
+
+
+async def _drain_in_batches(
+    self: Any, topics: frozenset[str], deliver: Deliver, fetcher: Any
+) -> None:
+    """Faust's `Consumer._drain_messages`, except for records of `topics`.
+
+    Faust hands every record to the conductor through `wait_first`, which creates four
+    futures and waits on them, then the conductor decodes it into an event and queues it
+    for a stream, which takes it back one at a time. The worker decides in batches and
+    positions these topics itself (no read offset, no acks), so their records of one
+    fetch go to `deliver` at once. Records of other topics take Faust's path, unchanged
+    from faust-streaming 0.15.3.
     """
-    buffer: list[Any] = []
-    events: list[Any] = []
-    buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future[None] | None = None
-    channel_it = aiter(stream.channel)
-    queue = channel_it.queue
-    enable_acks = stream.enable_acks
+    from faust.transport.consumer import CONSUMER_FETCHING
 
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming
-        try:
-            if buffer_consuming is not None:
-                try:
-                    await buffer_consuming
-                finally:
-                    buffer_consuming = None
-            buffer.append(value)
-            event = stream.current_event
-            if event is None:
-                raise RuntimeError("take_available found current_event is None")
-            events.append(event)
-            if len(buffer) >= max_ or (queue.empty() and caught_up(event)):
-                buffer_full.set()
-                buffer_consumed.clear()
-                await stream.wait(buffer_consumed)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("Error adding to the batch: %r", exc)
-            await stream.crash(exc)
-        return value
-
-    stream.enable_acks = False
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    yield_every = 100
+    num_since_yield = 0
     try:
-        while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_full, timeout=within)
-            if buffer:
-                buffer_consuming = stream.loop.create_future()
-                try:
-                    yield list(events)
-                finally:
-                    buffer.clear()
-                    for event in events:
-                        await stream.ack(event)
-                    events.clear()
-                    done = buffer_consuming
-                    if done is not None and not done.done():
-                        done.set_result(None)
-                    buffer_full.clear()
-                    buffer_consumed.set()
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(CONSUMER_FETCHING)
+            ait = getmany(timeout=1.0)
+            await self.sleep(0)
+            if not self.should_stop:
+                batch = []
+                async for tp, message in ait:
+                    if tp.topic in topics:
+                        batch.append(message)
+                        continue
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await asyncio.sleep(0)
+                        num_since_yield = 0
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        set_read_offset(tp, offset)
+                if batch:
+                    await self.wait_first(deliver(batch), self.suspend_flow.wait())
+                unset_flag(CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
     finally:
-        stream.enable_acks = enable_acks
-        stream._processors.remove(add_to_buffer)
+        unset_flag(CONSUMER_FETCHING)
 
 
 def partition_database(store: Any, partition: int) -> Any:

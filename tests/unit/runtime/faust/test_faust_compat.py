@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections.abc import AsyncIterator
 
 import faust
 from faust.transport import consumer as faust_consumer
+from faust.types.tuples import Message
+from mode.utils.locks import Event
 
 from pipeline.runtime.faust import compat as faust_compat
 
@@ -17,27 +21,77 @@ def test_faust_is_a_version_the_compat_module_was_checked_against():
     )
 
 
-def test_the_drain_loop_reads_offsets_through_the_consumers_mapping():
-    """UnfilteredReads works only while `_drain_messages` binds `_read_offset.__getitem__`
-    and skips a record when that returns a number above its offset."""
-    source = inspect.getsource(faust_consumer.Consumer._drain_messages)
-    assert "self._read_offset.__getitem__" in source
-    assert "r_offset is None or offset >= r_offset" in source
-    assert hasattr(faust_consumer.Consumer, "_commit")
+def test_the_fetcher_runs_the_consumers_drain_loop():
+    """`deliver_in_batches` replaces the consumer's `_drain_messages`, which the fetcher
+    looks up each time it (re)starts."""
+    assert "consumer._drain_messages(self)" in inspect.getsource(faust_consumer.Fetcher)
+    assert "wait_first(" in inspect.getsource(faust_consumer.Consumer._drain_messages)
 
 
-def test_unfiltered_reads_hide_only_the_owned_topics():
-    class FakeConsumer:
-        _read_offset: dict = {}
+def fetched(topic: str, partition: int, offset: int) -> Message:
+    tp = faust.types.TP(topic, partition)
+    return Message(topic, partition, offset, 0.0, 0, None, b"key", b"value", None, tp=tp)
 
-    c = FakeConsumer()
-    c._read_offset = {faust.types.TP("other", 0): 7}
-    faust_compat.unfilter_reads(c, ["agent-events"])
-    assert faust_compat.unfiltered(c)
-    assert c._read_offset[faust.types.TP("agent-events", 0)] is None
-    c._read_offset[faust.types.TP("agent-events", 0)] = 42  # Faust still writes it
-    assert c._read_offset[faust.types.TP("agent-events", 0)] is None
-    assert c._read_offset[faust.types.TP("other", 0)] == 7
+
+def test_a_fetchs_records_of_the_batched_topics_are_delivered_at_once_past_the_read_offset():
+    """Per fetch one list of the batched topics' records, in fetch order, including a
+    record below the last one delivered (a re-fetch after a seek back), which Faust's
+    own drain drops; other topics still go one record at a time to the conductor."""
+    fetches = [
+        [
+            fetched("agent-events", 0, 5),
+            fetched("other", 0, 1),
+            fetched("agent-events", 1, 7),
+            fetched("agent-events", 0, 6),
+        ],
+        [fetched("agent-events", 0, 3)],
+    ]
+    per_record: list[Message] = []
+    delivered: list[list[tuple[str, int, int]]] = []
+
+    class Fetcher:
+        _stopped = Event()
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[faust.types.TP, Message]]:
+        if not fetches:
+            Fetcher._stopped.set()
+            return
+        for message in fetches.pop(0):
+            yield message.tp, message
+
+    async def conductor(message: Message) -> None:
+        per_record.append(message)
+
+    async def deliver(batch: list[Message]) -> None:
+        delivered.append([(m.topic, m.partition, m.offset) for m in batch])
+
+    async def drain() -> None:
+        consumer = faust.App("drain-test", broker="kafka://127.0.0.1:1").consumer
+        consumer.callback, consumer.getmany = conductor, getmany
+        faust_compat.deliver_in_batches(consumer, ["agent-events"], deliver)
+        await consumer._drain_messages(Fetcher())
+
+    asyncio.run(drain())
+    assert delivered == [
+        [("agent-events", 0, 5), ("agent-events", 1, 7), ("agent-events", 0, 6)],
+        [("agent-events", 0, 3)],
+    ]
+    assert [(m.topic, m.offset) for m in per_record] == [("other", 1)]
+
+
+def test_focus_points_table_accesses_at_a_partition():
+    """Faust's table picks the partition database and the changelog partition from the
+    current event's message (and checks its topic's partition count)."""
+    from faust.streams import current_event
+
+    faust_compat.focus("agent-events", 3)
+    event = current_event()
+    assert event is not None
+    assert (event.message.topic, event.message.partition) == ("agent-events", 3)
+    faust_compat.focus("tower-wakeups", 1)
+    event = current_event()
+    assert event is not None
+    assert (event.message.topic, event.message.partition) == ("tower-wakeups", 1)
 
 
 def test_the_faust_producer_is_idempotent_with_acks_from_all_replicas():
@@ -59,8 +113,6 @@ def test_the_faust_producer_is_idempotent_with_acks_from_all_replicas():
 def test_a_seek_runs_on_the_consumer_thread_not_the_callers():
     """Faust's own `seek` calls aiokafka from the caller's thread, racing the fetcher; the
     guard's seeks are queued on the consumer thread instead."""
-    import asyncio
-
     from faust.transport.drivers import aiokafka as driver
 
     assert "self._thread.seek(" in inspect.getsource(faust_consumer.ThreadDelegateConsumer._seek)
@@ -88,7 +140,6 @@ def test_a_seek_runs_on_the_consumer_thread_not_the_callers():
 def test_the_stack_dump_lists_the_consumer_threads_tasks():
     """What `kill -USR1` prints (mode's `cry`) includes the tasks of Faust's consumer
     thread, where aiokafka fetches."""
-    import asyncio
     import io
     import threading
 
