@@ -173,9 +173,10 @@ async def _drain_in_batches(
     Faust hands every record to the conductor through `wait_first`, which creates four
     futures and waits on them, then the conductor decodes it into an event and queues it
     for a stream, which takes it back one at a time. The worker decides in batches and
-    positions these topics itself (no read offset, no acks), so their records of one
-    fetch go to `deliver` at once. Records of other topics take Faust's path, unchanged
-    from faust-streaming 0.15.3.
+    positions these topics itself, so their records of one fetch go to `deliver` at once,
+    unfiltered: Faust drops a record below the last offset it delivered, and after the
+    sequence guard seeks back, the records fetched again are exactly such records. Records
+    of other topics take Faust's path, unchanged from faust-streaming 0.15.3.
     """
     from faust.transport.consumer import CONSUMER_FETCHING
 
