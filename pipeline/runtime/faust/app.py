@@ -46,6 +46,7 @@ from pipeline.runtime import gc_tuning
 from pipeline.runtime.faust import aiokafka_compat
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.runtime.faust.connection import faust_connection
+from pipeline.runtime.faust.inbox import Inbox
 from pipeline.runtime.faust.local_state import LocalState
 from pipeline.runtime.faust.restoring_table import RestoringTable
 from pipeline.settings import Settings
@@ -66,6 +67,8 @@ ROCKSDB_OPTIONS = {
 }
 #: longest the broker holds a fetch of the worker's consumer (see faust_compat)
 FETCH_MAX_WAIT_MS = 20
+#: fetched records waiting per input topic before the drain loop waits, in batches
+INBOX_BATCHES = 4
 #: how often input positions are mirrored to the group and overdue seeks retried
 MIRROR_INTERVAL_S = 1.0
 
@@ -404,27 +407,23 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             schedule.drop(tp.partition for tp in revoked if tp.topic == t.wakeups)
             await app.producer.flush()  # its writes are on the broker for the next owner
 
-    #: each fetch's records of an input topic, handed over by the consumer's drain loop
-    inbox: dict[str, asyncio.Queue[list[Any]]] = {
-        t.events: asyncio.Queue(maxsize=1),
-        t.wakeups: asyncio.Queue(maxsize=1),
-    }
+    #: fetched records of each input topic, handed over by the consumer's drain loop
+    inbox = {topic: Inbox(INBOX_BATCHES * settings.batch_size) for topic in (t.events, t.wakeups)}
 
     async def deliver(messages: list[Any]) -> None:
         await app.flow_control.acquire()  # suspended while partitions are reassigned
         by_topic: dict[str, list[Any]] = {}
         for msg in messages:
             by_topic.setdefault(msg.topic, []).append(msg)
-        for topic, batch in by_topic.items():
-            await inbox[topic].put(batch)
+        for topic, records in by_topic.items():
+            await inbox[topic].put(records)
 
     async def batches(topic: str) -> AsyncIterator[list[Any]]:
-        """The topic's fetched records in batches of at most `settings.batch_size`."""
+        """What has been fetched of the topic, in batches of at most `batch_size`."""
         while True:
-            fetched = await inbox[topic].get()
-            for start in range(0, len(fetched), settings.batch_size):
-                await app.producer.buffer.wait_until_ebb()  # the changelog's backlog
-                yield fetched[start : start + settings.batch_size]
+            batch = await inbox[topic].take(settings.batch_size)
+            await app.producer.buffer.wait_until_ebb()  # the changelog's backlog
+            yield batch
 
     @app.task
     async def decide_events() -> None:
