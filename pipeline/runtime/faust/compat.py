@@ -158,8 +158,8 @@ Deliver = Callable[[list[Any]], Awaitable[None]]
 
 def deliver_in_batches(consumer: Any, topics: Iterable[str], deliver: Deliver) -> None:
     """Hand each fetch's records of `topics` to `deliver` as one list, past Faust's
-    per-record path. Install before the fetcher's drain loop starts; it binds the drain
-    each time it (re)starts."""
+    per-record path. The fetcher looks the drain loop up each time it (re)starts, so
+    installing this before its first start is enough."""
     consumer._drain_messages = functools.partial(
         _drain_in_batches, consumer, frozenset(topics), deliver
     )
