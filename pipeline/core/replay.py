@@ -34,7 +34,7 @@ from pipeline.contracts.codec import InvalidEvent, decode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.arbitration import decide, release
 from pipeline.core.audit_minimisation import changed_by_minimisation, minimised_decision
-from pipeline.core.decision import HELD, Decision
+from pipeline.core.decision import DUPLICATE, HELD, Decision
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 
@@ -217,7 +217,10 @@ def replay_customer(
         elif minimised is not None:
             why = (f"the state was rebuilt from minimised inputs ({minimised})", minimised)
         now = int(record.get("decided_at") or event.occurred_at)
-        hold_id = _held_in(state, event.event_id) if record.get("outcome") != HELD else None
+        # a copy of a held event sent again before the hold closed is audited as a
+        # duplicate (decide's first check) and does not release it
+        final = record.get("outcome") not in (HELD, DUPLICATE)
+        hold_id = _held_in(state, event.event_id) if final else None
         if hold_id is not None:
             # the first final record of a released hold: release it as the worker did
             decisions, state = release(state, event.customer_id, hold_id, policy)

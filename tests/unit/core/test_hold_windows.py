@@ -203,6 +203,30 @@ def test_replay_and_what_if_follow_holds_through_their_release():
     assert HELD not in report.new_outcomes and report.events == 10
 
 
+def test_replay_tells_a_held_events_duplicate_from_its_release():
+    """An agent re-sends a held proposal before the hold closes: the worker audits the copy
+    as a duplicate, and releases the hold only at its wake-up. Replay must not take the
+    duplicate's record for the release's (they share the event id)."""
+    from pipeline.contracts.codec import decode_record, encode_event
+    from pipeline.core.decision import DUPLICATE
+    from pipeline.core.replay import MATCH, catalog, replay_all
+    from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+    from pipeline.settings import Settings
+
+    settings = Settings()
+    bp = BatchProcessor(settings, policy=lambda: POLICY, clock=lambda: 1.0)
+    events = five()
+    events.insert(3, events[1])  # the second proposal, sent again while held
+    recs = [InputRecord(b"c1", encode_event(e, "json"), 0, i, None) for i, e in enumerate(events)]
+    store = DictStateStore()
+    outputs = list(bp.process_and_save(recs, store).outputs)
+    wake = next(o for o in outputs if o.topic == settings.topics.wakeups)
+    outputs += bp.release(InputRecord(b"c1", wake.value, 0, 0, None), store).outputs
+    audits = [decode_record("audit_record", o.value) for o in outputs if o.topic == "audit"]
+    assert [a["outcome"] for a in audits][:6] == [HELD, HELD, HELD, DUPLICATE, HELD, HELD]
+    assert [r.status for r in replay_all(audits, catalog([POLICY]))] == [MATCH] * len(audits)
+
+
 def test_a_later_event_past_the_deadline_releases_the_hold_before_it_is_decided():
     """In event time the hold closed first: the outcome must not depend on whether its
     wake-up was read before this event (it is the what-if's order too)."""

@@ -1,0 +1,139 @@
+"""A deterministic run of the batch processor, recorded by an older commit so that the
+current code can be checked against it (tests/unit/processing/test_recorded_run.py).
+
+Run it in a worktree of the older commit, so the run is recorded by that commit's code:
+
+    git worktree add /tmp/old <commit>
+    cd /tmp/old && PYTHONPATH=. python /path/to/tests/recorded_run.py --out FILE --commit <commit>
+
+It uses only what has not changed since issue 15's commit (6738b7c): the showcase
+simulator and policy, `BatchProcessor`, `DictStateStore`, `InputRecord`. The run has two
+phases: the first from empty states, the second from the states the first stored. The file
+holds both phases' output records, the stored states between them and the wake-ups not yet
+released then. The inputs are not stored: the seeded simulator makes them again, and their
+digest in the file says whether it still does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.core.policy_document import load_policy
+from pipeline.ops.simulator import ShowcaseSimulator
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+from pipeline.settings import Settings
+
+POLICY_FILE = Path(__file__).resolve().parents[1] / "deploy" / "policy.showcase.yaml"
+CUSTOMERS, SEED, EVENTS, PHASE_ONE = 40, 11, 800, 500
+PARTITIONS, BATCH = 4, 100
+#: the processor's wall clock (`processed_at`): fixed, so the records are reproducible
+CLOCK_S = 1_800_000_000.0
+
+#: (topic, key, value, partition) of one output record
+Output = tuple[str, bytes | None, bytes, int]
+
+
+def inputs() -> list[InputRecord]:
+    """The simulator's records with per-partition offsets, partitioned by a stable hash."""
+    offsets = [0] * PARTITIONS
+    out = []
+    for r in ShowcaseSimulator(customers=CUSTOMERS, seed=SEED).records(EVENTS):
+        p = zlib.crc32(r.key) % PARTITIONS
+        out.append(InputRecord(r.key, r.value, p, offsets[p], None))
+        offsets[p] += 1
+    return out
+
+
+def inputs_digest(records: list[InputRecord]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(orjson.dumps([r.key, r.value, r.partition, r.offset], default=bytes.hex))
+    return h.hexdigest()
+
+
+def processor() -> BatchProcessor:
+    policy = load_policy(POLICY_FILE.read_text(encoding="utf-8"))
+    return BatchProcessor(Settings(), lambda: policy, clock=lambda: CLOCK_S)
+
+
+def run_phase(
+    proc: BatchProcessor,
+    records: list[InputRecord],
+    store: DictStateStore,
+    wakeups: list[InputRecord],
+) -> list[Output]:
+    """Decide `records` in batches; after each batch release, in deadline order, the
+    wake-ups whose deadline the input's event time has passed (as a worker would once its
+    clock got there). `wakeups` is updated in place: what is still pending at the end."""
+    out: list[Output] = []
+    wakeup_topic = proc.settings.topics.wakeups
+    next_offset = max((w.offset + 1 for w in wakeups), default=0)
+    for i in range(0, len(records), BATCH):
+        result = proc.process_and_save(records[i : i + BATCH], store)
+        for o in result.outputs:
+            out.append((o.topic, o.key, o.value, o.partition))
+            if o.topic == wakeup_topic:
+                wakeups.append(InputRecord(o.key, o.value, o.partition, next_offset, None))
+                next_offset += 1
+        horizon = max(proc.event_time.values(), default=0)
+        due = sorted((w for w in wakeups if _deadline(w) <= horizon), key=_deadline)
+        for w in due:
+            wakeups.remove(w)
+            released = proc.release(w, store)
+            for write in released.state_writes:
+                store.save(write.partition, write.key, write.value)
+            out.extend((o.topic, o.key, o.value, o.partition) for o in released.outputs)
+    return out
+
+
+def _deadline(wakeup: InputRecord) -> int:
+    return int(orjson.loads(wakeup.value or b"")["deadline"])
+
+
+def _b64(b: bytes | None) -> str | None:
+    return None if b is None else base64.b64encode(b).decode()
+
+
+def unb64(s: str | None) -> bytes | None:
+    return None if s is None else base64.b64decode(s)
+
+
+def record(commit: str) -> dict[str, Any]:
+    records = inputs()
+    store, wakeups = DictStateStore(), []
+    first = run_phase(processor(), records[:PHASE_ONE], store, wakeups)
+    states = dict(store.data)
+    pending = list(wakeups)
+    # a new processor, as after a worker's restart: only the stored states carry over
+    second = run_phase(processor(), records[PHASE_ONE:], store, wakeups)
+    return {
+        "commit": commit,
+        "inputs_sha256": inputs_digest(records),
+        "phase_one": [[t, _b64(k), _b64(v), p] for t, k, v, p in first],
+        "states": {_b64(k): _b64(v) for k, v in states.items()},
+        "pending_wakeups": [[_b64(w.key), _b64(w.value), w.partition, w.offset] for w in pending],
+        "phase_two": [[t, _b64(k), _b64(v), p] for t, k, v, p in second],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="the .json.gz file to write")
+    parser.add_argument("--commit", required=True, help="the commit whose code records")
+    args = parser.parse_args()
+    data = json.dumps(record(args.commit), separators=(",", ":")).encode()
+    args.out.write_bytes(gzip.compress(data, mtime=0))
+    print(f"{args.out}: {len(data):,} bytes of JSON, {args.out.stat().st_size:,} gzipped")
+
+
+if __name__ == "__main__":
+    main()
