@@ -3,7 +3,7 @@ bytes, audit and action encoding, metrics) on the throughput harness' records, i
 with the states in a dict. No broker: this is the ceiling the Kafka side can approach.
 
 Run: `python -m bench.batch_speed [--events N] [--profile] [--experiments] [--against REV]`
-(`--profile` prints cProfile's busiest functions by own time; `--experiments` also runs the
+(`--profile` prints where the time goes, by stage and by function; `--experiments` also runs the
 same records under the same policy plus a control group and two holdouts, alternating with
 the plain policy, and prints the ratio; `--against REV` runs commit REV from a temporary git
 worktree, alternating with this tree, and prints this tree's speed as a multiple of REV's).
@@ -19,12 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from bench.common import REPO
+from bench.common import (
+    REPO,
+    py_spy,
+    stage_shares,
+    start_profile,
+    stop_profile,
+    summarise_profile,
+)
 from pipeline.core.policy import ControlGroup, Experiments
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.simulator import AgentSimulator
@@ -120,7 +128,11 @@ def run(
 @click.option("--customers", default=5_000, show_default=True)
 @click.option("--batch-size", default=500, show_default=True, help="Records per batch.")
 @click.option("--repeat", default=3, show_default=True, help="Runs; the best one counts.")
-@click.option("--profile/--no-profile", default=False, help="cProfile one more run.")
+@click.option(
+    "--profile/--no-profile",
+    default=False,
+    help="Profile two more runs: py-spy (if installed) by stage and by function, else cProfile.",
+)
 @click.option(
     "--experiments/--no-experiments",
     default=False,
@@ -171,9 +183,45 @@ def main(
             f"{max(sizes):,} B at most"
         )
     if profile:
+        profile_run(work, lambda: BatchProcessor(Settings(), lambda: policy))
+
+
+#: Where `BatchProcessor.process`'s time goes, for `--profile`: each stage is the first of
+#: these frames below it (so the audit record's encoding counts as encoding, not as audit).
+STAGES = {
+    "decode and validate the input": "decode_event",
+    "load the customer's state": "unpack_stored",
+    "decide (the rules)": "decide (",
+    "experience and experiment metrics": "_observe",
+    "build the audit record": "audit_record",
+    "encode the outputs (Avro)": "encode_record",
+    "store the state": "pack_stored",
+}
+
+
+def profile_run(work: list[list[InputRecord]], make: Callable[[], BatchProcessor]) -> None:
+    """py-spy over two more runs (sampling, so a function's share is not inflated by its
+    calls as with cProfile): the stages' shares and the busiest functions by own time.
+    Without py-spy, cProfile's busiest functions."""
+    if py_spy() is None:
         prof = cProfile.Profile()
-        prof.runcall(run, work, BatchProcessor(Settings(), lambda: policy))
+        prof.runcall(run, work, make())
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return
+    with tempfile.TemporaryDirectory(prefix="tower-batch-speed-") as tmp:
+        folded = Path(tmp) / "batch.folded"
+        spy = start_profile(os.getpid(), folded, rate=250)
+        time.sleep(1.0)  # py-spy attaches
+        for _ in range(2):
+            run(work, make())
+        stop_profile(spy)
+        root = "BatchProcessor.process "
+        click.echo("\nShare of BatchProcessor.process (py-spy, 250 Hz):")
+        for stage, share in stage_shares(folded, root, STAGES).items():
+            click.echo(f"  {share:5.1f} %  {stage}")
+        click.echo("\nBusiest functions by own time (self %, inclusive %), whole process:")
+        for name, own, incl in summarise_profile(folded, top=20):
+            click.echo(f"  {own:5.1f} {incl:5.1f}  {name}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -418,12 +418,12 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def start_profile(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+def start_profile(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes] | None:
     exe = py_spy()
     if exe is None:
         click.echo("py-spy not installed: no profile (pip install py-spy)", err=True)
         return None
-    args = ["record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--nonblocking"]
+    args = ["record", "--pid", str(pid), "--format", "raw", "--rate", str(rate), "--nonblocking"]
     return subprocess.Popen(
         [exe, *args, "--output", str(out)],
         stdout=subprocess.DEVNULL,
@@ -478,6 +478,26 @@ def inclusive_share(folded: Path, needles: Sequence[str]) -> dict[str, float]:
             if needle in stack:
                 hits[needle] += int(count)
     return {n: 100 * hits[n] / total for n in needles} if total else {}
+
+
+def stage_shares(folded: Path, root: str, stages: Mapping[str, str]) -> dict[str, float]:
+    """Share of the samples under the frame `root` spent in each stage, a stage being the
+    first of `stages`' needles (substrings of a frame) met going down from `root`; the
+    rest is `root`'s own and unlisted work ("other")."""
+    hits: collections.Counter[str] = collections.Counter()
+    for line in folded.read_text().splitlines() if folded.exists() else ():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        top = next((i for i, f in enumerate(frames) if f.startswith(root)), None)
+        if top is None or not count.isdigit():
+            continue
+        stage = next(
+            (name for f in frames[top + 1 :] for name, needle in stages.items() if needle in f),
+            "other",
+        )
+        hits[stage] += int(count)
+    total = sum(hits.values())
+    return {name: 100 * hits[name] / total for name in [*stages, "other"]} if total else {}
 
 
 def _short(frame: str) -> str:
