@@ -422,7 +422,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         """What has been fetched of the topic, in batches of at most `batch_size`."""
         while True:
             batch = await inbox[topic].take(settings.batch_size)
-            await app.producer.buffer.wait_until_ebb()  # the changelog's backlog
+            await faust_compat.drain_send_buffer(app.producer.buffer)  # the changelog
             yield batch
 
     @app.task

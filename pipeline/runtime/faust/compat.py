@@ -238,6 +238,18 @@ async def _drain_in_batches(
         unset_flag(CONSUMER_FETCHING)
 
 
+async def drain_send_buffer(buffer: Any) -> None:
+    """Wait until Faust's producer buffer is back to its limit (`max_messages`).
+
+    Table writes queue their changelog records there, and a background task sends them.
+    Faust's own `wait_until_ebb` waits for at most `max_messages` sends, which kept up when
+    its conductor called it for every record; called once per batch it does not, and the
+    changelog fell behind the table without bound under a backlog (the queued messages
+    held in memory, and a killed worker's restore finding the table further back)."""
+    while buffer.size > buffer.max_messages:
+        await buffer.flush_atmost(buffer.size - buffer.max_messages)
+
+
 def partition_database(store: Any, partition: int) -> Any:
     """One partition's database of Faust's RocksDB store (rocksdict, raw mode), opened if
     it is not yet; Faust has no public accessor for it."""

@@ -171,3 +171,44 @@ def test_the_stack_dump_lists_the_consumer_threads_tasks():
         stop.set()
         thread.join(5)
         Service.thread_loop.close()
+
+
+class _SendsOnTheLoop:
+    """Faust's `ProducerBuffer` with its sending task, sends recorded instead of made."""
+
+    def __init__(self) -> None:
+        from faust.transport.producer import ProducerBuffer
+
+        class App:
+            class conf:
+                producer_threaded = False
+
+        self.sent: list[int] = []
+
+        async def send(fut: int) -> None:
+            self.sent.append(fut)
+            await asyncio.sleep(0)  # a send yields to the loop, as aiokafka's does
+
+        self.buffer = ProducerBuffer()
+        self.buffer.app = App()
+        self.buffer._send_pending = send  # type: ignore[method-assign]
+
+    async def after_a_batch_of(self, writes: int, wait: bool) -> int:
+        """What is still queued after a batch queued `writes` changelog records, twice."""
+        await self.buffer.start()
+        for _ in range(2):
+            for i in range(writes):
+                self.buffer.put(i)  # type: ignore[arg-type]  # what a table write queues
+            if wait:
+                await faust_compat.drain_send_buffer(self.buffer)
+            else:
+                await self.buffer.wait_until_ebb()
+        return int(self.buffer.size)  # its sending task ends with the loop
+
+
+def test_a_batchs_changelog_records_are_sent_before_the_next_batch():
+    """Faust's `wait_until_ebb` waits for 100 sends whatever is queued: once per batch of
+    500 writes the queue grows by 400 each batch."""
+    max_messages = 100
+    assert asyncio.run(_SendsOnTheLoop().after_a_batch_of(500, wait=False)) > 2 * max_messages
+    assert asyncio.run(_SendsOnTheLoop().after_a_batch_of(500, wait=True)) <= max_messages
