@@ -245,8 +245,9 @@ async def drain_send_buffer(buffer: Any) -> None:
     Faust's own `wait_until_ebb` waits for at most `max_messages` sends, which kept up when
     its conductor called it for every record; called once per batch it does not, and the
     changelog fell behind the table without bound under a backlog (the queued messages
-    held in memory, and a killed worker's restore finding the table further back)."""
-    while buffer.size > buffer.max_messages:
+    held in memory, and a killed worker's restore finding the table further back). A
+    buffer that is not running (the worker stopping) is not waited for: it cannot flush."""
+    while buffer.size > buffer.max_messages and buffer.state == "running":
         await buffer.flush_atmost(buffer.size - buffer.max_messages)
 
 

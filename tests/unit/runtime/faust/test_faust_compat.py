@@ -212,3 +212,12 @@ def test_a_batchs_changelog_records_are_sent_before_the_next_batch():
     max_messages = 100
     assert asyncio.run(_SendsOnTheLoop().after_a_batch_of(500, wait=False)) > 2 * max_messages
     assert asyncio.run(_SendsOnTheLoop().after_a_batch_of(500, wait=True)) <= max_messages
+
+
+def test_a_buffer_that_is_not_running_is_not_waited_for():
+    """Faust's flush raises on it: a stopping worker must not crash there."""
+    sends = _SendsOnTheLoop()
+    for i in range(500):
+        sends.buffer.put(i)  # type: ignore[arg-type]
+    asyncio.run(faust_compat.drain_send_buffer(sends.buffer))
+    assert sends.buffer.size == 500 and sends.sent == []
