@@ -441,18 +441,20 @@ def stop_profile(proc: subprocess.Popen[bytes] | None) -> None:
         proc.kill()
 
 
+def _samples(folded: Path) -> Iterator[tuple[str, int]]:
+    """(stack, samples) per line of py-spy's collapsed stacks; nothing if there is no file."""
+    for line in folded.read_text().splitlines() if folded.exists() else ():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack, int(count)
+
+
 def summarise_profile(folded: Path, top: int = 15) -> list[tuple[str, float, float]]:
     """(function, self %, inclusive %) from py-spy's collapsed stacks, busiest first by self."""
-    if not folded.exists():
-        return []
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in folded.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for stack, n in _samples(folded):
         frames = [_short(f) for f in stack.split(";")]
         total += n
         own[frames[-1]] += n
@@ -467,17 +469,12 @@ def inclusive_share(folded: Path, needles: Sequence[str]) -> dict[str, float]:
     """Share of samples whose stack contains each needle (a substring of a frame)."""
     hits: collections.Counter[str] = collections.Counter()
     total = 0
-    if not folded.exists():
-        return {}
-    for line in folded.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
+    for stack, n in _samples(folded):
+        total += n
         for needle in needles:
             if needle in stack:
-                hits[needle] += int(count)
-    return {n: 100 * hits[n] / total for n in needles} if total else {}
+                hits[needle] += n
+    return {needle: 100 * hits[needle] / total for needle in needles} if total else {}
 
 
 def stage_shares(folded: Path, root: str, stages: Mapping[str, str]) -> dict[str, float]:
@@ -485,17 +482,16 @@ def stage_shares(folded: Path, root: str, stages: Mapping[str, str]) -> dict[str
     first of `stages`' needles (substrings of a frame) met going down from `root`; the
     rest is `root`'s own and unlisted work ("other")."""
     hits: collections.Counter[str] = collections.Counter()
-    for line in folded.read_text().splitlines() if folded.exists() else ():
-        stack, _, count = line.rpartition(" ")
+    for stack, n in _samples(folded):
         frames = stack.split(";")
         top = next((i for i, f in enumerate(frames) if f.startswith(root)), None)
-        if top is None or not count.isdigit():
+        if top is None:
             continue
         stage = next(
             (name for f in frames[top + 1 :] for name, needle in stages.items() if needle in f),
             "other",
         )
-        hits[stage] += int(count)
+        hits[stage] += n
     total = sum(hits.values())
     return {name: 100 * hits[name] / total for name in [*stages, "other"]} if total else {}
 

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +104,60 @@ def _b64(b: bytes | None) -> str | None:
     return None if b is None else base64.b64encode(b).decode()
 
 
-def unb64(s: str | None) -> bytes | None:
+def _unb64(s: str | None) -> bytes | None:
     return None if s is None else base64.b64decode(s)
 
 
-def record(commit: str) -> dict[str, Any]:
+@dataclass
+class Recording:
+    """What the file holds, in the processor's types; the file keeps bytes as base64."""
+
+    commit: str
+    inputs_sha256: str
+    phase_one: list[Output]
+    #: the stored states after the first phase
+    states: dict[bytes, bytes]
+    #: wake-ups not yet released after the first phase
+    pending_wakeups: list[InputRecord]
+    phase_two: list[Output]
+
+    def write(self, path: Path) -> int:
+        """Gzipped JSON at `path`; returns the JSON's size."""
+        data = json.dumps(
+            {
+                "commit": self.commit,
+                "inputs_sha256": self.inputs_sha256,
+                "phase_one": [[t, _b64(k), _b64(v), p] for t, k, v, p in self.phase_one],
+                "states": {_b64(k): _b64(v) for k, v in self.states.items()},
+                "pending_wakeups": [
+                    [_b64(w.key), _b64(w.value), w.partition, w.offset]
+                    for w in self.pending_wakeups
+                ],
+                "phase_two": [[t, _b64(k), _b64(v), p] for t, k, v, p in self.phase_two],
+            },
+            separators=(",", ":"),
+        ).encode()
+        path.write_bytes(gzip.compress(data, mtime=0))
+        return len(data)
+
+    @classmethod
+    def read(cls, path: Path) -> Recording:
+        d = json.loads(gzip.decompress(path.read_bytes()))
+
+        def outputs(rows: list[list[Any]]) -> list[Output]:
+            return [(t, _unb64(k), _unb64(v) or b"", p) for t, k, v, p in rows]
+
+        return cls(
+            d["commit"],
+            d["inputs_sha256"],
+            outputs(d["phase_one"]),
+            {_unb64(k) or b"": _unb64(v) or b"" for k, v in d["states"].items()},
+            [InputRecord(_unb64(k), _unb64(v), p, o, None) for k, v, p, o in d["pending_wakeups"]],
+            outputs(d["phase_two"]),
+        )
+
+
+def record(commit: str) -> Recording:
     records = inputs()
     store, wakeups = DictStateStore(), []
     first = run_phase(processor(), records[:PHASE_ONE], store, wakeups)
@@ -115,14 +165,7 @@ def record(commit: str) -> dict[str, Any]:
     pending = list(wakeups)
     # a new processor, as after a worker's restart: only the stored states carry over
     second = run_phase(processor(), records[PHASE_ONE:], store, wakeups)
-    return {
-        "commit": commit,
-        "inputs_sha256": inputs_digest(records),
-        "phase_one": [[t, _b64(k), _b64(v), p] for t, k, v, p in first],
-        "states": {_b64(k): _b64(v) for k, v in states.items()},
-        "pending_wakeups": [[_b64(w.key), _b64(w.value), w.partition, w.offset] for w in pending],
-        "phase_two": [[t, _b64(k), _b64(v), p] for t, k, v, p in second],
-    }
+    return Recording(commit, inputs_digest(records), first, states, pending, second)
 
 
 def main() -> None:
@@ -130,9 +173,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the .json.gz file to write")
     parser.add_argument("--commit", required=True, help="the commit whose code records")
     args = parser.parse_args()
-    data = json.dumps(record(args.commit), separators=(",", ":")).encode()
-    args.out.write_bytes(gzip.compress(data, mtime=0))
-    print(f"{args.out}: {len(data):,} bytes of JSON, {args.out.stat().st_size:,} gzipped")
+    size = record(args.commit).write(args.out)
+    print(f"{args.out}: {size:,} bytes of JSON, {args.out.stat().st_size:,} gzipped")
 
 
 if __name__ == "__main__":

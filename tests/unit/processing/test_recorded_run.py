@@ -8,41 +8,33 @@ in a worktree of that commit (its docstring says how).
 
 from __future__ import annotations
 
-import gzip
-import json
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from pipeline.contracts.codec import decode_record
 from pipeline.core.replay import MATCH, catalog, replay_all
-from pipeline.processing.batch import DictStateStore, InputRecord
+from pipeline.processing.batch import DictStateStore
 from tests import recorded_run as run
-from tests.recorded_run import Output, unb64
+from tests.recorded_run import Recording
 
 RECORDING = Path(__file__).resolve().parents[2] / "data" / "recorded-run-6738b7c.json.gz"
 
 
 @cache
-def recording() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(gzip.decompress(RECORDING.read_bytes()))
-    return data
-
-
-def outputs(phase: str) -> list[Output]:
-    return [(t, unb64(k), unb64(v) or b"", p) for t, k, v, p in recording()[phase]]
+def recording() -> Recording:
+    return Recording.read(RECORDING)
 
 
 def test_the_simulator_still_makes_the_recorded_inputs():
     """Otherwise the comparisons below compare different runs: record again."""
-    assert run.inputs_digest(run.inputs()) == recording()["inputs_sha256"]
+    assert run.inputs_digest(run.inputs()) == recording().inputs_sha256
 
 
 def test_replay_matches_every_recorded_decision():
     proc = run.processor()
     audit = [
         decode_record("audit_record", value)
-        for topic, _, value, _ in [*outputs("phase_one"), *outputs("phase_two")]
+        for topic, _, value, _ in [*recording().phase_one, *recording().phase_two]
         if topic == proc.settings.topics.audit
     ]
     outcomes = {record["outcome"] for record in audit}
@@ -53,17 +45,14 @@ def test_replay_matches_every_recorded_decision():
 def test_the_same_output_bytes_from_empty_states():
     inputs = run.inputs()[: run.PHASE_ONE]
     produced = run.run_phase(run.processor(), inputs, DictStateStore(), [])
-    assert produced == outputs("phase_one")
+    assert produced == recording().phase_one
 
 
 def test_the_same_output_bytes_from_the_states_the_old_commit_stored():
     store = DictStateStore()
-    store.data = {unb64(k) or b"": unb64(v) or b"" for k, v in recording()["states"].items()}
-    wakeups = [
-        InputRecord(unb64(k), unb64(v), p, offset, None)
-        for k, v, p, offset in recording()["pending_wakeups"]
-    ]
+    store.data = dict(recording().states)
+    wakeups = list(recording().pending_wakeups)
     assert store.data and wakeups  # the second phase starts mid-journey, holds open
     inputs = run.inputs()[run.PHASE_ONE :]
     produced = run.run_phase(run.processor(), inputs, store, wakeups)
-    assert produced == outputs("phase_two")
+    assert produced == recording().phase_two
