@@ -15,6 +15,10 @@ replay can apply the same treatment to what it recomputes.
 * `content: redacted` keeps a kept input's content with PII markers, `content: hash` as
   `sha256:` + hex SHA-256 of salt + content (equal content, equal hash).
 
+A dead letter keeps its raw record under the same levels (`minimised_raw`): redacted
+where the audit redacts, and not kept at all (only its length and salted digest, to match
+it against the producer's copy) where the audit keeps no input or hashes the content.
+
 The decision (outcome, rule, reason, trace) is always kept, but with a minimised input its
 reasons get the same treatment: PII markers, and with `input: none` the values the
 consistency ledger quotes (asserted facts, this event's and earlier ones) become
@@ -128,3 +132,23 @@ def minimised_decision(fields: Mapping[str, Any], levels: AuditLevels) -> dict[s
         for step in fields.get("trace") or ()
     ]
     return out
+
+
+def minimised_raw(value: bytes, detail: str, levels: AuditLevels) -> tuple[bytes, str]:
+    """A dead letter's raw value and detail at the audit's levels. A raw record did not
+    decode, so its content cannot be picked out: it is redacted as a whole where the audit
+    redacts, and dropped where the audit keeps no input, or no readable content, or where it
+    is not text."""
+    if not levels.minimised:
+        return value, detail
+    detail = minimised_reason(detail, None, levels)
+    text: str | None = None
+    if levels.input != "none" and levels.content_level != "hash":
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    if text is not None:
+        return redact_text(text).encode(), detail
+    digest = HASH_PREFIX + hashlib.sha256(levels.salt.encode() + value).hexdigest()
+    return b"", f"{detail} (raw value not kept: {len(value)} bytes, {digest})"

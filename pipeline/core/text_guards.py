@@ -4,6 +4,10 @@ Every function takes and returns plain strings, so each is tested on its own by 
 Redaction order is e-mail, IBAN, card, phone: the replacement tokens carry no digits, so a
 later pattern never sees what an earlier one replaced, and the checksummed patterns (IBAN
 mod 97, card Luhn) claim their digits before the looser phone pattern does.
+
+Any agent can send the text, so every pattern runs in time linear in its length: each
+repetition is bounded or possessive, so the engine never tries the many ways of splitting
+one run of characters, and a text longer than `MAX_SCAN_CHARS` is cut before it is scanned.
 """
 
 from __future__ import annotations
@@ -12,18 +16,28 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+#: RFC 5321's limits bound every part: a local part of at most 64 characters, labels of at most
+#: 63, so no start position is rescanned further than that.
+EMAIL = re.compile(
+    r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,30}\.[A-Za-z]{2,63}"
+)
 #: Two letters, two check digits, 11-30 alphanumerics, optionally grouped by single spaces.
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 #: 13-19 digits, optionally grouped by single spaces or dashes.
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 #: An optional + or 00 country prefix, then digit groups separated by space . - / or (..);
-#: 7-15 digits in all (E.164), not glued to letters or other numbers.
-PHONE = re.compile(r"(?<![\w+\-/.])(?:\+|00)?(?:\(\d{1,5}\) ?|\d)(?:[ ./-]?\(?\d+\)?)+(?![\w\-/])")
+#: 7-15 digits in all (E.164), not glued to letters or other numbers. A run of digits is taken
+#: whole (possessive) and the groups are at most 20, so the match is found in linear time.
+PHONE = re.compile(
+    r"(?<![\w+\-/.])(?:\+|00)?(?:\(\d{1,5}\) ?|\d)(?:[ ./-]?\(?\d++\)?){1,20}(?![\w\-/])"
+)
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 DIGIT = re.compile(r"\d")
 
 ELLIPSIS = "…"
+#: the longest text a guard scans; a longer one is cut to this length first (an event is at
+#: most `TOWER_MAX_EVENT_BYTES`, 64 KiB by default, and no message to a customer is this long)
+MAX_SCAN_CHARS = 16_384
 REMOVED = "[removed]"
 
 
@@ -103,7 +117,9 @@ def redact_pii(
     kinds: Iterable[str] = ORDER,
     redactors: Mapping[str, Callable[[str], str]] = REDACTORS,
 ) -> tuple[str, tuple[str, ...]]:
-    """`text` with the PII of `kinds` replaced by tokens; also which kinds were found."""
+    """`text` with the PII of `kinds` replaced by tokens; also which kinds were found. A text
+    longer than `MAX_SCAN_CHARS` is cut to that length first, so nothing unscanned is kept."""
+    text = truncate(text, MAX_SCAN_CHARS)
     wanted = frozenset(kinds)
     has_digit = DIGIT.search(text) is not None
     found: list[str] = []

@@ -376,7 +376,8 @@ class BatchProcessor:
         self, rec: InputRecord, reason: str, detail: str, now_ms: int, topic: str | None = None
     ) -> OutputRecord:
         source = Source(topic or self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
-        record = dead_letter_record(reason, detail, rec.key, rec.value, source, now_ms)
+        levels = self.policy().audit
+        record = dead_letter_record(reason, detail, rec.key, rec.value, source, now_ms, levels)
         return OutputRecord(
             self._deadletter,
             rec.key,

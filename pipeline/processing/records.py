@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent, Source
-from pipeline.core.audit_minimisation import input_json, minimised_decision
+from pipeline.core.audit_minimisation import input_json, minimised_decision, minimised_raw
 from pipeline.core.decision import Decision, decision_id_for
 from pipeline.core.policy import AuditLevels
 
@@ -55,12 +55,15 @@ def dead_letter_record(
     value: bytes | None,
     source: Source,
     dead_lettered_at: int,
+    levels: AuditLevels = FULL,
 ) -> dict[str, Any]:
+    """The dead letter of a raw record, minimised like the audit (`minimised_raw`)."""
+    raw, detail = minimised_raw(value or b"", detail, levels)
     return {
         "reason": reason,
         "detail": detail,
         "raw_key": key,
-        "raw_value": value or b"",
+        "raw_value": raw,
         "source_topic": source.topic,
         "source_partition": source.partition,
         "source_offset": source.offset,

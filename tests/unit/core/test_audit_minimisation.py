@@ -391,3 +391,47 @@ def test_with_input_none_no_record_holds_any_free_text_value(events, policy):
         rec = audit_record(d, ev, Source("t", 0, i), T0, policy.audit)
         text = orjson.dumps(rec).decode("utf-8") + repr(rec)
         assert SECRET not in text, rec
+
+
+RAW_JSON = b'{"customer_id": "c1", "content": "mail a@b.de or call +49 30 1234567"'  # cut short
+RAW_BINARY = b"\xc3\x01\xff\xfe a@b.de"
+
+
+@pytest.mark.parametrize(
+    ("levels", "raw", "kept", "detail_has"),
+    [
+        (FULL, RAW_JSON, RAW_JSON, None),
+        (FULL, RAW_BINARY, RAW_BINARY, None),
+        (
+            REDACTED,
+            RAW_JSON,
+            b'{"customer_id": "c1", "content": "mail [redacted:email] or call [redacted:phone]"',
+            None,
+        ),
+        (
+            C_REDACTED,
+            RAW_JSON,
+            b'{"customer_id": "c1", "content": "mail [redacted:email] or call [redacted:phone]"',
+            None,
+        ),
+        (REDACTED, RAW_BINARY, b"", f"raw value not kept: {len(RAW_BINARY)} bytes, sha256:"),
+        (NONE, RAW_JSON, b"", f"raw value not kept: {len(RAW_JSON)} bytes, sha256:"),
+        (C_HASH, RAW_JSON, b"", "raw value not kept"),
+    ],
+)
+def test_a_dead_letter_keeps_its_raw_value_as_the_audit_keeps_input(levels, raw, kept, detail_has):
+    detail = "bad_json: 'a@b.de' at char 70"
+    value, out = am.minimised_raw(raw, detail, levels)
+    assert value == kept
+    # the detail is treated like a reason of the audit
+    assert out.startswith(am.minimised_reason(detail, None, levels))
+    assert (detail_has is None) == (out == am.minimised_reason(detail, None, levels))
+    if detail_has is not None:
+        assert detail_has in out
+
+
+def test_a_dead_letter_digest_matches_the_producers_copy_with_the_salt():
+    _, one = am.minimised_raw(RAW_JSON, "d", C_HASH)
+    _, two = am.minimised_raw(RAW_JSON, "d", C_HASH)
+    _, other_salt = am.minimised_raw(RAW_JSON, "d", replace(C_HASH, salt="t"))
+    assert one == two != other_salt

@@ -78,3 +78,23 @@ def test_the_live_feed_shows_the_reason_as_the_audit_keeps_it(levels, reason):
     other = proposal("c1", T0 + 1, channel="sms", category="service", asserts={"to": EMAIL})
     got, shown = run(replace(DEFAULT_POLICY, audit=levels), [told, other])
     assert got[1]["reason"].startswith(reason) and shown[1] == got[1]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("levels", "email_kept"),
+    [
+        (AuditLevels(), True),
+        (AuditLevels(input="redacted"), False),
+        (AuditLevels(content="hash", salt="s"), False),
+        (AuditLevels(input="none"), False),
+    ],
+)
+def test_a_dead_letter_is_kept_at_the_policys_levels(levels, email_kept):
+    bad = b'{"customer_id": "c1", "kind": "proposal", "content": "write to ' + EMAIL.encode()
+    processor = BatchProcessor(
+        SETTINGS, policy=lambda: replace(DEFAULT_POLICY, audit=levels), clock=lambda: 1.0
+    )
+    outputs = processor.process_and_save([InputRecord(b"c1", bad, 0, 0, T0)], DictStateStore())
+    (dead,) = by_topic(outputs.outputs)["dead_letter"]
+    assert dead["reason"] == "bad_json"
+    assert (EMAIL.encode() in dead["raw_value"]) == email_kept
