@@ -20,11 +20,15 @@ RUN pip install . \
     && chown tower:tower /data /secrets
 
 # The installed package cannot find schemas/ next to itself (only in a checkout): point at the copy.
-# State (RocksDB) goes to /data; it is rebuilt from the changelog topic if the volume is lost.
+# State (RocksDB) goes to /data, a volume per container; it is rebuilt from the changelog topic
+# if the volume is lost.
 # Bound to 0.0.0.0, the worker needs TOWER_WEB_TOKENS_FILE (e.g. in /secrets): README, Security.
+# Every replica is its own: its group member (and transactional) id comes from the container's
+# host name (TOWER_INSTANCE_ID overrides it), and so does the URL other workers forward to.
 ENV TOWER_SCHEMA_DIR=/app/schemas \
     TOWER_DATA_DIR=/data \
-    TOWER_WEB_HOST=0.0.0.0
+    TOWER_WEB_HOST=0.0.0.0 \
+    TOWER_WEB_URL=http://{hostname}:6066
 
 USER tower
 VOLUME ["/data"]

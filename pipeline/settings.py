@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 #: the runtimes, named by what they guarantee (README, Choosing a runtime)
 RUNTIMES = ("faust", "transactional")
@@ -49,7 +53,11 @@ class Settings:
     output_format: str = "avro"  # or "json"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
-    #: the URL other workers forward customer requests to [default: http://web_host:web_port]
+    #: the URL other workers forward customer requests to [default: http://web_host:web_port];
+    #: `{hostname}` in it becomes this instance's host name at start (see `host_name`), so
+    #: one setting gives every compose replica its own, e.g. http://{hostname}:6066.
+    #: Kubernetes can expand its own `$(POD_NAME)` or `$(POD_IP)` in the pod spec instead.
+    #: A wildcard host (0.0.0.0, ::) is refused: no other worker can call it.
     web_url: str = ""
     data_dir: Path = Path("var/worker")
     cache_dir: Path = DEFAULT_CACHE
@@ -103,6 +111,13 @@ class Settings:
     web_tls_cert: Path | None = None
     web_tls_key: Path | None = None
     # --- end of web server security ---
+    # --- replica identity ---
+    #: this replica's name in the consumer group (static member id) and, on the
+    #: transactional runtime, its transactional id; unique per replica, stable across its
+    #: restarts. [default: the host name (POD_NAME, else HOSTNAME, else the system's) and a
+    #: short hash of the data dir: a StatefulSet pod or a container keeps its own, and
+    #: workers sharing one host stay apart by their data dirs]
+    instance_id: str = ""
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod
@@ -128,7 +143,12 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "runtime" in values:
             values["runtime"] = RUNTIME_ALIASES.get(values["runtime"], values["runtime"])
+        host = host_name(env)
+        if "web_url" in values:
+            values["web_url"] = values["web_url"].replace("{hostname}", host)
         settings = cls(**values)
+        if not settings.instance_id:
+            settings = replace(settings, instance_id=default_instance_id(host, settings.data_dir))
         if settings.runtime not in RUNTIMES:
             raise ValueError(
                 f"TOWER_RUNTIME must be one of {', '.join(RUNTIMES)} "
@@ -154,15 +174,21 @@ class Settings:
                 "the Faust runtime is at-least-once with identical re-emits; for exactly-once "
                 "run the transactional runtime (TOWER_RUNTIME=transactional)"
             )
+        if (urlsplit(settings.advertised_url).hostname or "") in WILDCARD_HOSTS:
+            raise ValueError(
+                f"the advertised URL {settings.advertised_url!r} names no host other workers "
+                "can call; set TOWER_WEB_URL to this worker's own URL, e.g. "
+                f"TOWER_WEB_URL=http://{{hostname}}:{settings.web_port}"
+            )
         return _with_security(settings)
 
     def member_id(self, runtime: str) -> str:
-        """A static group member id, stable per data dir: a restarted worker rejoins with
-        its partitions at once instead of waiting for its killed predecessor's session to
-        expire. RocksDB's lock keeps two live processes off one data dir, so the id is
-        unique per live process."""
-        where = str(self.data_dir.resolve()).encode()
-        return f"{self.app_id}-{runtime}-{hashlib.sha1(where).hexdigest()[:12]}"
+        """The static group member id (and transactional id) of this replica on `runtime`:
+        a restarted replica rejoins with its partitions at once instead of waiting for its
+        killed predecessor's session to expire, and replicas never fence each other.
+        RocksDB's lock keeps two live processes off one data dir."""
+        instance = self.instance_id or default_instance_id(host_name(os.environ), self.data_dir)
+        return kafka_id(f"{self.app_id}-{runtime}-{instance}")
 
     @property
     def advertised_url(self) -> str:
@@ -173,6 +199,37 @@ class Settings:
     def broker_url(self) -> str:
         """The broker list in Faust's `kafka://` URL form."""
         return ";".join(f"kafka://{b}" for b in self.bootstrap.split(","))
+
+
+#: hosts a server binds to but no client can call (and none at all)
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+#: what Kafka accepts in a group.instance.id (and so in the transactional id we derive too)
+_NOT_IN_KAFKA_IDS = re.compile(r"[^A-Za-z0-9._-]")
+#: well under Kafka's 249: ids show up in logs and metrics labels
+MAX_ID_LENGTH = 120
+
+
+def host_name(env: Mapping[str, str]) -> str:
+    """This instance's host name: Kubernetes' POD_NAME (set through the downward API),
+    else HOSTNAME (Docker sets it to the container's), else the system's."""
+    return env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+
+
+def default_instance_id(host: str, data_dir: Path) -> str:
+    """The host name with a short hash of the data dir's path: stable across restarts of
+    a pod or container (same name, same /data), distinct for workers sharing one host."""
+    where = str(data_dir.resolve()).encode()
+    return f"{host}-{hashlib.sha1(where).hexdigest()[:8]}"
+
+
+def kafka_id(raw: str) -> str:
+    """`raw` if Kafka accepts it as a group.instance.id and it is short; else its legal
+    characters, cut short, and a hash of `raw` (ids that differ stay different)."""
+    safe = _NOT_IN_KAFKA_IDS.sub("-", raw)
+    if safe == raw and len(raw) <= MAX_ID_LENGTH:
+        return raw
+    digest = hashlib.sha1(raw.encode()).hexdigest()[:12]
+    return f"{safe[: MAX_ID_LENGTH - len(digest) - 1]}-{digest}"
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

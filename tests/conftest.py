@@ -98,6 +98,9 @@ class WorkerProcess:
     #: the module run as `python -m MODULE worker`; tests.faults.faust_worker injects faults
     #: (`TOWER_TEST_WORKER_MODULE` sets it for every test, to diagnose one that fails)
     module: str = field(default_factory=lambda: os.environ.get("TOWER_TEST_WORKER_MODULE", MODULE))
+    #: argv run before the worker's own, e.g. `unshare --fork ...` to start it the way a
+    #: container does; signals then go to the process it forks
+    wrapper: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -120,21 +123,43 @@ class WorkerProcess:
         self.starts += 1
         log = open(self.log_dir / f"worker-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, "worker", "--loglevel", self.loglevel],
+            [
+                *self.wrapper,
+                sys.executable,
+                "-m",
+                self.module,
+                "worker",
+                "--loglevel",
+                self.loglevel,
+            ],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
 
+    def signal(self, signum: int) -> None:
+        """Signal the worker itself: with a wrapper, the one child the wrapper forked (the
+        wrapper exits when it does)."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        if self.wrapper:
+            children = Path(f"/proc/{pid}/task/{pid}/children")
+            while self.proc.poll() is None and not children.read_text().split():
+                time.sleep(0.05)  # not forked yet
+            if self.proc.poll() is not None:
+                return
+            pid = int(children.read_text().split()[0])
+        os.kill(pid, signum)
+
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            self.signal(signal.SIGKILL)
             self.proc.wait(30)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -146,7 +171,7 @@ class WorkerProcess:
             return "(the worker is not running)"
         log = self.log_dir / f"worker-{self.starts}.log"
         before = log.stat().st_size
-        self.proc.send_signal(signal.SIGUSR1)
+        self.signal(signal.SIGUSR1)
         time.sleep(1)
         with open(log, "rb") as f:
             f.seek(before)

@@ -134,7 +134,11 @@ def test_markup_in_events_is_shown_as_text_and_never_run(
 
 @pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_a_worker_without_tokens_listens_only_on_loopback_and_says_so(worker, runtime):
-    worker.extra_env.update(TOWER_RUNTIME=runtime, TOWER_WEB_HOST="0.0.0.0")
+    worker.extra_env.update(
+        TOWER_RUNTIME=runtime,
+        TOWER_WEB_HOST="0.0.0.0",
+        TOWER_WEB_URL=f"http://127.0.0.1:{worker.web_port}",  # a wildcard URL is refused
+    )
     worker.start()
     assert worker.proc is not None
     assert worker.proc.wait(120) != 0  # refused at start, before consuming anything

@@ -129,7 +129,7 @@ def instance_id(settings: Settings) -> str:
     A restarted worker fences its killed predecessor at once (`init_transactions` aborts
     the open transaction) instead of leaving read_committed readers stuck until the
     transaction times out."""
-    return settings.member_id("native")  # the runtime's earlier name: ids stay stable
+    return settings.member_id("transactional")
 
 
 class ConsumerFenced(Exception):
