@@ -78,14 +78,16 @@ def test_a_line_is_appended_after_a_file_without_a_final_newline(tmp_path: Path)
     assert [e.principal.name for e in load_tokens(path)] == ["ana", "bo"]
 
 
+ADD = ("web", "token", "add", "--role")
+
+
 def test_a_token_with_a_ttl_expires(tmp_path: Path) -> None:
     import time
 
     path = tmp_path / "tokens"
     result = CliRunner().invoke(
         main,
-        ["web", "token", "add", "--role", "viewer", "--name", "temp", "--ttl", "30d"]
-        + ["--file", str(path)],
+        [*ADD, "viewer", "--name", "temp", "--ttl", "30d", "--file", str(path)],
     )
     assert result.exit_code == 0, result.stderr
     token = result.stdout.strip()
@@ -98,8 +100,7 @@ def test_a_token_with_a_ttl_expires(tmp_path: Path) -> None:
     assert "temp" in listed.stdout and "expires" in listed.stdout
     bad = CliRunner().invoke(
         main,
-        ["web", "token", "add", "--role", "viewer", "--name", "x", "--ttl", "soon"]
-        + ["--file", str(path)],
+        [*ADD, "viewer", "--name", "x", "--ttl", "soon", "--file", str(path)],
     )
     assert bad.exit_code != 0 and "like 30d" in bad.output
 
