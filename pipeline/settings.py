@@ -110,6 +110,12 @@ class Settings:
     #: PEM certificate (chain) and key: the web server speaks HTTPS
     web_tls_cert: Path | None = None
     web_tls_key: Path | None = None
+    #: the workers requests are forwarded to: comma-separated URL patterns, `*` inside the
+    #: host only [default: this worker's own scheme and host, any port]
+    web_peers: str = ""
+    #: the key the workers sign forwarded requests with (`tower web peer-key new`); needed
+    #: with TOWER_WEB_TOKENS_FILE: a forwarded request never carries the caller's token
+    web_peer_key_file: Path | None = None
     # --- end of web server security ---
     # --- replica identity ---
     #: this replica's name in the consumer group (static member id) and, on the

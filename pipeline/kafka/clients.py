@@ -63,6 +63,8 @@ def member_client_id(settings: Settings) -> str:
 
 
 def url_in_client_id(client_id: str) -> str | None:
+    """The URL after the first `@` of a member's client id: a claim by whoever joined the
+    group, which the web server vets (`pipeline/web/peers.py`) before using it."""
     _, sep, url = client_id.partition("@")
     return url if sep and url.startswith(("http://", "https://")) else None
 

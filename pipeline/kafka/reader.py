@@ -11,6 +11,7 @@ compacted away). Partitions are assigned directly: no consumer group, nothing co
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -215,15 +216,57 @@ def read_tail(
     """Records among the partition's newest `last` offsets whose key `keep` accepts."""
     consumer = scan_consumer(settings, "timeline", timeout_s)
     try:
-        low, high = watermarks(consumer, topic, partition, timeout_s)
-        start = max(low, high - last)
-        return [
-            TopicRecord(topic, partition, offset_of(msg), msg.key(), msg.value())
-            for msg in read_range(consumer, topic, partition, start, high, timeout_s)
-            if keep(msg.key())
-        ]
+        return _tail(consumer, topic, partition, last, keep, timeout_s)
     finally:
         consumer.close()
+
+
+def _tail(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    last: int,
+    keep: Callable[[bytes | None], bool],
+    timeout_s: float,
+) -> list[TopicRecord]:
+    low, high = watermarks(consumer, topic, partition, timeout_s)
+    start = max(low, high - last)
+    return [
+        TopicRecord(topic, partition, offset_of(msg), msg.key(), msg.value())
+        for msg in read_range(consumer, topic, partition, start, high, timeout_s)
+        if keep(msg.key())
+    ]
+
+
+class TailReader:
+    """`read_tail` on one long-lived consumer, for reads that come often (a customer page
+    each): a consumer per read would cost a connection, a metadata round trip and a
+    consumer's buffers every time. Reads take turns (a consumer is not shared between
+    threads); the consumer is made on the first read and closed by `close`."""
+
+    def __init__(self, settings: Settings, purpose: str, timeout_s: float = 10.0) -> None:
+        self.settings, self.purpose, self.timeout_s = settings, purpose, timeout_s
+        self._consumer: Consumer | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def read(
+        self, topic: str, partition: int, last: int, keep: Callable[[bytes | None], bool]
+    ) -> list[TopicRecord]:
+        """As `read_tail`; ScanError once closed."""
+        with self._lock:
+            if self._closed:
+                raise ScanError(f"{topic}: the reader is closed (the server is stopping)")
+            if self._consumer is None:
+                self._consumer = scan_consumer(self.settings, self.purpose, self.timeout_s)
+            return _tail(self._consumer, topic, partition, last, keep, self.timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
 
 
 def first_record_at(

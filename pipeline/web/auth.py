@@ -3,23 +3,32 @@
 The tokens file (`TOWER_WEB_TOKENS_FILE`) has one token a line; blank lines and lines
 starting with `#` are ignored:
 
-    sha256:<64 hex digits> <role> <name>
+    sha256:<64 hex digits> <role> <name> [expires=<YYYY-MM-DDTHH:MM:SSZ>]
 
 `role` is `viewer` (the pages, the customer JSON, the decision feed, the agents' context,
 and `/metrics` and `/healthz` unless `TOWER_WEB_OPEN_METRICS=true`) or `operator` (also
 preflight and anything that is not a GET). Operator includes viewer. `name` says whose token it
-is ([A-Za-z0-9._@-], at most 64 characters). `tower web token add` writes these lines. The file
+is ([A-Za-z0-9._@-], at most 64 characters). A token with `expires=` is refused after that
+time (401 saying it expired). `tower web token add [--ttl 30d]` writes these lines. The file
 is read again when it changes, so deleting a line revokes that token on every worker that
 reads the file, without a restart.
 
 A request presents its token as `Authorization: Bearer <token>`. A person can open a page
 once with `?token=<token>`: the answer is a redirect to the same address without the token
-that sets the `tower_token` cookie (HttpOnly, SameSite=Strict, Secure under TLS), which the
-pages' own requests then carry. The cookie counts only for GET and HEAD. The server
-never logs, echoes or returns a presented token.
+that sets the cookie (HttpOnly, SameSite=Strict, Path=/), which the pages' own requests then
+carry. Served over https (web TLS, or a `TOWER_WEB_URL` of https when TLS ends in front) the
+cookie is `__Host-tower_token` and Secure, so no other site or subdomain can set or read it;
+over plain http it is `tower_token` (a Secure cookie would be dropped by browsers there). The
+cookie counts only for GET and HEAD. The server never logs, echoes or returns a presented
+token, and never forwards one: a request forwarded to the owner of a customer carries a
+signed assertion of the caller instead (`peer_assertion`).
 
-Without a tokens file, authentication is off and the server binds only 127.0.0.1 (or
-localhost, ::1): `WebSecurity.check_bind`.
+Without a tokens file, authentication is off, the server binds only 127.0.0.1 (or
+localhost, ::1): `WebSecurity.check_bind`, and answers only requests whose Host is a
+loopback name, so a web page of another site cannot reach it by DNS rebinding.
+
+Every POST must be `application/json` (415 otherwise): a browser sends that cross-site only
+after a CORS preflight the server never grants.
 """
 
 from __future__ import annotations
@@ -31,8 +40,11 @@ import os
 import re
 import secrets
 import ssl
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -40,12 +52,17 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import MultiDict
 
 from pipeline.settings import Settings
+from pipeline.web import peer_assertion
+from pipeline.web.peer_assertion import AssertionRefused, Claims, PeerKeyError, PeerKeys
+from pipeline.web.peers import PeerPatternError, PeerPolicy, origin_of
 
 log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "operator")  # in order: each role may do what the ones before it may
 VIEWER, OPERATOR = ROLES
 COOKIE = "tower_token"
+#: the cookie's name over https: the prefix makes browsers require Secure, Path=/, no Domain
+HOST_COOKIE = "__Host-" + COOKIE
 QUERY = "token"
 REALM = 'Bearer realm="journey-tower"'
 #: the methods a viewer may use; the cookie and `?token=` count only for GET and HEAD
@@ -55,7 +72,9 @@ COOKIE_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PATHS = frozenset({"/metrics", "/healthz"})
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TOKEN_BYTES = 32
-LINE_FORMAT = "sha256:<64 hex digits> <role> <name>"
+LINE_FORMAT = "sha256:<64 hex digits> <role> <name> [expires=<YYYY-MM-DDTHH:MM:SSZ>]"
+EXPIRES = "expires="
+JSON = "application/json"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
@@ -74,10 +93,28 @@ class Principal:
     role: str
 
 
+#: the caller a request was authenticated as, for the forwarder's assertion
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
 @dataclass(frozen=True)
 class TokenEntry:
     digest: str  # "sha256:<hex>"
     principal: Principal
+    #: epoch seconds after which the token is refused; None: never
+    expires: float | None = None
+
+
+def format_expiry(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_expiry(text: str) -> float | None:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
 def new_token() -> str:
@@ -91,13 +128,15 @@ def hash_token(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def token_line(token: str, role: str, name: str) -> str:
-    """The tokens file line for `token` (its hash, never the token)."""
+def token_line(token: str, role: str, name: str, expires: float | None = None) -> str:
+    """The tokens file line for `token` (its hash, never the token); `expires`: epoch
+    seconds after which it is refused."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if not NAME.fullmatch(name):
         raise ValueError(f"name must be 1-64 of A-Z a-z 0-9 . _ @ -, not {name!r}")
-    return f"{hash_token(token)} {role} {name}\n"
+    until = "" if expires is None else f" {EXPIRES}{format_expiry(expires)}"
+    return f"{hash_token(token)} {role} {name}{until}\n"
 
 
 def parse_tokens(text: str, source: str) -> tuple[TokenEntry, ...]:
@@ -111,6 +150,14 @@ def parse_tokens(text: str, source: str) -> tuple[TokenEntry, ...]:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
+        expires = None
+        if len(parts) == 4 and parts[3].startswith(EXPIRES):
+            expires = _parse_expiry(parts.pop()[len(EXPIRES) :])
+            if expires is None:
+                problems.append(
+                    f"{source}:{number}: expires= must be a time like 2030-01-31T00:00:00Z"
+                )
+                continue
         if len(parts) != 3:
             problems.append(
                 f"{source}:{number}: expected 3 fields ({LINE_FORMAT}), not {len(parts)}"
@@ -130,7 +177,7 @@ def parse_tokens(text: str, source: str) -> tuple[TokenEntry, ...]:
             problems.append(f"{source}:{number}: the same token as line {seen[digest]}")
         else:
             seen[digest] = number
-            entries.append(TokenEntry(digest, Principal(name, role)))
+            entries.append(TokenEntry(digest, Principal(name, role), expires))
     if problems:
         raise TokenFileError("bad tokens file:\n" + "\n".join(problems))
     return tuple(entries)
@@ -145,15 +192,29 @@ def load_tokens(path: Path) -> tuple[TokenEntry, ...]:
     return parse_tokens(text, str(path))
 
 
-def identify(entries: tuple[TokenEntry, ...], token: str) -> Principal | None:
-    """The holder of `token`, comparing hashes in constant time against every entry (no
+def lookup(entries: tuple[TokenEntry, ...], token: str) -> TokenEntry | None:
+    """The entry of `token`, comparing hashes in constant time against every entry (no
     early exit), so timing says nothing about which entry matched, or how closely."""
     digest = hash_token(token).encode()
     found = None
     for entry in entries:
         if hmac.compare_digest(entry.digest.encode(), digest):
-            found = entry.principal
+            found = entry
     return found
+
+
+def identify(
+    entries: tuple[TokenEntry, ...], token: str, now: float | None = None
+) -> Principal | None:
+    """The holder of `token`, if it is known and not expired."""
+    entry = lookup(entries, token)
+    if entry is None or _expired(entry, now):
+        return None
+    return entry.principal
+
+
+def _expired(entry: TokenEntry, now: float | None = None) -> bool:
+    return entry.expires is not None and (time.time() if now is None else now) >= entry.expires
 
 
 def allows(role: str, needed: str) -> bool:
@@ -200,9 +261,7 @@ class TokenFile:
 def _deny(status: int, reason: str, detail: str, challenge: str | None) -> web.Response:
     body = {"api_version": "v1", "error": detail, "reason": reason, "detail": detail}
     headers = {"WWW-Authenticate": challenge} if challenge else {}
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
-    )
+    return web.Response(body=orjson.dumps(body), status=status, content_type=JSON, headers=headers)
 
 
 def _unauthorized(detail: str, error: str | None = None) -> web.Response:
@@ -216,7 +275,15 @@ HOW = (
 )
 
 
-def presented(request: web.Request) -> tuple[str | None, str | None]:
+def route_of(request: web.Request) -> str:
+    """The route's template (`/customers/{customer_id}`) for a log line, never the path:
+    paths carry customer ids, which stay out of the logs."""
+    route = request.match_info.route
+    resource = getattr(route, "resource", None)
+    return resource.canonical if resource is not None else "(no route)"
+
+
+def presented(request: web.Request, cookie: str = COOKIE) -> tuple[str | None, str | None]:
     """(token, None), or (None, what is wrong): the Authorization header, else for GET
     and HEAD the cookie."""
     header = request.headers.get("Authorization")
@@ -226,76 +293,166 @@ def presented(request: web.Request) -> tuple[str | None, str | None]:
         if scheme.lower() != "bearer" or not token or " " in token:
             return None, "the Authorization header must be 'Bearer <token>'"
         return token, None
-    cookie = request.cookies.get(COOKIE)
-    if cookie and request.method in COOKIE_METHODS:
-        return cookie, None
+    value = request.cookies.get(cookie)
+    if value and request.method in COOKIE_METHODS:
+        return value, None
     return None, None
 
 
-def middleware(tokens: TokenFile, *, open_metrics: bool, secure_cookie: bool) -> Middleware:
-    """401 (with `WWW-Authenticate: Bearer`) without a known token, 403 when its role is
-    not enough; answers in the API's error format."""
+@dataclass(frozen=True)
+class PeerTrust:
+    """How this worker checks the assertions of forwarded requests."""
+
+    keys: PeerKeys | None
+    #: this worker's origin: an assertion must be made out to it
+    audience: str
+
+
+def middleware(
+    tokens: TokenFile,
+    *,
+    open_metrics: bool,
+    secure_cookie: bool,
+    peers: PeerTrust | None = None,
+) -> Middleware:
+    """401 (with `WWW-Authenticate: Bearer`) without a known, unexpired token or a valid
+    peer assertion, 403 when the role is not enough; answers in the API's error format."""
+    cookie = HOST_COOKIE if secure_cookie else COOKIE
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         needed = required_role(request.method, request.path, open_metrics)
         if needed is None:
             return await handler(request)
-        if request.method in COOKIE_METHODS and QUERY in request.query:
-            return _sign_in(request, tokens, secure_cookie)
-        token, problem = presented(request)
-        if token is None:
-            log.info("401 %s %s: %s", request.method, request.path, problem or "no token")
-            if problem:
-                return _unauthorized(problem + "; " + HOW, "invalid_request")
-            return _unauthorized(f"authentication required: {HOW}")
-        principal = identify(tokens.entries(), token)
-        if principal is None:
-            log.info("401 %s %s: unknown token", request.method, request.path)
-            return _unauthorized("the token is not known to this worker", "invalid_token")
+        where = f"{request.method} {route_of(request)}"
+        if peer_assertion.HEADER in request.headers:
+            principal_or_refusal = await _peer(request, peers, where)
+            if isinstance(principal_or_refusal, web.Response):
+                return principal_or_refusal
+            principal = principal_or_refusal
+        else:
+            if request.method in COOKIE_METHODS and QUERY in request.query:
+                return _sign_in(request, tokens, cookie, secure_cookie)
+            token, problem = presented(request, cookie)
+            if token is None:
+                log.info("401 %s: %s", where, problem or "no token")
+                if problem:
+                    return _unauthorized(problem + "; " + HOW, "invalid_request")
+                return _unauthorized(f"authentication required: {HOW}")
+            entry = lookup(tokens.entries(), token)
+            if entry is None:
+                log.info("401 %s: unknown token", where)
+                return _unauthorized("the token is not known to this worker", "invalid_token")
+            principal = entry.principal
+            if _expired(entry):
+                log.info("401 %s: the token of %s expired", where, principal.name)
+                return _expired_answer(entry)
         if not allows(principal.role, needed):
-            log.info("403 %s %s for %s", request.method, request.path, principal.name)
+            log.info("403 %s for %s", where, principal.name)
             detail = (
                 f"the token of {principal.name} has the {principal.role} role; "
-                f"{request.method} {request.path} needs {needed}"
+                f"{request.method} {route_of(request)} needs {needed}"
             )
             return _deny(403, "forbidden", detail, f'{REALM}, error="insufficient_scope"')
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     return authenticate
 
 
-def _sign_in(request: web.Request, tokens: TokenFile, secure_cookie: bool) -> web.Response:
+async def _peer(
+    request: web.Request, peers: PeerTrust | None, where: str
+) -> Principal | web.Response:
+    """The caller a forwarding worker vouches for, or the 401 refusing its assertion."""
+    if peers is None or peers.keys is None:
+        log.warning("401 %s: a peer assertion, but TOWER_WEB_PEER_KEY_FILE is not set", where)
+        return _unauthorized("this worker takes no peer assertions", "invalid_token")
+    try:
+        claims = peer_assertion.verify(
+            peers.keys.keys(),
+            request.headers[peer_assertion.HEADER],
+            method=request.method,
+            path=request.rel_url.raw_path_qs,
+            body=await request.read(),
+            audience=peers.audience,
+        )
+    except AssertionRefused as exc:
+        log.warning("401 %s: %s", where, exc)
+        return _unauthorized(str(exc), "invalid_token")
+    if claims.role not in ROLES:
+        return _unauthorized("the peer assertion names an unknown role", "invalid_token")
+    return Principal(claims.name, claims.role)
+
+
+def _expired_answer(entry: TokenEntry) -> web.Response:
+    at = format_expiry(entry.expires or 0)
+    return _unauthorized(
+        f"the token of {entry.principal.name} expired at {at}; ask for a new one "
+        "(`tower web token add`)",
+        "invalid_token",
+    )
+
+
+def _sign_in(request: web.Request, tokens: TokenFile, cookie: str, secure: bool) -> web.Response:
     """`?token=`: a redirect to the same address without it, setting the cookie."""
-    if identify(tokens.entries(), request.query[QUERY]) is None:
-        log.info("401 %s %s: unknown token in the address", request.method, request.path)
+    entry = lookup(tokens.entries(), request.query[QUERY])
+    if entry is None:
+        log.info("401 %s %s: unknown token in the address", request.method, route_of(request))
         return _unauthorized("the token is not known to this worker", "invalid_token")
+    if _expired(entry):
+        log.info("401 %s %s: expired token in the address", request.method, route_of(request))
+        return _expired_answer(entry)
     query = MultiDict(request.query)
     query.popall(QUERY)
     # one leading slash: "//host/..." (or "/\\host") would send the browser to another site
     location = "/" + str(request.rel_url.with_query(query)).lstrip("/\\")
     response = web.Response(status=303, headers={"Location": location})
     response.set_cookie(
-        COOKIE,
-        request.query[QUERY],
-        path="/",
-        httponly=True,
-        samesite="Strict",
-        secure=secure_cookie,
+        cookie, request.query[QUERY], path="/", httponly=True, samesite="Strict", secure=secure
     )
     return response
 
 
-def forwarded_credentials(request: web.Request) -> dict[str, str]:
-    """The header a forwarded request carries so the owner checks the caller's token too:
-    the token presented here (in the header or the cookie, as a bearer token), else the
-    caller's Authorization header as it came."""
-    token, _ = presented(request)
-    if token is not None:
-        return {"Authorization": f"Bearer {token}"}
-    if "Authorization" in request.headers:
-        return {"Authorization": request.headers["Authorization"]}
-    return {}
+def _host_name(host: str) -> str | None:
+    try:
+        return urlsplit("//" + host).hostname
+    except ValueError:
+        return None
+
+
+def loopback_hosts_only() -> Middleware:
+    """Without authentication: only requests addressed to a loopback name. A page of another
+    site that rebinds its DNS name to 127.0.0.1 still sends its own name as Host."""
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = _host_name(request.headers.get("Host", ""))
+        if name is None or name.lower() not in LOCAL_HOSTS:
+            log.info("421 %s: Host is not a loopback name", route_of(request))
+            return _deny(
+                421,
+                "misdirected_request",
+                "with authentication off this worker answers only requests to 127.0.0.1, "
+                "localhost or [::1]; to serve other names set TOWER_WEB_TOKENS_FILE",
+                None,
+            )
+        return await handler(request)
+
+    return check_host
+
+
+@web.middleware
+async def json_bodies_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """415 for a request with a body that is not `application/json`: a browser sends that
+    cross-site only after a CORS preflight, which this server never grants."""
+    if request.method not in READ_METHODS and request.content_type != JSON:
+        return _deny(
+            415,
+            "unsupported_media_type",
+            f"send the body as Content-Type: {JSON}",
+            None,
+        )
+    return await handler(request)
 
 
 @dataclass(frozen=True)
@@ -305,16 +462,41 @@ class WebSecurity:
     tokens: TokenFile | None = None
     tls: ssl.SSLContext | None = None
     open_metrics: bool = False
+    #: the cookie is `__Host-` prefixed and Secure: the pages are served over https
+    secure_cookie: bool = False
+    #: the workers requests may be forwarded to; None: none
+    peers: PeerPolicy | None = None
+    peer_keys: PeerKeys | None = None
+    #: this worker's origin (assertions for it name it)
+    audience: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebSecurity:
         """WebSecurityError or TokenFileError for a configuration that cannot be served."""
+        tls = tls_context(settings.web_tls_cert, settings.web_tls_key)
+        tokens = None if settings.web_tokens_file is None else TokenFile(settings.web_tokens_file)
+        try:
+            peers = PeerPolicy.of(settings.web_peers, settings.advertised_url, tls is not None)
+            keys = (
+                None if settings.web_peer_key_file is None else PeerKeys(settings.web_peer_key_file)
+            )
+        except (PeerPatternError, PeerKeyError) as exc:
+            raise WebSecurityError(str(exc)) from None
+        if tokens is not None and keys is None:
+            raise WebSecurityError(
+                "TOWER_WEB_TOKENS_FILE is set but TOWER_WEB_PEER_KEY_FILE is not: workers "
+                "forward requests with a signed assertion, never the caller's token; create "
+                "a key with `tower web peer-key new --file FILE` and give every worker that file"
+            )
+        own = origin_of(settings.advertised_url)
         security = cls(
-            tokens=None
-            if settings.web_tokens_file is None
-            else TokenFile(settings.web_tokens_file),
-            tls=tls_context(settings.web_tls_cert, settings.web_tls_key),
+            tokens=tokens,
+            tls=tls,
             open_metrics=settings.web_open_metrics,
+            secure_cookie=settings.advertised_url.startswith("https://"),
+            peers=peers,
+            peer_keys=keys,
+            audience=own if isinstance(own, str) else own.url(),
         )
         security.check_bind(settings.web_host)
         return security
@@ -331,12 +513,33 @@ class WebSecurity:
 
     def middlewares(self) -> list[Middleware]:
         if self.tokens is None:
-            return []
+            return [loopback_hosts_only(), json_bodies_only]
+        trust = PeerTrust(self.peer_keys, self.audience)
         return [
             middleware(
-                self.tokens, open_metrics=self.open_metrics, secure_cookie=self.tls is not None
-            )
+                self.tokens,
+                open_metrics=self.open_metrics,
+                secure_cookie=self.secure_cookie,
+                peers=trust,
+            ),
+            json_bodies_only,
         ]
+
+    def forward_headers(self, request: web.Request, audience: str, body: bytes) -> dict[str, str]:
+        """What a forwarded request carries instead of the caller's token: an assertion of
+        the caller this worker authenticated, for `audience` only (nothing with auth off)."""
+        principal = request.get(PRINCIPAL)
+        if principal is None or self.peer_keys is None:
+            return {}
+        value = peer_assertion.sign(
+            self.peer_keys.keys()[0],
+            Claims(principal.name, principal.role),
+            method=request.method,
+            path=request.rel_url.raw_path_qs,
+            body=body,
+            audience=audience,
+        )
+        return {peer_assertion.HEADER: value}
 
     def describe(self, host: str, port: int) -> str:
         """The line logged at start (no secrets: the file's path and the token count)."""

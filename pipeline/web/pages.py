@@ -4,11 +4,14 @@ workers often run where nothing outside the network is reachable.
 The live page is static and polls `/api/decisions`, putting what it gets into the page with
 `textContent` only (never as HTML); the customer page is rendered here from `customer_view`
 data, every value escaped. Event content is whatever an agent sent, so neither may ever
-treat it as markup.
+treat it as markup. `CONTENT_SECURITY_POLICY` allows only the pages' own inline script and
+style (by hash), so markup that slipped through would still run nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -35,29 +38,7 @@ th{font-weight:600;color:#5a6478;font-size:12px}
 .muted{color:#7a8496}code{font-size:12px;white-space:nowrap}
 """
 
-LIVE_PAGE = (
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Journey Tower - live decisions</title>
-<style>"""
-    + STYLE
-    + """</style></head>
-<body>
-<header><h1>Journey Tower - live decisions</h1>
-<span>policy <code id="policy-version">?</code></span>
-<span id="status" class="muted">connecting...</span>
-<form id="lookup"><input id="customer" placeholder="customer id" size="16">
-<button>Open customer</button></form></header>
-<main>
-<section><h2>Decisions by outcome (<span id="total">0</span> since the worker started)</h2>
-<div class="counts" id="outcome-counts"></div></section>
-<section><h2>Decisions by deciding rule</h2><div class="counts" id="rule-counts"></div>
-</section>
-<section><h2>Latest decisions</h2>
-<table><thead><tr><th>time</th><th>customer</th><th>event</th><th>agent</th>
-<th>channel</th><th>outcome</th><th>rule</th><th>reason</th></tr></thead>
-<tbody id="decisions"></tbody></table></section>
-</main>
-<script>
+LIVE_SCRIPT = """
 const MAX_ROWS = 500;
 let after = 0;
 const $ = (id) => document.getElementById(id);
@@ -118,8 +99,54 @@ $("lookup").addEventListener("submit", (e) => {
   if (id) location.href = "/customers/" + encodeURIComponent(id);
 });
 poll();
-</script></body></html>
 """
+
+LIVE_PAGE = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Journey Tower - live decisions</title>
+<style>"""
+    + STYLE
+    + """</style></head>
+<body>
+<header><h1>Journey Tower - live decisions</h1>
+<span>policy <code id="policy-version">?</code></span>
+<span id="status" class="muted">connecting...</span>
+<form id="lookup"><input id="customer" placeholder="customer id" size="16">
+<button>Open customer</button></form></header>
+<main>
+<section><h2>Decisions by outcome (<span id="total">0</span> since the worker started)</h2>
+<div class="counts" id="outcome-counts"></div></section>
+<section><h2>Decisions by deciding rule</h2><div class="counts" id="rule-counts"></div>
+</section>
+<section><h2>Latest decisions</h2>
+<table><thead><tr><th>time</th><th>customer</th><th>event</th><th>agent</th>
+<th>channel</th><th>outcome</th><th>rule</th><th>reason</th></tr></thead>
+<tbody id="decisions"></tbody></table></section>
+</main>
+<script>"""
+    + LIVE_SCRIPT
+    + """</script></body></html>
+"""
+)
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+#: the pages run only their own inline script and style, named by hash: an injected
+#: `<script>` or handler attribute does not run, and no other site may frame them
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        f"script-src {_sha256(LIVE_SCRIPT)}",
+        f"style-src {_sha256(STYLE)}",
+        "connect-src 'self'",
+        "img-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
 )
 
 

@@ -4,8 +4,12 @@ agents' API (`/api/v1/...`: a customer's context and a preflight of a proposal),
 
 A customer lives on the worker that owns its partition. A request for it reaching another
 worker is forwarded to the owner, found in the consumer group's description
-(`GroupOwners`), and the owner's answer is returned as is. A forwarded request that finds
-ownership moved again answers 503 with Retry-After rather than forwarding once more.
+(`GroupOwners`). Anyone who can join the group can name any URL there, so the owner's URL
+must be one of the deployment's peers (`peers.PeerPolicy`) before anything is sent; the
+forwarded request carries a signed assertion of the caller, never the caller's token
+(`peer_assertion`); redirects are not followed; and only a JSON answer (or HTML, for a page)
+of bounded size is passed back. A forwarded request that finds ownership moved again
+answers 503 with Retry-After rather than forwarding once more.
 The partition is the Java default partitioner's (murmur2), which is where the workers
 expect producers to put a customer's records (`contracts/partitioning.py`).
 
@@ -14,7 +18,9 @@ for the transactional runtime, in a thread of its own (`serve_in_thread`).
 
 Authentication and TLS are `auth.WebSecurity`'s: `build_app` reads them from the settings
 (a configuration that cannot be served fails there, when the worker starts) and `start`
-refuses to bind anything but 127.0.0.1 while authentication is off.
+refuses to bind anything but 127.0.0.1 while authentication is off. Every answer carries
+the security headers (`security_headers`). No log line at INFO or above names a customer:
+requests are logged by their route's template.
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from yarl import URL
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, decode_record
 from pipeline.contracts.events import AgentEvent
@@ -39,20 +47,32 @@ from pipeline.core.agent_context import agent_context, preflight
 from pipeline.core.decision import Decision
 from pipeline.core.state import CustomerState
 from pipeline.kafka.group_owners import GroupOwners
-from pipeline.kafka.reader import ScanError, TopicRecord, read_tail
+from pipeline.kafka.reader import ScanError, TailReader, TopicRecord
 from pipeline.processing.batch import BatchProcessor, CorruptState
 from pipeline.processing.batch import unpack_stored as _unpack
 from pipeline.settings import Settings
-from pipeline.web.auth import WebSecurity, forwarded_credentials
+from pipeline.web.auth import JSON, WebSecurity, route_of
 from pipeline.web.customer_view import customer_view
 from pipeline.web.decision_feed import DecisionFeed, decision_counts
-from pipeline.web.pages import LIVE_PAGE, render_customer_page
+from pipeline.web.pages import CONTENT_SECURITY_POLICY, LIVE_PAGE, render_customer_page
+from pipeline.web.peers import Refusal
 
 #: how far back a timeline looks: the newest offsets of the customer's audit partition
 TIMELINE_OFFSETS = 2000
 #: marks a request one worker forwarded to another, so it is never forwarded twice
 FORWARDED = "X-Tower-Forwarded-By"
 RETRY_AFTER_S = "1"
+#: the largest answer passed back from a forwarded request
+MAX_FORWARDED_BYTES = 8 * 1024 * 1024
+HTML = "text/html"
+#: the routes whose forwarded answer may be a page; every other one must be JSON
+PAGE_ROUTES = frozenset({"/customers/{customer_id}"})
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 #: the app's authentication and TLS, set by `build_app`, used by `start`
 SECURITY = web.AppKey("security", WebSecurity)
 log = logging.getLogger(__name__)
@@ -103,15 +123,41 @@ class WorkerPort:
 Timeline = Callable[[int, bytes], list[TopicRecord]]
 
 
-def audit_timeline(settings: Settings) -> Timeline:
-    """The customer's records among the newest of its audit partition."""
+class Owners(Protocol):
+    """`GroupOwners` as the server uses it."""
 
-    def read(partition: int, key: bytes) -> list[TopicRecord]:
-        return read_tail(
-            settings, settings.topics.audit, partition, TIMELINE_OFFSETS, lambda k: k == key
+    def owner(self, partition: int, refresh: bool = False) -> str | None: ...
+
+
+class AuditTimeline:
+    """The customer's records among the newest of its audit partition, all pages sharing
+    one reader (one consumer for the server's life, closed with it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topics.audit
+        self.reader = TailReader(settings, "timeline")
+
+    def __call__(self, partition: int, key: bytes) -> list[TopicRecord]:
+        return self.reader.read(self.topic, partition, TIMELINE_OFFSETS, lambda k: k == key)
+
+    async def close(self, app: web.Application) -> None:
+        await asyncio.to_thread(self.reader.close)
+
+
+#: one counter per registry, however many apps are built on it
+_REFUSED: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def refused_counter(registry: CollectorRegistry) -> Counter:
+    if registry not in _REFUSED:
+        _REFUSED[registry] = Counter(
+            "tower_forward_refused",
+            "Requests for a customer owned elsewhere that were not forwarded, or whose "
+            "owner's answer was not passed back, by reason",
+            ["reason"],
+            registry=registry,
         )
-
-    return read
+    return _REFUSED[registry]
 
 
 def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
@@ -126,14 +172,20 @@ def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
 
 
 def build_app(
-    port: WorkerPort, owners: GroupOwners | None = None, timeline: Timeline | None = None
+    port: WorkerPort, owners: Owners | None = None, timeline: Timeline | None = None
 ) -> web.Application:
     """The server's app; WebSecurityError or TokenFileError when the settings' bind
-    address, tokens file or TLS files cannot be served."""
+    address, tokens file, peer settings or TLS files cannot be served."""
     settings = port.settings
     security = WebSecurity.from_settings(settings)
-    owners = owners or GroupOwners(settings)
-    timeline = timeline or audit_timeline(settings)
+    group = owners or GroupOwners(settings)
+    cleanups: list[Callable[[web.Application], Awaitable[None]]] = []
+    if timeline is None:
+        shared = AuditTimeline(settings)
+        timeline = shared
+        cleanups.append(shared.close)
+    forwarder = Forwarder(security, group, refused_counter(port.registry), settings.advertised_url)
+    cleanups.append(forwarder.close)
     routes = web.RouteTableDef()
 
     async def customer_data(partition: int, customer_id: str) -> dict[str, Any]:
@@ -143,7 +195,8 @@ def build_app(
         try:
             records = await asyncio.to_thread(timeline, partition, key)
         except ScanError as exc:
-            records, error = [], str(exc)
+            log.warning("the audit timeline of partition %d cannot be read: %s", partition, exc)
+            records, error = [], "the audit topic cannot be read now (the worker's log says why)"
         audit = []
         for rec in records:
             try:
@@ -172,12 +225,12 @@ def build_app(
             return await answer(partition)
         if FORWARDED in request.headers:  # the forwarder's view of the group is stale
             return _unavailable("ownership of this customer just moved; retry")
-        owner = await asyncio.to_thread(owners.owner, partition)
+        owner = await asyncio.to_thread(group.owner, partition)
         if owner is None or owner == settings.advertised_url:
-            owner = await asyncio.to_thread(owners.owner, partition, True)
+            owner = await asyncio.to_thread(group.owner, partition, True)
         if owner is None or owner == settings.advertised_url:
             return _unavailable("no worker owns this customer's partition yet (rebalancing)")
-        return await _forward(request, owner, settings.advertised_url)
+        return await forwarder.forward(request, owner)
 
     async def answer_for(
         request: web.Request, render: Callable[[dict[str, Any]], web.Response]
@@ -260,15 +313,18 @@ def build_app(
     @routes.post("/api/v1/preflight")
     async def preflight_api(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        try:
-            event = _event_of(raw, settings.max_event_bytes)
+        try:  # decoding and judging are CPU work: off the event loop the worker runs on
+            event = await asyncio.to_thread(_event_of, raw, settings.max_event_bytes)
         except InvalidEvent as exc:
             return _bad_request(exc.reason, exc.detail)
 
+        def judge(stored: bytes | None) -> dict[str, Any]:
+            _, state = unpack_stored(stored)
+            return _preflight_body(preflight(state, event, port.processor.policy()))
+
         async def answer(partition: int) -> web.StreamResponse:
-            _, state = unpack_stored(await port.load(partition, event.customer_id.encode()))
-            decision = preflight(state, event, port.processor.policy())
-            return _v1(_preflight_body(decision), settings)
+            stored = await port.load(partition, event.customer_id.encode())
+            return _v1(await asyncio.to_thread(judge, stored), settings)
 
         return await owner_answers(request, event.customer_id, answer)
 
@@ -286,7 +342,15 @@ def build_app(
     app = web.Application(middlewares=security.middlewares())
     app[SECURITY] = security
     app.add_routes(routes)
+    app.on_response_prepare.append(security_headers)
+    app.on_cleanup.extend(cleanups)
     return app
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer, errors included: no framing, no MIME sniffing, no referrer, and
+    only the pages' own script and style run."""
+    response.headers.update(SECURITY_HEADERS)
 
 
 def _event_of(raw: bytes, max_bytes: int) -> AgentEvent:
@@ -340,28 +404,115 @@ def _bad_request(reason: str, detail: str) -> web.Response:
 
 
 def _unavailable(reason: str) -> web.Response:
-    return web.json_response({"error": reason}, status=503, headers={"Retry-After": RETRY_AFTER_S})
+    return web.json_response(
+        {"api_version": API_VERSION, "error": reason, "reason": "unavailable"},
+        status=503,
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
 
 
-async def _forward(request: web.Request, owner: str, me: str) -> web.StreamResponse:
-    timeout = aiohttp.ClientTimeout(total=15)
-    url = owner + request.rel_url.path_qs
-    body = await request.read()
-    headers = {FORWARDED: me, **forwarded_credentials(request)}
-    if "Content-Type" in request.headers:
-        headers["Content-Type"] = request.headers["Content-Type"]
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(request.method, url, data=body or None, headers=headers) as r,
-        ):
-            body = await r.read()
-            headers = {"Content-Type": r.headers.get("Content-Type", "text/plain")}
-            if "Retry-After" in r.headers:
-                headers["Retry-After"] = r.headers["Retry-After"]
-            return web.Response(body=body, status=r.status, headers=headers)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return _unavailable(f"the owner {owner} did not answer ({exc!r}); retry")
+def _bad_gateway(reason: str, detail: str) -> web.Response:
+    return web.json_response(
+        {"api_version": API_VERSION, "error": detail, "reason": reason, "detail": detail},
+        status=502,
+    )
+
+
+UNTRUSTED = (
+    "the worker that owns this customer's partition is not a trusted peer "
+    "(TOWER_WEB_PEERS); nothing was sent to it, and this worker's log names it"
+)
+BAD_ANSWER = (
+    "the answer of the worker that owns this customer was refused; this worker's log says why"
+)
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Forwarder:
+    """Forwards a request to a customer's owner, if the owner is one of the peers."""
+
+    def __init__(self, security: WebSecurity, owners: Owners, refused: Counter, me: str) -> None:
+        self.security, self.owners, self.refused, self.me = security, owners, refused, me
+        self._warned: set[tuple[str, str]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _refuse(self, refusal: Refusal, owner: str) -> None:
+        """Counted every time, logged once per owner and reason."""
+        self.refused.labels(refusal.reason).inc()
+        if (refusal.reason, owner) in self._warned:
+            return
+        self._warned.add((refusal.reason, owner))
+        client_id = getattr(self.owners, "client_id", lambda url: None)(owner)
+        log.warning(
+            "not forwarding to the group member with client id %r: %s",
+            client_id or f"...@{owner}",
+            refusal.detail,
+        )
+
+    async def forward(self, request: web.Request, owner: str) -> web.StreamResponse:
+        peers = self.security.peers
+        verdict = (
+            peers.check(owner)
+            if peers is not None
+            else Refusal("not_a_peer", f"owner URL {owner!r}: no peers are configured")
+        )
+        if isinstance(verdict, Refusal):
+            self._refuse(verdict, owner)
+            return _bad_gateway("untrusted_owner", UNTRUSTED)
+        origin = verdict.url()
+        body = await request.read()
+        headers = {FORWARDED: self.me, **self.security.forward_headers(request, origin, body)}
+        if "Content-Type" in request.headers:
+            headers["Content-Type"] = request.headers["Content-Type"]
+        url = URL(origin + request.rel_url.raw_path_qs, encoded=True)
+        page = route_of(request) in PAGE_ROUTES
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        try:
+            async with self._session.request(
+                request.method, url, data=body or None, headers=headers, allow_redirects=False
+            ) as r:
+                return await self._answer(r, origin, page)
+        except _Refused as exc:
+            self._refuse(Refusal(exc.reason, f"the answer of {origin}: {exc}"), origin)
+            return _bad_gateway("bad_owner_answer", BAD_ANSWER)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning(
+                "the owner %s did not answer a forwarded %s %s: %r",
+                origin,
+                request.method,
+                route_of(request),
+                exc,
+            )
+            return _unavailable("the worker that owns this customer did not answer; retry")
+
+    async def _answer(self, r: aiohttp.ClientResponse, origin: str, page: bool) -> web.Response:
+        """The owner's answer as this worker's own: a known content type, bounded."""
+        if 300 <= r.status < 400:
+            raise _Refused("redirect", f"a redirect ({r.status}), not followed")
+        allowed = (JSON, HTML) if page else (JSON,)
+        if r.content_type not in allowed:
+            raise _Refused("content_type", f"content type {r.content_type!r} is not served")
+        if (r.content_length or 0) > MAX_FORWARDED_BYTES:
+            raise _Refused("too_large", f"{r.content_length} bytes")
+        data = bytearray()
+        async for chunk in r.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > MAX_FORWARDED_BYTES:
+                raise _Refused("too_large", f"more than {MAX_FORWARDED_BYTES} bytes")
+        headers = {"Content-Type": f"{r.content_type}; charset=utf-8"}
+        if r.headers.get("Retry-After", "").isdigit():
+            headers["Retry-After"] = r.headers["Retry-After"]
+        return web.Response(body=bytes(data), status=r.status, headers=headers)
+
+    async def close(self, app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 async def start(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -71,9 +71,12 @@ def test_markup_in_events_is_shown_as_text_and_never_run(
 ):
     tokens = tmp_path / "tokens"
     tokens.write_text(token_line(VIEWER_TOKEN, "viewer", "browser-test"))
+    peer_key = tmp_path / "peer-key"
+    peer_key.write_text("k" * 64 + "\n")
     worker.extra_env.update(
         TOWER_RUNTIME=runtime,
         TOWER_WEB_TOKENS_FILE=str(tokens),
+        TOWER_WEB_PEER_KEY_FILE=str(peer_key),
         TOWER_WEB_OPEN_METRICS="true",  # the fixture's readiness probe reads /metrics
     )
     worker.start()

@@ -16,6 +16,7 @@ from tests.unit.web.test_auth import (
     OPERATOR_TOKEN,
     VIEWER_TOKEN,
     NoOwners,
+    peer_key,
     tokens_file,
 )
 from tests.unit.web.test_server import worker_port
@@ -35,7 +36,9 @@ def url(tmp_path: Path) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
-    settings = Settings(web_port=free, web_tokens_file=tokens_file(tmp_path))
+    settings = Settings(
+        web_port=free, web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path)
+    )
     port = worker_port(settings, set(range(8)), ["ana"])
     app = build_app(port, NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
     stop = serve_in_thread(app, "127.0.0.1", free)

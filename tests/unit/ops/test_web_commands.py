@@ -76,3 +76,46 @@ def test_a_line_is_appended_after_a_file_without_a_final_newline(tmp_path: Path)
     path.chmod(0o600)
     assert add(path, "viewer", "bo")[0] == 0
     assert [e.principal.name for e in load_tokens(path)] == ["ana", "bo"]
+
+
+ADD = ("web", "token", "add", "--role")
+
+
+def test_a_token_with_a_ttl_expires(tmp_path: Path) -> None:
+    import time
+
+    path = tmp_path / "tokens"
+    result = CliRunner().invoke(
+        main,
+        [*ADD, "viewer", "--name", "temp", "--ttl", "30d", "--file", str(path)],
+    )
+    assert result.exit_code == 0, result.stderr
+    token = result.stdout.strip()
+    (entry,) = load_tokens(path)
+    assert entry.expires is not None and abs(entry.expires - (time.time() + 30 * 86400)) < 60
+    assert "expiring" in result.stderr and "expires=" in path.read_text()
+    assert identify((entry,), token) is not None
+    assert identify((entry,), token, now=entry.expires + 1) is None
+    listed = CliRunner().invoke(main, ["web", "token", "list", "--file", str(path)])
+    assert "temp" in listed.stdout and "expires" in listed.stdout
+    bad = CliRunner().invoke(
+        main,
+        [*ADD, "viewer", "--name", "x", "--ttl", "soon", "--file", str(path)],
+    )
+    assert bad.exit_code != 0 and "like 30d" in bad.output
+
+
+def test_peer_key_new_writes_a_private_key_and_rotate_adds_one(tmp_path: Path) -> None:
+    from pipeline.web.peer_assertion import load_keys
+
+    path = tmp_path / "peer-key"
+    first = CliRunner().invoke(main, ["web", "peer-key", "new", "--file", str(path)])
+    assert first.exit_code == 0, first.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    (key,) = load_keys(path)
+    again = CliRunner().invoke(main, ["web", "peer-key", "new", "--file", str(path)])
+    assert again.exit_code != 0 and "--rotate" in again.output
+    rotated = CliRunner().invoke(main, ["web", "peer-key", "new", "--rotate", "--file", str(path)])
+    assert rotated.exit_code == 0, rotated.output
+    keys = load_keys(path)
+    assert len(keys) == 2 and keys[0] == key  # the old key still signs until moved

@@ -22,12 +22,13 @@ import jsonschema
 import orjson
 import pytest
 import trustme
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.partitioning import key_partition
 from pipeline.settings import Settings
-from pipeline.web import auth
+from pipeline.web import auth, peer_assertion
 from pipeline.web.auth import (
     TokenFileError,
     WebSecurity,
@@ -39,7 +40,7 @@ from pipeline.web.auth import (
     tls_context,
     token_line,
 )
-from pipeline.web.server import build_app, serve_in_thread, start
+from pipeline.web.server import FORWARDED, build_app, serve_in_thread, start
 from tests.factories import proposal
 from tests.unit.web.test_server import worker_port
 
@@ -69,6 +70,15 @@ def tokens_file(tmp_path: Path, *lines: str, name: str = "tokens") -> Path:
         + token_line(OPERATOR_TOKEN, "operator", "ops-bot")
         + "".join(lines)
     )
+    return path
+
+
+PEER_KEY = "k" * 64
+
+
+def peer_key(tmp_path: Path, key: str = PEER_KEY, name: str = "peer-key") -> Path:
+    path = tmp_path / name
+    path.write_text(key + "\n")
     return path
 
 
@@ -180,6 +190,8 @@ def test_the_role_each_request_needs(
 PREFLIGHT = encode_event(proposal("ana"), "json")
 AS_VIEWER = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 AS_OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+AS_VIEWER_JSON = {**AS_VIEWER, "Content-Type": "application/json"}
+AS_OPERATOR_JSON = {**AS_OPERATOR, "Content-Type": "application/json"}
 
 
 @pytest.mark.parametrize(
@@ -220,14 +232,19 @@ def test_who_may_do_what(
     status: int,
     error: str | None,
 ) -> None:
-    settings = Settings(web_tokens_file=tokens_file(tmp_path), web_open_metrics=open_metrics)
+    settings = Settings(
+        web_tokens_file=tokens_file(tmp_path),
+        web_peer_key_file=peer_key(tmp_path),
+        web_open_metrics=open_metrics,
+    )
     errors = jsonschema.Draft202012Validator(
         orjson.loads((SCHEMAS / "api_error.v1.schema.json").read_bytes())
     )
 
     async def check(client: TestClient) -> None:
         body = PREFLIGHT if method == "POST" else None
-        r = await client.request(method, path, headers=headers, data=body)
+        sent = {**headers, "Content-Type": "application/json"} if body else headers
+        r = await client.request(method, path, headers=sent, data=body)
         raw = await r.read()
         assert r.status == status, raw
         assert VIEWER_TOKEN.encode() not in raw and OPERATOR_TOKEN.encode() not in raw
@@ -249,7 +266,9 @@ def test_a_forbidden_answer_says_whose_token_and_what_role_is_needed(tmp_path: P
         data = await r.json()
         assert r.status == 403 and "ana" in data["error"] and "needs operator" in data["error"]
 
-    served(Settings(web_tokens_file=tokens_file(tmp_path)), check)
+    served(
+        Settings(web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path)), check
+    )
 
 
 def test_a_person_signs_in_once_with_token_in_the_address(tmp_path: Path) -> None:
@@ -276,12 +295,16 @@ def test_a_person_signs_in_once_with_token_in_the_address(tmp_path: Path) -> Non
         client.session.cookie_jar.update_cookies({auth.COOKIE: "wrong"})
         assert (await client.get("/")).status == 401
 
-    served(Settings(web_tokens_file=tokens_file(tmp_path)), check)
+    served(
+        Settings(web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path)), check
+    )
 
 
 def test_the_sign_in_redirect_never_leaves_the_site(tmp_path: Path) -> None:
-    security = WebSecurity.from_settings(Settings(web_tokens_file=tokens_file(tmp_path)))
-    (middleware,) = security.middlewares()
+    security = WebSecurity.from_settings(
+        Settings(web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path))
+    )
+    middleware = security.middlewares()[0]
 
     async def main() -> None:
         for target in (
@@ -296,44 +319,70 @@ def test_the_sign_in_redirect_never_leaves_the_site(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_forwarded_request_carries_the_callers_token_and_the_owner_checks_it(
+def test_a_forwarded_request_carries_a_signed_assertion_never_the_callers_token(
     tmp_path: Path,
 ) -> None:
-    """The non-owner accepts a token the owner does not know: the owner's 401 shows the
-    token went along and was checked there; a cookie goes along as a bearer token."""
+    """The owner knows none of the caller's tokens: it serves the forwarded requests on the
+    forwarder's signed word, with the caller's role, and never sees a token or a cookie.
+    An assertion signed with another key is refused there."""
     p = key_partition(b"ana", 8)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
     url = f"http://127.0.0.1:{free}"
-    only_here = "known-only-to-the-non-owner-" + "x" * 20
-    owner_tokens = tokens_file(tmp_path, name="owner")
-    other_tokens = tokens_file(tmp_path, token_line(only_here, "operator", "x"), name="other")
+    owner_tokens = tmp_path / "owner-tokens"
+    owner_tokens.write_text(token_line("someone-else-" + "y" * 30, "operator", "y"))
+    seen: list[dict[str, str]] = []
 
-    async def main() -> None:
-        owner_port = worker_port(Settings(web_url=url, web_tokens_file=owner_tokens), {p}, ["ana"])
-        owner = build_app(owner_port, NoOwners(), timeline=lambda *_: [])  # type: ignore[arg-type]
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        return await handler(request)
+
+    async def main(forwarder_key: str) -> list[int]:
+        owner_settings = Settings(
+            web_url=url, web_tokens_file=owner_tokens, web_peer_key_file=peer_key(tmp_path)
+        )
+        owner = build_app(
+            worker_port(owner_settings, {p}, ["ana"]), NoOwners(), timeline=lambda *_: []
+        )  # type: ignore[arg-type]
+        owner.middlewares.insert(0, record)
+        statuses = []
         async with TestServer(owner, host="127.0.0.1", port=free):
-            settings = Settings(web_url="http://other:1", web_tokens_file=other_tokens)
+            settings = Settings(
+                web_url="http://127.0.0.1:1",
+                web_tokens_file=tokens_file(tmp_path),
+                web_peer_key_file=peer_key(tmp_path, forwarder_key, "forwarder-key"),
+            )
             other = build_app(
                 worker_port(settings, set()), FixedOwners({p: url}), timeline=lambda *_: []
             )  # type: ignore[arg-type]
             async with TestClient(TestServer(other)) as client:
                 r = await client.get("/api/v1/customers/ana/context", headers=AS_VIEWER)
-                assert r.status == 200 and (await r.json())["served_by"] == url
-                r = await client.post("/api/v1/preflight", data=PREFLIGHT, headers=AS_OPERATOR)
-                assert r.status == 200 and (await r.json())["served_by"] == url
-                r = await client.get(
-                    "/api/v1/customers/ana/context",
-                    headers={"Authorization": f"Bearer {only_here}"},
-                )
-                assert r.status == 401  # the owner's answer, passed back
-                assert only_here not in await r.text()
+                statuses.append(r.status)
+                if r.status == 200:
+                    assert (await r.json())["served_by"] == url
+                r = await client.post("/api/v1/preflight", data=PREFLIGHT, headers=AS_OPERATOR_JSON)
+                statuses.append(r.status)
+                # a viewer may not preflight: refused here, nothing forwarded
+                before = len(seen)
+                r = await client.post("/api/v1/preflight", data=PREFLIGHT, headers=AS_VIEWER_JSON)
+                assert r.status == 403 and len(seen) == before
                 client.session.cookie_jar.update_cookies({auth.COOKIE: VIEWER_TOKEN})
                 r = await client.get("/customers/ana")
-                assert r.status == 200 and f"answered by {url}" in await r.text()
+                statuses.append(r.status)
+                if r.status == 200:
+                    assert f"answered by {url}" in await r.text()
+        return statuses
 
-    asyncio.run(main())
+    assert asyncio.run(main(PEER_KEY)) == [200, 200, 200]
+    assert len(seen) == 3
+    for headers in seen:
+        assert "Authorization" not in headers and "Cookie" not in headers
+        assert headers[peer_assertion.HEADER] and headers[FORWARDED] == "http://127.0.0.1:1"
+        text = str(headers)
+        assert VIEWER_TOKEN not in text and OPERATOR_TOKEN not in text
+    assert asyncio.run(main("another-key-" + "z" * 40)) == [401, 401, 401]
 
 
 def test_a_changed_tokens_file_is_read_again(tmp_path: Path, caplog: Any) -> None:
@@ -354,7 +403,7 @@ def test_a_changed_tokens_file_is_read_again(tmp_path: Path, caplog: Any) -> Non
         assert (await client.get("/", headers=later_auth)).status == 401
 
     with caplog.at_level(logging.DEBUG):
-        served(Settings(web_tokens_file=path), check)
+        served(Settings(web_tokens_file=path, web_peer_key_file=peer_key(tmp_path)), check)
     assert "no token is accepted until the file is fixed" in caplog.text
     assert later not in caplog.text and VIEWER_TOKEN not in caplog.text
 
@@ -364,7 +413,9 @@ def test_no_token_appears_in_logs_healthz_or_error_answers(tmp_path: Path, caplo
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = s.getsockname()[1]
-    settings = Settings(web_port=free, web_tokens_file=tokens_file(tmp_path))
+    settings = Settings(
+        web_port=free, web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path)
+    )
     secrets = (VIEWER_TOKEN, OPERATOR_TOKEN, "wrong-" + VIEWER_TOKEN)
     answers: list[str] = []
 
@@ -387,7 +438,13 @@ def test_no_token_appears_in_logs_healthz_or_error_answers(tmp_path: Path, caplo
                 ):
                     for path in ("/healthz", "/metrics", "/", "/customers/ana", "/nope"):
                         await ask(session, "GET", path, headers=headers)
-                    await ask(session, "POST", "/api/v1/preflight", data=b"{bad", headers=headers)
+                    await ask(
+                        session,
+                        "POST",
+                        "/api/v1/preflight",
+                        data=b"{bad",
+                        headers={**headers, "Content-Type": "application/json"},
+                    )
                 for secret in secrets:
                     await ask(session, "GET", f"/customers/ana?token={secret}")
         finally:
@@ -420,7 +477,11 @@ def test_without_tokens_any_address_but_loopback_is_refused(host: str, tmp_path:
     with pytest.raises(WebSecurityError):  # the runtimes build the app first: they fail at start
         build_app(worker_port(settings, set()), NoOwners())  # type: ignore[arg-type]
     # with tokens the same address is fine
-    WebSecurity.from_settings(replace(settings, web_tokens_file=tokens_file(tmp_path)))
+    WebSecurity.from_settings(
+        replace(
+            settings, web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path)
+        )
+    )
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "LOCALHOST"])
@@ -469,6 +530,7 @@ def test_the_web_server_speaks_https_with_a_certificate(tmp_path: Path) -> None:
         web_tls_cert=cert,
         web_tls_key=key,
         web_tokens_file=tokens_file(tmp_path),
+        web_peer_key_file=peer_key(tmp_path),
         web_open_metrics=True,
     )
     app = build_app(worker_port(settings, set()), NoOwners())  # type: ignore[arg-type]

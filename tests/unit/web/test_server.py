@@ -114,7 +114,7 @@ def via_non_owner(check: Callable[[TestClient, str], Awaitable[None]]) -> None:
     async def main() -> None:
         owner = build_app(worker(url, {p}, ["ana"]), FixedOwners({}), timeline=lambda *_: [])
         async with TestServer(owner, host="127.0.0.1", port=free):
-            other = worker("http://other:1", set(), [])
+            other = worker("http://127.0.0.1:1", set(), [])
             app = build_app(other, FixedOwners({p: url}), timeline=lambda *_: [])
             async with TestClient(TestServer(app)) as client:
                 await check(client, url)
