@@ -354,7 +354,15 @@ def _reset_demo_topics(settings: Settings) -> None:
 
 #: the worker's web security settings, left out for the demo's worker (auth off, 127.0.0.1)
 WEB_SECURITY_ENV = frozenset(
-    {"TOWER_WEB_TOKENS_FILE", "TOWER_WEB_OPEN_METRICS", "TOWER_WEB_TLS_CERT", "TOWER_WEB_TLS_KEY"}
+    {
+        "TOWER_WEB_TOKENS_FILE",
+        "TOWER_WEB_OPEN_METRICS",
+        "TOWER_WEB_TLS_CERT",
+        "TOWER_WEB_TLS_KEY",
+        "TOWER_WEB_PEERS",
+        "TOWER_WEB_PEER_KEY_FILE",
+        "TOWER_WEB_URL",
+    }
 )
 
 
