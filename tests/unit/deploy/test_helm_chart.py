@@ -30,6 +30,8 @@ CHART = ROOT / "deploy" / "helm" / "journey-tower"
 SCHEMAS = ROOT / "deploy" / "helm" / "schemas"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 RELEASE, NAMESPACE = "tower", "tower"
+#: the Kubernetes version of the vendored schemas, and the chart's kubeVersion floor
+KUBE_VERSION = "1.30.0"
 #: what `helm template` does with the defaults, and with each ci/ values file
 SCENARIOS = [None, *CI_VALUES]
 SCENARIO_IDS = ["default", *(p.stem for p in CI_VALUES)]
@@ -52,6 +54,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @cache
 def _template(values_file: Path | None, sets: tuple[str, ...] = ()) -> tuple[int, str, str]:
     args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    args += ["--kube-version", KUBE_VERSION]
     if values_file is not None:
         args += ["--values", str(values_file)]
     for item in sets:
@@ -103,7 +106,7 @@ def _schema(api_version: str, kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("values_file", SCENARIOS, ids=SCENARIO_IDS)
 def test_helm_lint_passes(values_file: Path | None) -> None:
-    args = ["lint", str(CHART), "--strict"]
+    args = ["lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION]
     if values_file is not None:
         args += ["--values", str(values_file)]
     done = _run(*args)
@@ -271,6 +274,32 @@ def test_the_secured_render_mounts_every_secret_the_settings_name() -> None:
     assert env["TOWER_SSL_CA_FILE"]["value"] == "/secrets/kafka-tls/ca.crt"
     assert env["TOWER_WEB_TLS_CERT"]["value"] == "/secrets/web-tls/tls.crt"
     assert env["TOWER_WEB_URL"]["value"].startswith("https://")
+
+
+@pytest.mark.parametrize("values_file", SCENARIOS, ids=SCENARIO_IDS)
+def test_the_worker_accepts_the_rendered_environment(
+    values_file: Path | None, tmp_path: Path
+) -> None:
+    """The env as a pod gets it (pod name expanded, mounted files in place) makes Settings."""
+    objects = render(values_file)
+    pod = f"{only(objects, 'StatefulSet')['metadata']['name']}-0"
+    env: dict[str, str] = {}
+    for name, entry in env_of(worker(objects)).items():
+        if "value" not in entry:
+            continue
+        value = entry["value"].replace("$(POD_NAME)", pod).replace("$(POD_NAMESPACE)", NAMESPACE)
+        if value.startswith(("/secrets/", "/etc/tower/")):
+            path = tmp_path / value.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("secret-from-a-file\n")
+            value = str(path)
+        env[name] = value
+    settings = Settings.from_env(env)
+    assert settings.advertised_url.startswith(("http://" + pod, "https://" + pod))
+    assert str(settings.data_dir) == "/data"
+    assert settings.topics == TopicNames()
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_password == "secret-from-a-file"
 
 
 # --- every setting through values ----------------------------------------------------------
