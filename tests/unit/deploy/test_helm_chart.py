@@ -470,3 +470,14 @@ def test_no_plain_secret_in_the_default_values() -> None:
     assert values["kafka"]["sasl"]["password"] == ""
     assert values["web"]["tokens"]["content"] == ""
     assert values["env"] == {}
+
+
+def test_the_chart_runs_the_version_the_project_builds() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == project
+    assert only(render(), "StatefulSet")["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ].endswith(f":{project}")
