@@ -52,6 +52,7 @@ HELM_STAMP   := $(TOOLS)/.helm-$(HELM_VERSION)
 $(HELM_STAMP):
 	@if ! command -v $(GO) >/dev/null; then \
 	  echo "no Go toolchain ($(GO)): helm is not built and the chart's tests skip" >&2; exit 0; fi; \
+	echo "building helm $(HELM_VERSION) into $(TOOLS)/bin (once per version)"; \
 	GOBIN=$(abspath $(TOOLS)/bin) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
 	  && rm -f $(TOOLS)/.helm-* && touch $@
 
