@@ -373,6 +373,7 @@ def test_values_that_cannot_work_fail_the_render_with_a_clear_message(
         (("env.tower_app_id=x",), "/env"),
         (("replicas=3",), "replicas"),
         (("web.port=70000",), "/web/port"),
+        (("keda.minReplicaCount=0",), "/keda/minReplicaCount"),
     ],
 )
 def test_the_values_schema_refuses_bad_values(sets: tuple[str, ...], where: str) -> None:
