@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import fields
 from functools import cache
@@ -37,6 +38,8 @@ SCENARIOS = [None, *CI_VALUES]
 SCENARIO_IDS = ["default", *(p.stem for p in CI_VALUES)]
 #: values that stand for secrets in the ci/ files: they may only ever sit in a Secret
 SECRET_VALUES = ("not-a-real-password",)
+#: helm's cache, config and data folders, away from the user's
+_HELM_HOME = tempfile.TemporaryDirectory(prefix="tower-helm-home-")
 
 
 def _helm() -> str:
@@ -48,7 +51,14 @@ def _helm() -> str:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_helm(), *args], capture_output=True, text=True, check=False)
+    home = _HELM_HOME.name
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": f"{home}/cache",
+        "HELM_CONFIG_HOME": f"{home}/config",
+        "HELM_DATA_HOME": f"{home}/data",
+    }
+    return subprocess.run([_helm(), *args], capture_output=True, text=True, check=False, env=env)
 
 
 @cache
@@ -260,6 +270,22 @@ def test_secrets_made_from_values_hold_them_and_are_mounted_as_files() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["kafka-sasl"]["secret"]["secretName"] == sasl["metadata"]["name"]
     assert volumes["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_notes_warn_when_secrets_are_made_from_values() -> None:
+    """`install --dry-run=client` renders NOTES without a cluster."""
+
+    def notes(*values: str) -> str:
+        args = ["install", RELEASE, str(CHART), "--dry-run=client"]
+        done = _run(*args, *values)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("NOTES:", 1)[1]
+
+    made = notes("--values", str(CHART / "ci" / "created-secrets-values.yaml"))
+    assert "WARNING: kafka.sasl.password made the Secret" in made
+    assert "WARNING: web.tokens.content made the Secret" in made
+    assert "not-a-real-password" not in made
+    assert "WARNING" not in notes()
 
 
 def test_the_secured_render_mounts_every_secret_the_settings_name() -> None:
