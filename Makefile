@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install bench-deps bench-quix-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
+.PHONY: help install tools bench-deps bench-quix-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,14 +42,30 @@ $(QUIX_STAMP): bench/quix-requirements.txt
 
 bench-quix-deps: $(QUIX_STAMP)  ## .venv-quix with quixstreams, for the Quix Streams contenders
 
+# helm, built from the Go module proxy into .tools/ (gitignored) once per version; the chart's
+# tests (tests/unit/deploy) lint and render deploy/helm/journey-tower with it.
+GO           ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+HELM_VERSION := v4.3.2
+TOOLS        := .tools
+HELM         := $(TOOLS)/bin/helm
+HELM_STAMP   := $(TOOLS)/.helm-$(HELM_VERSION)
+$(HELM_STAMP):
+	@if ! command -v $(GO) >/dev/null; then \
+	  echo "no Go toolchain ($(GO)): helm is not built and the chart's tests skip" >&2; exit 0; fi; \
+	echo "building helm $(HELM_VERSION) into $(TOOLS)/bin (once per version)"; \
+	GOBIN=$(abspath $(TOOLS)/bin) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
+	  && rm -f $(TOOLS)/.helm-* && touch $@
+
+tools: $(HELM_STAMP)  ## build the tools the tests use (helm) into .tools/bin
+
 kafka-jars: install  ## fetch the Apache Kafka broker jars into ~/.cache/journey-tower (once)
 	$(BIN)/tower kafka fetch
 
 demo: install kafka-jars  ## local Kafka, topics, a worker, simulated agents, a summary (~1 min)
 	$(BIN)/tower demo
 
-test: install kafka-jars lint  ## unit + integration tests against a real broker the tests start
-	$(BIN)/pytest -m 'not soak' $(PYTEST_ARGS)
+test: install kafka-jars tools lint  ## unit + integration tests against a real broker the tests start
+	TOWER_HELM=$(abspath $(HELM)) $(BIN)/pytest -m 'not soak' $(PYTEST_ARGS)
 
 SOAK_TALLY ?= var/soak-tally.jsonl
 soak: install kafka-jars  ## each crash/rebalance scenario 10x on both runtimes (TOWER_SOAK_RUNS), then the tally
@@ -61,8 +77,8 @@ SOAK_LOAD_ARGS ?= --runtime transactional,faust --minutes 10 --chart-dir var
 soak-load: bench-deps kafka-jars  ## per runtime: capacity, a backlog to steady state, 10 min at 70 %: lag, p99, RSS, fds, PASS/FAIL, chart
 	$(BIN)/python -m bench.soak_load $(SOAK_LOAD_ARGS)
 
-unit: install  ## unit tests only (no broker)
-	$(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)
+unit: install tools  ## unit tests only (no broker)
+	TOWER_HELM=$(abspath $(HELM)) $(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)
 
 integration: install kafka-jars  ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
