@@ -266,6 +266,7 @@ def test_secrets_made_from_values_hold_them_and_are_mounted_as_files() -> None:
     env = env_of(worker(objects))
     assert env["TOWER_SASL_PASSWORD_FILE"]["value"] == "/secrets/kafka-sasl/password"
     assert env["TOWER_WEB_TOKENS_FILE"]["value"] == "/secrets/web-tokens/tokens"
+    assert env["TOWER_WEB_PEER_KEY_FILE"]["value"] == "/secrets/web-tokens/peer-key"
     pod = only(objects, "StatefulSet")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["kafka-sasl"]["secret"]["secretName"] == sasl["metadata"]["name"]
@@ -379,6 +380,7 @@ def test_mtls_files_come_from_the_kafka_tls_secret() -> None:
         (("keda.enabled=true", "keda.maxReplicaCount=9"), "keda.maxReplicaCount=9 is more than"),
         (("kafka.securityProtocol=SASL_SSL",), "needs the SASL password"),
         (("web.tokens.existingSecret=",), "refuses to start without a tokens file"),
+        (("web.tokens.content=x",), "refuses to start without a peer key"),
         (("web.tls.enabled=true",), "web.tls.enabled needs web.tls.existingSecret"),
         (("podMonitor.enabled=true",), "/metrics needs a viewer token"),
         (("strimzi.users.enabled=true", "strimzi.users.roles={nobody}"), "roles"),

@@ -106,6 +106,10 @@ app.kubernetes.io/component: worker
 {{- if .Values.web.tokens.content }}tokens{{ else }}{{ .Values.web.tokens.existingSecretKey }}{{ end -}}
 {{- end -}}
 
+{{- define "tower.peerKeySecretKey" -}}
+{{- if .Values.web.tokens.content }}peer-key{{ else }}{{ .Values.web.tokens.existingSecretPeerKey }}{{ end -}}
+{{- end -}}
+
 {{- define "tower.policyConfigMap" -}}
 {{- if .Values.policy.content -}}
 {{- printf "%s-policy" (include "tower.fullname" .) -}}
@@ -214,6 +218,9 @@ TOWER_* settings with a typed value above (name -> value); the env map may not r
 {{- end -}}
 {{- if and (or $v.kafka.tls.certKey $v.kafka.tls.caKey) (not (include "tower.usesKafkaTls" .)) $v.kafka.tls.existingSecret -}}
 {{- fail (printf "kafka.tls.existingSecret is set but kafka.securityProtocol=%s uses no TLS: use SSL or SASL_SSL" $v.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and $v.web.tokens.content (not $v.web.tokens.peerKeyContent) -}}
+{{- fail "web.tokens.peerKeyContent: a worker with tokens refuses to start without a peer key: give the text of `tower web peer-key new`'s file too" -}}
 {{- end -}}
 {{- if not (include "tower.tokensSecret" .) -}}
 {{- fail "web.tokens: the worker listens on 0.0.0.0 and refuses to start without a tokens file: set web.tokens.existingSecret (a Secret made from `tower web token add`'s file)" -}}
