@@ -412,6 +412,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         async with state_lock:
             guard.forget(assigned)
         progress.assigned()
+        await serve_pages()
 
     @faust_compat.connect(app.on_partitions_revoked)
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -560,8 +561,14 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     )
     pages = build_app(port)
 
-    @app.task
+    serving: list[Any] = []
+
     async def serve_pages() -> None:
+        """From the first assignment on: Faust starts its tasks only once the first
+        recovery is over, and /readyz should say 503 while it runs, not refuse."""
+        if serving:
+            return
+        serving.append(None)
         loop = type(asyncio.get_running_loop())
         log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
         runner = await server.start(pages, settings.web_host, settings.web_port)
@@ -569,6 +576,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         @faust_compat.connect(app.on_before_shutdown)
         async def stop_pages(sender: Any, **kwargs: Any) -> None:
             await runner.cleanup()
+
+    app.task(serve_pages)  # a worker with no partitions serves too
 
     return app
 
