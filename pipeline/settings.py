@@ -21,6 +21,8 @@ RUNTIMES = ("faust", "transactional")
 EVENT_LOOPS = ("uvloop", "asyncio")
 #: codecs of the records a worker writes (Kafka's `compression.type`; "none" for none)
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
+#: formats of the worker's log lines
+LOG_FORMATS = ("text", "json")
 #: earlier names, still accepted from TOWER_ENGINE, --engine and TOWER_RUNTIME
 RUNTIME_ALIASES = {"native": "transactional"}
 
@@ -124,6 +126,12 @@ class Settings:
     #: short hash of the data dir: a StatefulSet pod or a container keeps its own, and
     #: workers sharing one host stay apart by their data dirs]
     instance_id: str = ""
+    # --- probes and logs ---
+    #: /livez fails when input waits but nothing was decided for this long, or the
+    #: transactional runtime's loop has not turned for this long (seconds)
+    liveness_stall_s: float = 120.0
+    #: "text", or "json": one JSON object per line (level, logger, message, partition, offset)
+    log_format: str = "text"
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod
@@ -173,6 +181,16 @@ class Settings:
         if settings.output_format not in ("avro", "json"):
             raise ValueError(
                 f"TOWER_OUTPUT_FORMAT must be 'avro' or 'json', not {settings.output_format!r}"
+            )
+        if settings.liveness_stall_s <= 0:
+            raise ValueError(
+                f"TOWER_LIVENESS_STALL_S must be a number of seconds > 0, "
+                f"not {settings.liveness_stall_s!r}"
+            )
+        if settings.log_format not in LOG_FORMATS:
+            raise ValueError(
+                f"TOWER_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+                f"not {settings.log_format!r}"
             )
         if settings.processing_guarantee != "at_least_once":
             raise ValueError(

@@ -316,12 +316,18 @@ class Policy:
     experiments: Experiments = field(default_factory=Experiments)
     governance: Governance = field(default_factory=Governance)
     audit: AuditLevels = field(default_factory=AuditLevels)
+    #: the agents the document declares (`agents:`), the metrics' agent label values. Like
+    #: the notes, not part of the version: the rules name agents themselves (authority,
+    #: kill_switch, holdouts), so the declaration decides nothing
+    agents: frozenset[str] = field(default=frozenset(), compare=False)
+    #: journey -> its steps, as declared (`journeys:`); the metrics' label values
+    journeys: Mapping[str, frozenset[str]] = field(default_factory=dict)
     notes: str = ""
     content_hash: str = field(init=False, compare=False, repr=False, default="")
 
     def __post_init__(self) -> None:
         data = asdict(self)
-        for ignored in ("notes", "content_hash"):
+        for ignored in ("notes", "content_hash", "agents"):
             data.pop(ignored)
         if self.experiments == Experiments():
             data.pop("experiments")  # so a policy without experiments keeps its old hash
@@ -329,6 +335,8 @@ class Policy:
             data.pop("governance")  # likewise for a policy without a governance block
         if self.audit == AuditLevels():
             data.pop("audit")  # and for one without an audit block
+        if not self.journeys:
+            data.pop("journeys")  # and for one that declares no journeys
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=sorted))
         object.__setattr__(self, "content_hash", digest.hexdigest())
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from pipeline.core.policy import FrequencyCap, Policy
 
-_IGNORED = frozenset({"content_hash", "version"})
+#: the declared agents decide nothing (policy.py): not a change of what is decided
+_IGNORED = frozenset({"content_hash", "version", "agents"})
 
 
 def policy_changes(old: Policy, new: Policy) -> list[str]:

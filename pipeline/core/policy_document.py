@@ -418,6 +418,26 @@ def _quiet_span(r: _Reader, n: Node, p: str, qh: QuietHours) -> _Invalid | None:
     return None
 
 
+def _journeys(r: _Reader, n: Node, p: str) -> dict[str, frozenset[str]] | _Invalid:
+    """`{journey: [step, ...]}`: the journey_step values the metrics count by name (others
+    are counted as `other`, so producers cannot grow the series without bound)."""
+    if not isinstance(n, MappingNode):
+        return r.fail(n, p, "must be a mapping of journey name to its list of steps")
+    before = len(r.issues)
+    out: dict[str, frozenset[str]] = {}
+    for key_node, value_node in n.value:
+        name = r.text(key_node, p)
+        if isinstance(name, _Invalid):
+            continue
+        if name in out:
+            r.fail(key_node, f"{p}.{name}", "duplicate journey")
+            continue
+        steps = r.names(value_node, f"{p}.{name}", None, "step")
+        if not isinstance(steps, _Invalid):
+            out[name] = frozenset(steps)
+    return INVALID if len(r.issues) > before else out
+
+
 def _share(r: _Reader, n: Node, p: str) -> float | _Invalid:
     value = r.number(n, p, 0.0)
     if isinstance(value, float) and value >= 1:
@@ -583,6 +603,7 @@ READERS: Mapping[str, Section] = {
         },
         _experiments_check,
     ),
+    "journeys": _journeys,
     "governance": _section(Governance, {"require_approval": _bool}),
     "audit": _section(
         AuditLevels,
@@ -630,7 +651,7 @@ def load_policy(text: str, source: str = "<policy>") -> Policy:
     if r.issues:
         raise PolicyError(source, sorted(r.issues, key=lambda i: i.line))
     values.pop("agents", None)
-    return Policy(**values)
+    return Policy(**values, agents=r.agents)
 
 
 def load_policy_file(path: str | Path) -> Policy:

@@ -39,6 +39,8 @@ def connection(settings: Settings) -> dict[str, Any]:
     ):
         if path is not None and settings.security_protocol in TLS_PROTOCOLS:
             conf[key] = str(path)
+    if settings.log_format == "json":  # librdkafka's own lines through logging, as JSON too
+        conf["logger"] = logging.getLogger("librdkafka")
     return conf
 
 

@@ -160,6 +160,7 @@ class BatchProcessor:
                 self.event_time[rec.partition] = event.occurred_at
 
         policy = self.policy()
+        m.label_values.follow(policy)
         writes: list[StateWrite] = []
         for (partition, key), items in groups.items():
             try:
@@ -249,11 +250,12 @@ class BatchProcessor:
                 reason = minimised_reason(decision.reason, decision.rule, levels)
                 shown = msgspec.structs.replace(decision, reason=reason)
             self.feed(shown, event, now_ms)
+        agent = m.label_values.agent  # the label's allow-list
         if event.kind == "proposal" and decision.outcome != HELD:
-            tally.add(m.proposals, event.agent)
+            tally.add(m.proposals, agent(event.agent))
         partition = source.partition
         if decision.action is not None and decision.outcome in EMITTING:
-            tally.add(m.approved, event.channel or "-", event.agent)
+            tally.add(m.approved, event.channel or "-", agent(event.agent))
             out.append(
                 OutputRecord(
                     self._approved,
@@ -304,7 +306,9 @@ class BatchProcessor:
             return BatchResult([], [])
         source = Source(self._wakeups, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
         out: list[OutputRecord] = []
-        state = self._release(state, customer_id, hold_id, self.policy(), source, key, now_ms, out)
+        policy = self.policy()
+        self.metrics.label_values.follow(policy)
+        state = self._release(state, customer_id, hold_id, policy, source, key, now_ms, out)
         self._tally.flush()
         write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
         return BatchResult(out, [write])

@@ -5,11 +5,20 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from pipeline.core import experience as xp
 from pipeline.core import experiments as ex
 from pipeline.core.experience import Observation
+from pipeline.processing.label_values import AllowedValues, LabelValues
 
 
 def _registry() -> CollectorRegistry:
@@ -24,6 +33,13 @@ class TowerMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
+        # python_gc_*, python_info
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
+        PlatformCollector(registry=r)
+        #: the allow-lists of the agent, journey and step labels (label_values.py)
+        self.label_values = LabelValues()
         self.events_in = Counter(
             "tower_events_in",
             "Input records read, by kind and wire format",
@@ -115,7 +131,34 @@ class TowerMetrics:
             "Times a newly published policy came into force without a restart",
             registry=r,
         )
-        self.experience = ExperienceMetrics(r)  # pipeline/core/experience.py
+        self.input_lag = Gauge(
+            "tower_input_lag_records",
+            "Per owned input partition: records not yet decided (agent-events) or read "
+            "(tower-wakeups): the log end as last fetched minus the worker's next offset; "
+            "measured about once a second",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.input_oldest_age = Gauge(
+            "tower_input_oldest_undecided_age_seconds",
+            "Per owned input partition: seconds since the worker first saw the log end pass "
+            "its next offset to decide, i.e. how long the oldest undecided record has been "
+            "waiting (sampled about once a second, so up to a second short; counted from "
+            "the assignment for records already waiting then); 0 when none waits",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.last_decision = Gauge(
+            "tower_last_decision_timestamp_seconds",
+            "Unix time of the last decided batch",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "tower_rebalances",
+            "Partition assignments taken (once per rebalance, after the states are restored)",
+            registry=r,
+        )
+        self.experience = ExperienceMetrics(r, self.label_values)  # pipeline/core/experience.py
 
 
 #: Time to resolution spans minutes to weeks: edges at 1 m, 5 m, 15 m, 30 m, 1 h, 2 h, 4 h,
@@ -131,12 +174,20 @@ class ExperienceMetrics:
     contact rate, approval rate) are left to PromQL so they can be taken over any window.
     """
 
-    def __init__(self, r: CollectorRegistry) -> None:
+    def __init__(self, r: CollectorRegistry, label_values: LabelValues) -> None:
         #: counter name -> its label names, in the order `labels(*values)` takes them
         self.label_names: dict[str, tuple[str, ...]] = {}
+        #: counter name -> (position, allow-list) of its bounded labels
+        self.bounded: dict[str, tuple[tuple[int, AllowedValues], ...]] = {}
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
             self.label_names[name] = labels
+            bounded = tuple(
+                (i, label_values.by_label[n]) for i, n in enumerate(labels)
+                if n in label_values.by_label
+            )  # fmt: skip
+            if bounded:
+                self.bounded[name] = bounded
             return Counter(name, doc, list(labels), registry=r)
 
         self.by_name: dict[str, Counter | Histogram] = {
@@ -237,15 +288,17 @@ class ExperienceMetrics:
         """Histograms observe at once; counters go through `tally` when one is given."""
         for name, labels, value in observations:
             metric = self.by_name[name]
-            if tally is not None and isinstance(metric, Counter):
+            if isinstance(metric, Counter):
                 named = dict(labels)
-                tally.add(metric, *(named[n] for n in self.label_names[name]), value=value)
+                values = [named[n] for n in self.label_names[name]]
+                for i, allowed in self.bounded.get(name, ()):
+                    values[i] = allowed(values[i])
+                if tally is not None:
+                    tally.add(metric, *values, value=value)
+                else:
+                    (metric.labels(*values) if values else metric).inc(value)
                 continue
-            child = metric.labels(**dict(labels)) if labels else metric
-            if isinstance(child, Counter):
-                child.inc(value)
-            else:
-                child.observe(value)
+            (metric.labels(**dict(labels)) if labels else metric).observe(value)
 
 
 class Tally:

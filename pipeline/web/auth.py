@@ -70,6 +70,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 COOKIE_METHODS = frozenset({"GET", "HEAD"})
 #: open to anyone with `TOWER_WEB_OPEN_METRICS=true` (for scrapers and probes)
 OPEN_PATHS = frozenset({"/metrics", "/healthz"})
+#: open to anyone always: the probes answer a status and nothing more (server.py)
+PROBE_PATHS = frozenset({"/readyz", "/livez"})
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TOKEN_BYTES = 32
 LINE_FORMAT = "sha256:<64 hex digits> <role> <name> [expires=<YYYY-MM-DDTHH:MM:SSZ>]"
@@ -224,7 +226,7 @@ def allows(role: str, needed: str) -> bool:
 
 def required_role(method: str, path: str, open_metrics: bool) -> str | None:
     """The role a request needs; None: open to anyone."""
-    if open_metrics and path in OPEN_PATHS:
+    if path in PROBE_PATHS or (open_metrics and path in OPEN_PATHS):
         return None
     return VIEWER if method in READ_METHODS else OPERATOR
 

@@ -1,6 +1,14 @@
 """One web server for both runtimes: the live page, customer pages and their JSON, the
 agents' API (`/api/v1/...`: a customer's context and a preflight of a proposal),
-`/metrics` and `/healthz`.
+`/metrics`, `/healthz` (the detailed view) and the probes `/readyz` and `/livez` (open
+without a token, answering a status and nothing more).
+
+Probes: `/readyz` is 503 while the worker starts, rebalances or restores state (`owned()`
+is None), 200 once its partitions are assigned and restored. `/livez` is 503 when input
+waits and nothing was decided for `TOWER_LIVENESS_STALL_S` (`InputProgress`), and on the
+transactional runtime also when its decision thread has not turned for that long (this
+server has a thread of its own there). On the Faust runtime this server runs in the
+worker's event loop: a blocked loop answers nothing, which a probe counts as a failure.
 
 A customer lives on the worker that owns its partition. A request for it reaching another
 worker is forwarded to the owner, found in the consumer group's description
@@ -100,6 +108,8 @@ class WorkerPort:
     lag: Callable[[], dict[int, int]]
     #: runtime-specific additions to /healthz
     details: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    #: "ok", or why the worker is stuck ("stalled", "blocked"): /livez
+    liveness: Callable[[], str] = field(default=lambda: "ok")
     feed: DecisionFeed = field(default_factory=DecisionFeed)
 
     def __post_init__(self) -> None:
@@ -114,6 +124,7 @@ class WorkerPort:
             "policy_version": self.processor.policy().policy_version,
             "partitions": sorted(owned or ()),
             "lag": {str(p): n for p, n in sorted(self.lag().items())},
+            "live": "ok" if owned is None else self.liveness(),
             "url": self.settings.advertised_url,
             **self.details(),
         }
@@ -338,6 +349,18 @@ def build_app(
     @routes.get("/healthz")
     async def health(request: web.Request) -> web.Response:
         return web.json_response(port.health())
+
+    @routes.get("/readyz")
+    async def ready(request: web.Request) -> web.Response:
+        if port.owned() is None:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    @routes.get("/livez")
+    async def live(request: web.Request) -> web.Response:
+        # starting, rebalancing and restoring are the readiness probe's to report
+        status = "ok" if port.owned() is None else port.liveness()
+        return web.json_response({"status": status}, status=200 if status == "ok" else 503)
 
     app = web.Application(middlewares=security.middlewares())
     app[SECURITY] = security

@@ -192,3 +192,20 @@ def test_a_wildcard_advertised_url_is_refused_in_one_line_naming_tower_web_url(
     result = CliRunner().invoke(main, ["worker"], env=env)
     assert result.exit_code == 1 and "set TOWER_WEB_URL" in result.output
     assert "Traceback" not in result.output
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"TOWER_LOG_FORMAT": "xml"}, "TOWER_LOG_FORMAT must be one of text, json"),
+        ({"TOWER_LIVENESS_STALL_S": "0"}, "TOWER_LIVENESS_STALL_S must be"),
+        ({"TOWER_LIVENESS_STALL_S": "soon"}, "TOWER_LIVENESS_STALL_S='soon' is not a valid"),
+    ],
+)
+def test_probe_and_log_settings_are_checked(env: dict[str, str], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        Settings.from_env(env)
+
+
+def test_probe_and_log_settings_are_read() -> None:
+    s = Settings.from_env({"TOWER_LOG_FORMAT": "json", "TOWER_LIVENESS_STALL_S": "2.5"})
+    assert (s.log_format, s.liveness_stall_s) == ("json", 2.5)
+    assert (Settings().log_format, Settings().liveness_stall_s) == ("text", 120.0)

@@ -40,9 +40,10 @@ from pipeline.processing.input_positions import (
     position_key,
     unpack_position,
 )
+from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
-from pipeline.runtime import gc_tuning
+from pipeline.runtime import gc_tuning, log_format
 from pipeline.runtime.faust import aiokafka_compat
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.runtime.faust.connection import faust_connection
@@ -192,6 +193,15 @@ class InputGuard:
 
         return until
 
+    def position(self, tp: Any) -> int | None:
+        """The next offset to decide of an assigned partition: the sequence guard's, else
+        (nothing delivered since the assignment) the stored one."""
+        position = self.positions.next_offset((tp.topic, tp.partition))
+        if position is None:
+            faust_compat.focus(tp.topic, tp.partition)
+            position = unpack_position(self.table.get(position_key(tp.topic)))
+        return position
+
     def check_idle(self) -> None:
         consumer, now = self.app.consumer, time.monotonic()
         for tp in consumer.assignment():
@@ -306,6 +316,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
     processor = BatchProcessor(settings, policy=follower.current, metrics=metrics)
+    # no watchdog: the web server runs in this loop, so a blocked loop answers nothing
+    progress = InputProgress(metrics, settings.liveness_stall_s)
 
     @faust_compat.connect(app.on_before_shutdown)
     async def stop_policy_follower(sender: Any, **kwargs: Any) -> None:
@@ -399,6 +411,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         faust_compat.deliver_in_batches(app.consumer, (t.events, t.wakeups), deliver)
         async with state_lock:
             guard.forget(assigned)
+        progress.assigned()
+        await serve_pages()
 
     @faust_compat.connect(app.on_partitions_revoked)
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
@@ -432,8 +446,11 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             async with state_lock:
                 admitted = await guard.admit(batch)
                 if admitted:
-                    result = processor.process(admitted, store)
-                    await publish(result, store, next_offsets(t.events, admitted))
+                    first = admitted[0]
+                    with log_format.deciding(t.events, first.partition, first.offset):
+                        result = processor.process(admitted, store)
+                        await publish(result, store, next_offsets(t.events, admitted))
+                    progress.decided()
             await guard.seek_holes()
 
     @app.task
@@ -442,8 +459,11 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         own deadline, whatever order they came in."""
         async for batch in batches(t.wakeups):
             async with state_lock:
-                for rec in await guard.admit(batch):
+                admitted = await guard.admit(batch)
+                for rec in admitted:
                     schedule.add(rec, wakeup_deadline_s(rec.value))
+                if admitted:
+                    progress.decided()
             schedule_changed.set()
             await guard.seek_holes()
 
@@ -463,6 +483,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             if read is not None:  # None: revoked meanwhile, the next owner re-reads
                 positions[(t.wakeups, p)] = schedule.restart_offset(p, read)
         await publish(result, store, positions)
+        progress.decided()
 
     @app.task
     async def release_due_holds() -> None:
@@ -486,6 +507,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
 
     @app.timer(MIRROR_INTERVAL_S)
     async def mirror_positions() -> None:
+        progress.observe(input_positions())
         guard.check_idle()
         await guard.probe_holes()  # an answer that is stale by then is still safe to apply
         await guard.seek_holes()
@@ -495,6 +517,23 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         if faust_compat.recovering(app):
             return None
         return {tp.partition for tp in app.consumer.assignment() if tp.topic == t.events}
+
+    def input_positions() -> dict[TopicPartition, tuple[int, int]]:
+        """(next offset to decide, log end as last fetched) per owned input partition;
+        none while rebalancing or restoring."""
+        if owned() is None:
+            return {}
+        out = {}
+        for tp in app.consumer.assignment():
+            if tp.topic in (t.events, t.wakeups):
+                position, end = guard.position(tp), app.consumer.highwater(tp)
+                if position is not None and end is not None:
+                    out[(tp.topic, tp.partition)] = (position, end)
+        return out
+
+    def liveness() -> str:
+        progress.observe(input_positions())
+        return progress.status()
 
     def lag() -> dict[int, int]:
         out = {}
@@ -518,11 +557,18 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         owned=owned,
         load=load,
         lag=lag,
+        liveness=liveness,
     )
     pages = build_app(port)
 
-    @app.task
+    serving: list[Any] = []
+
     async def serve_pages() -> None:
+        """From the first assignment on: Faust starts its tasks only once the first
+        recovery is over, and /readyz should say 503 while it runs, not refuse."""
+        if serving:
+            return
+        serving.append(None)
         loop = type(asyncio.get_running_loop())
         log.info("event loop: %s.%s", loop.__module__, loop.__qualname__)
         runner = await server.start(pages, settings.web_host, settings.web_port)
@@ -530,6 +576,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         @faust_compat.connect(app.on_before_shutdown)
         async def stop_pages(sender: Any, **kwargs: Any) -> None:
             await runner.cleanup()
+
+    app.task(serve_pages)  # a worker with no partitions serves too
 
     return app
 
@@ -564,12 +612,25 @@ def use_event_loop(name: str) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+class TowerFaustWorker(faust.Worker):
+    """Faust's worker with the tower's log format (`TOWER_LOG_FORMAT`) on the handlers it
+    sets up."""
+
+    settings: Settings | None = None
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        if self.settings is not None:
+            log_format.use_format(logger, self.settings)
+
+
+def faust_worker(app: faust.App, loglevel: str, settings: Settings | None = None) -> faust.Worker:
     """Faust's worker without its terminal spinner. At WARNING and above the spinner sets
     the root logger to DEBUG and spins on every record, so each debug call of aiokafka,
     mode and Faust builds a record (docs/benchmarks.md, section 21). A service log needs no
     spinner."""
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = TowerFaustWorker(app, loglevel=loglevel, quiet=True)
+    worker.settings = settings
     worker.spinner = None
     return worker
 
@@ -579,6 +640,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     use_event_loop(settings.event_loop)
     app = create_app(settings)
-    worker = faust_worker(app, loglevel)
+    worker = faust_worker(app, loglevel, settings)
     gc_tuning.tune_for_batches()
     worker.execute_from_commandline()

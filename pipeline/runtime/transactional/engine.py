@@ -51,7 +51,9 @@ from prometheus_client import Histogram
 from pipeline.kafka import clients
 from pipeline.kafka.changelog_restore import restore_consumer, restore_partitions
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
+from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.wakeup_schedule import WakeupSchedule
+from pipeline.runtime.log_format import deciding
 from pipeline.runtime.transactional.changelog import changelog_topic
 from pipeline.runtime.transactional.polling import take_available
 from pipeline.runtime.transactional.state_store import LocalStores, OverlayStore
@@ -60,7 +62,7 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: how often the loop measures the lag /healthz shows
+#: how often the loop measures the lag /healthz and the lag gauges show
 LAG_EVERY_S = 1.0
 #: how long a poll waits for more records while a commit is in flight and records decided
 #: since wait for it: short, so the next transaction starts soon after the commit ends
@@ -155,9 +157,15 @@ class TransactionalEngine:
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         restore_consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
+        progress: InputProgress | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
+        #: lag gauges and liveness; the loop reports each turn (the web server's thread
+        #: watches it: a loop stuck in a call stops reporting)
+        self.progress = progress or InputProgress(
+            processor.metrics, settings.liveness_stall_s, watchdog=True
+        )
         t = settings.topics
         self.events, self.wakeups = t.events, t.wakeups
         self.changelog = changelog_topic(settings.app_id)
@@ -168,6 +176,8 @@ class TransactionalEngine:
         self.wakeups_read: dict[int, int] = {}
         #: event partition -> next offset to consume (committed one after an assignment)
         self.events_next: dict[int, int] = {}
+        #: wake-up partition -> next offset to consume (for the lag gauges only)
+        self.wakeups_next: dict[int, int] = {}
         self.transactions = 0
         self.aborts = 0
         self._stopping = False
@@ -239,13 +249,16 @@ class TransactionalEngine:
             return
         self._lag_at = now
         lag = {}
-        for p, position in self.events_next.items():
-            _, end = self.consumer.get_watermark_offsets(
-                TopicPartition(self.events, p), cached=True
-            )
-            if end >= 0:
-                lag[p] = max(0, end - position)
+        positions = {}
+        for topic, nexts in ((self.events, self.events_next), (self.wakeups, self.wakeups_next)):
+            for p, position in nexts.items():
+                _, end = self.consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                if end >= 0:
+                    positions[(topic, p)] = (position, end)
+                    if topic == self.events:
+                        lag[p] = max(0, end - position)
         self._lag = lag
+        self.progress.observe(positions)
 
     # --- rebalance callbacks (run inside consume(), between transactions) ---------------
 
@@ -257,9 +270,12 @@ class TransactionalEngine:
         restore_partitions(self.settings, self.changelog, dbs, self._restore_consumer)
         self._rebalancing, self._assigned_once = False, True
         self._forget_wakeups(numbers)
-        events = [TopicPartition(self.events, p) for p in numbers]
-        for tp in consumer.committed(events, timeout=30):
-            self.events_next[tp.partition] = max(tp.offset, 0)
+        inputs = [TopicPartition(t, p) for t in (self.events, self.wakeups) for p in numbers]
+        for tp in consumer.committed(inputs, timeout=30):
+            nexts = self.events_next if tp.topic == self.events else self.wakeups_next
+            nexts[tp.partition] = max(tp.offset, 0)
+        self.progress.assigned()
+        self._lag_at = -math.inf  # the new partitions' gauges at the next turn
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._rebalancing = True  # eager rebalancing: an assignment follows
@@ -271,6 +287,7 @@ class TransactionalEngine:
         for p in numbers:
             self.stores.close(p)
             self.events_next.pop(p, None)
+            self.wakeups_next.pop(p, None)
             self._lag.pop(p, None)
         self._forget_wakeups(numbers)
 
@@ -292,6 +309,7 @@ class TransactionalEngine:
         )
         try:
             while not self._stopping:
+                self.progress.beat()
                 self._measure_lag(time.monotonic())
                 committing = self._pending is not None  # and a commit in flight
                 wait = PENDING_POLL_S if committing else self._wait_s(time.time())
@@ -348,6 +366,8 @@ class TransactionalEngine:
             assert topic is not None and partition is not None and offset is not None
             if topic == self.events:
                 self.events_next[partition] = offset + 1
+            else:
+                self.wakeups_next[partition] = offset + 1
             record = InputRecord(msg.key(), msg.value(), partition, offset, ts if ts_type else None)
             out.append(Polled(topic, record))
         return out
@@ -376,10 +396,13 @@ class TransactionalEngine:
             inflight = self._inflight
             overlay = OverlayStore(self.stores, under=inflight.overlay if inflight else None)
             pending = self._pending = _Pending(overlay)
-        if plan.events:
-            self._add(pending, self.processor.process(plan.events, pending.overlay))
-        for wakeup in plan.due_wakeups:  # after the batch's events, seeing their effects
-            self._add(pending, self.processor.release(wakeup, pending.overlay))
+        first = plan.events[0] if plan.events else plan.due_wakeups[0]
+        with deciding(self.events if plan.events else self.wakeups, first.partition, first.offset):
+            if plan.events:
+                self._add(pending, self.processor.process(plan.events, pending.overlay))
+            for wakeup in plan.due_wakeups:  # after the batch's events, seeing their effects
+                self._add(pending, self.processor.release(wakeup, pending.overlay))
+        self.progress.decided()
         pending.offsets.update(plan.offsets)  # a later batch's offsets supersede
         pending.records += len(plan.events) + len(plan.due_wakeups)
 
@@ -474,5 +497,5 @@ class TransactionalEngine:
         for tp in self.consumer.committed(assignment, timeout=30):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-            if tp.topic == self.events:
-                self.events_next[tp.partition] = max(tp.offset, 0)
+            nexts = self.events_next if tp.topic == self.events else self.wakeups_next
+            nexts[tp.partition] = max(tp.offset, 0)

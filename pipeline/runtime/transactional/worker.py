@@ -8,8 +8,9 @@ from types import FrameType
 
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.processing.batch import BatchProcessor
+from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.metrics import TowerMetrics
-from pipeline.runtime import gc_tuning
+from pipeline.runtime import gc_tuning, log_format
 from pipeline.runtime.transactional.changelog import ensure_changelog_topic
 from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.settings import Settings
@@ -20,16 +21,15 @@ log = logging.getLogger(__name__)
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one transactional worker in the foreground until SIGTERM/SIGINT."""
-    logging.basicConfig(
-        level=loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s"
-    )
+    log_format.configure(settings, loglevel)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
     ensure_changelog_topic(settings)
     processor = BatchProcessor(settings, follower.current, metrics)
+    progress = InputProgress(metrics, settings.liveness_stall_s, watchdog=True)
     #: the engine running now; a fenced consumer's engine is replaced by a new one
-    engine = TransactionalEngine(settings, processor)
+    engine = TransactionalEngine(settings, processor, progress=progress)
     restarts = 0
 
     async def load(partition: int, key: bytes) -> bytes | None:
@@ -43,6 +43,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         owned=lambda: engine.owned(),
         load=load,
         lag=lambda: engine.lag(),
+        liveness=progress.status,
         details=lambda: {
             "transactions": engine.transactions,
             "aborted": engine.aborts,
@@ -70,7 +71,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                     return
                 restarts += 1
                 log.error("%s: starting again with new clients", exc)
-                engine = TransactionalEngine(settings, processor)
+                engine = TransactionalEngine(settings, processor, progress=progress)
     finally:
         follower.stop()
         stop_web()

@@ -176,6 +176,8 @@ def test_token_line_refuses_a_bad_role_or_name() -> None:
         ("GET", "/metrics", True, None),
         ("GET", "/healthz", True, None),
         ("GET", "/", True, "viewer"),
+        ("GET", "/readyz", False, None),
+        ("GET", "/livez", False, None),
     ],
 )
 def test_the_role_each_request_needs(
@@ -217,6 +219,9 @@ AS_OPERATOR_JSON = {**AS_OPERATOR, "Content-Type": "application/json"}
         (False, "GET", "/healthz", {}, 401, None),
         (False, "GET", "/metrics", AS_VIEWER, 200, None),
         (False, "GET", "/healthz", AS_VIEWER, 200, None),
+        (False, "GET", "/readyz", {}, 200, None),
+        (False, "GET", "/livez", {}, 200, None),
+        (False, "GET", "/livez", {"Authorization": "Bearer not-a-known-token"}, 200, None),
         (True, "GET", "/metrics", {}, 200, None),
         (True, "GET", "/healthz", {}, 200, None),
         (True, "GET", "/", {}, 401, None),

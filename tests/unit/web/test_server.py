@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.contracts.codec import encode_event
@@ -171,6 +172,7 @@ def test_healthz_metrics_live_page_and_decisions() -> None:
             "policy_version": DEFAULT_POLICY.policy_version,
             "partitions": [1, 2],
             "lag": {"1": 0, "2": 0},
+            "live": "ok",
             "url": "http://me:1",
         }
         status, text, headers = await get(client, "/metrics")
@@ -188,6 +190,52 @@ def test_healthz_metrics_live_page_and_decisions() -> None:
 def test_a_starting_worker_is_not_ready() -> None:
     port = worker("http://me:1", None)
     assert port.health()["ready"] is False and port.health()["partitions"] == []
+
+
+@pytest.mark.parametrize(
+    ("owned", "liveness", "ready", "live"),
+    [
+        (None, "stalled", (503, {"status": "starting"}), (200, {"status": "ok"})),
+        (set(), "ok", (200, {"status": "ok"}), (200, {"status": "ok"})),
+        ({1, 2}, "ok", (200, {"status": "ok"}), (200, {"status": "ok"})),
+        ({1, 2}, "stalled", (200, {"status": "ok"}), (503, {"status": "stalled"})),
+        ({1, 2}, "blocked", (200, {"status": "ok"}), (503, {"status": "blocked"})),
+    ],
+)
+def test_the_probes_answer_a_status_and_nothing_more(
+    owned: set[int] | None,
+    liveness: str,
+    ready: tuple[int, dict[str, str]],
+    live: tuple[int, dict[str, str]],
+) -> None:
+    """Not ready while starting, rebalancing or restoring (owned() is None); not live when
+    the runtime says it is stuck, except while not ready (the readiness probe's matter)."""
+    port = worker("http://me:1", owned, ["ana"])
+    port.liveness = lambda: liveness
+
+    async def check(client: TestClient) -> None:
+        status, body, _ = await get(client, "/readyz")
+        assert (status, body) == ready
+        status, body, _ = await get(client, "/livez")
+        assert (status, body) == live
+
+    run(port, FixedOwners({}), check)
+
+
+def test_readiness_follows_the_assignment() -> None:
+    """503 before the assignment, 200 once restored, 503 again while rebalancing."""
+    owned: list[set[int] | None] = [None]
+    port = worker("http://me:1", None)
+    port.owned = lambda: owned[0]
+
+    async def check(client: TestClient) -> None:
+        seen = []
+        for now in (None, {0, 1}, None, {1}):
+            owned[0] = now
+            seen.append((await get(client, "/readyz"))[0])
+        assert seen == [503, 200, 503, 200]
+
+    run(port, FixedOwners({}), check)
 
 
 def test_context_of_an_owned_customer_and_a_404_with_a_hint_for_an_unknown_one() -> None:
