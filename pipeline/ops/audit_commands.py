@@ -368,6 +368,8 @@ def render_check(topic: str, check: PartitionCheck, show: int) -> list[str]:
     checked = f"{check.checked:,} records from offset {check.first_offset}"
     if check.broken is not None:
         lines = [f"{where}: BROKEN at offset {check.broken.offset}: {check.broken.reason}"]
+    elif check.outside:
+        lines = [f"{where}: no break in {checked}, but not every record is chained"]
     else:
         lines = [f"{where}: OK, {checked}"]
     if check.outside:
@@ -382,8 +384,9 @@ def render_check(topic: str, check: PartitionCheck, show: int) -> list[str]:
 
 audit_group = _AuditGroup(
     "audit",
-    help="""Every decision about CUSTOMER (`tower audit CUSTOMER`), or prove the audit
-    trail unbroken (`tower audit verify`).""",
+    help="""Every decision about CUSTOMER (`tower audit CUSTOMER [--since T] [--json]`,
+    see `tower audit CUSTOMER --help`), or prove the audit trail unbroken
+    (`tower audit verify`).""",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     commands=[verify_command],
 )
