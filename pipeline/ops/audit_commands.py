@@ -123,7 +123,7 @@ class _AuditGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] in self.commands:
             return super().resolve_command(ctx, args)
-        return audit_command.name, audit_command, args
+        return None, audit_command, args  # no name: its usage reads `tower audit CUSTOMER`
 
 
 @click.command("audit")
