@@ -115,10 +115,14 @@ class AuditLinker:
     def seed(self, outputs: Iterable[OutputRecord]) -> None:
         """Read the tails of the audit partitions `outputs` write that have none yet
         (blocking: from a worker thread in an event loop)."""
-        missing = self.chain.unseeded(o.partition for o in outputs if o.topic == self.topic)
+        missing = self.missing(outputs)
         if missing:
             for partition, tail in self._read_tails(self.settings, self.topic, missing).items():
                 self.chain.seed(partition, tail)
+
+    def missing(self, outputs: Iterable[OutputRecord]) -> set[int]:
+        """The audit partitions `outputs` write whose tails are not known yet."""
+        return self.chain.unseeded(o.partition for o in outputs if o.topic == self.topic)
 
     def headers(self, out: OutputRecord) -> list[tuple[str, bytes]] | None:
         if out.topic != self.topic:

@@ -359,7 +359,14 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         """Outputs first; the state and the input positions only once the broker has
         acknowledged them."""
         producer = app.producer
-        await asyncio.to_thread(audit_chain.seed, result.outputs)
+        while audit_chain.missing(result.outputs):  # the outputs wait for the broker anyway
+            try:
+                await asyncio.to_thread(audit_chain.seed, result.outputs)
+            except ScanError as exc:
+                if stopping.is_set():  # re-emitted after the restart
+                    return
+                log.warning("cannot read the audit chain's tails, retrying: %s", exc)
+                await asyncio.sleep(1)
         try:
             acks = [
                 await producer.send(
