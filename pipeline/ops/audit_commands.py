@@ -1,4 +1,5 @@
 """`tower audit`, `tower explain`, `tower replay`: "what happened, and would it happen again?"
+`tower audit verify`: "is the trail unbroken?" (the hash chain, contracts/audit_chain.py).
 
 Each command scans the audit topic from the beginning to the end offsets it had at start.
 The customer id is the record key, but the worker writes audit records to the partition its
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from pipeline.contracts.audit_chain import GENESIS, PartitionCheck
 from pipeline.contracts.codec import decode_record
 from pipeline.core.policy_document import PolicyError
 from pipeline.core.replay import (
@@ -29,7 +31,15 @@ from pipeline.core.replay import (
     replay_customer,
     summarize,
 )
-from pipeline.kafka.reader import ScanError, TopicRecord, scan_topic
+from pipeline.kafka.audit_tail import chain_tails, partition_records
+from pipeline.kafka.reader import (
+    ScanError,
+    TopicRecord,
+    partition_count,
+    scan_consumer,
+    scan_topic,
+    watermarks,
+)
 from pipeline.ops import audit_render as render
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.replay_policies import policy_resolver
@@ -38,6 +48,9 @@ from pipeline.settings import Settings
 #: `tower replay` exit codes
 EXIT_MISMATCH = 1
 EXIT_UNVERIFIED = 2
+#: `tower audit verify` exit codes
+EXIT_BROKEN = 1
+EXIT_OUTSIDE_CHAIN = 2
 
 _bootstrap_option = click.option(
     "--bootstrap",
@@ -99,6 +112,18 @@ def _find_decision(settings: Settings, decision_id: str) -> Found:
             f"({settings.bootstrap}); decision ids look like d-<20 hex digits>"
         )
     return found
+
+
+class _AuditGroup(click.Group):
+    """`tower audit CUSTOMER ...` shows a timeline, `tower audit verify ...` checks the
+    chain: anything that is not a subcommand goes to the timeline."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] in self.commands:
+            return super().resolve_command(ctx, args)
+        return None, audit_command, args  # no name: its usage reads `tower audit CUSTOMER`
 
 
 @click.command("audit")
@@ -264,10 +289,112 @@ def _exit_code(results: list[Replayed]) -> int:
     return 0
 
 
-COMMANDS = (audit_command, explain_command, replay_command)
+@click.command("verify")
+@click.option("--partition", type=int, help="Only this partition [default: every one].")
+@click.option(
+    "--from-offset",
+    type=int,
+    help="Trust the records before this offset and prove the rest [default: the partition's "
+    "first record].",
+)
+@click.option("--show", type=int, default=20, show_default=True, help="Offsets listed per kind.")
+@_bootstrap_option
+@_friendly_errors
+def verify_command(
+    partition: int | None, from_offset: int | None, show: int, bootstrap: str | None
+) -> None:
+    """Prove the audit topic's hash chain unbroken: every worker record names the hash of
+    the record before it in its partition.
+
+    Exit code 0 when every partition is unbroken, 1 at a break (its offset and why are
+    printed), 2 when nothing is broken but some records are outside the chain (written by
+    something else than a worker, e.g. a hand-made record; their offsets are printed).
+    """
+    settings = Settings.from_env(bootstrap=bootstrap)
+    topic = settings.topics.audit
+    checks = [
+        _verify_partition(settings, p, from_offset) for p in _partitions(settings, topic, partition)
+    ]
+    for check in checks:
+        for line in render_check(topic, check, show):
+            click.echo(line)
+    if any(c.broken for c in checks):
+        sys.exit(EXIT_BROKEN)
+    if any(c.outside for c in checks):
+        sys.exit(EXIT_OUTSIDE_CHAIN)
+
+
+def _partitions(settings: Settings, topic: str, only: int | None) -> list[int]:
+    consumer = scan_consumer(settings, "audit-verify")
+    try:
+        count = partition_count(consumer, settings, topic, 30.0)
+    finally:
+        consumer.close()
+    if only is None:
+        return list(range(count))
+    if not 0 <= only < count:
+        raise click.BadParameter(f"{topic} has partitions 0..{count - 1}", param_hint="--partition")
+    return [only]
+
+
+def _verify_partition(settings: Settings, partition: int, start: int | None) -> PartitionCheck:
+    topic = settings.topics.audit
+    consumer = scan_consumer(settings, "audit-verify")
+    try:
+        low, _ = watermarks(consumer, topic, partition, 30.0)
+    finally:
+        consumer.close()
+    first = low if start is None else max(low, start)
+    if first > low:
+        tail = chain_tails(settings, topic, [partition], before={partition: first})[partition]
+        check = PartitionCheck(partition, tail)
+    else:  # from the start, or from what retention kept of it
+        check = PartitionCheck(partition, GENESIS, anchored=low == 0)
+    check.first_offset = first
+
+    def show(read: int, total: int) -> None:
+        click.echo(f"verifying {topic} partition {partition}: {read:,}/{total:,}", err=True)
+
+    for msg in partition_records(settings, topic, partition, first, progress=show):
+        offset = msg.offset()
+        assert offset is not None
+        if not check.feed(offset, msg.key(), msg.value(), msg.headers()):
+            break
+    return check
+
+
+def render_check(topic: str, check: PartitionCheck, show: int) -> list[str]:
+    where = f"{topic} partition {check.partition}"
+    checked = f"{check.checked:,} records from offset {check.first_offset}"
+    if check.broken is not None:
+        lines = [f"{where}: BROKEN at offset {check.broken.offset}: {check.broken.reason}"]
+    elif check.outside:
+        lines = [f"{where}: no break in {checked}, but not every record is chained"]
+    else:
+        lines = [f"{where}: OK, {checked}"]
+    if check.outside:
+        listed = ", ".join(str(o) for o in check.outside[:show])
+        more = f" and {len(check.outside) - show} more" if len(check.outside) > show else ""
+        lines.append(
+            f"{where}: {len(check.outside)} record(s) outside the chain (not written by a "
+            f"worker): offsets {listed}{more}"
+        )
+    return lines
+
+
+audit_group = _AuditGroup(
+    "audit",
+    help="""Every decision about CUSTOMER (`tower audit CUSTOMER [--since T] [--json]`,
+    see `tower audit CUSTOMER --help`), or prove the audit trail unbroken
+    (`tower audit verify`).""",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    commands=[verify_command],
+)
+
+COMMANDS = (audit_group, explain_command, replay_command)
 
 
 def add_to(group: click.Group) -> None:
-    """Register the three commands on the `tower` group."""
+    """Register the commands on the `tower` group."""
     for command in COMMANDS:
         group.add_command(command)

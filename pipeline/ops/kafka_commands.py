@@ -141,7 +141,7 @@ def _show_roles(broker: LocalKafka) -> None:
     files = broker.grant_roles(settings.topics, settings.app_id)
     click.echo(f"SASL_SSL ({broker.material.ca_file} signs the broker) with ACLs; client files:")
     for role, path in files.items():
-        click.echo(f"  {role:<9} {path}  ({ROLES[role]})")
+        click.echo(f"  {role:<13} {path}  ({ROLES[role]})")
     env = broker.material.env("tower")
     del env["TOWER_SASL_PASSWORD"]
     env["TOWER_SASL_PASSWORD_FILE"] = str(password_file(broker.material, "tower"))

@@ -135,7 +135,7 @@ class LocalKafka:
     def material(self) -> local_security.Material:
         """The secured broker's certificates and passwords, made at first use."""
         if self._material is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            local_security.private_dir(self.run_dir)
             self._material = local_security.ensure_material(self.run_dir)
         return self._material
 
@@ -286,7 +286,7 @@ class LocalKafka:
 
         java = self._java()
         libs = self.ensure_jars()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        local_security.private_dir(self.run_dir)
         local_security.check_mode(self.run_dir, self.data_dir, self.secure)
         self._write_config()
         if not (self.data_dir / "meta.properties").exists():
@@ -418,7 +418,8 @@ class LocalKafka:
 
     def _write_config(self) -> None:
         template = string.Template(self._deploy_file("server.properties.template").read_text())
-        self.config_path.write_text(
+        local_security.write_private(  # a secured broker's names where its secrets are
+            self.config_path,
             template.substitute(
                 host=HOST,
                 port=self.port,
@@ -429,7 +430,7 @@ class LocalKafka:
                 voters=self.voters,
                 replication=self.replication,
                 min_isr=min(2, self.replication),
-            )
+            ).encode(),
         )
 
     def _listener_config(self) -> str:
@@ -448,27 +449,37 @@ class LocalKafka:
         )
 
     def _format(self, java: str, libs: Path) -> None:
-        """Format once; meta.properties then pins the cluster id across restarts."""
+        """Format once; meta.properties then pins the cluster id across restarts. A secured
+        broker's SCRAM users come from a java argument file, deleted right after."""
         cluster_id = self.cluster_id or _cluster_id()
-        res = subprocess.run(
-            [
-                java,
-                f"-Dlog4j2.configurationFile={self._deploy_file('log4j2.yaml')}",
-                "-cp",
-                f"{libs}{os.sep}*",
-                "kafka.tools.StorageTool",
-                "format",
-                "--ignore-formatted",
-                "-t",
-                cluster_id,
-                "-c",
-                str(self.config_path),
-                *(local_security.scram_format_args(self.material) if self.secure else ()),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        tool = [
+            "kafka.tools.StorageTool",
+            "format",
+            "--ignore-formatted",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.config_path),
+        ]
+        argfile = self.run_dir / "format.args"
+        if self.secure:
+            scram = local_security.scram_format_args(self.material)
+            tool = [local_security.argument_file(argfile, tool + scram)]
+        try:
+            res = subprocess.run(
+                [
+                    java,
+                    f"-Dlog4j2.configurationFile={self._deploy_file('log4j2.yaml')}",
+                    "-cp",
+                    f"{libs}{os.sep}*",
+                    *tool,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
         if res.returncode != 0:
             tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-30:])
             raise LocalKafkaError(

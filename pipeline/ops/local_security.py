@@ -2,9 +2,13 @@
 the KRaft StandardAuthorizer, five roles with the ACLs they need, and a client properties
 file per role, so the project can be tried the way a managed cluster runs it.
 
-The material lives in the broker's run dir: `tls/` (a CA made at first start, the broker's
-certificate for 127.0.0.1 and localhost) and `secrets.json` (mode 0600, one SCRAM password
-per user). The broker authenticates itself to its own listener as `admin`, a super user;
+The material lives in the broker's run dir (mode 0700): `tls/` (a CA made at first start, the
+broker's certificate for 127.0.0.1 and localhost), `secrets.json` (one SCRAM password per
+user) and a password file per user, each file holding a secret mode 0600. server.properties
+names the admin password and the broker key through Kafka's DirectoryConfigProvider instead
+of holding them, and the SCRAM users are created by the storage tool from a java argument
+file, so no secret is on a command line (`ps`). The broker authenticates itself to its own
+listener as `admin`, a super user;
 the controller listener stays PLAINTEXT on loopback (KRaft cannot use SCRAM there), so its
 anonymous principal is a super user too: fine on a laptop, not on a shared host.
 """
@@ -28,9 +32,15 @@ ROLES = {
     "tower": "the workers: read inputs, write outputs, state changelogs, groups, transactions",
     "agent": "write agent-events only",
     "channel": "read approved-actions only (consumer groups named channel-*)",
-    "operator": "publish policies (and their audit record), create and configure topics",
+    "policy-author": "read and publish policies, nothing else",
+    "topic-admin": "create, configure and delete topics, except the audit's trail",
     "auditor": "read the audit (and the policies, to replay decisions)",
 }
+#: what nobody (but the broker's own super user) may do to the audit topic: delete it,
+#: change its retention or other configs, add partitions
+AUDIT_DENIED = ("DELETE", "ALTER_CONFIGS", "ALTER")
+#: the roles that must never write the audit even where a broader grant would allow it
+AUDIT_NON_WRITERS = ("agent", "channel", "policy-author", "topic-admin", "auditor")
 
 
 class SecurityMaterialError(Exception):
@@ -55,6 +65,10 @@ class Material:
     @property
     def key_file(self) -> Path:
         return self.run_dir / "tls" / "broker-key.pem"
+
+    def password_file(self, user: str) -> Path:
+        """The user's password alone (TOWER_SASL_PASSWORD_FILE; the broker's for `admin`)."""
+        return self.run_dir / f"password-{user}"
 
     def settings(self, bootstrap: str, user: str, base: Settings | None = None) -> Settings:
         """Client settings of `user` for this broker (on top of `base`)."""
@@ -85,8 +99,11 @@ def ensure_material(run_dir: Path) -> Material:
     """The run dir's CA, broker certificate and passwords, made on first use and then kept."""
     secrets_file = run_dir / "secrets.json"
     tls = run_dir / "tls"
+    private_dir(run_dir)
     if secrets_file.exists() and (tls / "ca.pem").exists():
-        return Material(run_dir, json.loads(secrets_file.read_text()))
+        material = Material(run_dir, json.loads(secrets_file.read_text()))
+        _write_password_files(material)
+        return material
     try:
         import trustme
         from cryptography.hazmat.primitives import serialization
@@ -95,7 +112,7 @@ def ensure_material(run_dir: Path) -> Material:
             "a secured broker needs the `trustme` package to make its certificates: "
             "pip install 'journey-tower[local-tls]' (make install does)"
         ) from None
-    tls.mkdir(parents=True, exist_ok=True)
+    private_dir(tls)
     ca = trustme.CA(organization_name="Journey Tower local CA", key_type=trustme.KeyType.RSA)
     cert = ca.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.RSA)
     key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
@@ -109,23 +126,52 @@ def ensure_material(run_dir: Path) -> Material:
     material.chain_file.write_bytes(b"".join(p.bytes() for p in cert.cert_chain_pems))
     _write_private(material.key_file, pkcs8)
     _write_private(secrets_file, json.dumps(material.passwords, indent=2).encode())
+    _write_password_files(material)
     return material
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def private_dir(path: Path) -> None:
+    """A directory only its owner can enter (made if missing, tightened if not)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file that is never readable by others, not even for a moment."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+
+
+_write_private = write_private
+
+
+def _write_password_files(material: Material) -> None:
+    for user, password in material.passwords.items():
+        _write_private(material.password_file(user), password.encode())
+
+
+#: server.properties reads secrets from files: `${dir:<directory>:<file name>}`
+CONFIG_PROVIDERS = [
+    "config.providers=dir",
+    "config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider",
+]
+
+
+def _from_file(path: Path) -> str:
+    return f"${{dir:{path.parent}:{path.name}}}"
 
 
 def listener_config(material: Material, host: str, port: int, controller_port: int) -> str:
     """The server.properties lines of the SASL_SSL listener and the authorizer."""
     jaas = (
         "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{ADMIN}" password="{material.passwords[ADMIN]}";'
+        f'username="{ADMIN}" password="{_from_file(material.password_file(ADMIN))}";'
     )
     return "\n".join(
         [
+            *CONFIG_PROVIDERS,
             f"listeners=SASL_SSL://{host}:{port},CONTROLLER://{host}:{controller_port}",
             f"advertised.listeners=SASL_SSL://{host}:{port}",
             "controller.listener.names=CONTROLLER",
@@ -135,8 +181,8 @@ def listener_config(material: Material, host: str, port: int, controller_port: i
             f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
             f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
             "ssl.keystore.type=PEM",
-            f"ssl.keystore.certificate.chain={_inline(material.chain_file)}",
-            f"ssl.keystore.key={_inline(material.key_file)}",
+            f"ssl.keystore.certificate.chain={_from_file(material.chain_file)}",
+            f"ssl.keystore.key={_from_file(material.key_file)}",
             "ssl.truststore.type=PEM",
             f"ssl.truststore.location={material.ca_file}",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -146,18 +192,24 @@ def listener_config(material: Material, host: str, port: int, controller_port: i
     )
 
 
-def _inline(pem: Path) -> str:
-    """A PEM file as one properties value (Java's Properties turns `\\n` into a newline)."""
-    return pem.read_text().strip().replace("\n", "\\n")
-
-
 def scram_format_args(material: Material) -> list[str]:
     """StorageTool `format` arguments that create every user's SCRAM credential, so the
-    broker's own login works from its first start."""
+    broker's own login works from its first start. They hold the passwords: pass them in a
+    java argument file (`argument_file`), never on the command line."""
     args: list[str] = []
     for user, password in material.passwords.items():
         args += ["--add-scram", f"{MECHANISM}=[name={user},password={password}]"]
     return args
+
+
+def argument_file(path: Path, args: list[str]) -> str:
+    """Write `args` into a private java argument file; returns the `@file` argument. The
+    java launcher expands it in its own process, so `ps` shows `@file`, not the args."""
+    for arg in args:
+        if any(c.isspace() or c in "\"'\\#@" for c in arg):
+            raise SecurityMaterialError(f"cannot put {arg.split('=')[0]!r} in a java argument file")
+    _write_private(path, ("\n".join(args) + "\n").encode())
+    return f"@{path}"
 
 
 def client_properties(material: Material, bootstrap: str, user: str) -> str:
@@ -200,7 +252,7 @@ def java_client_properties(material: Material, bootstrap: str, user: str) -> str
 
 def password_file(material: Material, role: str) -> Path:
     """The role's password alone, for TOWER_SASL_PASSWORD_FILE."""
-    return material.run_dir / f"password-{role}"
+    return material.password_file(role)
 
 
 def write_client_files(material: Material, bootstrap: str) -> dict[str, Path]:
@@ -212,7 +264,6 @@ def write_client_files(material: Material, bootstrap: str) -> dict[str, Path]:
         _write_private(path, client_properties(material, bootstrap, role).encode())
         java = material.run_dir / f"client-{role}.java.properties"
         _write_private(java, java_client_properties(material, bootstrap, role).encode())
-        _write_private(password_file(material, role), material.passwords[role].encode())
         written[role] = path
     return written
 
@@ -222,13 +273,15 @@ def write_client_files(material: Material, bootstrap: str) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class Grant:
-    """One ACL: `principal` may do `operation` on a resource (LITERAL name or PREFIXED)."""
+    """One ACL: `role` may (or with DENY: may not) do `operation` on a resource (LITERAL
+    name or PREFIXED). Role `*` is every user; a DENY wins over any ALLOW."""
 
     role: str
     resource: str  # TOPIC, GROUP, TRANSACTIONAL_ID, BROKER (the cluster)
     name: str
     operation: str
     prefixed: bool = False
+    permission: str = "ALLOW"
 
 
 def role_grants(topics: TopicNames, app_id: str) -> list[Grant]:
@@ -238,29 +291,36 @@ def role_grants(topics: TopicNames, app_id: str) -> list[Grant]:
         topics.events,
         topics.wakeups,
         topics.approved,
-        topics.audit,
         topics.deadletter,
         topics.policies,
     ]
     for name in own:
         grants.append(Grant("tower", "TOPIC", name, "ALL"))
+    # the audit: written and read (its chain's tail), created by `tower topics create`
+    for op in ("CREATE", "WRITE", "READ", "DESCRIBE", "DESCRIBE_CONFIGS"):
+        grants.append(Grant("tower", "TOPIC", topics.audit, op))
     for resource in ("TOPIC", "GROUP", "TRANSACTIONAL_ID"):  # changelogs, Faust's own topics
         grants.append(Grant("tower", resource, app_id, "ALL", prefixed=True))
-    for role in ("tower", "operator", "auditor"):  # their `clients.reader`s
+    for role in ("tower", "policy-author", "auditor"):  # their `clients.reader`s
         grants.append(Grant(role, "GROUP", READER_GROUP_PREFIX, "READ", prefixed=True))
     for op in ("DESCRIBE", "CREATE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE"):
         grants.append(Grant("tower", "BROKER", "kafka-cluster", op))
     grants += [Grant("agent", "TOPIC", topics.events, op) for op in ("WRITE", "DESCRIBE")]
     grants += [Grant("channel", "TOPIC", topics.approved, op) for op in ("READ", "DESCRIBE")]
     grants.append(Grant("channel", "GROUP", "channel-", "READ", prefixed=True))
-    grants.append(Grant("operator", "TOPIC", topics.policies, "ALL"))
-    grants += [Grant("operator", "TOPIC", topics.audit, op) for op in ("WRITE", "DESCRIBE")]
-    for op in ("CREATE", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"):
-        grants.append(Grant("operator", "TOPIC", "*", op))
+    for op in ("WRITE", "READ", "DESCRIBE", "DESCRIBE_CONFIGS"):
+        grants.append(Grant("policy-author", "TOPIC", topics.policies, op))
+    for op in ("CREATE", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "ALTER"):
+        grants.append(Grant("topic-admin", "TOPIC", "*", op))
     for op in ("CREATE", "DESCRIBE", "DESCRIBE_CONFIGS"):
-        grants.append(Grant("operator", "BROKER", "kafka-cluster", op))
+        grants.append(Grant("topic-admin", "BROKER", "kafka-cluster", op))
     for name in (topics.audit, topics.policies):
         grants += [Grant("auditor", "TOPIC", name, op) for op in ("READ", "DESCRIBE")]
+    # the trail's integrity: the DENYs win over the wildcard grants above
+    grants += [Grant("*", "TOPIC", topics.audit, op, permission="DENY") for op in AUDIT_DENIED]
+    grants += [
+        Grant(role, "TOPIC", topics.audit, "WRITE", permission="DENY") for role in AUDIT_NON_WRITERS
+    ]
     return grants
 
 
@@ -284,7 +344,7 @@ def apply_grants(admin_settings: Settings, grants: Iterable[Grant], timeout: flo
             f"User:{g.role}",
             "*",
             AclOperation[g.operation],
-            AclPermissionType.ALLOW,
+            AclPermissionType[g.permission],
         )
         for g in grants
     ]

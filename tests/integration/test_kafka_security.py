@@ -1,7 +1,9 @@
 """A secured broker (`tower kafka up --secure`): SASL_SSL with SCRAM-SHA-512 and ACLs per role.
 
-Each role does its job and nothing else; plaintext and a wrong password are refused; both
-runtimes reconcile end to end over SASL_SSL; the password never shows in logs or pages.
+Each role does its job and nothing else; only the workers write the audit and nobody deletes
+it or changes its configs; plaintext and a wrong password are refused; both runtimes
+reconcile end to end over SASL_SSL; the password never shows in logs, pages, config files or
+command lines.
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 
 from pipeline.kafka import clients
 from pipeline.kafka.topics import broker_answers, create_topics
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.ops.local_security import password_file
-from pipeline.ops.policy_commands import publish_policy
+from pipeline.ops.policy_commands import PolicyCommandError, publish_policy, read_policies
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.settings import Settings, TopicNames
 from tests.conftest import WorkerProcess
@@ -107,15 +116,25 @@ def test_each_role_does_its_job(broker: LocalKafka, deployment: Settings) -> Non
     assert delivery_errors(deployment, t.approved) == [None]  # the tower writes actions
     channel = as_role(broker, deployment, "channel")
     assert read_error(channel, t.approved, f"channel-{uuid.uuid4().hex[:6]}") is None
-    operator = as_role(broker, deployment, "operator")
-    published = publish_policy(operator, POLICY, "test", "ana")
+    assert delivery_errors(deployment, t.audit) == [None]  # the tower writes the audit
     auditor = as_role(broker, deployment, "auditor")
     reader = clients.reader(auditor, "audit-check")
     reader.assign([TopicPartition(t.audit, p, 0) for p in range(deployment.partitions)])
     seen = [m for m in reader.consume(100, 10) if m.error() is None]
     reader.close()
-    assert seen, "the auditor reads the policy_changed record"
-    assert published.record.policy_version.startswith("2.0.0-secure")
+    assert seen, "the auditor reads the audit"
+
+
+def test_the_policy_author_publishes_a_policy_but_writes_no_audit_record(
+    broker: LocalKafka, deployment: Settings
+) -> None:
+    """The policy comes into force; its `policy_changed` record is the CLI's own write to
+    the audit, which only the workers may write."""
+    author = as_role(broker, deployment, "policy-author")
+    with pytest.raises(PolicyCommandError, match="audit record"):
+        publish_policy(author, POLICY, "test", "ana")
+    in_force = read_policies(as_role(broker, deployment, "auditor")).in_force
+    assert in_force.policy_version.startswith("2.0.0-secure")
 
 
 @pytest.mark.parametrize(
@@ -126,7 +145,11 @@ def test_each_role_does_its_job(broker: LocalKafka, deployment: Settings) -> Non
         ("channel", "read", "events"),
         ("channel", "write", "approved"),
         ("auditor", "read", "events"),
-        ("operator", "read", "approved"),
+        ("policy-author", "read", "approved"),
+        ("policy-author", "write", "audit"),  # no forged timeline entries
+        ("policy-author", "write", "events"),
+        ("topic-admin", "write", "audit"),
+        ("topic-admin", "write", "policies"),
     ],
 )
 def test_a_role_is_refused_what_it_is_not_for(
@@ -199,3 +222,66 @@ def test_both_runtimes_reconcile_over_sasl_ssl(
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.read().decode(errors="replace")
+
+
+def admin_error(settings: Settings, action: str, topic: str) -> KafkaError | None:
+    """The error of one admin request on `topic` as `settings`' user, None if it succeeds."""
+    admin = clients.admin(settings)
+    if action == "delete":
+        futures = admin.delete_topics([topic], request_timeout=15)
+    elif action == "retention":
+        resource = ConfigResource(
+            ConfigResource.Type.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
+        futures = admin.incremental_alter_configs([resource], request_timeout=15)
+    elif action == "partitions":
+        futures = admin.create_partitions([NewPartitions(topic, 8)], request_timeout=15)
+    else:
+        assert action == "create"
+        futures = admin.create_topics([NewTopic(topic, 1, 1)], request_timeout=15)
+    try:
+        for future in futures.values():
+            future.result()
+    except KafkaException as exc:
+        err: KafkaError = exc.args[0]
+        return err
+    return None
+
+
+@pytest.mark.parametrize("role", ["topic-admin", "policy-author", "tower"])
+@pytest.mark.parametrize("action", ["delete", "retention", "partitions"])
+def test_nobody_deletes_the_audit_or_changes_its_retention(
+    broker: LocalKafka, deployment: Settings, role: str, action: str
+) -> None:
+    err = admin_error(as_role(broker, deployment, role), action, deployment.topics.audit)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def test_the_topic_admin_manages_every_other_topic(
+    broker: LocalKafka, deployment: Settings
+) -> None:
+    admin = as_role(broker, deployment, "topic-admin")
+    scratch = f"{deployment.topics.events}-scratch"
+    for action in ("create", "retention", "partitions", "delete"):
+        assert admin_error(admin, action, scratch) is None, action
+    assert admin_error(admin, "retention", deployment.topics.events) is None
+
+
+def test_no_secret_is_in_the_broker_config_or_on_a_command_line(broker: LocalKafka) -> None:
+    material = broker.material
+    config = broker.config_path.read_text()
+    assert "PRIVATE KEY" not in config
+    status = broker.status()
+    assert status.pid is not None
+    cmdline = Path(f"/proc/{status.pid}/cmdline").read_bytes().decode(errors="replace")
+    for password in material.passwords.values():
+        assert password not in config
+        assert password not in cmdline
+    for path in (broker.config_path, material.key_file, material.password_file("admin")):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert broker.run_dir.stat().st_mode & 0o777 == 0o700
+    assert not (broker.run_dir / "format.args").exists()

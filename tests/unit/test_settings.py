@@ -192,6 +192,8 @@ def test_a_wildcard_advertised_url_is_refused_in_one_line_naming_tower_web_url(
     result = CliRunner().invoke(main, ["worker"], env=env)
     assert result.exit_code == 1 and "set TOWER_WEB_URL" in result.output
     assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("env", "error"),
     [

@@ -27,6 +27,7 @@ from typing import Any, cast
 import faust
 
 from pipeline.kafka import clients
+from pipeline.kafka.audit_tail import AuditLinker
 from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
@@ -361,6 +362,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     # Both agents and the hold releaser read-modify-write customer states and await the
     # broker in between: one lock keeps them from interleaving on a customer.
     state_lock = asyncio.Lock()
+    #: the audit partitions' hash chain (contracts/audit_chain.py)
+    audit_chain = AuditLinker(settings)
 
     async def publish(
         result: BatchResult, store: FaustStateStore, positions: dict[TopicPartition, int]
@@ -368,12 +371,26 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         """Outputs first; the state and the input positions only once the broker has
         acknowledged them."""
         producer = app.producer
-        acks = [
-            await producer.send(out.topic, out.key, out.value, out.partition, None, None)
-            for out in result.outputs
-        ]
-        if acks:
-            await asyncio.gather(*acks)
+        while audit_chain.missing(result.outputs):  # the outputs wait for the broker anyway
+            try:
+                await asyncio.to_thread(audit_chain.seed, result.outputs)
+            except ScanError as exc:
+                if stopping.is_set():  # re-emitted after the restart
+                    return
+                log.warning("cannot read the audit chain's tails, retrying: %s", exc)
+                await asyncio.sleep(1)
+        try:
+            acks = [
+                await producer.send(
+                    out.topic, out.key, out.value, out.partition, None, audit_chain.headers(out)
+                )
+                for out in result.outputs
+            ]
+            if acks:
+                await asyncio.gather(*acks)
+        except BaseException:
+            audit_chain.forget()  # a record linked to may be missing: read the tails again
+            raise
         if stopping.is_set():  # the outputs are re-emitted after the restart, never lost
             return
         for write in [*result.state_writes, *guard.position_writes(positions)]:
@@ -411,6 +428,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         faust_compat.deliver_in_batches(app.consumer, (t.events, t.wakeups), deliver)
         async with state_lock:
             guard.forget(assigned)
+            audit_chain.forget()
         progress.assigned()
         await serve_pages()
 
@@ -420,6 +438,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             guard.forget(revoked)
             schedule.drop(tp.partition for tp in revoked if tp.topic == t.wakeups)
             await app.producer.flush()  # its writes are on the broker for the next owner
+            audit_chain.forget()
 
     #: fetched records of each input topic, handed over by the consumer's drain loop
     inbox = {topic: Inbox(INBOX_BATCHES * settings.batch_size) for topic in (t.events, t.wakeups)}

@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -49,7 +49,9 @@ from confluent_kafka import (
 from prometheus_client import Histogram
 
 from pipeline.kafka import clients
+from pipeline.kafka.audit_tail import AuditLinker, TailReader, chain_tails
 from pipeline.kafka.changelog_restore import restore_consumer, restore_partitions
+from pipeline.kafka.reader import ScanError
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
 from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.wakeup_schedule import WakeupSchedule
@@ -158,6 +160,7 @@ class TransactionalEngine:
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         restore_consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
         progress: InputProgress | None = None,
+        audit_tails: TailReader = chain_tails,
     ) -> None:
         self.settings = settings
         self.processor = processor
@@ -191,6 +194,8 @@ class TransactionalEngine:
         #: a failed commit noticed inside a rebalance callback, recovered in the loop
         self._failed: KafkaException | None = None
         self._restore_consumer = restore_consumer_factory
+        #: the audit hash chain; only committed records are linked to (read_committed tails)
+        self.audit_chain = AuditLinker(settings, audit_tails)
         self.consumer = consumer_factory(
             {
                 **clients.connection(settings),
@@ -284,6 +289,7 @@ class TransactionalEngine:
         # committed offset, so what was decided but not produced is simply decided again
         self._pending = None
         numbers = {tp.partition for tp in partitions}
+        self.audit_chain.forget(numbers)
         for p in numbers:
             self.stores.close(p)
             self.events_next.pop(p, None)
@@ -423,9 +429,21 @@ class TransactionalEngine:
         overlay.under = None  # what it read through is in the databases now
         self._delivered = {}
         try:
+            self.audit_chain.seed(pending.outputs)
+        except ScanError as exc:
+            log.warning("cannot read the audit chain's tails, deciding again: %s", exc)
+            self._rewind()
+            return
+        try:
             self.producer.begin_transaction()
             for out in pending.outputs:
-                self._produce(out.topic, out.key, out.value, out.partition)
+                self._produce(
+                    out.topic,
+                    out.key,
+                    out.value,
+                    out.partition,
+                    headers=self.audit_chain.headers(out),
+                )
             for (partition, key), value in overlay.writes.items():
                 self._produce(self.changelog, key, value, partition, self._on_changelog)
         except KafkaException as exc:
@@ -465,14 +483,22 @@ class TransactionalEngine:
             self._failed = inflight.error
 
     def _produce(
-        self, topic: str, key: bytes | None, value: bytes, partition: int, cb: Any = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int,
+        cb: Any = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
         while True:
             try:
-                if cb is None:
-                    self.producer.produce(topic, value, key, partition)
-                else:
+                if cb is not None:
                     self.producer.produce(topic, value, key, partition, on_delivery=cb)
+                elif headers is not None:
+                    self.producer.produce(topic, value, key, partition, headers=list(headers))
+                else:
+                    self.producer.produce(topic, value, key, partition)
                 return
             except BufferError:
                 self.producer.poll(0.05)
@@ -490,8 +516,14 @@ class TransactionalEngine:
             raise exc
         self.aborts += 1
         self._pending = None  # decided on the aborted state: decided again
+        self.audit_chain.forget()  # the aborted records were linked to
         log.warning("transaction aborted, rewinding to the committed offsets: %s", err)
         self.producer.abort_transaction(60)
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Consume again from the committed offsets."""
+        self._pending = None
         assignment = self.consumer.assignment()
         self._forget_wakeups({tp.partition for tp in assignment})
         for tp in self.consumer.committed(assignment, timeout=30):

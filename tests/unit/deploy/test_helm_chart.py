@@ -460,17 +460,18 @@ def test_kafka_topics_mirror_tower_topics_create_and_the_changelog() -> None:
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "my-cluster"
 
 
-def _strimzi_grants(user: dict[str, Any]) -> Iterator[tuple[str, str, bool, str]]:
+def _strimzi_grants(user: dict[str, Any]) -> Iterator[tuple[str, str, bool, str, str]]:
     resource_types = {"topic": "TOPIC", "group": "GROUP", "transactionalId": "TRANSACTIONAL_ID"}
     for acl in user["spec"]["authorization"]["acls"]:
         res = acl["resource"]
+        permission = acl.get("type", "allow").upper()
         for op in acl["operations"]:
             operation = "".join("_" + c if c.isupper() else c for c in op).strip("_").upper()
             if res["type"] == "cluster":
-                yield ("BROKER", "kafka-cluster", False, operation)
+                yield ("BROKER", "kafka-cluster", False, operation, permission)
             else:
                 prefixed = res.get("patternType") == "prefix"
-                yield (resource_types[res["type"]], res["name"], prefixed, operation)
+                yield (resource_types[res["type"]], res["name"], prefixed, operation, permission)
 
 
 def test_kafka_users_carry_the_acls_of_the_local_secured_broker() -> None:
@@ -485,7 +486,12 @@ def test_kafka_users_carry_the_acls_of_the_local_secured_broker() -> None:
     grants = role_grants(TopicNames(), "journey-tower")
     assert any(g.name == READER_GROUP_PREFIX for g in grants)
     for role, user in users.items():
-        want = {(g.resource, g.name, g.prefixed, g.operation) for g in grants if g.role == role}
+        # a grant to every principal (`*`) is each KafkaUser's own
+        want = {
+            (g.resource, g.name, g.prefixed, g.operation, g.permission)
+            for g in grants
+            if g.role in (role, "*")
+        }
         assert set(_strimzi_grants(user)) == want, role
         assert user["spec"]["authentication"]["type"] == "scram-sha-512"
         assert user["metadata"]["name"] == f"{RELEASE}-journey-tower-{role}"

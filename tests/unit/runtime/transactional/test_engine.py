@@ -26,6 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from pipeline.contracts.audit_chain import GENESIS, PartitionCheck, prev_of, record_hash
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import Decision
@@ -75,6 +76,7 @@ class Rec:
     value: bytes | None
     #: the producing transaction; None for a plain record
     txn: int | None = None
+    headers: list[tuple[str, bytes]] | None = None
 
 
 class FakeMessage:
@@ -152,11 +154,17 @@ class FakeKafka:
         return [c[0] for c in self.calls if c[0] in wanted]
 
     def append(
-        self, topic: str, partition: int, key: bytes | None, value: bytes | None, txn=None
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        txn=None,
+        headers=None,
     ) -> Rec:
         with self._lock:
             log = self.logs[(topic, partition)]
-            rec = Rec(topic, partition, len(log), key, value, txn)
+            rec = Rec(topic, partition, len(log), key, value, txn, headers)
             log.append(rec)
             return rec
 
@@ -315,9 +323,11 @@ class FakeProducer:
         self.kafka.call("begin")
         self.txn = self.kafka.begin()
 
-    def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None) -> None:
+    def produce(
+        self, topic, value=None, key=None, partition=-1, on_delivery=None, headers=None
+    ) -> None:
         self.kafka.call("produce", topic, partition, key)
-        rec = self.kafka.append(topic, partition, key, value, self.txn)
+        rec = self.kafka.append(topic, partition, key, value, self.txn, headers)
         if on_delivery is not None:
             with self._lock:
                 self._reports.append((on_delivery, FakeMessage.of(rec)))
@@ -419,6 +429,9 @@ def engine_on(
         consumer_factory=lambda config: FakeConsumer(kafka, config),
         producer_factory=lambda config: FakeProducer(kafka, config),
         restore_consumer_factory=lambda bootstrap: FakeRestoreConsumer(kafka),
+        audit_tails=lambda _settings, topic, partitions: {
+            p: chain_tail(kafka.visible(topic, p)) for p in partitions
+        },
     )
     assert kafka.consumer is not None
     kafka.consumer.on_idle = engine.stop
@@ -458,8 +471,23 @@ def assert_same_as_clean_run(
     """Outputs, changelog and local states as if nothing had failed."""
     clean_kafka, clean_dir = clean
     assert kafka.published() == clean_kafka.published()
+    for p in (0, 1):  # the committed audit records link up, whatever was aborted
+        check = PartitionCheck(p)
+        for r in kafka.visible(SETTINGS.topics.audit, p):
+            check.feed(r.offset, r.key, r.value, r.headers)
+        assert check.broken is None and not check.outside, check
     assert kafka.changelog() == clean_kafka.changelog()
     assert states(local(data_dir)) == states(local(clean_dir))
+
+
+def chain_tail(records: list[Rec]) -> bytes:
+    """What the engine reads from a read_committed audit partition before linking to it."""
+    tail = GENESIS
+    for r in records:
+        prev = prev_of(r.headers)
+        if prev is not None:
+            tail = record_hash(prev, r.key, r.value)
+    return tail
 
 
 def rewound_to(kafka: FakeKafka) -> set[tuple[str, int, int]]:
