@@ -13,26 +13,43 @@ A published document that fails validation (or does not hash to the version it c
 that skipped the four-eyes approval the policy in force or the new one requires
 (`pipeline.core.policy_governance`), is logged, counted in `tower_policy_rejected_total`,
 and ignored: the policy in force stays. `pending/` proposals are never applied.
+
+Failing closed. Every accepted `active` record is also kept in the worker's data dir
+(`policy/active.json`), and read back at start through the same check, signatures
+included, so a deleted `policies` topic or a tombstoned `active` key never hands a worker
+the built-in default: the running worker ignores the tombstone, a restarted one starts on
+the kept record, and both say so (`tower_policy_active_missing` = 1 and a warning). With
+`TOWER_POLICY_REQUIRE_APPROVAL` a worker refuses to start at all unless the policy in force
+came from a record whose four-eyes signatures verified (`PolicyRefused`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from pipeline.contracts.policy_record import (
     ACTIVE_KEY,
     InvalidPolicyRecord,
     PolicyRecord,
     decode_policy_record,
+    encode_policy_record,
+)
+from pipeline.contracts.policy_signatures import (
+    NO_APPROVERS,
+    ApproverKeys,
+    ApproversFileError,
+    parse_approvers,
 )
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
-from pipeline.core.policy_governance import approval_problem
+from pipeline.core.policy_governance import VerifiedApproval, approval_problem, verify_approval
 from pipeline.kafka import clients
 from pipeline.kafka.reader import offset_of
 from pipeline.processing.metrics import TowerMetrics
@@ -59,17 +76,52 @@ class PolicyUnapproved(ValueError):
     """An `active` record that needed a four-eyes approval and does not carry a valid one."""
 
 
+class PolicyRefused(ValueError):
+    """This worker may not run on the policy it has (TOWER_POLICY_REQUIRE_APPROVAL)."""
+
+
 def active_policy_from_record(
-    record: PolicyRecord, in_force: Policy, deployment: bool = False
+    record: PolicyRecord,
+    in_force: Policy,
+    deployment: bool = False,
+    approvers: ApproverKeys = NO_APPROVERS,
 ) -> Policy:
     """The policy of an `active` record, if it may replace `in_force`; else one of
     PolicyError, PolicyMismatch or PolicyUnapproved (the same test on worker and CLI).
-    `deployment`: TOWER_POLICY_REQUIRE_APPROVAL, approvals required whatever the policies say."""
+    `deployment`: TOWER_POLICY_REQUIRE_APPROVAL, approvals required whatever the policies say;
+    `approvers`: the keys the four-eyes signatures must verify against."""
     policy = policy_from_record(record)
-    problem = approval_problem(record, in_force, policy, deployment)
+    problem = approval_problem(record, in_force, policy, deployment, approvers)
     if problem is not None:
         raise PolicyUnapproved(f"{record.policy_version}: {problem}")
     return policy
+
+
+def load_approvers(path: Path | None) -> ApproverKeys:
+    """The approvers file (TOWER_POLICY_APPROVERS_FILE); none configured: no keys."""
+    if path is None:
+        return NO_APPROVERS
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ApproversFileError(
+            f"TOWER_POLICY_APPROVERS_FILE {path}: {exc.strerror or exc}"
+        ) from None
+    return parse_approvers(text, str(path))
+
+
+def kept_record_path(settings: Settings) -> Path:
+    """Where a worker keeps the last `active` record it accepted."""
+    return settings.data_dir / "policy" / "active.json"
+
+
+_REJECTIONS: dict[type[Exception], str] = {
+    InvalidPolicyRecord: "bad_record",
+    PolicyError: "invalid_policy",
+    PolicyMismatch: "hash_mismatch",
+    PolicyUnapproved: "unapproved",
+}
+_REJECTED = tuple(_REJECTIONS)
 
 
 class PolicyFollower:
@@ -82,12 +134,24 @@ class PolicyFollower:
         metrics: TowerMetrics | None = None,
         on_change: Callable[[Policy], None] | None = None,
         consumer_factory: Callable[[Settings], Any] | None = None,
+        approvers: ApproverKeys = NO_APPROVERS,
+        keep: Path | None = None,
     ) -> None:
         self.settings = settings
         self.topic = settings.topics.policies
         self.metrics = metrics or TowerMetrics()
         self.on_change = on_change
+        self.approvers = approvers
+        #: the file the last accepted `active` record is kept in (None: not kept)
+        self.keep = keep
         self._policy = fallback
+        #: the accepted `active` record of the policy in force (None: a file or the default)
+        self.record: PolicyRecord | None = None
+        #: its verified four-eyes signers, when it carries them
+        self.approval: VerifiedApproval | None = None
+        #: whether the topic's latest `active` record is a value (not gone or tombstoned)
+        self._active_on_topic = False
+        self._warned_missing = False
         self._consumer_factory = consumer_factory or (
             lambda s: clients.reader(s, "policy-follower", **{"fetch.wait.max.ms": 100})
         )
@@ -97,6 +161,30 @@ class PolicyFollower:
 
     def current(self) -> Policy:
         return self._policy
+
+    @property
+    def active_missing(self) -> bool:
+        """True when the topic lost its `active` record and a kept policy is in force."""
+        return self.record is not None and not self._active_on_topic
+
+    def restore_kept(self) -> bool:
+        """Start from the kept record, if there is one and it passes the check a record from
+        the topic would (signatures included); True if it is now in force."""
+        if self.keep is None or not self.keep.is_file():
+            return False
+        where = f"the kept policy {self.keep}"
+        try:
+            record = decode_policy_record(self.keep.read_bytes())
+            policy = self._accept(record)
+        except OSError as exc:
+            log.error("cannot read %s: %s", where, exc)
+            return False
+        except _REJECTED as exc:
+            log.error("ignoring %s (%s):\n%s", where, _REJECTIONS[type(exc)], exc)
+            return False
+        self._take(record, policy, keep=False)
+        log.warning("starting from %s: %s", where, policy.policy_version)
+        return True
 
     def start(self, wait_s: float = 5.0) -> bool:
         """Start following; block up to `wait_s` to catch up. True if caught up in time."""
@@ -121,19 +209,16 @@ class PolicyFollower:
         """Handle one record of the topic; True if it changed the policy in force."""
         if key != ACTIVE_KEY:
             return False  # version/<v> history for replays, pending/<v> proposals
+        if not value:  # a tombstone: `active` is gone, the policy in force is not
+            self.active_gone("its `active` record was deleted (a tombstone)")
+            return False
+        self._active_on_topic, self._warned_missing = True, False
+        self._show_missing()
         try:
-            policy = active_policy_from_record(
-                decode_policy_record(value),
-                self._policy,
-                self.settings.policy_require_approval,
-            )
-        except (InvalidPolicyRecord, PolicyError, PolicyMismatch, PolicyUnapproved) as exc:
-            reason = {
-                InvalidPolicyRecord: "bad_record",
-                PolicyError: "invalid_policy",
-                PolicyMismatch: "hash_mismatch",
-                PolicyUnapproved: "unapproved",
-            }[type(exc)]
+            record = decode_policy_record(value)
+            policy = self._accept(record)
+        except _REJECTED as exc:
+            reason = _REJECTIONS[type(exc)]
             self.metrics.policy_rejected.labels(reason).inc()
             log.error(
                 "ignoring published policy (%s), keeping %s:\n%s",
@@ -143,13 +228,65 @@ class PolicyFollower:
             )
             return False
         if policy.policy_version == self._policy.policy_version:
+            if self.record is None or self.record.policy_version != record.policy_version:
+                self._take(record, policy, keep=True)  # e.g. the file's policy, now published
             return False
-        log.warning("policy %s -> %s", self._policy.policy_version, policy.policy_version)
-        self._policy = policy
+        old = self._policy.policy_version
+        self._take(record, policy, keep=True)
+        who = f" ({self.approval.describe()})" if self.approval else ""
+        log.warning("policy %s -> %s%s", old, policy.policy_version, who)
         self.metrics.policy_swaps.inc()
         if self.on_change is not None:
             self.on_change(policy)
         return True
+
+    def active_gone(self, how: str) -> None:
+        """The topic has no `active` record any more: keep the policy in force, and say so."""
+        self._active_on_topic = False
+        self._show_missing()
+        if self.record is not None and not self._warned_missing:
+            self._warned_missing = True
+            log.warning(
+                "policies topic %s: %s; keeping the last verified policy %s "
+                "(tower_policy_active_missing=1); publish or approve a policy again",
+                self.topic,
+                how,
+                self._policy.policy_version,
+            )
+
+    def _accept(self, record: PolicyRecord) -> Policy:
+        return active_policy_from_record(
+            record, self._policy, self.settings.policy_require_approval, self.approvers
+        )
+
+    def _take(self, record: PolicyRecord, policy: Policy, keep: bool) -> None:
+        verified = verify_approval(record, self.approvers) if record.approval_signature else None
+        self.approval = verified if isinstance(verified, VerifiedApproval) else None
+        self.record = record
+        self._policy = policy
+        if keep and self.keep is not None and self._caught_up.is_set():
+            self._write_kept(record)
+        self._show_missing()
+
+    def _mark_caught_up(self) -> None:
+        """From now on the policy in force is the topic's latest word: keep it."""
+        if not self._caught_up.is_set() and self.record is not None and self.keep is not None:
+            self._write_kept(self.record)
+        self._caught_up.set()
+
+    def _write_kept(self, record: PolicyRecord) -> None:
+        """Atomically, so a crash leaves the old record or the new one, never half."""
+        assert self.keep is not None
+        try:
+            self.keep.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.keep.with_suffix(".tmp")
+            tmp.write_bytes(encode_policy_record(record))
+            os.replace(tmp, self.keep)
+        except OSError as exc:
+            log.error("cannot keep the policy in force in %s: %s", self.keep, exc)
+
+    def _show_missing(self) -> None:
+        self.metrics.policy_active_missing.set(1 if self.active_missing else 0)
 
     def _run(self) -> None:
         consumer = self._consumer_factory(self.settings)
@@ -158,24 +295,29 @@ class PolicyFollower:
             consumer.assign([tp])
             end = self._end_offset(consumer, tp)
             if end is None or end <= 0:
-                self._caught_up.set()
+                self._mark_caught_up()
             while not self._stopping.is_set():
                 msg = consumer.poll(0.2)
                 if msg is None:
                     if end is not None and not self._caught_up.is_set():
                         position = consumer.position([tp])[0].offset
                         if position >= end:
-                            self._caught_up.set()
+                            self._mark_caught_up()
                     continue
-                if msg.error():
-                    log.debug("policies topic: %s", msg.error())
+                error = msg.error()
+                if error:
+                    if error.code() in _TOPIC_GONE:
+                        if self._active_on_topic:
+                            self.active_gone(f"the topic is gone ({error.str()})")
+                    else:
+                        log.debug("policies topic: %s", error)
                     continue
                 self.apply(msg.key(), msg.value())
                 if end is not None and offset_of(msg) + 1 >= end:
-                    self._caught_up.set()
+                    self._mark_caught_up()
         except Exception:  # a dead follower must be loud, the worker keeps its policy
             log.exception("policy follower stopped; the policy in force stays")
-            self._caught_up.set()
+            self._mark_caught_up()
         finally:
             consumer.close()
 
@@ -189,16 +331,49 @@ class PolicyFollower:
         return high if high >= 0 else None
 
 
+_TOPIC_GONE = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+)
+
+
 def start_policy_follower(settings: Settings, metrics: TowerMetrics) -> PolicyFollower:
-    """Follow the policies topic on this worker, starting from TOWER_POLICY_FILE or the
-    built-in default; the `tower_policy_info` gauge always names the version in force."""
+    """Follow the policies topic on this worker, starting from the kept record of the last
+    run, else TOWER_POLICY_FILE, else the built-in default; the `tower_policy_info` gauge
+    always names the version in force. PolicyRefused (one line) when the deployment
+    requires approval and no verified policy is in force once the topic is read."""
+    require = settings.policy_require_approval
+    if require and settings.policy_approvers_file is None:
+        raise PolicyRefused(
+            "TOWER_POLICY_REQUIRE_APPROVAL is set but TOWER_POLICY_APPROVERS_FILE is not: "
+            "without the approvers' public keys no policy can be verified"
+        )
+    approvers = load_approvers(settings.policy_approvers_file)
     initial = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
 
     def show(p: Policy) -> None:
         metrics.policy_info.clear()
         metrics.policy_info.labels(p.policy_version).set(1)
 
-    show(initial)
-    follower = PolicyFollower(settings, initial, metrics, on_change=show)
+    follower = PolicyFollower(
+        settings,
+        initial,
+        metrics,
+        on_change=show,
+        approvers=approvers,
+        keep=kept_record_path(settings),
+    )
+    follower.restore_kept()
+    show(follower.current())
     follower.start(wait_s=settings.policy_wait_s)
+    if follower.active_missing:
+        follower.active_gone("it has no `active` record")
+    if require and follower.approval is None:
+        follower.stop()
+        source = "TOWER_POLICY_FILE" if settings.policy_file else "the built-in default"
+        raise PolicyRefused(
+            f"TOWER_POLICY_REQUIRE_APPROVAL is set but no approved policy is in force "
+            f"({source}, {follower.current().policy_version}, was not signed by two "
+            f"approvers): approve one with `tower policy propose FILE --key KEY` and "
+            f"`tower policy approve VERSION --key KEY`"
+        )
     return follower

@@ -115,6 +115,12 @@ class TowerMetrics:
             "Times a newly published policy came into force without a restart",
             registry=r,
         )
+        self.policy_active_missing = Gauge(
+            "tower_policy_active_missing",
+            "1 while the policies topic has no `active` record (deleted or tombstoned) and "
+            "the worker keeps its last verified policy",
+            registry=r,
+        )
         self.experience = ExperienceMetrics(r)  # pipeline/core/experience.py
 
 
