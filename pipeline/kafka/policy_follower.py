@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,8 @@ class PolicyFollower:
         #: whether the topic's latest `active` record is a value (not gone or tombstoned)
         self._active_on_topic = False
         self._warned_missing = False
+        #: the offset of the latest `active` record read (to notice a recreated topic)
+        self._active_offset = -1
         self._consumer_factory = consumer_factory or (
             lambda s: clients.reader(s, "policy-follower", **{"fetch.wait.max.ms": 100})
         )
@@ -296,7 +299,11 @@ class PolicyFollower:
             end = self._end_offset(consumer, tp)
             if end is None or end <= 0:
                 self._mark_caught_up()
+            next_check = time.monotonic() + TOPIC_CHECK_S
             while not self._stopping.is_set():
+                if self._active_on_topic and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + TOPIC_CHECK_S
+                    self._check_topic(consumer, tp)
                 msg = consumer.poll(0.2)
                 if msg is None:
                     if end is not None and not self._caught_up.is_set():
@@ -313,6 +320,8 @@ class PolicyFollower:
                         log.debug("policies topic: %s", error)
                     continue
                 self.apply(msg.key(), msg.value())
+                if msg.key() == ACTIVE_KEY:
+                    self._active_offset = offset_of(msg)
                 if end is not None and offset_of(msg) + 1 >= end:
                     self._mark_caught_up()
         except Exception:  # a dead follower must be loud, the worker keeps its policy
@@ -320,6 +329,21 @@ class PolicyFollower:
             self._mark_caught_up()
         finally:
             consumer.close()
+
+    def _check_topic(self, consumer: Any, tp: TopicPartition) -> None:
+        """A deleted topic sends its assigned readers no record and often no error: ask.
+        Gone, or recreated without the `active` record read last, is the same loss."""
+        try:
+            topic = consumer.list_topics(self.topic, timeout=2.0).topics.get(self.topic)
+            if topic is None or topic.error is not None:
+                self.active_gone("the topic was deleted")
+                return
+            _low, high = consumer.get_watermark_offsets(tp, timeout=2.0, cached=False)
+        except KafkaException as exc:
+            log.debug("policies topic not checked: %s", exc)
+            return
+        if 0 <= high <= self._active_offset:
+            self.active_gone("the topic was recreated without it")
 
     @staticmethod
     def _end_offset(consumer: Any, tp: TopicPartition) -> int | None:
@@ -330,6 +354,9 @@ class PolicyFollower:
             return None
         return high if high >= 0 else None
 
+
+#: how often a worker asks whether the policies topic still holds its `active` record
+TOPIC_CHECK_S = 5.0
 
 _TOPIC_GONE = frozenset(
     {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
