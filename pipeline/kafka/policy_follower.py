@@ -21,6 +21,10 @@ the built-in default: the running worker ignores the tombstone, a restarted one 
 the kept record, and both say so (`tower_policy_active_missing` = 1 and a warning). With
 `TOWER_POLICY_REQUIRE_APPROVAL` a worker refuses to start at all unless the policy in force
 came from a record whose four-eyes signatures verified (`PolicyRefused`).
+
+Each four-eyes change a worker puts in force while running is audited by that worker
+(`policy_applied`, naming the verified signers and their key fingerprints), so the audit
+trail holds who verified a change, not only who claimed to make it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
+from pipeline.contracts.codec import encode_record
+from pipeline.contracts.events import Source
 from pipeline.contracts.policy_record import (
     ACTIVE_KEY,
     InvalidPolicyRecord,
@@ -54,6 +60,7 @@ from pipeline.core.policy_governance import VerifiedApproval, approval_problem, 
 from pipeline.kafka import clients
 from pipeline.kafka.reader import offset_of
 from pipeline.processing.metrics import TowerMetrics
+from pipeline.processing.records import policy_applied_record
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,6 +132,10 @@ _REJECTIONS: dict[type[Exception], str] = {
 _REJECTED = tuple(_REJECTIONS)
 
 
+#: (the accepted record, its verified signers, the version it replaced, its offset)
+Applied = Callable[[PolicyRecord, VerifiedApproval, str, int], None]
+
+
 class PolicyFollower:
     """Keeps the latest valid `active` policy of the policies topic in memory."""
 
@@ -137,6 +148,7 @@ class PolicyFollower:
         consumer_factory: Callable[[Settings], Any] | None = None,
         approvers: ApproverKeys = NO_APPROVERS,
         keep: Path | None = None,
+        on_applied: Applied | None = None,
     ) -> None:
         self.settings = settings
         self.topic = settings.topics.policies
@@ -145,6 +157,8 @@ class PolicyFollower:
         self.approvers = approvers
         #: the file the last accepted `active` record is kept in (None: not kept)
         self.keep = keep
+        #: told of each four-eyes change this worker puts in force once caught up (the audit)
+        self.on_applied = on_applied
         self._policy = fallback
         #: the accepted `active` record of the policy in force (None: a file or the default)
         self.record: PolicyRecord | None = None
@@ -208,8 +222,8 @@ class PolicyFollower:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    def apply(self, key: bytes | None, value: bytes | None) -> bool:
-        """Handle one record of the topic; True if it changed the policy in force."""
+    def apply(self, key: bytes | None, value: bytes | None, offset: int = -1) -> bool:
+        """Handle one record of the topic (at `offset`); True if it changed the policy."""
         if key != ACTIVE_KEY:
             return False  # version/<v> history for replays, pending/<v> proposals
         if not value:  # a tombstone: `active` is gone, the policy in force is not
@@ -241,6 +255,13 @@ class PolicyFollower:
         self.metrics.policy_swaps.inc()
         if self.on_change is not None:
             self.on_change(policy)
+        if self.on_applied is not None and self.approval is not None and self._caught_up.is_set():
+            try:
+                self.on_applied(record, self.approval, old, offset)
+            except Exception:  # the audit write failing must not stop the follower
+                log.exception(
+                    "policy_applied audit record of %s not written", policy.policy_version
+                )
         return True
 
     def active_gone(self, how: str) -> None:
@@ -319,7 +340,7 @@ class PolicyFollower:
                     else:
                         log.debug("policies topic: %s", error)
                     continue
-                self.apply(msg.key(), msg.value())
+                self.apply(msg.key(), msg.value(), offset_of(msg))
                 if msg.key() == ACTIVE_KEY:
                     self._active_offset = offset_of(msg)
                 if end is not None and offset_of(msg) + 1 >= end:
@@ -363,6 +384,43 @@ _TOPIC_GONE = frozenset(
 )
 
 
+class AppliedAudit:
+    """Writes the `policy_applied` audit record of each four-eyes change this worker puts
+    in force, on the follower's thread (a change is rare; the batches never wait for it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker = clients.member_client_id(settings)
+        self._producer: Any = None
+
+    def __call__(
+        self, record: PolicyRecord, approval: VerifiedApproval, old: str, offset: int
+    ) -> None:
+        s = self.settings
+        at = int(time.time() * 1000)
+        value = encode_policy_record(record).decode()
+        source = Source(s.topics.policies, 0, offset, record.published_at)
+        audit = policy_applied_record(
+            approval, old, record.policy_version, self.worker, at, source, value
+        )
+        try:
+            if self._producer is None:
+                self._producer = clients.producer(s)
+            self._producer.produce(
+                s.topics.audit,
+                key=b"-",
+                value=encode_record("audit_record", audit, s.output_format),
+            )
+            left = self._producer.flush(10.0)
+        except (KafkaException, BufferError) as exc:
+            log.error(
+                "policy_applied audit record of %s not written: %s", record.policy_version, exc
+            )
+            return
+        if left:
+            log.error("policy_applied audit record of %s unsent after 10s", record.policy_version)
+
+
 def start_policy_follower(settings: Settings, metrics: TowerMetrics) -> PolicyFollower:
     """Follow the policies topic on this worker, starting from the kept record of the last
     run, else TOWER_POLICY_FILE, else the built-in default; the `tower_policy_info` gauge
@@ -388,6 +446,7 @@ def start_policy_follower(settings: Settings, metrics: TowerMetrics) -> PolicyFo
         on_change=show,
         approvers=approvers,
         keep=kept_record_path(settings),
+        on_applied=AppliedAudit(settings),
     )
     follower.restore_kept()
     show(follower.current())

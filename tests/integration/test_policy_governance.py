@@ -156,7 +156,10 @@ def test_an_approved_change_takes_over_and_forgeries_are_refused(tower_settings,
     assert {a["policy_version"] for a in decided} == {v2}
     assert not any(a["rule"] == "kill_switch" for a in decided)  # PLAIN never came into force
 
-    proposal, change = [a.value for a in seen["audit"] if a.value["kind"] == "policy"]
+    # the CLI's two records, and the worker's own: the operators' and the worker's word
+    by_outcome = {a.value["outcome"]: a.value for a in seen["audit"] if a.value["kind"] == "policy"}
+    assert sorted(by_outcome) == ["policy_applied", "policy_changed", "policy_proposed"]
+    proposal, change = by_outcome["policy_proposed"], by_outcome["policy_changed"]
     assert (proposal["outcome"], proposal["agent"]) == ("policy_proposed", "ana")
     assert (change["outcome"], change["agent"], change["policy_version"]) == (
         "policy_changed",
@@ -167,6 +170,11 @@ def test_an_approved_change_takes_over_and_forgeries_are_refused(tower_settings,
     assert [t["reason"] for t in change["trace"][:2]] == ["proposed by ana", "approved by ben"]
     assert change["trace"][2]["verdict"] == "verified"
     assert change["trace"][2]["reason"].startswith("proposed by ana (ed25519:")
+    applied = by_outcome["policy_applied"]
+    assert applied["agent"] == f"{s.app_id}@http://127.0.0.1:{worker.web_port}"
+    assert applied["policy_version"] == v2
+    assert applied["reason"].endswith(change["trace"][2]["reason"])  # the same two keys
+    assert applied["input"] == change["input"]  # the signed record, verifiable offline
 
 
 def test_a_rejected_change_is_audited_with_both_names(tower_settings, tmp_path, approvers):

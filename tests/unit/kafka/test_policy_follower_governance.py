@@ -326,3 +326,35 @@ def test_a_restarted_worker_runs_on_its_kept_verified_policy(empty_topic, tmp_pa
         )
     finally:
         f.stop()
+
+
+def test_a_running_worker_audits_the_four_eyes_changes_it_puts_in_force():
+    """Once caught up: the history replayed at start was audited when it happened."""
+    calls: list[tuple] = []
+    f, _ = follower(DEFAULT_POLICY, on_applied=lambda *args: calls.append(args))
+    assert f.apply(ACTIVE_KEY, rec(GOVERNED_YAML, "ana", "ben"), 3) is True
+    assert calls == []  # replaying the topic at start
+    f._mark_caught_up()
+    assert f.apply(ACTIVE_KEY, rec(PLAIN_YAML, "ben", "ana"), 5) is True
+    [(record, approval, old, offset)] = calls
+    assert (record.policy_version, old, offset) == (
+        load_policy(PLAIN_YAML).policy_version,
+        GOVERNED.policy_version,
+        5,
+    )
+    assert (approval.proposer.name, approval.approver.name) == ("ben", "ana")
+    plain_again = PLAIN_YAML.replace("4.0.0", "4.1.0")
+    assert f.apply(ACTIVE_KEY, rec(plain_again), 6) is True  # a plain publish: no record
+    assert len(calls) == 1
+
+
+def test_a_failing_audit_write_does_not_stop_the_follower(caplog):
+    def fail(*args):
+        raise RuntimeError("broker gone")
+
+    f, _ = follower(DEFAULT_POLICY, on_applied=fail)
+    f._mark_caught_up()
+    with caplog.at_level(logging.ERROR, "pipeline.kafka.policy_follower"):
+        assert f.apply(ACTIVE_KEY, rec(GOVERNED_YAML, "ana", "ben")) is True
+    assert f.current().policy_version == GOVERNED.policy_version
+    assert "policy_applied audit record of" in caplog.text
