@@ -115,7 +115,12 @@ def load_approvers(path: Path | None) -> ApproverKeys:
         raise ApproversFileError(
             f"TOWER_POLICY_APPROVERS_FILE {path}: {exc.strerror or exc}"
         ) from None
-    return parse_approvers(text, str(path))
+    try:
+        return parse_approvers(text, str(path))
+    except ApproversFileError as exc:
+        raise ApproversFileError(
+            f"TOWER_POLICY_APPROVERS_FILE {exc} (`tower policy keygen` prints each line)"
+        ) from None
 
 
 def kept_record_path(settings: Settings) -> Path:

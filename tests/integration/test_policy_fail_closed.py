@@ -101,11 +101,13 @@ def test_a_vanished_active_record_keeps_the_last_verified_policy(
     assert "keeping the last verified policy " + v2 in log
 
 
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_a_worker_that_requires_approval_refuses_the_built_in_default(
-    tower_settings, worker, tmp_path
+    tower_settings, worker, tmp_path, runtime
 ):
     governed(worker, tmp_path)
     worker.extra_env["TOWER_POLICY_REQUIRE_APPROVAL"] = "true"
+    worker.extra_env["TOWER_RUNTIME"] = runtime
     worker.start()
     assert worker.proc is not None
     code = worker.proc.wait(120)  # the old worker ran on the default: it never exits

@@ -358,3 +358,15 @@ def test_a_failing_audit_write_does_not_stop_the_follower(caplog):
         assert f.apply(ACTIVE_KEY, rec(GOVERNED_YAML, "ana", "ben")) is True
     assert f.current().policy_version == GOVERNED.policy_version
     assert "policy_applied audit record of" in caplog.text
+
+
+def test_an_unreadable_or_bad_approvers_file_names_the_setting(tmp_path):
+    from pipeline.contracts.policy_signatures import ApproversFileError
+
+    with pytest.raises(ApproversFileError, match=r"TOWER_POLICY_APPROVERS_FILE .*No such file"):
+        follower_module.load_approvers(tmp_path / "missing")
+    bad = tmp_path / "approvers"
+    bad.write_text("ana not-a-key\n")
+    with pytest.raises(ApproversFileError, match=r"approvers:1: ana: not a base64 Ed25519"):
+        follower_module.load_approvers(bad)
+    assert follower_module.load_approvers(None) == ApproverKeys()
