@@ -77,6 +77,11 @@ class Settings:
     policy_wait_s: float = 5.0
     #: four-eyes policy changes whatever the policies say (README, Four-eyes policy changes)
     policy_require_approval: bool = False
+    #: the approvers' Ed25519 public keys, `name base64-key` a line: four-eyes signatures
+    #: verify against these (README, Four-eyes policy changes)
+    policy_approvers_file: Path | None = None
+    #: the operator's private key for `tower policy propose / approve` (`tower policy keygen`)
+    policy_key_file: Path | None = None
     #: the Faust runtime is at-least-once, with input offsets of its own (README, Delivery
     #: guarantee); exactly-once is the native runtime's. Kept to refuse an old setting.
     processing_guarantee: str = "at_least_once"

@@ -20,18 +20,22 @@ Value: a JSON object ::
      "content_hash": "<sha256 hex>", "document": "<the YAML text as published>",
      "published_at": <epoch ms>, "published_by": "<who>",
      "proposed_by": "<who>", "proposed_at": <epoch ms>,     # optional, four-eyes only
-     "approved_by": "<who>", "approved_at": <epoch ms>}     # optional, four-eyes only
+     "approved_by": "<who>", "approved_at": <epoch ms>,     # optional, four-eyes only
+     "proposal_signature": "<base64>",                      # optional, signed changes
+     "approval_signature": "<base64>"}                      # optional, signed changes
 
 `published_at`/`published_by` say when and by whom the record was written: the proposer
-on a pending record, the approver on an approved one. The four optional fields are absent
+on a pending record, the approver on an approved one. The optional fields are absent
 (never null) from a plain `publish`, so such records are byte-for-byte what they were before
-governance existed, and older records decode unchanged.
+governance existed, and older records decode unchanged. The two signatures are Ed25519
+signatures of the proposer's and the approver's step (`pipeline.contracts.policy_signatures`
+says what is signed); workers verify them against the approvers file.
 
 The document is the source of truth: a reader validates it with `load_policy` and checks
 that it still hashes to `policy_version`, so a stale or hand-written record cannot slip in
-a policy other than the one it names. The names are asserted by the CLI, not signed: the
-topic's write ACL decides who can produce at all; the approval check stops a change that
-went around the two-step process.
+a policy other than the one it names. The names count only with their signatures: the
+topic's write ACL decides who can produce at all; the verified signatures decide whether
+two people agreed to what is produced.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ _OPTIONAL: dict[str, type] = {
     "proposed_at": int,
     "approved_by": str,
     "approved_at": int,
+    "proposal_signature": str,
+    "approval_signature": str,
 }
 
 
@@ -78,6 +84,8 @@ class PolicyRecord:
     proposed_at: int | None = None
     approved_by: str | None = None
     approved_at: int | None = None
+    proposal_signature: str | None = None
+    approval_signature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON fields; unset optional ones are left out, as older records have them."""

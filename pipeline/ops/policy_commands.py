@@ -10,10 +10,14 @@ Four eyes (`governance.require_approval` in the policy in force or the new one, 
 `pipeline.core.policy_governance`): `publish` refuses, and a change is `propose`d by one
 person (`pending/<v>`, audit `policy_proposed`) and `approve`d by another, which publishes
 it with both names (audit `policy_changed`), or `reject`ed (audit `policy_rejected`).
+Proposer and approver sign their step with their own Ed25519 key (`--key`, made by
+`keygen`); workers verify both signatures against the approvers file.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -24,6 +28,7 @@ from typing import Any
 import click
 import orjson
 from confluent_kafka import KafkaException, Producer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
 from pipeline.contracts.events import AgentEvent, Source
@@ -37,16 +42,37 @@ from pipeline.contracts.policy_record import (
     pending_key,
     version_key,
 )
+from pipeline.contracts.policy_signatures import (
+    ApproverKeys,
+    ApproversFileError,
+    KeyFileError,
+    fingerprint,
+    load_private_key,
+    new_private_key,
+    private_key_pem,
+    public_key_bytes,
+    public_key_text,
+    sign,
+    signed_message,
+    verifies,
+)
 from pipeline.core.policy import DEFAULT_POLICY, Policy
 from pipeline.core.policy_changes import policy_changes, summary
 from pipeline.core.policy_document import PolicyError, load_policy, load_policy_file
-from pipeline.core.policy_governance import approval_required, same_person, why_approval
+from pipeline.core.policy_governance import (
+    VerifiedApproval,
+    approval_required,
+    same_person,
+    verify_approval,
+    why_approval,
+)
 from pipeline.core.whatif import WhatIfReport, what_if
 from pipeline.kafka import clients
 from pipeline.kafka.policy_follower import (
     PolicyMismatch,
     PolicyUnapproved,
     active_policy_from_record,
+    load_approvers,
     policy_from_record,
 )
 from pipeline.kafka.reader import (
@@ -68,7 +94,9 @@ class PolicyCommandError(Exception):
     """An expected failure of a policy command; the message says what to do."""
 
 
-_friendly_errors = friendly_errors(PolicyCommandError, TopicsError, KafkaException)
+_friendly_errors = friendly_errors(
+    PolicyCommandError, TopicsError, KafkaException, KeyFileError, ApproversFileError
+)
 
 
 # --- reading and writing the policies topic ------------------------------------------------
@@ -126,6 +154,7 @@ def read_policies(settings: Settings, timeout: float = 10.0) -> PolicyTopic:
         )
     active: ActivePolicy | None = None
     pending: dict[str, PolicyRecord] = {}
+    approvers = load_approvers(settings.policy_approvers_file)
     consumer = scan_consumer(settings, "policy-cli", timeout)
     try:
         low, end = watermarks(consumer, topic, 0, timeout)
@@ -136,7 +165,7 @@ def read_policies(settings: Settings, timeout: float = 10.0) -> PolicyTopic:
                     record = decode_policy_record(msg.value())
                     in_force = active.policy if active else DEFAULT_POLICY
                     policy = active_policy_from_record(
-                        record, in_force, settings.policy_require_approval
+                        record, in_force, settings.policy_require_approval, approvers
                     )
                     active = ActivePolicy(record, policy)
                 except (InvalidPolicyRecord, PolicyError, PolicyMismatch, PolicyUnapproved):
@@ -170,6 +199,92 @@ def _person(name: str, what: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An operator's private key, read from `--key` / TOWER_POLICY_KEY_FILE."""
+
+    key: Ed25519PrivateKey
+    path: Path
+
+    @property
+    def public(self) -> bytes:
+        return public_key_bytes(self.key)
+
+
+def read_key(path: Path) -> SigningKey:
+    """The private key at `path`; refused if others may read it (like ssh does)."""
+    try:
+        mode = path.stat().st_mode
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise PolicyCommandError(f"--key {path}: {exc.strerror or exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PolicyCommandError(
+            f"--key {path} is readable by others (mode {stat.S_IMODE(mode):04o}): "
+            f"run `chmod 600 {path}`"
+        )
+    return SigningKey(load_private_key(pem, str(path)), path)
+
+
+def _signer_name(by: str | None, key: SigningKey | None, approvers: ApproverKeys) -> str | None:
+    """The name the key is listed under in the approvers file, when `--by` is not given."""
+    if by is not None or key is None:
+        return by
+    names = [n for n, keys in approvers.by_name.items() if key.public in keys]
+    return names[0] if names else None
+
+
+def _check_key_is_theirs(name: str, key: SigningKey, approvers: ApproverKeys) -> None:
+    """Fail before writing what every worker would refuse: a key not listed under `name`."""
+    if not approvers:
+        return
+    if key.public in approvers.keys_of(name):
+        return
+    owners = [n for n, keys in approvers.by_name.items() if key.public in keys]
+    if owners:
+        raise PolicyCommandError(
+            f"--key {key.path} is {owners[0]}'s key in the approvers file, not {name}'s: "
+            f"sign with your own key, or pass --by {owners[0]} if you are {owners[0]}"
+        )
+    raise PolicyCommandError(
+        f"--key {key.path} ({fingerprint(key.public)}) is not {name}'s in the approvers file "
+        f"{key_listing_hint(name, key)}"
+    )
+
+
+def key_listing_hint(name: str, key: SigningKey) -> str:
+    return f"(add `{name} {public_key_text(key.key)}` to TOWER_POLICY_APPROVERS_FILE)"
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    private: Path
+    public: Path
+    line: str
+
+
+def keygen(name: str, out: Path) -> NewKey:
+    """A new Ed25519 key pair for `name`: `out/NAME.key` (mode 0600, never overwritten)
+    and `out/NAME.pub`, the line to add to the approvers file."""
+    name = name.strip()
+    if not name or any(c.isspace() for c in name) or "#" in name:
+        raise PolicyCommandError(f"--name {name!r}: one word, no spaces or #, e.g. ana")
+    out.mkdir(parents=True, exist_ok=True)
+    private, public = out / f"{name}.key", out / f"{name}.pub"
+    key = new_private_key()
+    try:
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise PolicyCommandError(
+            f"{private} exists: keep it, or move it away to make a new key"
+        ) from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(private_key_pem(key))
+    line = f"{name} {public_key_text(key)}"
+    public.write_text(line + "\n", encoding="utf-8")
+    return NewKey(private, public, line)
+
+
 def publish_policy(
     settings: Settings,
     text: str,
@@ -190,8 +305,8 @@ def publish_policy(
         why = why_approval(old, policy, settings.policy_require_approval)
         raise PolicyCommandError(
             f"{why}, so a change needs a second person: run "
-            f"`tower policy propose {source} --by {published_by}`, then someone else runs "
-            f"`tower policy approve {policy.policy_version} --by NAME`"
+            f"`tower policy propose {source} --key YOUR_KEY`, then someone else runs "
+            f"`tower policy approve {policy.policy_version} --key THEIR_KEY`"
         )
     record = PolicyRecord(
         version=policy.version,
@@ -205,7 +320,12 @@ def publish_policy(
 
 
 def _put_in_force(
-    settings: Settings, record: PolicyRecord, policy: Policy, old: Policy, timeout: float
+    settings: Settings,
+    record: PolicyRecord,
+    policy: Policy,
+    old: Policy,
+    timeout: float,
+    verified: VerifiedApproval | None = None,
 ) -> Published:
     """Write `version/<v>`, then `active` (then close `pending/<v>` if it was proposed), then
     the `policy_changed` audit record."""
@@ -230,8 +350,14 @@ def _put_in_force(
         value.decode(),
         proposed_by=record.proposed_by,
     )
+    if verified is not None:  # which keys signed, for an auditor to check against the file
+        audit["trace"].insert(2, _verified_step(verified))
     _audit(producer, settings, audit, timeout, "policy_changed")
     return Published(record, old.policy_version, changes, audit)
+
+
+def _verified_step(verified: VerifiedApproval) -> dict[str, str]:
+    return {"rule": "governance", "verdict": "verified", "reason": verified.describe()}
 
 
 def propose_policy(
@@ -241,11 +367,15 @@ def propose_policy(
     proposed_by: str,
     now_ms: int | None = None,
     timeout: float = 30.0,
+    key: SigningKey | None = None,
 ) -> Proposed:
-    """Validate `text` and file it as `pending/<v>`; nothing changes until someone else
-    approves it. Audited as `policy_proposed`."""
+    """Validate `text` and file it as `pending/<v>`, signed with `key`; nothing changes
+    until someone else approves it. Audited as `policy_proposed`."""
     policy = load_policy(text, source)
     proposed_by = _person(proposed_by, "proposes")
+    approvers = load_approvers(settings.policy_approvers_file)
+    if key is not None:
+        _check_key_is_theirs(proposed_by, key, approvers)
     wait_for_broker(settings, timeout=min(timeout, 10.0))
     state = read_policies(settings)
     old, v = state.in_force, policy.policy_version
@@ -255,7 +385,14 @@ def propose_policy(
         p = state.pending[v]
         raise PolicyCommandError(
             f"{v} is already pending, proposed by {p.proposed_by} at {_when(p.published_at)}: "
-            f"approve it (`tower policy approve {v} --by NAME`) or reject it"
+            f"approve it (`tower policy approve {v} --key KEY`) or reject it"
+        )
+    required = approval_required(old, policy, settings.policy_require_approval)
+    if required and key is None:
+        raise PolicyCommandError(
+            f"{why_approval(old, policy, settings.policy_require_approval)}, so the proposal "
+            "must be signed: pass --key PATH or set TOWER_POLICY_KEY_FILE "
+            "(make a key with `tower policy keygen --name NAME --out DIR`)"
         )
     at = _now(now_ms)
     record = PolicyRecord(
@@ -267,6 +404,11 @@ def propose_policy(
         published_by=proposed_by,
         proposed_by=proposed_by,
         proposed_at=at,
+        proposal_signature=(
+            None
+            if key is None
+            else sign(key.key, signed_message("propose", proposed_by, at, v, text))
+        ),
     )
     value = encode_policy_record(record)
     topic = settings.topics.policies
@@ -287,7 +429,6 @@ def propose_policy(
         value.decode(),
     )
     _audit(producer, settings, audit, timeout, "policy_proposed")
-    required = approval_required(old, policy, settings.policy_require_approval)
     return Proposed(record, old.policy_version, changes, required, audit)
 
 
@@ -309,10 +450,13 @@ def approve_policy(
     approved_by: str,
     now_ms: int | None = None,
     timeout: float = 30.0,
+    key: SigningKey | None = None,
 ) -> Published:
-    """Put the pending `version` in force, if `approved_by` is not the person who proposed
-    it. The records carry both names; so does the `policy_changed` audit record."""
+    """Put the pending `version` in force, signed with `key`, if `approved_by` is not the
+    person who proposed it (another name and another key). The records carry both names
+    and signatures; the `policy_changed` audit record names both and their keys."""
     approved_by = _person(approved_by, "approves")
+    approvers = load_approvers(settings.policy_approvers_file)
     wait_for_broker(settings, timeout=min(timeout, 10.0))
     state = read_policies(settings)
     pending = _pending(state, version)
@@ -320,26 +464,59 @@ def approve_policy(
     if same_person(proposer, approved_by):
         raise PolicyCommandError(
             f"{version} was proposed by {proposer}, who cannot also approve it (four eyes): "
-            f"ask someone else to run `tower policy approve {version} --by NAME`, or withdraw "
-            f"it with `tower policy reject {version} --by {approved_by}`"
+            f"ask someone else to run `tower policy approve {version} --key THEIR_KEY`, or "
+            f"withdraw it with `tower policy reject {version} --by {approved_by}`"
         )
+    if key is not None:
+        _check_key_is_theirs(approved_by, key, approvers)
     try:
         policy = policy_from_record(pending)
     except (PolicyError, PolicyMismatch) as exc:
         raise PolicyCommandError(
             f"pending {version} cannot be used ({exc}); reject it and propose again"
         ) from None
+    required = approval_required(state.in_force, policy, settings.policy_require_approval)
+    if required and key is None:
+        raise PolicyCommandError(
+            f"{why_approval(state.in_force, policy, settings.policy_require_approval)}, so the "
+            "approval must be signed: pass --key PATH or set TOWER_POLICY_KEY_FILE "
+            "(make a key with `tower policy keygen --name NAME --out DIR`)"
+        )
     at = _now(now_ms)
+    proposed_at = pending.proposed_at or pending.published_at
+    if key is not None and pending.proposal_signature:
+        proposal = signed_message("propose", proposer, proposed_at, version, pending.document)
+        if verifies(key.public, pending.proposal_signature, proposal):
+            raise PolicyCommandError(
+                f"{version} was proposed with this same key ({fingerprint(key.public)}), which "
+                "cannot also approve it (four eyes): ask someone else to approve it with "
+                "their own key"
+            )
     record = replace(
         pending,
         published_at=at,
         published_by=approved_by,
         proposed_by=proposer,
-        proposed_at=pending.proposed_at or pending.published_at,
+        proposed_at=proposed_at,
         approved_by=approved_by,
         approved_at=at,
+        approval_signature=(
+            None
+            if key is None
+            else sign(
+                key.key, signed_message("approve", approved_by, at, version, pending.document)
+            )
+        ),
     )
-    return _put_in_force(settings, record, policy, state.in_force, timeout)
+    verified: VerifiedApproval | None = None
+    if required:
+        checked = verify_approval(record, approvers)
+        if isinstance(checked, str):
+            raise PolicyCommandError(
+                f"{version} would be refused by every worker: {checked}; nothing was written"
+            )
+        verified = checked
+    return _put_in_force(settings, record, policy, state.in_force, timeout, verified)
 
 
 def reject_policy(
@@ -582,12 +759,23 @@ def policy_show(bootstrap: str | None) -> None:
     if r.proposed_by is not None:
         click.echo(f"proposed        {_when(r.proposed_at)} by {r.proposed_by}")
         click.echo(f"approved        {_when(r.approved_at)} by {r.approved_by}")
+    if r.approval_signature:
+        verified = verify_approval(r, load_approvers(settings.policy_approvers_file))
+        shown = verified.describe() if isinstance(verified, VerifiedApproval) else verified
+        click.echo(f"signatures      {shown}")
     if active.policy.notes:
         click.echo(f"notes           {active.policy.notes}")
 
 
 _by_option = click.option("--by", "by", default=None, help="Who does it [default: $USER].")
 _version_argument = click.argument("version")
+_key_option = click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Your private key, to sign [default: TOWER_POLICY_KEY_FILE] (`tower policy keygen`).",
+)
 
 
 def _by(by: str | None) -> str:
@@ -596,34 +784,73 @@ def _by(by: str | None) -> str:
     return by if by is not None else getpass.getuser()
 
 
+def _signing(
+    settings: Settings, key_file: Path | None, by: str | None
+) -> tuple[str, SigningKey | None]:
+    """Who signs with which key: `--by`, else the key's name in the approvers file, else $USER."""
+    path = key_file or settings.policy_key_file
+    key = read_key(path) if path is not None else None
+    named = _signer_name(by, key, load_approvers(settings.policy_approvers_file))
+    return _by(named), key
+
+
+@policy_group.command("keygen")
+@click.option("--name", required=True, help="Your name, as the approvers file will list it.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for NAME.key (private, 0600) and NAME.pub.",
+)
+@_friendly_errors
+def policy_keygen(name: str, out: Path) -> None:
+    """Make an Ed25519 key pair to sign policy proposals and approvals with."""
+    made = keygen(name, out)
+    click.echo(
+        f"private key  {made.private}  (mode 0600: keep it yours; --key / TOWER_POLICY_KEY_FILE)"
+    )
+    click.echo(f"public key   {made.public}")
+    click.echo("add this line to the approvers file (TOWER_POLICY_APPROVERS_FILE) of every")
+    click.echo("worker and operator:")
+    click.echo(made.line)
+
+
 @policy_group.command("propose")
 @_policy_file
 @_bootstrap_option
 @_by_option
+@_key_option
 @_friendly_errors
-def policy_propose(file: Path, bootstrap: str | None, by: str | None) -> None:
-    """Validate FILE and file it for approval by someone else (four eyes); nothing changes yet."""
+def policy_propose(
+    file: Path, bootstrap: str | None, by: str | None, key_file: Path | None
+) -> None:
+    """Validate FILE and file it, signed, for approval by someone else (four eyes)."""
     settings = Settings.from_env(bootstrap=bootstrap)
     text = file.read_text(encoding="utf-8")
-    proposed = propose_policy(settings, text, str(file), _by(by))
+    name, key = _signing(settings, key_file, by)
+    proposed = propose_policy(settings, text, str(file), name, key=key)
     v = proposed.record.policy_version
     click.echo(f"proposed {v} (in force: {proposed.current_version}), awaiting approval")
     for line in proposed.changes or ["no setting changed"]:
         click.echo(f"  {line}")
     if not proposed.approval_required:
         click.echo("note: no policy requires approval here; `tower policy publish` would do")
-    click.echo(f"next: someone else runs `tower policy approve {v} --by NAME`")
+    click.echo(f"next: someone else runs `tower policy approve {v} --key THEIR_KEY`")
 
 
 @policy_group.command("approve")
 @_version_argument
 @_bootstrap_option
 @_by_option
+@_key_option
 @_friendly_errors
-def policy_approve(version: str, bootstrap: str | None, by: str | None) -> None:
-    """Approve the pending VERSION (not your own proposal): it goes into force on every worker."""
+def policy_approve(
+    version: str, bootstrap: str | None, by: str | None, key_file: Path | None
+) -> None:
+    """Approve, signed, the pending VERSION (not your own proposal): it goes into force."""
     settings = Settings.from_env(bootstrap=bootstrap)
-    published = approve_policy(settings, version, _by(by))
+    name, key = _signing(settings, key_file, by)
+    published = approve_policy(settings, version, name, key=key)
     r = published.record
     click.echo(
         f"approved {r.policy_version} (proposed by {r.proposed_by}, approved by "

@@ -158,6 +158,12 @@ class TowerMetrics:
             "Partition assignments taken (once per rebalance, after the states are restored)",
             registry=r,
         )
+        self.policy_active_missing = Gauge(
+            "tower_policy_active_missing",
+            "1 while the policies topic has no `active` record (deleted or tombstoned) and "
+            "the worker keeps its last verified policy",
+            registry=r,
+        )
         self.experience = ExperienceMetrics(r, self.label_values)  # pipeline/core/experience.py
 
 

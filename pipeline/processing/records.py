@@ -8,6 +8,7 @@ from pipeline.contracts.events import AgentEvent, Source
 from pipeline.core.audit_minimisation import input_json, minimised_decision, minimised_raw
 from pipeline.core.decision import Decision, decision_id_for
 from pipeline.core.policy import AuditLevels
+from pipeline.core.policy_governance import VerifiedApproval
 
 FULL = AuditLevels()
 
@@ -166,6 +167,57 @@ def policy_review_record(
             *({"rule": "policy", "verdict": "change", "reason": c} for c in changes),
         ],
         "policy_version": policy_version,
+        "action_id": None,
+        "merged_into": None,
+        "decided_at": at,
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "input": record_json,
+        "processed_at": at,
+        "experiments": [],
+    }
+
+
+def policy_applied_record(
+    approval: VerifiedApproval,
+    old_version: str,
+    new_version: str,
+    worker: str,
+    at: int,
+    source: Source,
+    record_json: str,
+) -> dict[str, Any]:
+    """The audit record a worker writes when it puts a four-eyes change in force.
+
+    Written by the worker that verified the signatures, not by whoever ran the CLI: the
+    agent is the worker, the trace names each signer with the fingerprint of the key that
+    verified, and `input` is the signed `policies` record, so an auditor can verify it
+    again against the approvers file. A `policy_changed` record without a matching
+    `policy_applied` never came into force.
+    """
+    event_id = f"policy:{new_version}"
+    signers = [
+        {"rule": "governance", "verdict": verdict, "reason": f"{who.name} {who.key}"}
+        for verdict, who in (("propose", approval.proposer), ("approve", approval.approver))
+    ]
+    return {
+        "decision_id": decision_id_for("-", f"{event_id}<-{old_version}@{worker}"),
+        "event_id": event_id,
+        "customer_id": "-",
+        "kind": "policy",
+        "agent": worker,
+        "department": "operations",
+        "channel": None,
+        "trigger": None,
+        "outcome": "policy_applied",
+        "rule": None,
+        "reason": (
+            f"policy {old_version} -> {new_version} in force on {worker}; signatures "
+            f"verified: {approval.describe()}"
+        ),
+        "trace": signers,
+        "policy_version": new_version,
         "action_id": None,
         "merged_into": None,
         "decided_at": at,

@@ -75,6 +75,7 @@ def test_explicit_nulls_read_as_absent():
         (b'"approved_at":"noon"', "approved_at must be int or absent, got str"),
         (b'"approved_at":true', "approved_at must be int or absent, got bool"),
         (b'"proposed_by":["ana"]', "proposed_by must be str or absent, got list"),
+        (b'"approval_signature":1', "approval_signature must be str or absent, got int"),
     ],
 )
 def test_mistyped_approval_fields_are_refused(extra, expected):
@@ -105,6 +106,8 @@ maybe_ms = st.one_of(st.none(), st.integers(min_value=0, max_value=2**62))
         proposed_at=maybe_ms,
         approved_by=maybe_name,
         approved_at=maybe_ms,
+        proposal_signature=maybe_name,
+        approval_signature=maybe_name,
     )
 )
 def test_every_record_round_trips_and_leaves_unset_fields_out(rec):

@@ -1,6 +1,7 @@
-"""`tower policy propose / approve / reject / pending`, and `publish` under four eyes,
-through the real CLI against an in-memory policies topic (the broker calls are faked at the
-module's edge; reading, deciding and writing are the real code)."""
+"""`tower policy keygen / propose / approve / reject / pending`, and `publish` under four
+eyes, through the real CLI against an in-memory policies topic (the broker calls are faked at
+the module's edge; reading, signing, deciding and writing are the real code). Every operator
+has a key made in tmp_path; the approvers file lists ana, ben and carol."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from pipeline.contracts.policy_record import (
     pending_key,
     version_key,
 )
+from pipeline.contracts.policy_signatures import fingerprint
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.policy_document import load_policy
-from pipeline.kafka.policy_follower import PolicyFollower
+from pipeline.kafka.policy_follower import PolicyFollower, load_approvers
 from pipeline.ops import policy_commands
 from pipeline.ops.cli import main
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.settings import Settings
+from tests.policy_signing import Keyring, raw_public
 
 AGENTS = "agents: [promo-bot]\n"
 GOVERNED = "version: 2.0.0\n" + AGENTS + "governance: {require_approval: true}\n"
@@ -86,6 +89,26 @@ class Closeable:
         pass
 
 
+KEYS = Keyring()
+KEY_FILES: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def approvers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """ana, ben and carol are approvers; each has a private key file (mode 0600)."""
+    path = KEYS.approvers_file(tmp_path / "approvers", "ana", "ben", "carol")
+    monkeypatch.setenv("TOWER_POLICY_APPROVERS_FILE", str(path))
+    monkeypatch.delenv("TOWER_POLICY_KEY_FILE", raising=False)
+    for name in ("ana", "ben", "carol", "mallory"):
+        KEY_FILES[name] = str(KEYS.private_key_file(tmp_path / f"{name}.key", name))
+    return path
+
+
+def as_(name: str, key_of: str | None = None) -> tuple[str, ...]:
+    """`--by NAME --key KEY` (the key of `key_of`, default NAME's own)."""
+    return ("--by", name, "--key", KEY_FILES[(key_of or name).strip().lower()])
+
+
 @pytest.fixture
 def kafka(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKafka]:
     fake = FakeKafka()
@@ -124,7 +147,8 @@ def audits(kafka: FakeKafka) -> list[dict[str, Any]]:
 
 def worker_policy(kafka: FakeKafka) -> str:
     """What a worker replaying the topic from the beginning ends up with."""
-    follower = PolicyFollower(S, DEFAULT_POLICY, TowerMetrics())
+    approvers = load_approvers(Settings.from_env().policy_approvers_file)
+    follower = PolicyFollower(S, DEFAULT_POLICY, TowerMetrics(), approvers=approvers)
     for msg in kafka.records(S.topics.policies):
         follower.apply(msg.key(), msg.value())
     return follower.current().policy_version
@@ -152,20 +176,22 @@ def test_publish_is_unchanged_when_no_policy_asks_for_approval(kafka, tmp_path):
 )
 def test_publish_refuses_and_points_to_propose_and_approve(kafka, tmp_path, history, text, why):
     for old in history:  # put it in force the proper way
-        assert run("propose", write(tmp_path, old), "--by", "ana").exit_code == 0
-        assert run("approve", load_policy(old).policy_version, "--by", "ben").exit_code == 0
+        assert run("propose", write(tmp_path, old), *as_("ana")).exit_code == 0
+        assert run("approve", load_policy(old).policy_version, *as_("ben")).exit_code == 0
     before = (list(keys(kafka)), len(audits(kafka)))
     path = write(tmp_path, text)
     result = run("publish", path, "--by", "ana")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert why in result.output
-    assert f"tower policy propose {path} --by ana" in result.output
-    assert f"tower policy approve {load_policy(text).policy_version} --by NAME" in result.output
+    assert f"tower policy propose {path} --key YOUR_KEY" in result.output
+    assert (
+        f"tower policy approve {load_policy(text).policy_version} --key THEIR_KEY" in result.output
+    )
     assert (keys(kafka), len(audits(kafka))) == before
 
 
 def test_propose_then_approve_by_someone_else(kafka, tmp_path):
-    proposed = run("propose", write(tmp_path, GOVERNED), "--by", "ana")
+    proposed = run("propose", write(tmp_path, GOVERNED), *as_("ana"))
     assert proposed.exit_code == 0, proposed.output
     assert f"proposed {V2} (in force: {DEFAULT_POLICY.policy_version})" in proposed.output
     assert "governance.require_approval: False -> True" in proposed.output
@@ -175,7 +201,7 @@ def test_propose_then_approve_by_someone_else(kafka, tmp_path):
     listed = run("pending")
     assert listed.exit_code == 0 and f"{V2}  proposed by ana at " in listed.output
 
-    approved = run("approve", V2, "--by", "ben")
+    approved = run("approve", V2, *as_("ben"))
     assert approved.exit_code == 0, approved.output
     assert f"approved {V2} (proposed by ana, approved by ben)" in approved.output
     assert keys(kafka) == [pending_key(V2), version_key(V2), ACTIVE_KEY, pending_key(V2)]
@@ -206,34 +232,44 @@ def test_propose_then_approve_by_someone_else(kafka, tmp_path):
         {"rule": "governance", "verdict": "propose", "reason": "proposed by ana"},
         {"rule": "governance", "verdict": "approve", "reason": "approved by ben"},
     ]
-    assert change["trace"][2]["reason"] == "governance.require_approval: False -> True"
+    ana, ben = (fingerprint(raw_public(KEYS[n])) for n in ("ana", "ben"))
+    assert change["trace"][2] == {
+        "rule": "governance",
+        "verdict": "verified",
+        "reason": f"proposed by ana ({ana}), approved by ben ({ben})",
+    }
+    assert change["trace"][3]["reason"] == "governance.require_approval: False -> True"
+    # the audit record's input is the signed record: an auditor can verify it offline
+    signed = decode_policy_record(change["input"].encode())
+    assert signed.proposal_signature and signed.approval_signature
+    assert f"signatures      proposed by ana ({ana}), approved by ben ({ben})" in shown.output
 
 
 @pytest.mark.parametrize("approver", ["ana", "Ana", " ana "])
 def test_the_proposer_cannot_approve(kafka, tmp_path, approver):
-    assert run("propose", write(tmp_path, GOVERNED), "--by", "ana").exit_code == 0
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
     before = (list(keys(kafka)), len(audits(kafka)))
-    result = run("approve", V2, "--by", approver)
+    result = run("approve", V2, *as_(approver))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"{V2} was proposed by ana, who cannot also approve it (four eyes)" in result.output
-    assert f"tower policy approve {V2} --by NAME" in result.output
+    assert f"tower policy approve {V2} --key THEIR_KEY" in result.output
     assert (keys(kafka), len(audits(kafka))) == before
     assert f"{V2}  proposed by ana" in run("pending").output
 
 
 def test_approve_and_reject_name_the_pending_versions(kafka, tmp_path):
     for cmd in ("approve", "reject"):
-        none = run(cmd, V3, "--by", "ben")
+        none = run(cmd, V3, *(as_("ben") if cmd == "approve" else ("--by", "ben")))
         assert none.exit_code == 1 and "no change is pending" in none.output
-    assert run("propose", write(tmp_path, GOVERNED), "--by", "ana").exit_code == 0
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
     for cmd in ("approve", "reject"):
-        other = run(cmd, V3, "--by", "ben")
+        other = run(cmd, V3, *(as_("ben") if cmd == "approve" else ("--by", "ben")))
         assert other.exit_code == 1
         assert f"{V3} is not pending; pending: {V2} (by ana)" in other.output
 
 
 def test_reject_closes_the_proposal_and_audits_both_names(kafka, tmp_path):
-    assert run("propose", write(tmp_path, GOVERNED), "--by", "ana").exit_code == 0
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
     result = run("reject", V2, "--by", "ben", "--reason", "too strict for Q4")
     assert result.exit_code == 0, result.output
     assert keys(kafka) == [pending_key(V2), pending_key(V2)]
@@ -250,12 +286,12 @@ def test_reject_closes_the_proposal_and_audits_both_names(kafka, tmp_path):
     assert [s["verdict"] for s in rejected["trace"][:2]] == ["propose", "reject"]
     assert decode_policy_record(rejected["input"].encode()).proposed_by == "ana"
     # rejected, so it cannot be approved any more; it can be proposed again
-    assert run("approve", V2, "--by", "carol").exit_code == 1
-    assert run("propose", write(tmp_path, GOVERNED), "--by", "ana").exit_code == 0
+    assert run("approve", V2, *as_("carol")).exit_code == 1
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
 
 
 def test_the_proposer_may_withdraw_and_reasons_default(kafka, tmp_path):
-    assert run("propose", write(tmp_path, GOVERNED), "--by", "ana").exit_code == 0
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
     result = run("reject", V2, "--by", "ana")
     assert result.exit_code == 0, result.output
     assert audits(kafka)[-1]["reason"].endswith("rejected by ana: no reason given")
@@ -272,22 +308,22 @@ def test_propose_refuses_what_is_pending_or_in_force(kafka, tmp_path, setup, tex
     for cmd, arg in setup:
         target = write(tmp_path, arg) if cmd == "propose" else arg
         who = "ana" if cmd == "propose" else "ben"
-        assert run(cmd, target, "--by", who).exit_code == 0
-    result = run("propose", write(tmp_path, text), "--by", "carol")
+        assert run(cmd, target, *as_(who)).exit_code == 0
+    result = run("propose", write(tmp_path, text), *as_("carol"))
     assert result.exit_code == 1 and message in result.output
 
 
 def test_a_forged_active_record_is_not_what_show_reports(kafka, tmp_path):
     """`show` reads the topic like a worker, so a record workers refuse is not shown."""
-    assert run("propose", write(tmp_path, GOVERNED), "--by", "ana").exit_code == 0
-    assert run("approve", V2, "--by", "ben").exit_code == 0
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
+    assert run("approve", V2, *as_("ben")).exit_code == 0
     plain = policy_commands.PolicyRecord(
         "1.5.0", V15, load_policy(PLAIN).content_hash, PLAIN, 0, "mallory"
     )
     log = kafka.records(S.topics.policies)
     log.append(Msg(S.topics.policies, ACTIVE_KEY, encode_policy_record(plain), len(log)))
     assert worker_policy(kafka) == V2
-    active = policy_commands.read_active(S)
+    active = policy_commands.read_active(Settings.from_env())
     assert active is not None and active.policy.policy_version == V2
     assert f"policy_version  {V2}" in run("show").output
 
@@ -296,3 +332,83 @@ def test_an_empty_name_is_refused(kafka, tmp_path):
     result = run("propose", write(tmp_path, GOVERNED), "--by", " ")
     assert result.exit_code == 1 and "--by is empty" in result.output
     assert keys(kafka) == []
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_the_approvers_line(tmp_path):
+    out = tmp_path / "keys"
+    made = run("keygen", "--name", "dora", "--out", str(out))
+    assert made.exit_code == 0, made.output
+    private, public = out / "dora.key", out / "dora.pub"
+    assert private.stat().st_mode & 0o777 == 0o600
+    line = public.read_text().strip()
+    assert line.startswith("dora ") and made.output.strip().endswith(line)
+    # the line makes a valid approvers file, and the key signs what it verifies
+    from pipeline.contracts.policy_signatures import parse_approvers
+
+    assert parse_approvers(line, "a").keys_of("dora") == (policy_commands.read_key(private).public,)
+    again = run("keygen", "--name", "dora", "--out", str(out))
+    assert again.exit_code == 1 and f"{private} exists" in again.output
+    assert run("keygen", "--name", "two words", "--out", str(out)).exit_code == 1
+
+
+def test_a_signed_change_can_be_made_with_keys_alone(kafka, tmp_path, monkeypatch):
+    """No --by: the name is the key's in the approvers file; TOWER_POLICY_KEY_FILE works."""
+    monkeypatch.setenv("TOWER_POLICY_KEY_FILE", KEY_FILES["ana"])
+    assert run("propose", write(tmp_path, GOVERNED)).exit_code == 0
+    approved = run("approve", V2, "--key", KEY_FILES["ben"])
+    assert approved.exit_code == 0, approved.output
+    assert "(proposed by ana, approved by ben)" in approved.output
+    assert worker_policy(kafka) == V2
+
+
+@pytest.mark.parametrize(
+    ("name", "key_of", "message"),
+    [
+        # one operator typing a second name, with their own key
+        ("ben", "ana", "is ana's key in the approvers file, not ben's"),
+        # ... or a second name that is not in the approvers file at all
+        ("zed", "ana", "is ana's key in the approvers file, not zed's"),
+        # a key nobody listed
+        ("ben", "mallory", "is not ben's in the approvers file"),
+        # no key at all
+        ("ben", None, "the approval must be signed: pass --key PATH"),
+    ],
+)
+def test_one_person_cannot_approve_under_another_name(kafka, tmp_path, name, key_of, message):
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
+    before = (list(keys(kafka)), len(audits(kafka)))
+    result = run("approve", V2, *(as_(name, key_of) if key_of else ("--by", name)))
+    assert result.exit_code == 1 and message in result.output
+    assert (keys(kafka), len(audits(kafka))) == before
+
+
+def test_the_same_key_cannot_approve_even_without_an_approvers_file(kafka, tmp_path, monkeypatch):
+    monkeypatch.delenv("TOWER_POLICY_APPROVERS_FILE")
+    assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
+    result = run("approve", V2, *as_("ben", key_of="ana"))
+    assert result.exit_code == 1
+    assert f"{V2} was proposed with this same key (ed25519:" in result.output
+    # and with another key, the CLI will not write what no worker could verify
+    other = run("approve", V2, *as_("ben"))
+    assert other.exit_code == 1 and "would be refused by every worker" in other.output
+    assert "set TOWER_POLICY_APPROVERS_FILE" in other.output
+
+
+def test_a_proposal_under_four_eyes_must_be_signed(kafka, tmp_path):
+    result = run("propose", write(tmp_path, GOVERNED), "--by", "ana")
+    assert result.exit_code == 1
+    assert (
+        "so the proposal must be signed: pass --key PATH or set TOWER_POLICY_KEY_FILE"
+        in result.output
+    )
+    assert keys(kafka) == []
+
+
+def test_a_key_others_can_read_is_refused(kafka, tmp_path):
+    loose = KEYS.private_key_file(tmp_path / "loose.key", "ana")
+    loose.chmod(0o644)
+    result = run("propose", write(tmp_path, GOVERNED), "--by", "ana", "--key", str(loose))
+    assert result.exit_code == 1
+    assert (
+        f"--key {loose} is readable by others (mode 0644): run `chmod 600 {loose}`" in result.output
+    )

@@ -6,9 +6,19 @@ import pytest
 
 from pipeline.contracts.codec import decode_record, encode_record
 from pipeline.contracts.events import Source
-from pipeline.processing.records import policy_change_record, policy_review_record
+from pipeline.core.policy_governance import Signer, VerifiedApproval
+from pipeline.processing.records import (
+    policy_applied_record,
+    policy_change_record,
+    policy_review_record,
+)
 
 SRC = Source("policies", 0, 7, 1000)
+SIGNED = VerifiedApproval(Signer("ana", "ed25519:aaaa"), Signer("ben", "ed25519:bbbb"))
+
+
+def applied(worker: str) -> dict:
+    return policy_applied_record(SIGNED, "a", "b", worker, 1100, SRC, '{"signed": 1}')
 
 
 def change(proposed_by: str | None) -> dict:
@@ -46,6 +56,13 @@ def change(proposed_by: str | None) -> dict:
             ["propose", "reject"],
             "rejected by ben",
         ),
+        (
+            applied("tower@http://w1:6066"),
+            "policy_applied",
+            "tower@http://w1:6066",
+            ["propose", "approve"],
+            "verified: proposed by ana (ed25519:aaaa), approved by ben (ed25519:bbbb)",
+        ),
     ],
 )
 def test_governance_audit_records(record, outcome, agent, verdicts, in_reason):
@@ -69,3 +86,12 @@ def test_review_steps_have_their_own_ids():
         for at in (1, 2)
     }
     assert len(ids) == 4
+
+
+def test_the_applied_record_names_the_keys_and_each_worker_writes_its_own():
+    record = applied("tower@http://w1:6066")
+    assert [t["reason"] for t in record["trace"]] == ["ana ed25519:aaaa", "ben ed25519:bbbb"]
+    assert record["input"] == '{"signed": 1}'  # the signed record, to verify again
+    assert record["reason"].startswith("policy a -> b in force on tower@http://w1:6066; ")
+    assert record["decision_id"] != applied("tower@http://w2:6066")["decision_id"]
+    assert record["decision_id"] not in {change("ana")["decision_id"], change(None)["decision_id"]}
