@@ -10,7 +10,6 @@ from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime import gc_tuning
-from pipeline.runtime.transactional.changelog import ensure_changelog_topic
 from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.settings import Settings
 from pipeline.web.server import WorkerPort, build_app, serve_in_thread
@@ -26,7 +25,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
-    ensure_changelog_topic(settings)
     processor = BatchProcessor(settings, follower.current, metrics)
     #: the engine running now; a fenced consumer's engine is replaced by a new one
     engine = TransactionalEngine(settings, processor)
