@@ -26,7 +26,7 @@ def main() -> None:
     \b
     Typical local session:
       tower kafka up          # a real Apache Kafka broker on 127.0.0.1:9092
-      tower topics create     # the six topics, idempotently
+      tower topics create     # the topics, idempotently (a worker creates none)
       tower worker            # decide events; metrics on http://127.0.0.1:6066/metrics
       tower demo              # all of the above plus simulated agents and a summary
     """

@@ -29,7 +29,7 @@ def test_an_unknown_runtime_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="faust, transactional"):
         Settings.from_env({"TOWER_RUNTIME": "bogus"})
     result = CliRunner().invoke(main, ["worker"], env={"TOWER_RUNTIME": "bogus"})
-    assert result.exit_code == 1 and "TOWER_RUNTIME must be one of" in result.output
+    assert result.exit_code == 3 and "TOWER_RUNTIME must be one of" in result.output
     assert "Traceback" not in result.output
 
 
