@@ -324,7 +324,7 @@ def _check(
                 "wrong-config",
                 spec.partitions,
                 actual,
-                f"{key}={have.get(key)}, expected {want}",
+                f"has {key}={have.get(key)}, expected {want}",
                 "delete the topic so it is recreated, "
                 f"or `kafka-configs --alter --entity-type topics --entity-name {spec.name} "
                 f"--add-config {key}={want}`",

@@ -148,3 +148,52 @@ def test_web_port_in_use_is_refused_creating_nothing(
     done = run_worker(tower_settings, runtime, tmp_path, {}, busy_port)
     assert_refused(done, 9, (f":{busy_port}", "in use", "TOWER_WEB_PORT"))
     assert broker_topics(tower_settings) == before
+
+
+def test_the_workers_clients_never_have_the_broker_create_a_topic(
+    tower_settings: Settings,
+) -> None:
+    """The test broker auto-creates topics (as Kafka does by default); neither runtime's
+    clients ask it to, so a missing topic stays missing."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+
+    from pipeline.runtime.faust import aiokafka_compat
+
+    missing = tower_settings.topics.events + "-never"
+    producer = clients.producer(tower_settings, **{"message.timeout.ms": 3000})
+    errors: list[object] = []
+    producer.produce(missing, b"value", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(10)
+    assert errors and errors[0] is not None  # undeliverable: the topic was not created
+    del producer
+    consumer = clients.group_consumer(tower_settings, tower_settings.app_id)
+    consumer.subscribe([missing])
+    consumer.poll(3)
+    consumer.close()
+
+    aiokafka_compat.no_topic_auto_creation()  # as the Faust runtime does at start
+
+    async def faust_clients() -> None:
+        aio_producer = AIOKafkaProducer(
+            bootstrap_servers=tower_settings.bootstrap, request_timeout_ms=3000
+        )
+        await aio_producer.start()
+        try:
+            with pytest.raises((KafkaTimeoutError, UnknownTopicOrPartitionError)):
+                await aio_producer.send_and_wait(missing, b"value")
+        finally:
+            await aio_producer.stop()
+        aio_consumer = AIOKafkaConsumer(
+            missing, bootstrap_servers=tower_settings.bootstrap, request_timeout_ms=3000
+        )
+        try:
+            with pytest.raises(UnknownTopicOrPartitionError):
+                await aio_consumer.start()  # it waits for the topic to exist
+        finally:
+            await aio_consumer.stop()
+
+    asyncio.run(faust_clients())
+    assert missing not in broker_topics(tower_settings)

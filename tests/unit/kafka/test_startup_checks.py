@@ -119,7 +119,7 @@ def report_of(results: list[TopicResult]) -> TopicsReport:
 OK = TopicResult("audit", "exists", 8, 8)
 MISSING = TopicResult("agent-events", "missing", 8, 0, "does not exist", "run it")
 FEW = TopicResult("tower-wakeups", "wrong-partitions", 8, 1, "has 1 partition, expected 8", "x")
-LOOSE = TopicResult("policies", "wrong-config", 1, 1, "cleanup.policy=delete, expected compact")
+LOOSE = TopicResult("policies", "wrong-config", 1, 1, "has cleanup.policy=delete, expected compact")
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,11 @@ LOOSE = TopicResult("policies", "wrong-config", 1, 1, "cleanup.policy=delete, ex
         ([OK], None, ()),
         ([OK, MISSING], StartupFailure.TOPIC_MISSING, ("'agent-events' does not exist",)),
         ([FEW], StartupFailure.TOPIC_PARTITIONS, ("'tower-wakeups' has 1 partition, expected 8",)),
-        ([LOOSE], StartupFailure.TOPIC_CONFIG, ("cleanup.policy=delete, expected compact",)),
+        (
+            [LOOSE],
+            StartupFailure.TOPIC_CONFIG,
+            ("'policies' has cleanup.policy=delete, expected compact",),
+        ),
         # the worst one names the exit code; the others are counted
         ([LOOSE, FEW, MISSING], StartupFailure.TOPIC_MISSING, ("agent-events", "2 more topics")),
         ([LOOSE, FEW], StartupFailure.TOPIC_PARTITIONS, ("tower-wakeups", "1 more topic too")),
