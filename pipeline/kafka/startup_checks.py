@@ -1,10 +1,11 @@
 """What a worker checks before it joins its group: the settings, its web port, the broker
 and every topic it reads or writes. Each check reads and never creates.
 
-A worker started on a missing topic used to have the broker create it with one partition
-and then run on it; one started without a broker failed minutes later with a traceback.
-Here each refusal is one `StartupProblem`: a line that names the cause and what fixes it,
-and an exit code of its own (`EXIT_CODES`, also in `tower worker --help`) for scripts and
+A broker that auto-creates topics would give a worker started before `tower topics create`
+one-partition topics to run on, and a broker that is down or a port that is taken would
+show only once the runtime had started half its services. So the worker refuses to start
+instead, with one `StartupProblem`: a line that names the cause and what fixes it, and an
+exit code of its own (`EXIT_CODES`, also in `tower worker --help`) for scripts and
 supervisors.
 """
 

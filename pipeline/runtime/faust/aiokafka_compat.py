@@ -64,9 +64,8 @@ def no_topic_auto_creation() -> None:
     """Have every metadata request of aiokafka's clients ask for no topic auto-creation.
 
     aiokafka asks for it (`allow_auto_topic_creation=True`) and has no setting against
-    it, so a broker with `auto.create.topics.enable` (the default) created a one-partition
-    topic for any missing topic the worker subscribed to or wrote to: a worker started
-    before `tower topics create` ran on wrong topics without a word. The worker checks
-    its topics before it starts (kafka/startup_checks.py); a topic missing later stays
-    missing."""
+    it, so a broker with `auto.create.topics.enable` (Kafka's default) would create a
+    one-partition topic for any missing topic the worker subscribes or writes to. The
+    worker checks its topics before it starts (kafka/startup_checks.py); a topic that goes
+    missing later stays missing."""
     aiokafka.client.MetadataRequest = MetadataRequestNoAutoCreate  # type: ignore[misc]

@@ -30,6 +30,7 @@ from pipeline.kafka import clients
 from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
+from pipeline.kafka.topics import STATE_TABLE
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
     InputPositions,
@@ -54,7 +55,6 @@ from pipeline.web.server import WorkerPort, build_app
 
 log = logging.getLogger(__name__)
 
-STATE_TABLE = "customer-state"
 #: Per partition database. Faust's defaults (a 2 GiB block cache, three 64 MiB memtables)
 #: are far too much for states this small, and a worker's memory kept growing for minutes
 #: while they filled; small ones fill in seconds, so the worker's RSS levels off early.
