@@ -23,9 +23,14 @@ QUIET.propagate = False
 
 
 def connection(settings: Settings) -> dict[str, Any]:
-    """The librdkafka settings every client of `settings`' cluster needs: the brokers and
-    the security settings (README, Security)."""
-    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap}
+    """The librdkafka settings every client of `settings`' cluster needs: the brokers,
+    the security settings (README, Security), and no topic auto-creation."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap,
+        # a missing topic is an error, not a one-partition topic the broker makes up
+        # (`tower topics create` makes them; librdkafka's producers ask for it by default)
+        "allow.auto.create.topics": False,
+    }
     if settings.security_protocol != "PLAINTEXT":
         conf["security.protocol"] = settings.security_protocol.lower()
     if settings.security_protocol.startswith("SASL_"):

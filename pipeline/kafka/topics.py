@@ -1,4 +1,5 @@
-"""The tower's six topics, created idempotently against any broker.
+"""The tower's topics (its six and the state changelog), created idempotently against any
+broker and checked, without creating anything, before a worker starts.
 
 Partition counts are part of the contract: keys are hashed onto partitions, so a topic silently
 used with the wrong count would scatter a customer's events over different tower instances.
@@ -18,7 +19,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from pipeline.kafka import clients
 from pipeline.settings import Settings
 
-Status = Literal["created", "exists", "wrong-partitions", "wrong-config"]
+Status = Literal["created", "exists", "missing", "wrong-partitions", "wrong-config"]
+
+#: the state table's name; its changelog topic serves both runtimes
+STATE_TABLE = "customer-state"
 
 
 class TopicsError(Exception):
@@ -30,6 +34,8 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    #: its partition count is --partitions / TOWER_PARTITIONS (the policies' is always 1)
+    follows_partitions: bool = True
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,17 @@ class TopicResult:
     status: Status
     expected_partitions: int
     actual_partitions: int
-    detail: str = ""
+    #: what is wrong with the topic, and what fixes it ("" when nothing is wrong)
+    problem: str = ""
+    fix: str = ""
 
     @property
     def ok(self) -> bool:
         return self.status in ("created", "exists")
+
+    @property
+    def detail(self) -> str:
+        return f"{self.problem}: {self.fix}" if self.problem else ""
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,14 @@ class TopicsReport:
             raise TopicsError("; ".join(f"{p.name}: {p.detail}" for p in self.problems))
 
 
+def changelog_topic(app_id: str) -> str:
+    """The state changelog's name, as Faust names a table's changelog."""
+    return f"{app_id}-{STATE_TABLE}-changelog"
+
+
 def topic_specs(settings: Settings, partitions: int | None = None) -> list[TopicSpec]:
-    """Wakeups share the events' partition count: a wakeup must land where its key lives."""
+    """Wakeups share the events' partition count: a wakeup must land where its key lives;
+    so does the changelog: a state lives on its customer's partition."""
     n = partitions or settings.partitions
     if n < 1:
         raise TopicsError(f"--partitions must be at least 1, not {n}")
@@ -87,7 +105,9 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> list[Topic
         TopicSpec(t.audit, n),
         TopicSpec(t.deadletter, n),
         # Compacted: the latest policy version per key is the state; one partition keeps order.
-        TopicSpec(t.policies, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(t.policies, 1, {"cleanup.policy": "compact"}, follows_partitions=False),
+        # Compacted: the latest state per customer is what a restore needs.
+        TopicSpec(changelog_topic(settings.app_id), n, {"cleanup.policy": "compact"}),
     ]
 
 
@@ -173,14 +193,22 @@ def create_topics(
     return TopicsReport(settings.bootstrap, results)
 
 
+def check_topics(
+    settings: Settings, timeout: float = 10.0, admin: AdminClient | None = None
+) -> TopicsReport:
+    """What `create_topics` would find, creating nothing: missing topics are reported."""
+    specs = topic_specs(settings)
+    client = admin or clients.admin(settings)
+    existing = _partition_counts(client, settings.bootstrap, timeout)
+    configs = _configs(client, [s for s in specs if s.config and s.name in existing], timeout)
+    return TopicsReport(settings.bootstrap, [_check(s, existing, set(), configs) for s in specs])
+
+
 def delete_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Remove the tower's topics (dev reset, tests); returns the names that were deleted."""
     admin = clients.admin(settings)
-    names = [
-        n
-        for n in settings.topics.all()
-        if n in _partition_counts(admin, settings.bootstrap, timeout)
-    ]
+    existing = _partition_counts(admin, settings.bootstrap, timeout)
+    names = [s.name for s in topic_specs(settings) if s.name in existing]
     if not names:
         return []
     for name, fut in admin.delete_topics(names, operation_timeout=timeout).items():
@@ -269,11 +297,15 @@ def _check(
     created: set[str],
     configs: dict[str, dict[str, str]],
 ) -> TopicResult:
-    actual = existing.get(spec.name, 0)
+    if spec.name not in existing:
+        return TopicResult(
+            spec.name, "missing", spec.partitions, 0, "does not exist", "run `tower topics create`"
+        )
+    actual = existing[spec.name]
     if actual != spec.partitions:
         fix = (
             "delete it (`tower topics delete`) so it is recreated"
-            if spec.config
+            if not spec.follows_partitions
             else f"delete it (`tower topics delete`), or use --partitions {actual}"
         )
         return TopicResult(
@@ -281,7 +313,8 @@ def _check(
             "wrong-partitions",
             spec.partitions,
             actual,
-            f"has {actual} partitions, expected {spec.partitions}: {fix}",
+            f"has {actual} partition{'' if actual == 1 else 's'}, expected {spec.partitions}",
+            fix,
         )
     have = configs.get(spec.name, {})
     for key, want in spec.config.items():
@@ -291,7 +324,8 @@ def _check(
                 "wrong-config",
                 spec.partitions,
                 actual,
-                f"{key}={have.get(key)}, expected {want}: delete the topic so it is recreated, "
+                f"has {key}={have.get(key)}, expected {want}",
+                "delete the topic so it is recreated, "
                 f"or `kafka-configs --alter --entity-type topics --entity-name {spec.name} "
                 f"--add-config {key}={want}`",
             )

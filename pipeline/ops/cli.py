@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.kafka.startup_checks import StartupProblem
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,13 +26,21 @@ def main() -> None:
     \b
     Typical local session:
       tower kafka up          # a real Apache Kafka broker on 127.0.0.1:9092
-      tower topics create     # the six topics, idempotently
+      tower topics create     # the topics, idempotently (a worker creates none)
       tower worker            # decide events; metrics on http://127.0.0.1:6066/metrics
       tower demo              # all of the above plus simulated agents and a summary
     """
 
 
-@main.command()
+def _worker_epilog() -> str:
+    from pipeline.kafka.startup_checks import exit_code_lines
+
+    return "\b\nExit codes when it refuses to start (one line on stderr says why):\n" + "\n".join(
+        f"  {line}" for line in exit_code_lines()
+    )
+
+
+@main.command(epilog=_worker_epilog())
 @click.option("--bootstrap", envvar="TOWER_BOOTSTRAP", help="Kafka bootstrap servers.")
 @click.option("--web-port", type=int, envvar="TOWER_WEB_PORT", help="Port for /metrics and pages.")
 @click.option(
@@ -67,11 +79,16 @@ def worker(
     and publishes approved-actions, audit and deadletter records. Start several to spread
     customers over partitions. Stop with Ctrl-C. `kill -USR1 PID` writes every thread's
     stack to stderr (a worker that seems stuck says where).
+
+    Before it joins its group it checks the settings, the web port, the broker and every
+    topic it uses, and creates none: run `tower topics create` first.
     """
     import faulthandler
     import signal
 
     from pipeline.core.policy_document import PolicyError
+    from pipeline.kafka.startup_checks import StartupFailure, StartupProblem, startup_problem
+    from pipeline.web.auth import TokenFileError, WebSecurity, WebSecurityError
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
@@ -83,15 +100,18 @@ def worker(
             policy_file=policy_file,
             runtime=runtime,
         )
+        WebSecurity.from_settings(settings)
     except ValueError as exc:  # a TOWER_* variable out of range: say which, no traceback
-        raise click.ClickException(str(exc)) from None
+        _refuse(StartupProblem(StartupFailure.SETTINGS, str(exc)))
+    problem = startup_problem(settings)
+    if problem is not None:
+        _refuse(problem)
     if settings.runtime == "transactional":
         from pipeline.runtime.transactional.worker import run_worker
     else:
         from pipeline.runtime.faust.app import run_worker
     from pipeline.contracts.policy_signatures import ApproversFileError
     from pipeline.kafka.policy_follower import PolicyRefused
-    from pipeline.web.auth import TokenFileError, WebSecurityError
 
     try:
         run_worker(settings, loglevel=loglevel)
@@ -101,6 +121,13 @@ def worker(
         raise click.ClickException(str(exc)) from None
     except (TokenFileError, WebSecurityError) as exc:  # the web server's setup: say what to do
         raise click.ClickException(str(exc)) from None
+
+
+def _refuse(problem: StartupProblem) -> NoReturn:
+    """One line (a tokens file's several problems joined), the cause's exit code."""
+    message = "; ".join(line.strip() for line in problem.message.splitlines() if line.strip())
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(problem.failure))
 
 
 def _add_optional_groups() -> None:

@@ -234,7 +234,8 @@ def kafka_start(node: int, port: int | None) -> None:
 @click.group("topics")
 def topics_group() -> None:
     """The tower's topics: agent-events, tower-wakeups, approved-actions, audit, deadletter
-    (TOWER_PARTITIONS partitions each, 8 by default) and the compacted policies topic.
+    (TOWER_PARTITIONS partitions each, 8 by default), the compacted policies topic, and the
+    workers' compacted state changelog (<TOWER_APP_ID>-customer-state-changelog).
     """
 
 
@@ -289,7 +290,8 @@ def topics_list(bootstrap: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_friendly_errors
 def topics_delete(bootstrap: str | None, yes: bool) -> None:
-    """Delete the tower's six topics and their records (a dev reset)."""
+    """Delete the tower's topics, the state changelog included, and their records (a dev
+    reset)."""
     settings = Settings.from_env(bootstrap=bootstrap)
     if not yes:
         click.confirm(

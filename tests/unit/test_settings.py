@@ -36,7 +36,7 @@ def test_an_unknown_runtime_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="faust, transactional"):
         Settings.from_env({"TOWER_RUNTIME": "bogus"})
     result = CliRunner().invoke(main, ["worker"], env={"TOWER_RUNTIME": "bogus"})
-    assert result.exit_code == 1 and "TOWER_RUNTIME must be one of" in result.output
+    assert result.exit_code == 3 and "TOWER_RUNTIME must be one of" in result.output
     assert "Traceback" not in result.output
 
 
@@ -190,7 +190,7 @@ def test_a_wildcard_advertised_url_is_refused_in_one_line_naming_tower_web_url(
         Settings.from_env(env)
     assert "\n" not in str(caught.value)
     result = CliRunner().invoke(main, ["worker"], env=env)
-    assert result.exit_code == 1 and "set TOWER_WEB_URL" in result.output
+    assert result.exit_code == 3 and "set TOWER_WEB_URL" in result.output
     assert "Traceback" not in result.output
 
 

@@ -31,7 +31,7 @@ from pipeline.kafka.audit_tail import AuditLinker
 from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
-from pipeline.kafka.topics import replication_factor
+from pipeline.kafka.topics import STATE_TABLE
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
     InputPositions,
@@ -57,7 +57,6 @@ from pipeline.web.server import WorkerPort, build_app
 
 log = logging.getLogger(__name__)
 
-STATE_TABLE = "customer-state"
 #: Per partition database. Faust's defaults (a 2 GiB block cache, three 64 MiB memtables)
 #: are far too much for states this small, and a worker's memory kept growing for minutes
 #: while they filled; small ones fill in seconds, so the worker's RSS levels off early.
@@ -280,6 +279,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     faust_compat.cap_fetch_wait(FETCH_MAX_WAIT_MS)
     faust_compat.idempotent_producer()
     aiokafka_compat.close_connections_on_failed_writes()
+    aiokafka_compat.no_topic_auto_creation()
     faust_compat.dump_consumer_thread_tasks()
     compression = None if settings.compression == "none" else settings.compression
     options: dict[str, Any] = {
@@ -292,9 +292,11 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         "canonical_url": settings.advertised_url,
         "broker_client_id": clients.member_client_id(settings),
         "topic_partitions": settings.partitions,
-        # the changelog and Faust's internal topics, as replicated as the tower's own
-        "topic_replication_factor": replication_factor(settings),
-        "topic_allow_declare": True,
+        # `tower topics create` makes every topic, the changelog included; the worker
+        # checks them before it starts (kafka/startup_checks.py) and creates none
+        "topic_allow_declare": False,
+        # the leader topic elects a leader for `on_leader` tasks and timers: none here
+        "topic_disable_leader": True,
         "consumer_auto_offset_reset": "earliest",
         # static membership: a restarted worker takes its partitions back at once; a
         # stopped one hands them over after the session timeout (static members send no

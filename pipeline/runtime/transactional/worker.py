@@ -11,7 +11,6 @@ from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime import gc_tuning, log_format
-from pipeline.runtime.transactional.changelog import ensure_changelog_topic
 from pipeline.runtime.transactional.engine import ConsumerFenced, TransactionalEngine
 from pipeline.settings import Settings
 from pipeline.web.server import WorkerPort, build_app, serve_in_thread
@@ -25,7 +24,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = TowerMetrics()
     follower = start_policy_follower(settings, metrics)
-    ensure_changelog_topic(settings)
     processor = BatchProcessor(settings, follower.current, metrics)
     progress = InputProgress(metrics, settings.liveness_stall_s, watchdog=True)
     #: the engine running now; a fenced consumer's engine is replaced by a new one

@@ -24,7 +24,10 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_plaintext_adds_nothing() -> None:
-    assert clients.connection(Settings(bootstrap="b:9092")) == {"bootstrap.servers": "b:9092"}
+    assert clients.connection(Settings(bootstrap="b:9092")) == {
+        "bootstrap.servers": "b:9092",
+        "allow.auto.create.topics": False,
+    }
     assert faust_connection(Settings(bootstrap="b:9092")) == {"broker": "kafka://b:9092"}
 
 
@@ -39,6 +42,7 @@ def test_sasl_ssl_maps_to_librdkafka(ca_file: Path) -> None:
     )
     assert clients.connection(s) == {
         "bootstrap.servers": "b:9093",
+        "allow.auto.create.topics": False,
         "security.protocol": "sasl_ssl",
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "tower",
@@ -98,5 +102,6 @@ def test_ssl_with_a_client_certificate(tmp_path: Path) -> None:
     creds = faust_connection(s)["broker_credentials"]
     assert isinstance(creds, faust.SSLCredentials)
     assert clients.connection(replace(s, security_protocol="PLAINTEXT")) == {
-        "bootstrap.servers": s.bootstrap
+        "bootstrap.servers": s.bootstrap,
+        "allow.auto.create.topics": False,
     }

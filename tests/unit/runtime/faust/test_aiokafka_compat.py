@@ -1,4 +1,5 @@
-"""aiokafka under uvloop: a request written to a connection the broker reset."""
+"""aiokafka fixes: a request written to a connection the broker reset (under uvloop), and
+metadata requests that would have the broker create topics."""
 
 from __future__ import annotations
 
@@ -99,3 +100,13 @@ def test_installing_twice_wraps_once() -> None:
     aiokafka_compat.close_connections_on_failed_writes()
     assert AIOKafkaConnection.send is send
     assert not hasattr(send.__wrapped__, "__broken_on_closed_transport__")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("topics", [["agent-events"], None])
+def test_metadata_requests_ask_for_no_topic_auto_creation(topics: list[str] | None) -> None:
+    """What aiokafka's client sends for the topics it subscribes to or writes to."""
+    import aiokafka.client
+
+    aiokafka_compat.no_topic_auto_creation()
+    request = aiokafka.client.MetadataRequest(topics).prepare({MetadataRequest.API_KEY: (4, 12)})
+    assert request.API_VERSION >= 4 and request.allow_auto_topic_creation is False
