@@ -9,8 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-# README.md is the package's readme in pyproject.toml, so the build needs it.
-COPY pyproject.toml README.md ./
+# README.md is the package's readme and LICENSE its licence file in pyproject.toml, so the
+# build needs them; the build packs schemas/ into the package (pipeline.schemas).
+COPY pyproject.toml README.md LICENSE ./
 COPY pipeline ./pipeline
 COPY schemas ./schemas
 RUN pip install . \
@@ -19,14 +20,12 @@ RUN pip install . \
     && mkdir -p /data /secrets \
     && chown tower:tower /data /secrets
 
-# The installed package cannot find schemas/ next to itself (only in a checkout): point at the copy.
 # State (RocksDB) goes to /data, a volume per container; it is rebuilt from the changelog topic
 # if the volume is lost.
 # Bound to 0.0.0.0, the worker needs TOWER_WEB_TOKENS_FILE (e.g. in /secrets): README, Security.
 # Every replica is its own: its group member (and transactional) id comes from the container's
 # host name (TOWER_INSTANCE_ID overrides it), and so does the URL other workers forward to.
-ENV TOWER_SCHEMA_DIR=/app/schemas \
-    TOWER_DATA_DIR=/data \
+ENV TOWER_DATA_DIR=/data \
     TOWER_WEB_HOST=0.0.0.0 \
     TOWER_WEB_URL=http://{hostname}:6066
 

@@ -1,4 +1,5 @@
-"""Avro schemas of the topic values, loaded once from `schemas/` (the source of truth).
+"""Avro schemas of the topic values, loaded once from `schemas/` (the source of truth),
+which the package carries as `pipeline.schemas`.
 
 Each schema is identified on the wire by the CRC-64-AVRO fingerprint of its
 Parsing Canonical Form, as the Avro single-object encoding requires. A schema changes only
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +62,21 @@ class SchemaInfo:
 
 
 def schema_dir() -> Path:
-    """`TOWER_SCHEMA_DIR` wins so deployments can ship schemas outside the package."""
+    """`TOWER_SCHEMA_DIR` wins, to run with schemas other than the package's; otherwise the
+    package's own: in a wheel its copy of `schemas/`, in an editable install the folder."""
     override = os.environ.get("TOWER_SCHEMA_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    try:
+        shipped = resources.files("pipeline.schemas")
+    except ModuleNotFoundError:
+        shipped = None
+    if not isinstance(shipped, Path):  # not installed, or imported from an archive
+        raise FileNotFoundError(
+            "the package's schemas (pipeline.schemas) are not installed: install the package "
+            "(`make install` in a checkout) or set TOWER_SCHEMA_DIR to a copy of schemas/"
+        )
+    return shipped
 
 
 @cache
