@@ -22,9 +22,10 @@ the kept record, and both say so (`tower_policy_active_missing` = 1 and a warnin
 `TOWER_POLICY_REQUIRE_APPROVAL` a worker refuses to start at all unless the policy in force
 came from a record whose four-eyes signatures verified (`PolicyRefused`).
 
-Each four-eyes change a worker puts in force while running is audited by that worker
-(`policy_applied`, naming the verified signers and their key fingerprints), so the audit
-trail holds who verified a change, not only who claimed to make it.
+Each change a worker puts in force while running is audited by that worker
+(`policy_applied`, naming the verified signers of a four-eyes change and their key
+fingerprints), so the audit trail holds who verified a change, not only who claimed to
+make it, and holds it where only the workers may write.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ _REJECTED = tuple(_REJECTIONS)
 
 
 #: (the accepted record, its verified signers, the version it replaced, its offset)
-Applied = Callable[[PolicyRecord, VerifiedApproval, str, int], None]
+Applied = Callable[[PolicyRecord, VerifiedApproval | None, str, int], None]
 
 
 class PolicyFollower:
@@ -162,7 +163,7 @@ class PolicyFollower:
         self.approvers = approvers
         #: the file the last accepted `active` record is kept in (None: not kept)
         self.keep = keep
-        #: told of each four-eyes change this worker puts in force once caught up (the audit)
+        #: told of each change this worker puts in force once caught up (the audit)
         self.on_applied = on_applied
         self._policy = fallback
         #: the accepted `active` record of the policy in force (None: a file or the default)
@@ -260,7 +261,7 @@ class PolicyFollower:
         self.metrics.policy_swaps.inc()
         if self.on_change is not None:
             self.on_change(policy)
-        if self.on_applied is not None and self.approval is not None and self._caught_up.is_set():
+        if self.on_applied is not None and self._caught_up.is_set():
             try:
                 self.on_applied(record, self.approval, old, offset)
             except Exception:  # the audit write failing must not stop the follower
@@ -390,8 +391,8 @@ _TOPIC_GONE = frozenset(
 
 
 class AppliedAudit:
-    """Writes the `policy_applied` audit record of each four-eyes change this worker puts
-    in force, on the follower's thread (a change is rare; the batches never wait for it)."""
+    """Writes the `policy_applied` audit record of each change this worker puts in force,
+    on the follower's thread (a change is rare; the batches never wait for it)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -399,14 +400,21 @@ class AppliedAudit:
         self._producer: Any = None
 
     def __call__(
-        self, record: PolicyRecord, approval: VerifiedApproval, old: str, offset: int
+        self, record: PolicyRecord, approval: VerifiedApproval | None, old: str, offset: int
     ) -> None:
         s = self.settings
         at = int(time.time() * 1000)
         value = encode_policy_record(record).decode()
         source = Source(s.topics.policies, 0, offset, record.published_at)
         audit = policy_applied_record(
-            approval, old, record.policy_version, self.worker, at, source, value
+            approval,
+            old,
+            record.policy_version,
+            self.worker,
+            at,
+            source,
+            value,
+            record.published_by,
         )
         try:
             if self._producer is None:

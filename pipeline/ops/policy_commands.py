@@ -584,17 +584,34 @@ def _produce(
     return offsets
 
 
+#: the error code of a write the cluster's ACLs refused
+AUDIT_REFUSED = "TOPIC_AUTHORIZATION_FAILED"
+
+
 def _audit(
     producer: Producer, settings: Settings, audit: dict[str, Any], timeout: float, what: str
 ) -> None:
+    """Write the command's own audit record. On a secured cluster only the workers may write
+    the audit: a refusal is said, not raised, since each worker audits the change it puts in
+    force (`policy_applied`)."""
     value = encode_record("audit_record", audit, settings.output_format)
-    _produce(
-        producer,
-        settings.topics.audit,
-        [(b"-", value)],
-        timeout,
-        f"the {what} audit record to {settings.topics.audit!r}",
-    )
+    try:
+        _produce(
+            producer,
+            settings.topics.audit,
+            [(b"-", value)],
+            timeout,
+            f"the {what} audit record to {settings.topics.audit!r}",
+        )
+    except PolicyCommandError as exc:
+        if AUDIT_REFUSED not in str(exc):
+            raise
+        click.echo(
+            f"note: the {what} record was not written: this role may not write "
+            f"{settings.topics.audit!r} (only the workers may); each worker audits the change "
+            "it puts in force (policy_applied)",
+            err=True,
+        )
 
 
 def _flush(producer: Producer, errors: list[str], timeout: float, what: str) -> None:

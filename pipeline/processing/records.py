@@ -180,27 +180,34 @@ def policy_review_record(
 
 
 def policy_applied_record(
-    approval: VerifiedApproval,
+    approval: VerifiedApproval | None,
     old_version: str,
     new_version: str,
     worker: str,
     at: int,
     source: Source,
     record_json: str,
+    published_by: str = "",
 ) -> dict[str, Any]:
-    """The audit record a worker writes when it puts a four-eyes change in force.
+    """The audit record a worker writes when it puts a policy change in force.
 
-    Written by the worker that verified the signatures, not by whoever ran the CLI: the
-    agent is the worker, the trace names each signer with the fingerprint of the key that
-    verified, and `input` is the signed `policies` record, so an auditor can verify it
-    again against the approvers file. A `policy_changed` record without a matching
-    `policy_applied` never came into force.
+    Written by the worker that applied the change, not by whoever ran the CLI (on a secured
+    cluster only the workers may write the audit): the agent is the worker, the trace names
+    each signer of a four-eyes change with the fingerprint of the key that verified (else
+    the publisher's unverified name), and `input` is the `policies` record, so an auditor
+    can verify it again against the approvers file. A `policy_changed` record without a
+    matching `policy_applied` never came into force.
     """
     event_id = f"policy:{new_version}"
-    signers = [
-        {"rule": "governance", "verdict": verdict, "reason": f"{who.name} {who.key}"}
-        for verdict, who in (("propose", approval.proposer), ("approve", approval.approver))
-    ]
+    if approval is None:
+        signers = [{"rule": "governance", "verdict": "published", "reason": published_by}]
+        how = f"published by {published_by or '?'} without four-eyes approval"
+    else:
+        signers = [
+            {"rule": "governance", "verdict": verdict, "reason": f"{who.name} {who.key}"}
+            for verdict, who in (("propose", approval.proposer), ("approve", approval.approver))
+        ]
+        how = f"signatures verified: {approval.describe()}"
     return {
         "decision_id": decision_id_for("-", f"{event_id}<-{old_version}@{worker}"),
         "event_id": event_id,
@@ -212,10 +219,7 @@ def policy_applied_record(
         "trigger": None,
         "outcome": "policy_applied",
         "rule": None,
-        "reason": (
-            f"policy {old_version} -> {new_version} in force on {worker}; signatures "
-            f"verified: {approval.describe()}"
-        ),
+        "reason": f"policy {old_version} -> {new_version} in force on {worker}; {how}",
         "trace": signers,
         "policy_version": new_version,
         "action_id": None,

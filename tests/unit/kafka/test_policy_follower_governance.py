@@ -328,7 +328,7 @@ def test_a_restarted_worker_runs_on_its_kept_verified_policy(empty_topic, tmp_pa
         f.stop()
 
 
-def test_a_running_worker_audits_the_four_eyes_changes_it_puts_in_force():
+def test_a_running_worker_audits_the_changes_it_puts_in_force():
     """Once caught up: the history replayed at start was audited when it happened."""
     calls: list[tuple] = []
     f, _ = follower(DEFAULT_POLICY, on_applied=lambda *args: calls.append(args))
@@ -344,8 +344,13 @@ def test_a_running_worker_audits_the_four_eyes_changes_it_puts_in_force():
     )
     assert (approval.proposer.name, approval.approver.name) == ("ben", "ana")
     plain_again = PLAIN_YAML.replace("4.0.0", "4.1.0")
-    assert f.apply(ACTIVE_KEY, rec(plain_again), 6) is True  # a plain publish: no record
-    assert len(calls) == 1
+    assert f.apply(ACTIVE_KEY, rec(plain_again), 6) is True  # a plain publish: no signers
+    [_, (record, approval, _, offset)] = calls
+    assert (record.policy_version, approval, offset) == (
+        load_policy(plain_again).policy_version,
+        None,
+        6,
+    )
 
 
 def test_a_failing_audit_write_does_not_stop_the_follower(caplog):

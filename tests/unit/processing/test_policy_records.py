@@ -63,6 +63,13 @@ def change(proposed_by: str | None) -> dict:
             ["propose", "approve"],
             "verified: proposed by ana (ed25519:aaaa), approved by ben (ed25519:bbbb)",
         ),
+        (
+            policy_applied_record(None, "a", "b", "tower@w1", 1100, SRC, "{}", "ben"),
+            "policy_applied",
+            "tower@w1",
+            ["published"],
+            "published by ben without four-eyes approval",
+        ),
     ],
 )
 def test_governance_audit_records(record, outcome, agent, verdicts, in_reason):
