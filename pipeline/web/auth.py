@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import ssl
@@ -53,6 +52,7 @@ from multidict import MultiDict
 
 from pipeline.settings import Settings
 from pipeline.web import peer_assertion
+from pipeline.web.file_changes import FileChanges
 from pipeline.web.peer_assertion import AssertionRefused, Claims, PeerKeyError, PeerKeys
 from pipeline.web.peers import PeerPatternError, PeerPolicy, origin_of
 
@@ -237,20 +237,11 @@ class TokenFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp = self._stat()
+        self._changes = FileChanges(path)
         self._entries = load_tokens(path)  # at start a bad file is an error, not a log line
 
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size, st.st_ino
-
     def entries(self) -> tuple[TokenEntry, ...]:
-        stamp = self._stat()
-        if stamp != self._stamp:
-            self._stamp = stamp
+        if self._changes.changed():
             try:
                 self._entries = load_tokens(self.path)
                 log.info("tokens file %s read again: %d tokens", self.path, len(self._entries))

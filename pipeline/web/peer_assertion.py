@@ -19,13 +19,14 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from pipeline.web.file_changes import FileChanges
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +93,11 @@ class PeerKeys:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp = self._stat()
+        self._changes = FileChanges(path)
         self._keys = load_keys(path)
 
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size, st.st_ino
-
     def keys(self) -> tuple[bytes, ...]:
-        stamp = self._stat()
-        if stamp != self._stamp:
-            self._stamp = stamp
+        if self._changes.changed():
             try:
                 self._keys = load_keys(self.path)
             except PeerKeyError as exc:
