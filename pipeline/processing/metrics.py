@@ -158,6 +158,13 @@ class TowerMetrics:
             "Partition assignments taken (once per rebalance, after the states are restored)",
             registry=r,
         )
+        self.forward_refused = Counter(
+            "tower_forward_refused",
+            "Requests for a customer owned elsewhere that were not forwarded, or whose "
+            "owner's answer was not passed back, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.policy_active_missing = Gauge(
             "tower_policy_active_missing",
             "1 while the policies topic has no `active` record (deleted or tombstoned) and "

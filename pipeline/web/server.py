@@ -37,7 +37,6 @@ import asyncio
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -155,22 +154,6 @@ class AuditTimeline:
         await asyncio.to_thread(self.reader.close)
 
 
-#: one counter per registry, however many apps are built on it
-_REFUSED: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-
-
-def refused_counter(registry: CollectorRegistry) -> Counter:
-    if registry not in _REFUSED:
-        _REFUSED[registry] = Counter(
-            "tower_forward_refused",
-            "Requests for a customer owned elsewhere that were not forwarded, or whose "
-            "owner's answer was not passed back, by reason",
-            ["reason"],
-            registry=registry,
-        )
-    return _REFUSED[registry]
-
-
 def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
     """The stored state, or a 409 saying it does not decode (the worker dead-letters the
     customer's events meanwhile, reason corrupt_state)."""
@@ -195,7 +178,9 @@ def build_app(
         shared = AuditTimeline(settings)
         timeline = shared
         cleanups.append(shared.close)
-    forwarder = Forwarder(security, group, refused_counter(port.registry), settings.advertised_url)
+    forwarder = Forwarder(
+        security, group, port.processor.metrics.forward_refused, settings.advertised_url
+    )
     cleanups.append(forwarder.close)
     routes = web.RouteTableDef()
 
