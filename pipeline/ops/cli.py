@@ -89,13 +89,18 @@ def worker(
         from pipeline.runtime.transactional.worker import run_worker
     else:
         from pipeline.runtime.faust.app import run_worker
+    from pipeline.kafka.schema_registry import RegistryStartError
     from pipeline.web.auth import TokenFileError, WebSecurityError
 
     try:
         run_worker(settings, loglevel=loglevel)
     except PolicyError as exc:
         raise click.ClickException(f"the policy was refused:\n{exc}") from exc
-    except (TokenFileError, WebSecurityError) as exc:  # the web server's setup: say what to do
+    except (
+        TokenFileError,
+        WebSecurityError,
+        RegistryStartError,
+    ) as exc:  # the web server's setup: say what to do
         raise click.ClickException(str(exc)) from None
 
 

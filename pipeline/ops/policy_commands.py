@@ -56,6 +56,7 @@ from pipeline.kafka.reader import (
     scan_topic,
     watermarks,
 )
+from pipeline.kafka.schema_registry import RegistryClient, register_outputs
 from pipeline.kafka.topics import TopicsError, list_topics, wait_for_broker
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.processing.records import policy_change_record, policy_review_record
@@ -410,7 +411,10 @@ def _produce(
 def _audit(
     producer: Producer, settings: Settings, audit: dict[str, Any], timeout: float, what: str
 ) -> None:
-    value = encode_record("audit_record", audit, settings.output_format)
+    schema_id = None
+    if settings.output_format == "registry-avro":  # the worker registered it; the same id
+        schema_id = register_outputs(RegistryClient(settings), settings)["audit_record"]
+    value = encode_record("audit_record", audit, settings.output_format, schema_id)
     _produce(
         producer,
         settings.topics.audit,

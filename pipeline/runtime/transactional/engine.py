@@ -50,6 +50,7 @@ from prometheus_client import Histogram
 
 from pipeline.kafka import clients
 from pipeline.kafka.changelog_restore import restore_consumer, restore_partitions
+from pipeline.kafka.schema_registry import WriterSchemas
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
 from pipeline.processing.wakeup_schedule import WakeupSchedule
 from pipeline.runtime.transactional.changelog import changelog_topic
@@ -155,9 +156,11 @@ class TransactionalEngine:
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         restore_consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
+        writer_schemas: WriterSchemas | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
+        self.writer_schemas = writer_schemas
         t = settings.topics
         self.events, self.wakeups = t.events, t.wakeups
         self.changelog = changelog_topic(settings.app_id)
@@ -371,6 +374,12 @@ class TransactionalEngine:
     def _decide(self, plan: BatchPlan) -> None:
         """Decide a polled batch into the pending transaction, on top of its earlier records
         and of the transaction in flight."""
+        schemas = self.writer_schemas
+        values = [r.value for r in plan.events]
+        # waits while the registry is unreachable; stopping meanwhile: decided again from the
+        # committed offsets at the restart
+        if schemas is not None and not schemas.wait_for(values, lambda: self._stopping):
+            return
         pending = self._pending
         if pending is None:
             inflight = self._inflight

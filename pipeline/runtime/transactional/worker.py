@@ -7,6 +7,7 @@ import signal
 from types import FrameType
 
 from pipeline.kafka.policy_follower import start_policy_follower
+from pipeline.kafka.schema_registry import attach as attach_schema_registry
 from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime import gc_tuning
@@ -28,8 +29,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     follower = start_policy_follower(settings, metrics)
     ensure_changelog_topic(settings)
     processor = BatchProcessor(settings, follower.current, metrics)
+    writer_schemas = attach_schema_registry(settings, processor)
     #: the engine running now; a fenced consumer's engine is replaced by a new one
-    engine = TransactionalEngine(settings, processor)
+    engine = TransactionalEngine(settings, processor, writer_schemas=writer_schemas)
     restarts = 0
 
     async def load(partition: int, key: bytes) -> bytes | None:
@@ -70,7 +72,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                     return
                 restarts += 1
                 log.error("%s: starting again with new clients", exc)
-                engine = TransactionalEngine(settings, processor)
+                engine = TransactionalEngine(settings, processor, writer_schemas=writer_schemas)
     finally:
         follower.stop()
         stop_web()
