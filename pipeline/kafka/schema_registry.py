@@ -183,42 +183,52 @@ class WriterSchemas:
             self._resolved[key] = found
             return found
 
-    def _fetch(self, schema_id: int) -> tuple[str, str] | None:
+    def _fetch(self, schema_id: int, keep: frozenset[int] = frozenset()) -> tuple[str, str] | None:
+        """Ask the registry; then drop the least recently used ids over the bound, but
+        none of `keep` (the batch waiting for them: the cache grows for it instead)."""
         try:
             text = self.client.schema(schema_id)
         except RegistryUnavailable:
             self.errors.labels("schema").inc()
             raise
         self._texts[schema_id] = text
-        while len(self._texts) > self.max_ids:
-            old, _ = self._texts.popitem(last=False)
+        over = len(self._texts) - self.max_ids
+        for old in [i for i in self._texts if i not in keep and i != schema_id][: max(0, over)]:
+            del self._texts[old]
             for key in [k for k in self._resolved if k[1] == old]:
                 del self._resolved[key]
         return text
 
-    def missing(self, values: Iterable[bytes | None]) -> tuple[set[int], int]:
-        """Schema ids of the registry-framed values not cached yet, and how many values
-        need them; the cached ones become the most recently used."""
-        ids: set[int] = set()
+    @staticmethod
+    def schema_ids(values: Iterable[bytes | None]) -> list[int]:
+        """The schema id of each registry-framed value."""
+        return [
+            int.from_bytes(v[1:5], "big")
+            for v in values
+            if v and v[0] == REGISTRY_MAGIC and len(v) >= 5
+        ]
+
+    def missing(self, ids: list[int]) -> tuple[set[int], int]:
+        """Those of `ids` not cached yet, and how many values need them; the cached ones
+        become the most recently used."""
+        out: set[int] = set()
         held = 0
         with self._lock:
-            for v in values:
-                if v and v[0] == REGISTRY_MAGIC and len(v) >= 5:
-                    schema_id = int.from_bytes(v[1:5], "big")
-                    if schema_id in self._texts:
-                        self._texts.move_to_end(schema_id)
-                    else:
-                        ids.add(schema_id)
-                        held += 1
-        return ids, held
+            for schema_id in ids:
+                if schema_id in self._texts:
+                    self._texts.move_to_end(schema_id)
+                else:
+                    out.add(schema_id)
+                    held += 1
+        return out, held
 
-    def fetch(self, ids: Iterable[int]) -> None:
+    def fetch(self, ids: Iterable[int], keep: frozenset[int] = frozenset()) -> None:
         """Ask the registry for each id, once; raises RegistryUnavailable on the first
         that gets no answer."""
         for schema_id in sorted(ids):
             with self._lock:
                 if schema_id not in self._texts:
-                    self._fetch(schema_id)
+                    self._fetch(schema_id, keep)
 
     def wait_for(
         self,
@@ -228,15 +238,16 @@ class WriterSchemas:
     ) -> bool:
         """Block until every registry-framed value's writer schema is cached: retried with
         backoff while the registry is unreachable. False if `stop()` said to give up."""
-        values = list(values)
+        batch = self.schema_ids(values)
+        keep = frozenset(batch)
         backoff = FIRST_BACKOFF_S
         while True:
-            ids, held = self.missing(values)
+            ids, held = self.missing(batch)
             if not ids:
                 self.waiting.set(0)
                 return True
             try:
-                self.fetch(ids)
+                self.fetch(ids, keep)
                 continue
             except RegistryUnavailable as exc:
                 self._waiting(held, backoff, exc)
@@ -247,15 +258,18 @@ class WriterSchemas:
 
     async def wait_for_async(self, values: Iterable[bytes | None]) -> None:
         """`wait_for` for an event loop: requests on a thread, the waits on the loop."""
-        values = list(values)
+        batch = self.schema_ids(values)
+        if not batch:
+            return
+        keep = frozenset(batch)
         backoff = FIRST_BACKOFF_S
         while True:
-            ids, held = self.missing(values)
+            ids, held = self.missing(batch)
             if not ids:
                 self.waiting.set(0)
                 return
             try:
-                await asyncio.to_thread(self.fetch, ids)
+                await asyncio.to_thread(self.fetch, ids, keep)
                 continue
             except RegistryUnavailable as exc:
                 self._waiting(held, backoff, exc)
