@@ -61,9 +61,9 @@ def test_the_cache_is_bounded_but_holds_a_whole_batch(registry: StandInRegistry)
         registry.state.id_for(AGENT.replace('"AgentEvent"', f'"A{i}"'), "AVRO") for i in range(5)
     ]
     assert cache.wait_for([registry_header(i) for i in ids[:4]])
-    assert set(cache._texts) == set(ids[:4])  # noqa: SLF001  # the batch decodes from it
+    assert set(cache._texts) == set(ids[:4])  # the batch decodes from it
     assert cache.wait_for([registry_header(ids[4])])
-    assert len(cache._texts) == 2  # noqa: SLF001
+    assert len(cache._texts) == 2
 
 
 def test_a_batch_waits_while_the_registry_is_down_and_goes_on_after() -> None:
