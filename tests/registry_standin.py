@@ -18,11 +18,22 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import orjson
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+from avro.schema import parse
 from fastavro.schema import to_parsing_canonical_form
 
-from pipeline.contracts.schemas import backward_problems
-
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+def backward_problems(reader: Any, writer: Any) -> list[str]:
+    """What a registry checks (its own checker, not the tower's): can `reader` read
+    `writer`'s data?"""
+    result = ReaderWriterCompatibilityChecker().get_compatibility(
+        parse(orjson.dumps(reader).decode()), parse(orjson.dumps(writer).decode())
+    )
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    return sorted(result.messages) or ["incompatible"]
 
 
 class RegistryState:

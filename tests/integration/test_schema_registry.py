@@ -21,18 +21,34 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from pipeline.contracts import schemas
-from pipeline.contracts.codec import registry_header
-from pipeline.contracts.events import event_to_dict
+from pipeline.contracts.events import AgentEvent, Proposal, Signal, event_to_dict
 from tests.conftest import REPO, free_port
 from tests.kafka_io import produce
 from tests.registry_standin import StandInRegistry
-from tests.unit.contracts.test_codec import PROPOSAL, SIGNAL
 
 pytestmark = pytest.mark.integration
 
 RUNTIMES = ["faust", "transactional"]
-AGENT = schemas.get("agent_event").raw
+PROPOSAL = AgentEvent(
+    event_id="evt-1",
+    customer_id="cust-42",
+    occurred_at=1_700_000_000_000,
+    kind="proposal",
+    agent="upsell-bot",
+    department="sales",
+    channel="email",
+    proposal=Proposal(action="message", category="service", priority=70, content="Hi"),
+)
+SIGNAL = AgentEvent(
+    event_id="evt-3",
+    customer_id="cust-42",
+    occurred_at=1_700_000_000_001,
+    kind="signal",
+    agent="crm",
+    department="service",
+    signal=Signal(type="case_opened", attributes={"case_id": "C-1"}),
+)
+AGENT = orjson.loads((REPO / "schemas" / "agent_event.avsc").read_bytes())
 
 
 def _schema(fields: list[dict[str, Any]]) -> str:
@@ -114,8 +130,8 @@ def test_registry_framed_input_and_output(tower_settings, worker, registry, runt
     incompatible = serialize(
         registry.url, t.events, INCOMPATIBLE, {**event_to_dict(SIGNAL), "occurred_at": "now"}
     )
-    unknown = registry_header(9999) + newer[5:]
-    signal = {**event_to_dict(SIGNAL), "customer_id": "cust-42"}
+    unknown = b"\x00" + (9999).to_bytes(4, "big") + newer[5:]  # an id nobody registered
+    signal = event_to_dict(SIGNAL)
     produce(
         tower_settings.bootstrap,
         t.events,
