@@ -137,6 +137,21 @@ class Settings:
     liveness_stall_s: float = 120.0
     #: "text", or "json": one JSON object per line (level, logger, message, partition, offset)
     log_format: str = "text"
+    # --- schema registry ---
+    #: the Confluent-API schema registry (Confluent, Karapace, Apicurio's ccompat API,
+    #: Redpanda): comma-separated base URLs, tried in turn. Needed to read registry-framed
+    #: input and for TOWER_OUTPUT_FORMAT=registry-avro; empty: no registry
+    schema_registry_url: str = ""
+    #: HTTP basic auth: the user, and the file holding its password (a mounted secret)
+    schema_registry_username: str = ""
+    schema_registry_password_file: Path | None = None
+    #: or a bearer token, read from a file
+    schema_registry_token_file: Path | None = None
+    #: the CA that signed the registry's certificate [default: the system's]
+    schema_registry_ca_file: Path | None = None
+    #: never printed: read at start from the files above
+    schema_registry_password: str = field(default="", repr=False)
+    schema_registry_token: str = field(default="", repr=False)
     topics: TopicNames = field(default_factory=TopicNames)
 
     @classmethod
@@ -183,9 +198,10 @@ class Settings:
                 f"TOWER_COMPRESSION must be one of {', '.join(COMPRESSIONS)}, "
                 f"not {settings.compression!r}"
             )
-        if settings.output_format not in ("avro", "json"):
+        if settings.output_format not in OUTPUT_FORMATS:
             raise ValueError(
-                f"TOWER_OUTPUT_FORMAT must be 'avro' or 'json', not {settings.output_format!r}"
+                f"TOWER_OUTPUT_FORMAT must be one of {', '.join(OUTPUT_FORMATS)}, "
+                f"not {settings.output_format!r}"
             )
         if settings.liveness_stall_s <= 0:
             raise ValueError(
@@ -209,7 +225,7 @@ class Settings:
                 "can call; set TOWER_WEB_URL to this worker's own URL, e.g. "
                 f"TOWER_WEB_URL=http://{{hostname}}:{settings.web_port}"
             )
-        return _with_security(settings)
+        return _with_registry(_with_security(settings))
 
     def member_id(self, runtime: str) -> str:
         """The static group member id (and transactional id) of this replica on `runtime`:
@@ -302,6 +318,58 @@ def _with_security(settings: Settings) -> Settings:
             raise ValueError(f"TOWER_{name.upper()}={str(path)!r} is not a readable file")
     return replace(
         settings, security_protocol=protocol, sasl_mechanism=mechanism, sasl_password=password
+    )
+
+
+OUTPUT_FORMATS = ("avro", "json", "registry-avro")
+
+
+def _read_secret(name: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(
+            f"TOWER_{name.upper()}={str(path)!r} cannot be read ({exc.strerror}); mount the "
+            "secret there"
+        ) from None
+
+
+def _with_registry(settings: Settings) -> Settings:
+    """Check the schema registry settings together and read their secret files; errors
+    name the setting, never a secret."""
+    urls = [u.strip() for u in settings.schema_registry_url.split(",") if u.strip()]
+    for url in urls:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ValueError(
+                f"TOWER_SCHEMA_REGISTRY_URL: {url!r} is not an http(s) URL, e.g. "
+                "http://registry:8081"
+            )
+    if settings.output_format == "registry-avro" and not urls:
+        raise ValueError("TOWER_OUTPUT_FORMAT=registry-avro needs TOWER_SCHEMA_REGISTRY_URL")
+    password, token = settings.schema_registry_password, settings.schema_registry_token
+    if settings.schema_registry_password_file is not None:
+        password = _read_secret(
+            "schema_registry_password_file", settings.schema_registry_password_file
+        )
+    if settings.schema_registry_token_file is not None:
+        token = _read_secret("schema_registry_token_file", settings.schema_registry_token_file)
+    if password and not settings.schema_registry_username:
+        raise ValueError("TOWER_SCHEMA_REGISTRY_PASSWORD_FILE needs TOWER_SCHEMA_REGISTRY_USERNAME")
+    if settings.schema_registry_username and not password:
+        raise ValueError("TOWER_SCHEMA_REGISTRY_USERNAME needs TOWER_SCHEMA_REGISTRY_PASSWORD_FILE")
+    if password and token:
+        raise ValueError(
+            "set either TOWER_SCHEMA_REGISTRY_USERNAME and _PASSWORD_FILE (basic auth) or "
+            "TOWER_SCHEMA_REGISTRY_TOKEN_FILE (bearer), not both"
+        )
+    ca = settings.schema_registry_ca_file
+    if ca is not None and not ca.is_file():
+        raise ValueError(f"TOWER_SCHEMA_REGISTRY_CA_FILE={str(ca)!r} is not a readable file")
+    return replace(
+        settings,
+        schema_registry_url=",".join(urls),
+        schema_registry_password=password,
+        schema_registry_token=token,
     )
 
 

@@ -1,6 +1,10 @@
-"""Bytes <-> contract values for every topic, in Avro single-object encoding or JSON.
+"""Bytes <-> contract values for every topic: JSON, Avro single-object encoding, or Avro in
+schema registry framing (byte 0, a 4-byte big-endian schema id, the Avro body).
 
-Inputs are sniffed per record, so agents may produce either format on the same topic.
+Inputs are sniffed per record, so agents may produce any of them on the same topic. A
+registry-framed value names its writer schema by id; the decoder is given a lookup for it
+(`SchemaLookup`) and does no I/O itself: fetching, caching and retrying are the kafka
+layer's (pipeline/kafka/schema_registry.py).
 Decoding an input event is the hot path: schemas are parsed once, the happy path raises
 nothing, and every rejection carries a reason code fit for the dead-letter topic.
 """
@@ -12,11 +16,13 @@ import io
 import math
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
 from pipeline.contracts import schemas
@@ -33,6 +39,11 @@ from pipeline.contracts.events import (
 )
 
 MAGIC = b"\xc3\x01"
+#: first byte of a schema-registry-framed value (Confluent wire format), then the id
+REGISTRY_MAGIC = 0
+_REGISTRY_HEADER_LEN = 5
+#: formats `encode_record` writes: TOWER_OUTPUT_FORMAT
+FORMATS = ("avro", "json", "registry-avro")
 #: what `_build_event` returns, built without the frozen `__init__` (validated already)
 _new_event = trusted_constructor(AgentEvent)
 _new_proposal = trusted_constructor(Proposal)
@@ -50,8 +61,55 @@ REASONS: frozenset[str] = frozenset(
         "invalid_field",
         "key_mismatch",
         "unknown_format",
+        "unknown_schema_id",
+        "incompatible_schema",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySchema:
+    """A registry's writer schema, checked once against one of our schemas (the reader)."""
+
+    schema_id: int
+    #: fastavro-parsed writer schema; None when it cannot be read (see `problem`)
+    writer: Any
+    #: the reader schema to resolve to; None when the writer is the reader itself
+    reader: Any
+    #: why our schema cannot read what it writes; None when it can
+    problem: str | None = None
+
+
+#: (our schema's name, schema id) -> the writer schema, or None for an id the registry
+#: does not know. Raises when the registry cannot be asked (the caller's retry concern).
+SchemaLookup = Callable[[str, int], RegistrySchema | None]
+
+
+def registry_schema(
+    name: str, schema_id: int, schema: str, schema_type: str = "AVRO"
+) -> RegistrySchema:
+    """Check a registry's schema text against our schema `name`, once per id: a writer
+    schema our schema reads by Avro schema resolution (older or newer, compatible) is
+    accepted; any other is `problem`."""
+    ours = schemas.get(name)
+    if schema_type.upper() != "AVRO":
+        return RegistrySchema(schema_id, None, None, f"it is a {schema_type} schema, not Avro")
+    try:
+        raw = orjson.loads(schema)
+        parsed = parse_schema(raw)
+    except Exception as exc:  # orjson and fastavro raise several kinds for a bad schema
+        return RegistrySchema(schema_id, None, None, f"it does not parse: {exc}")
+    if to_parsing_canonical_form(raw) == ours.canonical:
+        return RegistrySchema(schema_id, ours.parsed, None)
+    problems = schemas.backward_problems(ours.raw, raw)
+    if problems:
+        return RegistrySchema(schema_id, None, None, "; ".join(problems))
+    return RegistrySchema(schema_id, parsed, ours.parsed)
+
+
+def registry_header(schema_id: int) -> bytes:
+    """The 5-byte registry framing header of values written with schema `schema_id`."""
+    return bytes([REGISTRY_MAGIC]) + schema_id.to_bytes(4, "big")
 
 
 class InvalidEvent(Exception):
@@ -76,8 +134,16 @@ _SIGNAL_TYPES_TXT = ", ".join(sorted(SIGNAL_TYPES))
 # --- input events --------------------------------------------------------------------
 
 
-def decode_event(key: bytes | None, value: bytes | None, max_bytes: int = 65536) -> AgentEvent:
-    """Decode and validate one `agent-events` record, or raise InvalidEvent."""
+def decode_event(
+    key: bytes | None,
+    value: bytes | None,
+    max_bytes: int = 65536,
+    lookup: SchemaLookup | None = None,
+) -> AgentEvent:
+    """Decode and validate one `agent-events` record, or raise InvalidEvent.
+
+    `lookup` finds registry-framed values' writer schemas; without it they are refused.
+    """
     if value is None or not value:
         raise InvalidEvent(
             "unknown_format",
@@ -95,11 +161,14 @@ def decode_event(key: bytes | None, value: bytes | None, max_bytes: int = 65536)
             data = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             raise InvalidEvent("bad_json", f"value is not valid JSON: {exc}") from None
+    elif value[0] == REGISTRY_MAGIC:
+        data = _read_registry(value, lookup)
     else:
         raise InvalidEvent(
             "unknown_format",
-            f"value starts with {bytes(value[:8])!r}; expected a JSON object ('{{') or Avro "
-            "single-object encoding (starting with bytes C3 01)",
+            f"value starts with {bytes(value[:8])!r}; expected a JSON object ('{{'), Avro "
+            "single-object encoding (starting with bytes C3 01) or schema registry framing "
+            "(byte 00 and a schema id)",
         )
     event = _build_event(data)
     _check_key(key, event.customer_id)
@@ -135,6 +204,49 @@ def _read_avro(value: bytes) -> dict[str, Any]:
         raise InvalidEvent(
             "bad_avro",
             f"{len(value) - buf.tell()} trailing bytes after the agent_event Avro body",
+        )
+    return data  # type: ignore[return-value]  # fastavro: a record schema reads as a dict
+
+
+def _read_registry(value: bytes, lookup: SchemaLookup | None) -> dict[str, Any]:
+    if len(value) < _REGISTRY_HEADER_LEN:
+        raise InvalidEvent(
+            "bad_avro",
+            f"registry-framed value is {len(value)} bytes, shorter than its 5-byte header",
+        )
+    schema_id = int.from_bytes(value[1:_REGISTRY_HEADER_LEN], "big")
+    if lookup is None:
+        raise InvalidEvent(
+            "unknown_format",
+            f"value is in schema registry framing (schema id {schema_id}) but the tower has no "
+            "schema registry; set TOWER_SCHEMA_REGISTRY_URL",
+        )
+    found = lookup("agent_event", schema_id)
+    if found is None:
+        raise InvalidEvent(
+            "unknown_schema_id",
+            f"schema id {schema_id} is not in the schema registry; produce with a serializer "
+            "that registers its schema there (subject agent-events-value)",
+        )
+    if found.problem is not None:
+        raise InvalidEvent(
+            "incompatible_schema",
+            f"schema id {schema_id} cannot be read as schemas/agent_event.avsc: {found.problem}",
+        )
+    buf = io.BytesIO(value)
+    buf.seek(_REGISTRY_HEADER_LEN)
+    try:
+        data = schemaless_reader(buf, found.writer, found.reader)
+    except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError...
+        raise InvalidEvent(
+            "bad_avro",
+            f"Avro body does not decode with schema id {schema_id} (truncated, or written with "
+            f"another schema): {type(exc).__name__}: {exc}",
+        ) from None
+    if buf.tell() != len(value):
+        raise InvalidEvent(
+            "bad_avro",
+            f"{len(value) - buf.tell()} trailing bytes after the Avro body (schema id {schema_id})",
         )
     return data  # type: ignore[return-value]  # fastavro: a record schema reads as a dict
 
@@ -387,22 +499,30 @@ def _bytes_fields(name: str) -> tuple[str, ...]:
 _BYTES_FIELDS: dict[str, tuple[str, ...]] = {n: _bytes_fields(n) for n in schemas.NAMES}
 
 
-def encode_record(name: str, record: Mapping[str, Any], fmt: str = "avro") -> bytes:
-    """Encode a topic value; Avro is single-object encoded, so readers can sniff it.
+def encode_record(
+    name: str, record: Mapping[str, Any], fmt: str = "avro", schema_id: int | None = None
+) -> bytes:
+    """Encode a topic value; Avro is single-object encoded, so readers can sniff it, or in
+    schema registry framing ("registry-avro", with the id the schema is registered under).
 
     JSON is plain (unions unwrapped); bytes fields become latin-1 strings as in the
     Avro JSON encoding, which keeps a dead-lettered JSON payload readable.
     """
     info = schemas.get(name)
-    if fmt == "avro":
+    if fmt == "avro" or fmt == "registry-avro":
+        if fmt == "avro":
+            header = MAGIC + info.fingerprint
+        elif schema_id is None:
+            raise ValueError(f"registry-avro needs the schema id {name} is registered under")
+        else:
+            header = registry_header(schema_id)
         if info.writer is not None:
             try:
-                return MAGIC + info.fingerprint + info.writer(record)
+                return header + info.writer(record)
             except (TypeError, ValueError, KeyError, AttributeError, struct.error):
                 pass  # fastavro below names the offending field in its error
         buf = _buffer()
-        buf.write(MAGIC)
-        buf.write(info.fingerprint)
+        buf.write(header)
         try:
             schemaless_writer(buf, info.parsed, record, strict_allow_default=True)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -419,12 +539,30 @@ def encode_record(name: str, record: Mapping[str, Any], fmt: str = "avro") -> by
             if v is not None:
                 out[f] = bytes(v).decode("latin-1")
         return orjson.dumps(out)
-    raise ValueError(f"unknown format {fmt!r}; use 'avro' or 'json'")
+    raise ValueError(f"unknown format {fmt!r}; use 'avro', 'json' or 'registry-avro'")
 
 
-def decode_record(name: str, value: bytes) -> dict[str, Any]:
-    """Decode a topic value in either format into the schema's dict shape."""
+def decode_record(name: str, value: bytes, lookup: SchemaLookup | None = None) -> dict[str, Any]:
+    """Decode a topic value in any of the formats into the schema's dict shape; `lookup`
+    finds the writer schemas of registry-framed values."""
     info = schemas.get(name)
+    if value[:1] == b"\x00" and len(value) >= _REGISTRY_HEADER_LEN:
+        schema_id = int.from_bytes(value[1:_REGISTRY_HEADER_LEN], "big")
+        if lookup is None:
+            raise ValueError(
+                f"{name} value is in schema registry framing (schema id {schema_id}); set "
+                "TOWER_SCHEMA_REGISTRY_URL to read it"
+            )
+        found = lookup(name, schema_id)
+        if found is None or found.problem is not None:
+            why = "not in the schema registry" if found is None else found.problem
+            raise ValueError(f"schema id {schema_id} cannot be read as {name}: {why}")
+        buf = io.BytesIO(value)
+        buf.seek(_REGISTRY_HEADER_LEN)
+        try:
+            return schemaless_reader(buf, found.writer, found.reader)  # type: ignore[return-value]
+        except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError...
+            raise ValueError(f"Avro body does not decode as {name}: {exc}") from None
     if value[:2] == MAGIC:
         fp = value[2:_HEADER_LEN]
         writer = info.parsed if fp == info.fingerprint else schemas.revisions(name).get(fp)

@@ -10,6 +10,7 @@ against the current schema.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+from avro.errors import AvroException
+from avro.schema import parse as avro_parse
 from fastavro import parse_schema
 from fastavro.schema import to_parsing_canonical_form
 
@@ -59,6 +63,8 @@ class SchemaInfo:
     fingerprint: bytes  # 8 bytes, little-endian, as written after the C3 01 magic
     #: compiled encoder (pipeline/contracts/avro_writer.py); None: use fastavro's writer
     writer: Writer | None = None
+    #: the schema's JSON as read from its file
+    raw: Any = None
 
 
 def schema_dir() -> Path:
@@ -92,7 +98,7 @@ def get(name: str) -> SchemaInfo:
         writer: Writer | None = compile_writer(raw)
     except NotImplementedError:  # a type the compiled writer does not cover
         writer = None
-    return SchemaInfo(name, parsed, canonical, fp, writer)
+    return SchemaInfo(name, parsed, canonical, fp, writer, raw)
 
 
 def _fingerprint(raw: Any) -> bytes:
@@ -121,3 +127,48 @@ def by_fingerprint() -> dict[bytes, str]:
 def name_for(fingerprint: bytes) -> str | None:
     """Schema name for 8 fingerprint bytes, or None if none of ours."""
     return by_fingerprint().get(fingerprint)
+
+
+# --- compatibility ---------------------------------------------------------------------
+
+
+def backward_problems(reader: Any, writer: Any) -> list[str]:
+    """Why a reader on schema `reader` cannot read data written with `writer` (both as
+    parsed JSON); empty when it can.
+
+    Apache Avro's port of Java's SchemaCompatibility decides it, the rules every schema
+    registry applies, so the tower never accepts what a registry would refuse.
+    """
+    try:
+        parsed_reader = avro_parse(orjson.dumps(reader).decode())
+        parsed_writer = avro_parse(orjson.dumps(writer).decode())
+    except (AvroException, TypeError, ValueError) as exc:
+        return [f"the schema does not parse: {exc}"]
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(parsed_reader, parsed_writer)
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    kinds = sorted({i.value.replace("_", " ") for i in result.incompatibilities})
+    where = sorted(result.locations - {"/"}) or ["/"]
+    return [f"{', '.join(kinds)} ({'; '.join(sorted(result.messages))}) at {', '.join(where)}"]
+
+
+def revision_problems(directory: Path | None = None) -> list[str]:
+    """Every schema's revisions (`revisions/<name>.<n>.avsc` in order of n, then
+    `<name>.avsc`) checked BACKWARD: each one reads what its predecessor wrote.
+
+    One line per problem, naming both files; empty when all of them hold.
+    """
+    root = directory or schema_dir()
+    out: list[str] = []
+    for name in sorted({p.name.split(".")[0] for p in root.glob("*.avsc")}):
+        chain = sorted(
+            (root / "revisions").glob(f"{name}.*.avsc"), key=lambda p: int(p.name.split(".")[1])
+        )
+        chain.append(root / f"{name}.avsc")
+        for older, newer in itertools.pairwise(chain):
+            problems = backward_problems(
+                orjson.loads(newer.read_bytes()), orjson.loads(older.read_bytes())
+            )
+            out += [f"{newer.name} cannot read {older.name}: {p}" for p in problems]
+    return out

@@ -40,6 +40,7 @@ from pipeline.kafka.reader import (
     scan_topic,
     watermarks,
 )
+from pipeline.kafka.schema_registry import RegistryUnavailable, lookup_for
 from pipeline.ops import audit_render as render
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.replay_policies import policy_resolver
@@ -73,11 +74,14 @@ def audit_records(
 ) -> Iterator[tuple[TopicRecord, dict[str, Any]]]:
     """Decoded audit records passing `keep`, in topic order (decision order per customer)."""
     topic = settings.topics.audit
+    lookup = lookup_for(settings)
     for rec in scan_topic(settings, topic, keep=keep, progress=_progress(topic)):
         if not rec.value:
             continue
         try:
-            yield rec, decode_record("audit_record", rec.value)
+            yield rec, decode_record("audit_record", rec.value, lookup)
+        except RegistryUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
         except ValueError as exc:
             click.echo(f"warning: {_where(rec)} is not an audit record: {exc}", err=True)
 
@@ -185,9 +189,12 @@ def _approved_actions(
     def keep(_k: bytes | None, v: bytes | None) -> bool:
         return v is not None and any(a.encode() in v for a in action_ids)
 
+    lookup = lookup_for(settings)
     for rec in scan_topic(settings, topic, keep=keep, progress=_progress(topic)):
         try:
-            action = decode_record("approved_action", rec.value or b"")
+            action = decode_record("approved_action", rec.value or b"", lookup)
+        except RegistryUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
         except ValueError:
             continue
         if action.get("action_id") in action_ids:

@@ -112,14 +112,19 @@ def worker(
         from pipeline.runtime.faust.app import run_worker
     from pipeline.contracts.policy_signatures import ApproversFileError
     from pipeline.kafka.policy_follower import PolicyRefused
+    from pipeline.kafka.schema_registry import RegistryStartError
 
     try:
         run_worker(settings, loglevel=loglevel)
     except PolicyError as exc:
         raise click.ClickException(f"the policy was refused:\n{exc}") from exc
-    except (PolicyRefused, ApproversFileError) as exc:  # fails closed: say why, in one line
-        raise click.ClickException(str(exc)) from None
-    except (TokenFileError, WebSecurityError) as exc:  # the web server's setup: say what to do
+    except (
+        PolicyRefused,  # fails closed: no verified policy
+        ApproversFileError,
+        TokenFileError,  # the web server's setup
+        WebSecurityError,
+        RegistryStartError,  # the output schemas could not be registered
+    ) as exc:
         raise click.ClickException(str(exc)) from None
 
 

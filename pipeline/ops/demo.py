@@ -35,6 +35,7 @@ from pipeline.core.decision import EMITTING
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import PolicyError, load_policy_file
 from pipeline.kafka import clients
+from pipeline.kafka.schema_registry import lookup_for
 from pipeline.kafka.topics import create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.ops.outcome_world import Effect, OutcomeWorld
@@ -557,7 +558,7 @@ def _read_outputs(settings: Settings, expected: int, timeout: float) -> _Outputs
             if msg.error():
                 continue
             name = roles[msg.topic()]
-            record = decode_record(name, msg.value())
+            record = decode_record(name, msg.value(), lookup_for(settings))
             if name == "approved_action":
                 out.action_ids.append(record["action_id"])
                 continue

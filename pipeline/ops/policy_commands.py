@@ -82,6 +82,7 @@ from pipeline.kafka.reader import (
     scan_topic,
     watermarks,
 )
+from pipeline.kafka.schema_registry import RegistryClient, register_outputs
 from pipeline.kafka.topics import TopicsError, list_topics, wait_for_broker
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.processing.records import policy_change_record, policy_review_record
@@ -594,7 +595,10 @@ def _audit(
     """Write the command's own audit record. On a secured cluster only the workers may write
     the audit: a refusal is said, not raised, since each worker audits the change it puts in
     force (`policy_applied`)."""
-    value = encode_record("audit_record", audit, settings.output_format)
+    schema_id = None
+    if settings.output_format == "registry-avro":  # the worker registered it; the same id
+        schema_id = register_outputs(RegistryClient(settings), settings)["audit_record"]
+    value = encode_record("audit_record", audit, settings.output_format, schema_id)
     try:
         _produce(
             producer,

@@ -15,7 +15,13 @@ from typing import Protocol
 import msgspec
 import orjson
 
-from pipeline.contracts.codec import InvalidEvent, decode_event, encode_record
+from pipeline.contracts.codec import (
+    REGISTRY_MAGIC,
+    InvalidEvent,
+    SchemaLookup,
+    decode_event,
+    encode_record,
+)
 from pipeline.contracts.events import AgentEvent, Source
 from pipeline.core import experience, experiments
 from pipeline.core.arbitration import decide, release
@@ -132,6 +138,11 @@ class BatchProcessor:
         self._approved, self._audit, self._deadletter = t.approved, t.audit, t.deadletter
         self._wakeups = t.wakeups
         self._fmt = settings.output_format
+        #: writer schemas of registry-framed input (pipeline/kafka/schema_registry.py);
+        #: None: such input is refused
+        self.schema_lookup: SchemaLookup | None = None
+        #: schema name -> its registry id, for TOWER_OUTPUT_FORMAT=registry-avro
+        self.registry_ids: dict[str, int] = {}
         #: called with every decision (the web views' live feed); None costs nothing
         self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
         self._tally = Tally()  # counters of the batch in progress, applied at its end
@@ -146,9 +157,11 @@ class BatchProcessor:
         groups: dict[tuple[int, bytes], list[tuple[AgentEvent, InputRecord]]] = {}
         m, tally = self.metrics, self._tally
         for rec in records:
-            fmt = "avro" if rec.value is not None and rec.value[:2] == AVRO_MAGIC else "json"
+            fmt = _input_format(rec.value)
             try:
-                event = decode_event(rec.key, rec.value, self.settings.max_event_bytes)
+                event = decode_event(
+                    rec.key, rec.value, self.settings.max_event_bytes, self.schema_lookup
+                )
             except InvalidEvent as exc:
                 tally.add(m.events_in, "invalid", fmt)
                 tally.add(m.dead_letters, exc.reason)
@@ -260,7 +273,7 @@ class BatchProcessor:
                 OutputRecord(
                     self._approved,
                     key,
-                    encode_record("approved_action", decision.action.to_dict(), self._fmt),
+                    self._encode("approved_action", decision.action.to_dict()),
                     partition,
                 )
             )
@@ -273,11 +286,7 @@ class BatchProcessor:
             }
             out.append(OutputRecord(self._wakeups, key, orjson.dumps(body), partition))
         audit = audit_record(decision, event, source, now_ms, policy.audit)
-        out.append(
-            OutputRecord(
-                self._audit, key, encode_record("audit_record", audit, self._fmt), partition
-            )
-        )
+        out.append(OutputRecord(self._audit, key, self._encode("audit_record", audit), partition))
 
     def release(self, wakeup: InputRecord, store: StateStore) -> BatchResult:
         """Release the hold a wake-up record names (at its deadline, in event time).
@@ -376,6 +385,9 @@ class BatchProcessor:
         self.metrics.experience.record(observations, self._tally)
         return state
 
+    def _encode(self, name: str, record: Mapping[str, object]) -> bytes:
+        return encode_record(name, record, self._fmt, self.registry_ids.get(name))
+
     def _dead_letter(
         self, rec: InputRecord, reason: str, detail: str, now_ms: int, topic: str | None = None
     ) -> OutputRecord:
@@ -385,6 +397,15 @@ class BatchProcessor:
         return OutputRecord(
             self._deadletter,
             rec.key,
-            encode_record("dead_letter", record, self._fmt),
+            self._encode("dead_letter", record),
             rec.partition,
         )
+
+
+def _input_format(value: bytes | None) -> str:
+    """The `format` label of an input record."""
+    if value is not None and value[:2] == AVRO_MAGIC:
+        return "avro"
+    if value and value[0] == REGISTRY_MAGIC:
+        return "registry-avro"
+    return "json"

@@ -55,6 +55,7 @@ from pipeline.core.decision import Decision
 from pipeline.core.state import CustomerState
 from pipeline.kafka.group_owners import GroupOwners
 from pipeline.kafka.reader import ScanError, TailReader, TopicRecord
+from pipeline.kafka.schema_registry import RegistryUnavailable, lookup_for
 from pipeline.processing.batch import BatchProcessor, CorruptState
 from pipeline.processing.batch import unpack_stored as _unpack
 from pipeline.settings import Settings
@@ -196,8 +197,9 @@ def build_app(
         audit = []
         for rec in records:
             try:
-                audit.append(decode_record("audit_record", rec.value or b""))
-            except ValueError:
+                lookup = lookup_for(port.settings)
+                audit.append(decode_record("audit_record", rec.value or b"", lookup))
+            except (ValueError, RegistryUnavailable):
                 continue  # not ours to judge here; `tower audit` reports bad records
         return customer_view(
             customer_id,

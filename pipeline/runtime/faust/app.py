@@ -31,6 +31,7 @@ from pipeline.kafka.audit_tail import AuditLinker
 from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
+from pipeline.kafka.schema_registry import attach as attach_schema_registry
 from pipeline.kafka.topics import STATE_TABLE
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
@@ -321,6 +322,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     processor = BatchProcessor(settings, policy=follower.current, metrics=metrics)
     # no watchdog: the web server runs in this loop, so a blocked loop answers nothing
     progress = InputProgress(metrics, settings.liveness_stall_s)
+    writer_schemas = attach_schema_registry(settings, processor)
 
     @faust_compat.connect(app.on_before_shutdown)
     async def stop_policy_follower(sender: Any, **kwargs: Any) -> None:
@@ -464,6 +466,8 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     async def decide_events() -> None:
         store = FaustStateStore(state, t.events)
         async for batch in batches(t.events):
+            if writer_schemas is not None:  # waits while the registry is unreachable
+                await writer_schemas.wait_for_async(msg.value for msg in batch)
             async with state_lock:
                 admitted = await guard.admit(batch)
                 if admitted:

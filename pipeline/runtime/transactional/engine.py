@@ -52,6 +52,7 @@ from pipeline.kafka import clients
 from pipeline.kafka.audit_tail import AuditLinker, TailReader, chain_tails
 from pipeline.kafka.changelog_restore import restore_consumer, restore_partitions
 from pipeline.kafka.reader import ScanError
+from pipeline.kafka.schema_registry import WriterSchemas
 from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
 from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.wakeup_schedule import WakeupSchedule
@@ -161,9 +162,11 @@ class TransactionalEngine:
         restore_consumer_factory: Callable[[Settings], Consumer] = restore_consumer,
         progress: InputProgress | None = None,
         audit_tails: TailReader = chain_tails,
+        writer_schemas: WriterSchemas | None = None,
     ) -> None:
         self.settings = settings
         self.processor = processor
+        self.writer_schemas = writer_schemas
         #: lag gauges and liveness; the loop reports each turn (the web server's thread
         #: watches it: a loop stuck in a call stops reporting)
         self.progress = progress or InputProgress(
@@ -397,6 +400,12 @@ class TransactionalEngine:
     def _decide(self, plan: BatchPlan) -> None:
         """Decide a polled batch into the pending transaction, on top of its earlier records
         and of the transaction in flight."""
+        schemas = self.writer_schemas
+        values = [r.value for r in plan.events]
+        # waits while the registry is unreachable; stopping meanwhile: decided again from the
+        # committed offsets at the restart
+        if schemas is not None and not schemas.wait_for(values, lambda: self._stopping):
+            return
         pending = self._pending
         if pending is None:
             inflight = self._inflight

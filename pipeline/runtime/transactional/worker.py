@@ -7,6 +7,7 @@ import signal
 from types import FrameType
 
 from pipeline.kafka.policy_follower import start_policy_follower
+from pipeline.kafka.schema_registry import attach as attach_schema_registry
 from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.metrics import TowerMetrics
@@ -26,8 +27,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     follower = start_policy_follower(settings, metrics)
     processor = BatchProcessor(settings, follower.current, metrics)
     progress = InputProgress(metrics, settings.liveness_stall_s, watchdog=True)
+    writer_schemas = attach_schema_registry(settings, processor)
     #: the engine running now; a fenced consumer's engine is replaced by a new one
-    engine = TransactionalEngine(settings, processor, progress=progress)
+    engine = TransactionalEngine(
+        settings, processor, progress=progress, writer_schemas=writer_schemas
+    )
     restarts = 0
 
     async def load(partition: int, key: bytes) -> bytes | None:
@@ -69,7 +73,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
                     return
                 restarts += 1
                 log.error("%s: starting again with new clients", exc)
-                engine = TransactionalEngine(settings, processor, progress=progress)
+                engine = TransactionalEngine(
+                    settings, processor, progress=progress, writer_schemas=writer_schemas
+                )
     finally:
         follower.stop()
         stop_web()

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from fastavro import schemaless_writer
+from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import fingerprint as fastavro_fingerprint
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,11 +18,14 @@ from pipeline.contracts.codec import (
     MAGIC,
     REASONS,
     InvalidEvent,
+    RegistrySchema,
     canonical_event_json,
     decode_event,
     decode_record,
     encode_event,
     encode_record,
+    registry_header,
+    registry_schema,
 )
 from pipeline.contracts.events import (
     ACTIONS,
@@ -203,8 +206,145 @@ def test_rejection_reason(key: bytes | None, value: bytes | None, reason: str) -
     assert info.value.detail  # humans must be told what was wrong
 
 
+# --- schema registry framing (byte 0, 4-byte big-endian id, Avro body) ----------------
+
+_RAW_AGENT = orjson.loads((schemas.schema_dir() / "agent_event.avsc").read_bytes())
+
+
+def _variant(drop: str = "", add: dict[str, Any] | None = None, retype: str = "") -> str:
+    fields = [dict(f) for f in _RAW_AGENT["fields"] if f["name"] != drop]
+    for f in fields:
+        if f["name"] == retype:
+            f["type"] = "string"
+    if add:
+        fields.append(add)
+    return orjson.dumps({**_RAW_AGENT, "fields": fields}).decode()
+
+
+#: what a registry would hold: id -> schema text
+REGISTRY = {
+    1: orjson.dumps(_RAW_AGENT).decode(),
+    2: _variant(drop="trigger"),  # an older producer: a field with a default is missing
+    3: _variant(add={"name": "locale", "type": "string", "default": "en"}),  # a newer one
+    4: _variant(retype="occurred_at"),  # a long is now a string: no reader can resolve it
+}
+
+
+def lookup(name: str, schema_id: int) -> RegistrySchema | None:
+    text = REGISTRY.get(schema_id)
+    return None if text is None else registry_schema(name, schema_id, text)
+
+
+def framed(schema_id: int, record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    writer = parse_schema(orjson.loads(REGISTRY[schema_id]))
+    schemaless_writer(buf, writer, record)
+    return registry_header(schema_id) + buf.getvalue()
+
+
+@pytest.mark.parametrize("event", [PROPOSAL, SIGNAL], ids=["proposal", "signal"])
+@pytest.mark.parametrize("schema_id", [1, 2, 3], ids=["same", "older", "newer"])
+def test_registry_framed_input_decodes_by_schema_resolution(
+    event: AgentEvent, schema_id: int
+) -> None:
+    record = {**event_to_dict(event), "locale": "de"}
+    value = framed(schema_id, record)
+    decoded = decode_event(event.customer_id.encode(), value, lookup=lookup)
+    expected = dataclasses.replace(event, trigger=None) if schema_id == 2 else event
+    assert decoded == expected
+
+
+def test_confluent_serializer_framing_is_read() -> None:
+    """confluent-kafka's AvroSerializer writes Java's KafkaAvroSerializer framing."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from tests.registry_standin import StandInRegistry
+
+    server = StandInRegistry().start()
+    try:
+        client = SchemaRegistryClient({"url": server.url})
+        serializer = AvroSerializer(client, REGISTRY[3])
+        ctx = SerializationContext("agent-events", MessageField.VALUE)
+        value = serializer({**event_to_dict(PROPOSAL), "locale": "fr"}, ctx)
+        assert value is not None
+        assert value[:1] == b"\x00"
+        schema_id = int.from_bytes(value[1:5], "big")
+        text, _ = server.state.by_id[schema_id]
+
+        def served(name: str, i: int) -> RegistrySchema | None:
+            return registry_schema(name, i, text) if i == schema_id else None
+
+        assert decode_event(b"cust-42", value, lookup=served) == PROPOSAL
+    finally:
+        server.stop()
+
+
+REGISTRY_REJECTIONS = [
+    ("unknown schema id", framed(1, event_to_dict(PROPOSAL))[:1] + (99).to_bytes(4, "big")
+        + framed(1, event_to_dict(PROPOSAL))[5:], "unknown_schema_id"),
+    ("incompatible schema", framed(4, {**event_to_dict(PROPOSAL), "occurred_at": "x"}),
+        "incompatible_schema"),
+    ("shorter than the header", b"\x00\x00\x01", "bad_avro"),
+    ("truncated body", framed(1, event_to_dict(PROPOSAL))[:-3], "bad_avro"),
+    ("trailing bytes", framed(1, event_to_dict(PROPOSAL)) + b"\x00", "bad_avro"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [r[1:] for r in REGISTRY_REJECTIONS],
+    ids=[r[0] for r in REGISTRY_REJECTIONS],
+)
+def test_registry_rejection_reason(value: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(b"cust-42", value, lookup=lookup)
+    assert info.value.reason == reason
+    assert info.value.detail
+
+
+def test_incompatible_schema_says_why() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(b"cust-42", REGISTRY_REJECTIONS[1][1], lookup=lookup)
+    assert "schema id 4" in info.value.detail
+    assert "occurred_at" in info.value.detail or "/fields/2" in info.value.detail
+
+
+def test_non_avro_registry_schema_is_incompatible() -> None:
+    found = registry_schema("agent_event", 7, 'syntax = "proto3";', "PROTOBUF")
+    assert found.problem is not None and "PROTOBUF" in found.problem
+
+
+def test_registry_framing_without_a_registry_says_which_setting() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(b"cust-42", framed(1, event_to_dict(PROPOSAL)))
+    assert info.value.reason == "unknown_format"
+    assert "TOWER_SCHEMA_REGISTRY_URL" in info.value.detail
+
+
+@pytest.mark.parametrize("name", ["approved_action", "audit_record", "dead_letter"])
+def test_registry_avro_output_round_trips(name: str) -> None:
+    record = decode_record(name, encode_record(name, dict(OUTPUTS)[name]))
+    value = encode_record(name, record, "registry-avro", schema_id=1234)
+    assert value[:5] == registry_header(1234) == b"\x00\x00\x00\x04\xd2"
+    assert value[5:] == encode_record(name, record)[10:]  # only the header differs
+
+    def ours(n: str, i: int) -> RegistrySchema | None:
+        return registry_schema(n, i, orjson.dumps(schemas.get(n).raw).decode())
+
+    assert decode_record(name, value, ours) == record
+    with pytest.raises(ValueError, match="TOWER_SCHEMA_REGISTRY_URL"):
+        decode_record(name, value)
+
+
+def test_registry_avro_output_needs_an_id() -> None:
+    with pytest.raises(ValueError, match="schema id"):
+        encode_record("audit_record", AUDIT, "registry-avro")
+
+
 def test_every_reason_code_is_exercised() -> None:
-    assert {r[3] for r in REJECTIONS} == REASONS
+    assert {r[3] for r in REJECTIONS} | {r[2] for r in REGISTRY_REJECTIONS} == REASONS
 
 
 def test_details_say_what_would_be_valid() -> None:
