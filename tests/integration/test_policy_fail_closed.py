@@ -93,6 +93,14 @@ def test_a_vanished_active_record_keeps_the_last_verified_policy(
 
     # a restarted worker starts on it again, not on the built-in default
     worker.stop()
+    if how == "delete the topic":
+        # a worker never starts without its topics (it would not create them): it says
+        # which, and starts on the kept policy once `tower topics create` made it again
+        worker.start()
+        assert worker.proc is not None and worker.proc.wait(60) == 6
+        out = (worker.log_dir / f"worker-{worker.starts}.log").read_text()
+        assert f"topic '{s.topics.policies}' does not exist" in out
+        create_topics(s).raise_for_problems()
     worker.start()
     wait_until(lambda: healthz(worker.web_port) is not None, "worker up again")
     assert healthz(worker.web_port) == v2

@@ -72,12 +72,15 @@ def test_probes_lag_gauges_and_json_logs_of_a_stuck_and_a_resumed_worker(
     s = tower_settings
     tokens = tmp_path / "tokens"
     tokens.write_text(token_line(TOKEN, "viewer", "sre"))
+    peer_key = tmp_path / "peer-key"
+    peer_key.write_text("k" * 64 + "\n")
     stall = tmp_path / "stall"
     worker.module = "tests.faults.stalled_worker"
     worker.loglevel = "info"
     worker.extra_env.update(
         TOWER_RUNTIME=runtime,
         TOWER_WEB_TOKENS_FILE=str(tokens),
+        TOWER_WEB_PEER_KEY_FILE=str(peer_key),
         TOWER_LIVENESS_STALL_S="3",
         TOWER_LOG_FORMAT="json",
         TOWER_FAULT_STALL_FILE=str(stall),
