@@ -122,11 +122,19 @@ def test_published_policy_takes_over_a_running_worker(tower_settings, worker):
     versions = Counter(a["policy_version"] for a in audits)
     assert versions == {v1.policy_version: len(part1), v2.policy_version: len(part2)}
 
-    changes = [a.value for a in seen["audit"] if a.value["kind"] == "policy"]
-    assert [(c["outcome"], c["policy_version"], c["agent"]) for c in changes] == [
-        ("policy_changed", v1.policy_version, "alice"),
-        ("policy_changed", v2.policy_version, "bob"),
+    policy = [a.value for a in seen["audit"] if a.value["kind"] == "policy"]
+    changes = [c for c in policy if c["outcome"] == "policy_changed"]
+    assert [(c["policy_version"], c["agent"]) for c in changes] == [
+        (v1.policy_version, "alice"),
+        (v2.policy_version, "bob"),
     ]
+    # the worker audits what it put in force itself, with who published it
+    applied = [c for c in policy if c["outcome"] == "policy_applied"]
+    assert [(c["policy_version"], c["trace"][0]["reason"]) for c in applied] == [
+        (v1.policy_version, "alice"),
+        (v2.policy_version, "bob"),
+    ]
+    assert {c["agent"] for c in applied} == {f"{s.app_id}@http://127.0.0.1:{worker.web_port}"}
     last = changes[-1]
     assert last["reason"].startswith(f"policy {v1.policy_version} -> {v2.policy_version}: ")
     assert "caps.per-channel-daily.limit: 3 -> 1" in last["reason"]
