@@ -92,6 +92,11 @@ def read_error(settings: Settings, topic: str, group: str | None = None) -> Kafk
     partitions without a group), None if it reads without one."""
     if group is None:
         consumer = clients.reader(settings, "refusal-check")
+        # an assigned reader is not told on poll(): the topic's metadata says why
+        refused = consumer.list_topics(topic, timeout=5).topics[topic].error
+        if refused is not None:
+            consumer.close()
+            return refused
         consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
     else:
         consumer = clients.group_consumer(
