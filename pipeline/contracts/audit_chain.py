@@ -16,7 +16,8 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-#: the header that carries the previous chain hash, as 64 hex digits
+#: the header that carries the previous chain hash, its 32 bytes as they are (a header's
+#: bytes are on the broker for every audit record: hex would double them)
 PREV_HEADER = "tower-prev"
 GENESIS = bytes(32)
 _KEY_LEN = struct.Struct(">q")
@@ -39,7 +40,7 @@ def record_hash(prev: bytes, key: bytes | None, value: bytes | None) -> bytes:
 
 
 class MalformedLink(ValueError):
-    """A chain header that is not 64 hex digits."""
+    """A chain header that is not a 32-byte hash."""
 
 
 def prev_of(headers: Headers) -> bytes | None:
@@ -47,11 +48,7 @@ def prev_of(headers: Headers) -> bytes | None:
     pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
     for name, raw in pairs:
         if name == PREV_HEADER:
-            text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw or ""
-            try:
-                prev = bytes.fromhex(text)
-            except ValueError:
-                raise MalformedLink(f"{PREV_HEADER} is not hex: {raw!r}") from None
+            prev = raw.encode() if isinstance(raw, str) else raw or b""
             if len(prev) != len(GENESIS):
                 raise MalformedLink(f"{PREV_HEADER} is not a sha256: {raw!r}")
             return prev
@@ -87,7 +84,7 @@ class AuditChain:
     def link(self, partition: int, key: bytes | None, value: bytes) -> list[tuple[str, bytes]]:
         prev = self._tail[partition]
         self._tail[partition] = record_hash(prev, key, value)
-        return [(PREV_HEADER, prev.hex().encode())]
+        return [(PREV_HEADER, prev)]
 
 
 # --- verification ---------------------------------------------------------------------------

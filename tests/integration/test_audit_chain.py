@@ -89,7 +89,7 @@ def test_an_unbroken_run_verifies_and_a_forged_record_is_found_at_its_offset(
     assert code == 2, out
     assert f"outside the chain (not written by a worker): offsets {outside}" in out, out
 
-    wrong = forge(tower_settings, 1, [(PREV_HEADER, b"ab" * 32)])
+    wrong = forge(tower_settings, 1, [(PREV_HEADER, b"\xab" * 32)])
     code, out = verify(tower_settings)
     assert code == 1, out
     assert f"partition 1: BROKEN at offset {wrong}: its chain header does not name" in out, out

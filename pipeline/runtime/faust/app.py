@@ -589,8 +589,9 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     serving: list[Any] = []
 
     async def serve_pages() -> None:
-        """From the first assignment on: Faust starts its tasks only once the first
-        recovery is over, and /readyz should say 503 while it runs, not refuse."""
+        """Before the app starts (TowerFaustWorker.on_first_start), else at the first
+        assignment: Faust starts its tasks only once the first recovery is over, and
+        /readyz should say 503 while the worker joins and restores, not refuse."""
         if serving:
             return
         serving.append(None)
@@ -603,6 +604,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
             await runner.cleanup()
 
     app.task(serve_pages)  # a worker with no partitions serves too
+    app.tower_serve_pages = serve_pages  # type: ignore[attr-defined]
 
     return app
 
@@ -639,7 +641,7 @@ def use_event_loop(name: str) -> None:
 
 class TowerFaustWorker(faust.Worker):
     """Faust's worker with the tower's log format (`TOWER_LOG_FORMAT`) on the handlers it
-    sets up."""
+    sets up, serving the web pages from its first start."""
 
     settings: Settings | None = None
 
@@ -647,6 +649,14 @@ class TowerFaustWorker(faust.Worker):
         super().on_setup_root_logger(logger, level)
         if self.settings is not None:
             log_format.use_format(logger, self.settings)
+
+    async def on_first_start(self) -> None:
+        """The pages and probes answer before the app joins its group (`/readyz` says 503
+        until the partitions are assigned and restored)."""
+        await super().on_first_start()
+        serve = getattr(self.app, "tower_serve_pages", None)
+        if serve is not None:
+            await serve()
 
 
 def faust_worker(app: faust.App, loglevel: str, settings: Settings | None = None) -> faust.Worker:

@@ -34,8 +34,8 @@ def test_tails_are_read_once_and_only_audit_records_are_linked() -> None:
     assert reads == [{2}] and linker.missing(outputs) == set()
     first, other, second = (linker.headers(o) for o in outputs)
     assert other is None
-    assert first == [(PREV_HEADER, TAIL.hex().encode())]
-    assert second == [(PREV_HEADER, record_hash(TAIL, b"c1", b"a").hex().encode())]
+    assert first == [(PREV_HEADER, TAIL)]
+    assert second == [(PREV_HEADER, record_hash(TAIL, b"c1", b"a"))]
     linker.forget([2])
     linker.seed(outputs)
     assert reads == [{2}, {2}]
