@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ops.report_html import render_html
-from tests.integration.test_web_views import DOCS, browser, needs_browser  # noqa: F401
+from tests.integration.test_web_views import SHOTS, browser, needs_browser  # noqa: F401
 from tests.unit.core.test_impact import closed_loop
 
 pytestmark = pytest.mark.integration
@@ -44,5 +44,7 @@ def test_the_report_page_shows_a_chart_per_experiment_and_renders_names_inert(
     assert "hurts" in sections.nth(1).inner_text()
     assert page.locator("img").count() == 0 and page.locator("body script").count() == 0
     assert dialogs == []
-    page.locator("section[data-experiment]").nth(0).screenshot(path=str(DOCS / "impact-report.png"))
+    first = page.locator("section[data-experiment]").nth(0)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    first.screenshot(path=str(SHOTS / "impact-report.png"))
     page.close()

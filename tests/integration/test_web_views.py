@@ -31,7 +31,8 @@ from tests.kafka_io import produce
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+#: the browser tests' screenshots: a build folder (copy one to docs/ to refresh its picture)
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 M = 60_000
 BROWSER_ARGS = [
     "--no-sandbox",
@@ -192,9 +193,9 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
         )
     for rule, n in Counter(d.rule or "-" for d in decisions).items():
         expect(page.locator(f'.count[data-rule="{rule}"]')).to_have_attribute("data-count", str(n))
-    DOCS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     if runtime == "faust":  # one set of screenshots for the docs
-        page.screenshot(path=str(DOCS / "live-view.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "live-view.png"), full_page=True)
 
     # a person clicks a customer in the feed
     page.locator("tr.decision a", has_text="ana-1").first.click()
@@ -216,7 +217,7 @@ def test_live_page_and_customer_page_show_the_journey(tower_settings, worker, br
                                  "purpose=marketing granted=true"]  # fmt: skip
     assert "marketing message" in timeline[-2][4]
     if runtime == "faust":
-        page.screenshot(path=str(DOCS / "customer-view.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "customer-view.png"), full_page=True)
 
     # the same data as JSON; an unknown customer is a 404
     status, data = get_json(f"{base}/api/customers/ben-2")
