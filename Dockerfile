@@ -22,7 +22,7 @@ RUN pip install . \
 
 # State (RocksDB) goes to /data, a volume per container; it is rebuilt from the changelog topic
 # if the volume is lost.
-# Bound to 0.0.0.0, the worker needs TOWER_WEB_TOKENS_FILE (e.g. in /secrets): README, Security.
+# Bound to 0.0.0.0, the worker needs TOWER_WEB_TOKENS_FILE (e.g. in /secrets): docs/security.md.
 # Every replica is its own: its group member (and transactional) id comes from the container's
 # host name (TOWER_INSTANCE_ID overrides it), and so does the URL other workers forward to.
 ENV TOWER_DATA_DIR=/data \

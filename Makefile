@@ -95,7 +95,7 @@ format: install
 
 BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2,native-subset,quix-eos,quix-alo \
   --latency --latency-of tower,native
-bench: bench-deps bench-quix-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both Tower engines, two workers, Quix Streams (docs/benchmarks.md)
+bench: bench-deps bench-quix-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both runtimes, two workers, Quix Streams (docs/performance.md)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:  ## remove the venv and local state (not the Kafka jar cache)

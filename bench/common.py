@@ -507,7 +507,7 @@ def _short(frame: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on, for docs/benchmarks.md."""
+    """What the figures were measured on, for docs/performance.md."""
     import confluent_kafka
     import faust
 

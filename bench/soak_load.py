@@ -69,7 +69,7 @@ from pipeline.settings import RUNTIMES, Settings
 
 #: `bench.throughput` contender that measures each runtime's capacity
 CAPACITY_CONTENDER = {"faust": "tower", "transactional": "native"}
-#: the criteria's fixed parts (README, Sustained load)
+#: the criteria's fixed parts (docs/operations.md, Sustained load)
 WARMUP_S = 120
 WINDOW_S = 10
 MAX_P99_GROWTH = 1.5

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-#: the runtimes, named by what they guarantee (README, Choosing a runtime)
+#: the runtimes, named by what they guarantee (docs/runtimes.md, Choosing a runtime)
 RUNTIMES = ("faust", "transactional")
 #: event loops of the Faust runtime
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -44,7 +44,7 @@ class TopicNames:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob the worker and the CLI share; see the configuration table in README.md."""
+    """Every knob the worker and the CLI share; see docs/configuration.md."""
 
     bootstrap: str = "127.0.0.1:9092"
     app_id: str = "journey-tower"
@@ -75,15 +75,15 @@ class Settings:
     policy_file: Path | None = None
     #: how long a starting worker waits to read the published policy before deciding
     policy_wait_s: float = 5.0
-    #: four-eyes policy changes whatever the policies say (README, Four-eyes policy changes)
+    #: four-eyes policy changes whatever the policies say (docs/security.md)
     policy_require_approval: bool = False
     #: the approvers' Ed25519 public keys, `name base64-key` a line: four-eyes signatures
-    #: verify against these (README, Four-eyes policy changes)
+    #: verify against these (docs/security.md, Four-eyes policy changes)
     policy_approvers_file: Path | None = None
     #: the operator's private key for `tower policy propose / approve` (`tower policy keygen`)
     policy_key_file: Path | None = None
-    #: the Faust runtime is at-least-once, with input offsets of its own (README, Delivery
-    #: guarantee); exactly-once is the native runtime's. Kept to refuse an old setting.
+    #: the Faust runtime is at-least-once, with input offsets of its own (docs/runtimes.md,
+    #: Delivery); exactly-once is the transactional runtime's. Kept to refuse an old setting.
     processing_guarantee: str = "at_least_once"
     #: "faust" (at-least-once) or "transactional" (exactly-once, confluent-kafka)
     runtime: str = "faust"
@@ -91,9 +91,9 @@ class Settings:
     #: in the loop and aiokafka) or "asyncio" (the standard library's)
     event_loop: str = "uvloop"
     #: the codec of every record the worker writes (actions, audit, changelog, wake-ups);
-    #: zstd shrinks the state's digests, which lz4 barely does (docs/benchmarks.md, §20-21)
+    #: zstd shrinks the state's replay digests, which lz4 barely does, at no visible CPU cost
     compression: str = "zstd"
-    # --- Kafka security (README, Security: Kafka), the same for every client ---
+    # --- Kafka security (docs/security.md, Kafka: TLS and SASL), the same for every client ---
     #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
     security_protocol: str = "PLAINTEXT"
     #: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (SASL_* protocols)
@@ -108,7 +108,7 @@ class Settings:
     #: client certificate and key, for brokers that require mTLS
     ssl_cert_file: Path | None = None
     ssl_key_file: Path | None = None
-    # --- web server security (README, Security: Web authentication) ---
+    # --- web server security (docs/security.md, Web authentication) ---
     #: bearer tokens as hashes (`tower web token add`); None: authentication off, and the
     #: web server binds only 127.0.0.1
     web_tokens_file: Path | None = None

@@ -1,11 +1,10 @@
 """Avro binary encoding of the tower's output records, compiled once per schema to a plain
 Python function.
 
-Why: encoding the audit record with fastavro's writer was the worker's busiest function
-(~18 % of its CPU): fastavro resolves every `["null", T]` union by trying each branch,
-and an audit record has six of them plus a trace of records. The compiled writer knows
-each field's type up front and runs about twice as fast (7.6 vs 14.8 µs per audit
-record). It covers the types the output schemas use (record, string, bytes, int, long,
+Why: encoding is on every decision's path, and fastavro's writer resolves every
+`["null", T]` union by trying each branch; an audit record has six of them plus a trace of
+records. The compiled writer knows each field's type up front, so it skips that search. It
+covers the types the output schemas use (record, string, bytes, int, long,
 double, boolean, array, map and `["null", T]` unions); `tests/unit/test_avro_writer.py`
 checks it byte for byte against fastavro on generated records.
 """

@@ -27,8 +27,9 @@ Definitions (each rule has a table-driven test in tests/unit/test_experience.py)
 - assisted purchase: within `conversion_window_ms` after an approved AI action.
 - churn risk: sentiment < -0.5 or csat <= 2 within `churn_window_ms` after an AI action.
 - governance: conflicts prevented (suppressed or merged, by rule), contradictions blocked
-  (consistency_ledger), escalations. Disclosure / PII-redaction counts are not here: the
-  engine has no such transforms yet.
+  (consistency_ledger), escalations.
+- transforms applied: disclosures, PII redactions and the other content transforms, counted
+  by transform from the decision's trace.
 
 Windows are half-open: `start <= t < start + window`. Replays (duplicate decisions) observe
 nothing, so a replayed event is never counted twice.

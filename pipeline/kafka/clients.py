@@ -24,7 +24,7 @@ QUIET.propagate = False
 
 def connection(settings: Settings) -> dict[str, Any]:
     """The librdkafka settings every client of `settings`' cluster needs: the brokers,
-    the security settings (README, Security), and no topic auto-creation."""
+    the security settings (docs/security.md), and no topic auto-creation."""
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
         # a missing topic is an error, not a one-partition topic the broker makes up

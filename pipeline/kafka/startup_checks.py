@@ -46,7 +46,7 @@ class StartupFailure(IntEnum):
     WEB_PORT = 9
 
 
-#: exit code -> what it means, for `tower worker --help` and the README
+#: exit code -> what it means, for `tower worker --help` and docs/operations.md
 EXIT_CODES: dict[StartupFailure, str] = {
     StartupFailure.SETTINGS: "the settings contradict each other or are out of range",
     StartupFailure.BOOTSTRAP_UNRESOLVED: "no host of TOWER_BOOTSTRAP resolves",

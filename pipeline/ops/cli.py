@@ -1,6 +1,6 @@
 """`tower`: the command line of Journey Tower.
 
-Every command reads its defaults from `TOWER_*` environment variables (see README.md);
+Every command reads its defaults from `TOWER_*` environment variables (docs/configuration.md);
 flags override them. Errors print one line saying what to do and exit non-zero.
 """
 

@@ -27,7 +27,7 @@ from pipeline.settings import Settings, TopicNames
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
-#: role -> what it is for (README, Security: roles and their ACLs)
+#: role -> what it is for (docs/security.md, Roles on a secured cluster)
 ROLES = {
     "tower": "the workers: read inputs, write outputs, state changelogs, groups, transactions",
     "agent": "write agent-events only",

@@ -1,7 +1,7 @@
 """The journey owners' pages in a real browser, served by a real worker on the real broker.
 
 A scripted journey for two customers is streamed in; what the pages show is checked against
-what the pure core decides for the same events. Screenshots land in docs/.
+what the pure core decides for the same events. Screenshots land in var/screenshots/.
 """
 
 from __future__ import annotations

@@ -627,7 +627,7 @@ def input_record(msg: Any) -> InputRecord:
 def use_event_loop(name: str) -> None:
     """Install the event loop policy before Faust creates a loop (its consumer thread's
     loop included): much of the worker's time is the loop and aiokafka, which uvloop runs
-    on less CPU (docs/benchmarks.md, section 17). Without uvloop installed the worker says
+    on less CPU than asyncio's. Without uvloop installed the worker says
     so and uses asyncio's."""
     if name != "uvloop":
         return
@@ -662,7 +662,7 @@ class TowerFaustWorker(faust.Worker):
 def faust_worker(app: faust.App, loglevel: str, settings: Settings | None = None) -> faust.Worker:
     """Faust's worker without its terminal spinner. At WARNING and above the spinner sets
     the root logger to DEBUG and spins on every record, so each debug call of aiokafka,
-    mode and Faust builds a record (docs/benchmarks.md, section 21). A service log needs no
+    mode and Faust builds a record, on the worker's hot path. A service log needs no
     spinner."""
     worker = TowerFaustWorker(app, loglevel=loglevel, quiet=True)
     worker.settings = settings
