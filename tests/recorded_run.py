@@ -6,7 +6,7 @@ Run it in a worktree of the older commit, so the run is recorded by that commit'
     git worktree add /tmp/old <commit>
     cd /tmp/old && PYTHONPATH=. python /path/to/tests/recorded_run.py --out FILE --commit <commit>
 
-It uses only what has not changed since issue 15's commit (6738b7c): the showcase
+It uses only what has not changed since the recorded commit (6738b7c): the showcase
 simulator and policy, `BatchProcessor`, `DictStateStore`, `InputRecord`. The run has two
 phases: the first from empty states, the second from the states the first stored. The file
 holds both phases' output records, the stored states between them and the wake-ups not yet
