@@ -81,6 +81,8 @@ DEFAULT_WAIT_S = 2.0
 MAX_WAIT_S = 30.0
 #: a forwarded request's limit: the longest wait and time to pass the answer back
 FORWARD_TIMEOUT_S = MAX_WAIT_S + 15
+#: where a 202 says to ask for the decision (passed back from a forwarded request)
+PENDING_LOCATION = "/api/v1/decisions/"
 #: the largest answer passed back from a forwarded request
 MAX_FORWARDED_BYTES = 8 * 1024 * 1024
 HTML = "text/html"
@@ -434,10 +436,12 @@ def build_app(
                 return _decided(found, settings)
             if found is False:
                 key = event.customer_id.encode()
+                index.submitted(partition, event.event_id)
                 delivery = writer().send(key, encode_event(event, "json"), partition)
                 try:
                     await asyncio.wait_for(asyncio.wrap_future(delivery), max(wait, 10.0))
                 except (RuntimeError, TimeoutError) as exc:
+                    index.forget(partition, event.event_id)
                     log.warning("a proposal was not written to %s: %s", settings.topics.events, exc)
                     return _unavailable(
                         "the event could not be written to the events topic; retry with "
@@ -474,7 +478,7 @@ def build_app(
             if isinstance(found, Decision):
                 if found.customer_id == customer_id:
                     return _decided(found, settings)
-            elif found is None:
+            elif found is not False:
                 return _pending_of(event_id, customer_id, settings)
             return web.json_response(
                 error_body(
@@ -702,6 +706,9 @@ class Forwarder:
         headers = {"Content-Type": f"{r.content_type}; charset=utf-8"}
         if r.headers.get("Retry-After", "").isdigit():
             headers["Retry-After"] = r.headers["Retry-After"]
+        location = r.headers.get("Location", "")
+        if r.status == 202 and location.startswith(PENDING_LOCATION):
+            headers["Location"] = location  # a path on any worker: the decision's address
         return web.Response(body=bytes(data), status=r.status, headers=headers)
 
     async def close(self, app: web.Application) -> None:

@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.core.decision import APPROVED, DUPLICATE, HELD, SUPPRESSED, Decision
-from pipeline.processing.decision_index import DecisionIndex, decision_body, iso_millis
+from pipeline.processing.decision_index import (
+    HELD_BACK,
+    SUBMITTED,
+    DecisionIndex,
+    decision_body,
+    iso_millis,
+)
 from tests.factories import proposal
 
 
@@ -23,8 +29,8 @@ def test_the_first_final_decision_stays_and_a_held_event_is_pending_until_releas
     for event_id, outcome, expected in [
         ("e1", APPROVED, APPROVED),
         ("e1", DUPLICATE, APPROVED),  # a retry does not replace the decision
-        ("e2", HELD, None),
-        ("e2", DUPLICATE, None),  # a retry while held: still pending
+        ("e2", HELD, HELD_BACK),
+        ("e2", DUPLICATE, HELD_BACK),  # a retry while held: still pending
         ("e2", SUPPRESSED, SUPPRESSED),  # the release
         ("e3", DUPLICATE, DUPLICATE),  # the first this index saw of e3
     ]:
@@ -33,7 +39,7 @@ def test_the_first_final_decision_stays_and_a_held_event_is_pending_until_releas
         decision, event = decided(event_id, outcome)
         index(0, decision, event)  # type: ignore[arg-type]
         found = index.find(0, event_id)
-        assert (found if found is None else found.outcome) == expected  # type: ignore[union-attr]
+        assert (found.outcome if isinstance(found, Decision) else found) == expected
     assert index.find(0, "never") is False and index.find(1, "e1") is False
     assert heard == ["e1:approved", "e2:suppressed", "e3:duplicate"]
 
@@ -51,6 +57,18 @@ def test_each_partition_keeps_its_newest_events_only(ids: list[int], size: int) 
             if len(kept) > size:
                 del kept[next(iter(kept))]
     assert {i for i in range(51) if index.find(0, f"e{i}") is not False} == set(kept)
+
+
+def test_a_submitted_event_is_pending_until_any_decision_even_a_duplicate() -> None:
+    index = DecisionIndex()
+    index.submitted(0, "e1")
+    index.submitted(0, "e2")
+    assert index.find(0, "e1") == SUBMITTED
+    decision, event = decided("e1", DUPLICATE)  # its first decision was forgotten
+    index(0, decision, event)  # type: ignore[arg-type]
+    assert index.find(0, "e1") == decision
+    index.forget(0, "e2")  # not written after all
+    assert index.find(0, "e2") is False
 
 
 def test_a_cancelled_waiter_hears_nothing() -> None:
