@@ -271,9 +271,14 @@ class Asked:
 
 
 async def _agents(
-    s: aiohttp.ClientSession, bodies: list[bytes], agents: int, seconds: float
+    s: aiohttp.ClientSession,
+    bodies: list[bytes],
+    agents: int,
+    seconds: float,
+    done: asyncio.Event | None = None,
 ) -> Asked:
-    """`agents` closed loops, each asking with the next body until `seconds` are over."""
+    """`agents` closed loops, each asking with the next body until `seconds` are over (or
+    `done` is set)."""
     asked, loop = Asked(), asyncio.get_running_loop()
     start = loop.time()
     stop = start + seconds
@@ -282,7 +287,7 @@ async def _agents(
 
     async def agent() -> None:
         for body in next_body:
-            if loop.time() >= stop:
+            if loop.time() >= stop or (done is not None and done.is_set()):
                 return
             sent = loop.time()
             try:
@@ -345,20 +350,25 @@ def _run_decide(runtime: str, opts: dict[str, Any], bootstrap: str, work: Path, 
                 click.echo(f"{runtime}: {agents} agents ask and decide for {seconds:.0f} s")
                 alone = await _agents(s, bodies[200:half], agents, seconds)
                 await _settle(s, partitions)
-                # the Kafka path while agents ask: a backlog produced at once, decided
-                # meanwhile; its rate from the audit records' own timestamps
-                before = await _decisions(s)
-                produced = asyncio.create_task(
-                    asyncio.to_thread(
-                        common.produce_all, bootstrap, topic, [(r.key, r.value) for r in second]
-                    )
-                )
-                loaded = await _agents(s, bodies[half:], agents, seconds)
-                await produced
-                await _settle(s, partitions)
-                decided = await _decisions(s) - before
-                http = sum(1 for status, _ in loaded.answers if status in (200, 202))
-                kafka_loaded = min(len(second), decided - http) / loaded.seconds
+                # the Kafka path while agents ask: a backlog produced at once and decided
+                # while the agents keep asking; its rate: records / time until no lag
+                drained = asyncio.Event()
+                started = time.monotonic()
+                records = [(r.key, r.value) for r in second]
+                producing = asyncio.to_thread(common.produce_all, bootstrap, topic, records)
+
+                async def drain() -> float:
+                    await producing
+                    while True:
+                        with contextlib.suppress(*SKIP):
+                            if (await _health(s))[1] == 0:
+                                drained.set()
+                                return time.monotonic() - started
+                        await asyncio.sleep(0.2)
+
+                span = asyncio.create_task(drain())
+                loaded = await _agents(s, bodies[half:], agents, 600, drained)
+                kafka_loaded = len(second) / await span
                 return alone, loaded, kafka_loaded
 
         alone, loaded, kafka_loaded = asyncio.run(phases())
