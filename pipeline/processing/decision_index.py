@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,25 @@ def decision_body(decision: Decision) -> dict[str, Any]:
         "audit_id": decision.decision_id,
         "decision_id": decision.decision_id,
         "policy_version": decision.policy_version,
+    }
+
+
+def recorded_body(audit: Mapping[str, Any], action: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A final decision's answer from its audit record and its approved action (as the
+    topics keep them), the same shape as `decision_body`."""
+    not_before = None if action is None else action.get("not_before")
+    return {
+        "event_id": audit["event_id"],
+        "customer_id": audit["customer_id"],
+        "status": "decided",
+        "outcome": audit["outcome"],
+        "rule": audit.get("rule"),
+        "reason": audit.get("reason") or "",
+        "action": None if action is None else dict(action),
+        "not_before": iso_millis(not_before if isinstance(not_before, int) else None),
+        "audit_id": audit["decision_id"],
+        "decision_id": audit["decision_id"],
+        "policy_version": audit.get("policy_version") or "",
     }
 
 

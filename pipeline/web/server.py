@@ -53,7 +53,7 @@ from pipeline.contracts.codec import decode_record, encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import key_partition
 from pipeline.core.agent_context import agent_context, preflight
-from pipeline.core.decision import Decision
+from pipeline.core.decision import DUPLICATE, Decision
 from pipeline.core.state import CustomerState
 from pipeline.kafka.event_producer import EventProducer
 from pipeline.kafka.group_owners import GroupOwners
@@ -70,6 +70,7 @@ from pipeline.web.decision_feed import DecisionFeed, decision_counts
 from pipeline.web.openapi import openapi_document
 from pipeline.web.pages import CONTENT_SECURITY_POLICY, LIVE_PAGE, render_customer_page
 from pipeline.web.peers import Refusal
+from pipeline.web.recorded_decisions import RecordedDecisions
 
 #: how far back a timeline looks: the newest offsets of the customer's audit partition
 TIMELINE_OFFSETS = 2000
@@ -150,6 +151,9 @@ class WorkerPort:
 
 #: a customer's audit records: (partition, key) -> records (blocking; run in a thread)
 Timeline = Callable[[int, bytes], list[TopicRecord]]
+#: (partition, customer_id, event_id) -> the decision as the topics keep it, or None
+#: (blocking; `RecordedDecisions`)
+Recorded = Callable[[int, str, str], dict[str, Any] | None]
 
 
 class Owners(Protocol):
@@ -199,6 +203,7 @@ def build_app(
     owners: Owners | None = None,
     timeline: Timeline | None = None,
     submit: Submit | None = None,
+    recorded: Recorded | None = None,
 ) -> web.Application:
     """The server's app; WebSecurityError or TokenFileError when the settings' bind
     address, tokens file, peer settings or TLS files cannot be served."""
@@ -224,6 +229,10 @@ def build_app(
         shared = AuditTimeline(settings)
         timeline = shared
         cleanups.append(shared.close)
+    if recorded is None:
+        topics = RecordedDecisions(settings)
+        recorded = topics
+        cleanups.append(topics.close)
     forwarder = Forwarder(
         security, group, port.processor.metrics.forward_refused, settings.advertised_url
     )
@@ -452,6 +461,12 @@ def build_app(
                 decision = await asyncio.wait_for(decided, max(remaining, 0.0))
             except TimeoutError:
                 return _pending(event, settings)
+            if decision.outcome == DUPLICATE:  # a retry of an event decided before
+                first = await asyncio.to_thread(
+                    recorded, partition, event.customer_id, event.event_id
+                )
+                if first is not None:
+                    return _v1(first, settings)
             return _decided(decision, settings)
         finally:
             index.cancel(event.event_id, waiter)
@@ -480,14 +495,18 @@ def build_app(
                     return _decided(found, settings)
             elif found is not False:
                 return _pending_of(event_id, customer_id, settings)
+            else:
+                first = await asyncio.to_thread(recorded, partition, customer_id, event_id)
+                if first is not None:
+                    return _v1(first, settings)
             return web.json_response(
                 error_body(
                     "not_found",
                     f"no decision on event {event_id!r} of customer {customer_id!r} is known",
-                    hint=f"the worker keeps the newest {settings.decision_index_size} "
-                    "decisions of each partition (TOWER_DECISION_INDEX_SIZE) since it took "
-                    "the partition on; an older decision is on the audit topic "
-                    "(`tower audit`); an event never sent can be proposed again",
+                    hint=f"decisions are answered for the newest {settings.decision_index_size} "
+                    "records of the customer's partition (TOWER_DECISION_INDEX_SIZE); an "
+                    "older one is on the audit topic (`tower audit CUSTOMER`); an event "
+                    "never sent can be proposed now",
                 ),
                 status=404,
             )

@@ -7,13 +7,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.core.decision import APPROVED, DUPLICATE, HELD, SUPPRESSED, Decision
+from pipeline.contracts.events import Source
+from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.processing.decision_index import (
     HELD_BACK,
     SUBMITTED,
     DecisionIndex,
     decision_body,
     iso_millis,
+    recorded_body,
 )
+from pipeline.processing.records import audit_record
+from tests.factories import consent, decide_all
 from tests.factories import proposal
 
 
@@ -87,3 +92,13 @@ def test_the_answer_names_the_audit_record_and_not_before_in_iso_8601() -> None:
     assert body["status"] == "decided" and body["audit_id"] == "d-e1"
     assert body["action"] is None and body["not_before"] is None
     assert iso_millis(1_767_225_600_123) == "2026-01-01T00:00:00.123Z"
+
+
+def test_the_answer_from_the_topics_equals_the_answer_from_the_index() -> None:
+    events = [consent(True, customer="ana"), proposal("ana"), proposal("ana", channel="sms")]
+    decisions, _ = decide_all(events, DEFAULT_POLICY)
+    assert any(d.action is not None for d in decisions)
+    for decision, event in zip(decisions, events, strict=True):
+        audit = audit_record(decision, event, Source("agent-events", 0, 0), 0)
+        action = None if decision.action is None else decision.action.to_dict()
+        assert recorded_body(audit, action) == decision_body(decision)
