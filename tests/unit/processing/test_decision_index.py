@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.core.decision import APPROVED, DUPLICATE, HELD, SUPPRESSED, Decision
 from pipeline.contracts.events import Source
+from pipeline.core.decision import APPROVED, DUPLICATE, HELD, SUPPRESSED, Decision
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.processing.decision_index import (
     HELD_BACK,
@@ -18,8 +18,7 @@ from pipeline.processing.decision_index import (
     recorded_body,
 )
 from pipeline.processing.records import audit_record
-from tests.factories import consent, decide_all
-from tests.factories import proposal
+from tests.factories import consent, decide_all, proposal
 
 
 def decided(event_id: str, outcome: str) -> tuple[Decision, object]:
