@@ -196,14 +196,16 @@ def test_ask_and_decide_over_http(tower_settings, worker, tmp_path, runtime):
         status, body, _ = api.call("POST", "/api/v1/proposals", "/api/v1/proposals?wait=30", held)
         assert status == 200 and body["status"] == "decided" and body["outcome"] != "held", body
 
-        # no wait: 202 and the decision's address, asked until decided
+        # no wait, a proposal that is held: 202 and the decision's address, asked until
+        # the hold is released
+        held_too = {**held, "trigger": "no-wait"}
         status, pending, headers = api.call(
-            "POST", "/api/v1/proposals", "/api/v1/proposals?wait=0", answer(customer)
+            "POST", "/api/v1/proposals", "/api/v1/proposals?wait=0", held_too
         )
         assert status == 202 and pending["status"] == "pending", pending
         location = headers["Location"]
         assert location.startswith(f"/api/v1/decisions/{pending['event_id']}?customer_id=")
-        for _ in range(200):
+        for _ in range(1200):
             status, later, _ = api.call("GET", "/api/v1/decisions/{event_id}", location)
             if status == 200:
                 break
