@@ -260,6 +260,8 @@ class Asked:
     answers: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
     samples: dict[int, str] = field(default_factory=dict)
+    #: the worker's CPU seconds meanwhile (user + system), None if unknown
+    worker_cpu_s: float | None = None
 
     def summary(self) -> dict[str, Any]:
         decided = [ms for status, ms in self.answers if status == 200]
@@ -267,7 +269,15 @@ class Asked:
         p = common.percentiles(decided)
         statuses = dict(collections.Counter(str(status) for status, _ in self.answers))
         met = rate >= DECIDE_TARGET_RATE and bool(p) and p["p99"] < DECIDE_TARGET_P99_MS
-        return {"decisions_per_s": rate, "statuses": statuses, **p, "met": met}
+        cpu = self.worker_cpu_s
+        per = 1000 * cpu / len(decided) if cpu is not None and decided else None
+        return {
+            "decisions_per_s": rate,
+            "statuses": statuses,
+            **p,
+            "worker_cpu_ms_per_decision": per,
+            "met": met,
+        }
 
 
 async def _agents(
@@ -348,7 +358,11 @@ def _run_decide(runtime: str, opts: dict[str, Any], bootstrap: str, work: Path, 
                 await _agents(s, bodies[:200], agents, 60)  # warm-up, not counted
                 half = len(bodies) // 2
                 click.echo(f"{runtime}: {agents} agents ask and decide for {seconds:.0f} s")
+                cpu = common.cpu_seconds(proc.pid)
                 alone = await _agents(s, bodies[200:half], agents, seconds)
+                after = common.cpu_seconds(proc.pid)
+                if cpu is not None and after is not None:
+                    alone.worker_cpu_s = after - cpu
                 await _settle(s, partitions)
                 # the Kafka path while agents ask: a backlog produced at once and decided
                 # while the agents keep asking; its rate: records / time until no lag
@@ -397,6 +411,8 @@ def _print_decide(report: dict[str, Any], agents: int) -> None:
             a = r[phase]
             nums = "".join(f"{a.get(k, float('nan')):>8.1f}" for k in ("p50", "p95", "p99", "max"))
             statuses = " ".join(f"{k}:{v}" for k, v in sorted(a["statuses"].items()))
+            cpu = a["worker_cpu_ms_per_decision"]
+            statuses += "" if cpu is None else f" (worker CPU {cpu:.2f} ms/decision)"
             label = "alone" if phase == "ask_and_decide" else "+ Kafka backlog"
             click.echo(
                 f"{runtime:<15}{label:<22}{a['decisions_per_s']:>8.0f}{nums}  {statuses}  "
