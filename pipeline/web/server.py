@@ -286,18 +286,9 @@ def build_app(
             return _bad_request("bad_query", "at must be epoch milliseconds")
 
         async def answer(partition: int) -> web.StreamResponse:
+            # an unknown customer is the empty state: what the policy applies to a first
+            # proposal (full cap headroom, no consents yet), flagged `known: false`
             watermark, state = unpack_stored(await port.load(partition, customer_id.encode()))
-            if state.events == 0:
-                return web.json_response(
-                    {
-                        "api_version": API_VERSION,
-                        "error": f"customer {customer_id!r} is not known to the tower",
-                        "hint": "nothing about this customer was decided yet: there is no "
-                        "history to ground on; a first proposal is judged on the policy "
-                        "alone (ask /api/v1/preflight)",
-                    },
-                    status=404,
-                )
             body = agent_context(customer_id, state, port.processor.policy(), as_of)
             body["position"] = {
                 "partition": partition,
