@@ -84,8 +84,8 @@ integration: install kafka-jars  ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 lint: install  ## ruff, the layers contract (lint-imports) and mypy
-	$(BIN)/ruff check pipeline tests bench examples
-	$(BIN)/ruff format --check pipeline tests bench examples
+	$(BIN)/ruff check pipeline tests bench examples clients/python
+	$(BIN)/ruff format --check pipeline tests bench examples clients/python
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

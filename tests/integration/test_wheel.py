@@ -33,7 +33,14 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 #: what a build reads, as the Dockerfile copies it: nothing else of the checkout
-BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "pipeline", "schemas")
+BUILD_INPUTS = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "pipeline",
+    "schemas",
+    "clients/python/src",
+)
 #: what setuptools says of a licence it finds deprecated (a TOML table, classifiers)
 LICENCE_WARNING = re.compile(
     r"SetuptoolsDeprecationWarning|License classifiers are deprecated|Warning:.*licen",
