@@ -745,7 +745,12 @@ class TowerClient:
         while True:
             status, headers, raw = self._http(method, url, body, deadline)
             data = _json(raw)
-            error = _text(data, "error") or raw[:200].decode("utf-8", "replace")
+            # `detail` is the server's one line (`error` its code); earlier servers: `error`
+            error = (
+                _text(data, "detail")
+                or _text(data, "error")
+                or raw[:200].decode("utf-8", "replace")
+            )
             if status == 200:
                 if not isinstance(data, dict):
                     raise TowerError(f"{method} {url} answered 200 without a JSON object")

@@ -124,6 +124,9 @@ class Settings:
     #: with TOWER_WEB_TOKENS_FILE: a forwarded request never carries the caller's token
     web_peer_key_file: Path | None = None
     # --- end of web server security ---
+    #: decisions per input partition the worker remembers for `GET /api/v1/decisions/...`
+    #: and for answering a retried ask-and-decide (docs/agents.md)
+    decision_index_size: int = 20000
     # --- replica identity ---
     #: this replica's name in the consumer group (static member id) and, on the
     #: transactional runtime, its transactional id; unique per replica, stable across its

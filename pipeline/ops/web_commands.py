@@ -48,7 +48,7 @@ file_option = click.option(
 
 @click.group("web")
 def web_group() -> None:
-    """The web server's access: bearer tokens with a role (viewer or operator)."""
+    """The web server's access: bearer tokens with a role (viewer, operator or agent)."""
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -68,8 +68,12 @@ def token_group() -> None:
 
 
 @token_group.command("add")
-@click.option("--role", type=click.Choice(ROLES), required=True, help="viewer or operator.")
-@click.option("--name", required=True, help="Whose token it is (A-Z a-z 0-9 . _ @ -).")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="viewer, operator or agent.")
+@click.option(
+    "--name",
+    required=True,
+    help="Whose token it is (A-Z a-z 0-9 . _ @ -); for an agent token, the agent's name.",
+)
 @click.option(
     "--ttl",
     default=None,
@@ -83,13 +87,15 @@ def add_command(role: str, name: str, ttl: str | None, path: Path) -> None:
     \b
     viewer:   the pages, customer JSON, decisions, context (and /metrics, /healthz)
     operator: also preflight and anything that changes something
+    agent:    the agents' API only (context, preflight, proposals, signals,
+              decisions), proposing and signalling as the agent NAME only
     """
     expires = None if ttl is None else time.time() + parse_ttl(ttl)
     token = new_token()
     # a bad name is refused before the file is touched
     line = token_line(token, role, name, expires)
     append_token_line(path, line)
-    article = "an" if role == "operator" else "a"
+    article = "a" if role == "viewer" else "an"
     until = "" if expires is None else f", expiring {format_expiry(expires)}"
     click.echo(
         f"added {article} {role} token for {name}{until} to {path}; shown only now:", err=True

@@ -145,6 +145,9 @@ class BatchProcessor:
         self.registry_ids: dict[str, int] = {}
         #: called with every decision (the web views' live feed); None costs nothing
         self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
+        #: called with every decision and its input partition (the agents' API's index of
+        #: recent decisions, processing/decision_index.py); None costs nothing
+        self.index: Callable[[int, Decision, AgentEvent], None] | None = None
         self._tally = Tally()  # counters of the batch in progress, applied at its end
         #: partition -> newest event time (ms) of its input decided so far: how far the
         #: partition's event time has come, for holds while a backlog is worked off
@@ -267,6 +270,8 @@ class BatchProcessor:
         if event.kind == "proposal" and decision.outcome != HELD:
             tally.add(m.proposals, agent(event.agent))
         partition = source.partition
+        if self.index is not None:
+            self.index(partition, decision, event)
         if decision.action is not None and decision.outcome in EMITTING:
             tally.add(m.approved, event.channel or "-", agent(event.agent))
             out.append(

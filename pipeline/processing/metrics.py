@@ -158,6 +158,13 @@ class TowerMetrics:
             "Partition assignments taken (once per rebalance, after the states are restored)",
             registry=r,
         )
+        self.agent_refused = Counter(
+            "tower_web_agent_refusals",
+            "Requests of an agent token that named another agent (proposing or signalling "
+            "as someone else), by the token's agent",
+            ["agent"],
+            registry=r,
+        )
         self.forward_refused = Counter(
             "tower_forward_refused",
             "Requests for a customer owned elsewhere that were not forwarded, or whose "

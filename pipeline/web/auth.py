@@ -6,9 +6,11 @@ starting with `#` are ignored:
     sha256:<64 hex digits> <role> <name> [expires=<YYYY-MM-DDTHH:MM:SSZ>]
 
 `role` is `viewer` (the pages, the customer JSON, the decision feed, the agents' context,
-and `/metrics` and `/healthz` unless `TOWER_WEB_OPEN_METRICS=true`) or `operator` (also
-preflight and anything that is not a GET). Operator includes viewer. `name` says whose token it
-is ([A-Za-z0-9._@-], at most 64 characters). A token with `expires=` is refused after that
+and `/metrics` and `/healthz` unless `TOWER_WEB_OPEN_METRICS=true`), `operator` (also
+preflight, proposals and anything that is not a GET; operator includes viewer) or `agent`
+(the agents' API only: `AGENT_ROUTES`; the server lets it propose and signal only as the
+agent its `name` says). `name` says whose token it is ([A-Za-z0-9._@-], at most 64
+characters). A token with `expires=` is refused after that
 time (401 saying it expired). `tower web token add [--ttl 30d]` writes these lines. The file
 is read again when it changes, so deleting a line revokes that token on every worker that
 reads the file, without a restart.
@@ -58,8 +60,22 @@ from pipeline.web.peers import PeerPatternError, PeerPolicy, origin_of
 
 log = logging.getLogger(__name__)
 
-ROLES = ("viewer", "operator")  # in order: each role may do what the ones before it may
-VIEWER, OPERATOR = ROLES
+LEVELS = ("viewer", "operator")  # in order: each may do what the ones before it may
+VIEWER, OPERATOR = LEVELS
+#: a token bound to one agent: the agents' API only, as that agent
+AGENT = "agent"
+ROLES = (*LEVELS, AGENT)
+#: what an agent token may use (method, route template)
+AGENT_ROUTES = frozenset(
+    {
+        ("GET", "/api/v1/customers/{customer_id}/context"),
+        ("POST", "/api/v1/preflight"),
+        ("POST", "/api/v1/proposals"),
+        ("POST", "/api/v1/signals"),
+        ("GET", "/api/v1/decisions/{event_id}"),
+        ("GET", "/api/v1/openapi.json"),
+    }
+)
 COOKIE = "tower_token"
 #: the cookie's name over https: the prefix makes browsers require Secure, Path=/, no Domain
 HOST_COOKIE = "__Host-" + COOKIE
@@ -219,9 +235,11 @@ def _expired(entry: TokenEntry, now: float | None = None) -> bool:
     return entry.expires is not None and (time.time() if now is None else now) >= entry.expires
 
 
-def allows(role: str, needed: str) -> bool:
-    """Operator includes viewer."""
-    return ROLES.index(role) >= ROLES.index(needed)
+def allows(role: str, needed: str, method: str = "", route: str = "") -> bool:
+    """Operator includes viewer; an agent may use `AGENT_ROUTES` only."""
+    if role == AGENT:
+        return (("GET" if method == "HEAD" else method), route) in AGENT_ROUTES
+    return LEVELS.index(role) >= LEVELS.index(needed)
 
 
 def required_role(method: str, path: str, open_metrics: bool) -> str | None:
@@ -251,8 +269,14 @@ class TokenFile:
         return self._entries
 
 
+def error_body(code: str, detail: str, **more: object) -> dict[str, object]:
+    """The agents' API's error answer (schemas/api_error.v1.schema.json): `error` is the
+    code (`reason` repeats it), `detail` one line saying what is wrong and what to do."""
+    return {"api_version": "v1", "error": code, "reason": code, "detail": detail, **more}
+
+
 def _deny(status: int, reason: str, detail: str, challenge: str | None) -> web.Response:
-    body = {"api_version": "v1", "error": detail, "reason": reason, "detail": detail}
+    body = error_body(reason, detail)
     headers = {"WWW-Authenticate": challenge} if challenge else {}
     return web.Response(body=orjson.dumps(body), status=status, content_type=JSON, headers=headers)
 
@@ -340,11 +364,12 @@ def middleware(
             if _expired(entry):
                 log.info("401 %s: the token of %s expired", where, principal.name)
                 return _expired_answer(entry)
-        if not allows(principal.role, needed):
+        if not allows(principal.role, needed, request.method, route_of(request)):
             log.info("403 %s for %s", where, principal.name)
+            needs = "a viewer or operator token" if principal.role == AGENT else needed
             detail = (
                 f"the token of {principal.name} has the {principal.role} role; "
-                f"{request.method} {route_of(request)} needs {needed}"
+                f"{request.method} {route_of(request)} needs {needs}"
             )
             return _deny(403, "forbidden", detail, f'{REALM}, error="insufficient_scope"')
         request[PRINCIPAL] = principal

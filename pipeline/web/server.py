@@ -1,5 +1,6 @@
 """One web server for both runtimes: the live page, customer pages and their JSON, the
-agents' API (`/api/v1/...`: a customer's context and a preflight of a proposal),
+agents' API (`/api/v1/...`: a customer's context, a preflight of a proposal, ask and
+decide for proposals and signals, a decision by event id, and its OpenAPI document),
 `/metrics`, `/healthz` (the detailed view) and the probes `/readyz` and `/livez` (open
 without a token, answering a status and nothing more).
 
@@ -34,6 +35,7 @@ requests are logged by their route's template.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -47,21 +49,25 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from yarl import URL
 
-from pipeline.contracts.codec import InvalidEvent, decode_event, decode_record
+from pipeline.contracts.codec import decode_record, encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import key_partition
 from pipeline.core.agent_context import agent_context, preflight
 from pipeline.core.decision import Decision
 from pipeline.core.state import CustomerState
+from pipeline.kafka.event_producer import EventProducer
 from pipeline.kafka.group_owners import GroupOwners
 from pipeline.kafka.reader import ScanError, TailReader, TopicRecord
 from pipeline.kafka.schema_registry import RegistryUnavailable, lookup_for
 from pipeline.processing.batch import BatchProcessor, CorruptState
 from pipeline.processing.batch import unpack_stored as _unpack
+from pipeline.processing.decision_index import DecisionIndex, decision_body
 from pipeline.settings import Settings
-from pipeline.web.auth import JSON, WebSecurity, route_of
+from pipeline.web.api_requests import InvalidRequest, Problem, event_of, parse_body
+from pipeline.web.auth import AGENT, JSON, PRINCIPAL, WebSecurity, error_body, route_of
 from pipeline.web.customer_view import customer_view
 from pipeline.web.decision_feed import DecisionFeed, decision_counts
+from pipeline.web.openapi import openapi_document
 from pipeline.web.pages import CONTENT_SECURITY_POLICY, LIVE_PAGE, render_customer_page
 from pipeline.web.peers import Refusal
 
@@ -70,6 +76,11 @@ TIMELINE_OFFSETS = 2000
 #: marks a request one worker forwarded to another, so it is never forwarded twice
 FORWARDED = "X-Tower-Forwarded-By"
 RETRY_AFTER_S = "1"
+#: ask and decide: how long a request waits for its decision by default, and at most
+DEFAULT_WAIT_S = 2.0
+MAX_WAIT_S = 30.0
+#: a forwarded request's limit: the longest wait and time to pass the answer back
+FORWARD_TIMEOUT_S = MAX_WAIT_S + 15
 #: the largest answer passed back from a forwarded request
 MAX_FORWARDED_BYTES = 8 * 1024 * 1024
 HTML = "text/html"
@@ -111,9 +122,14 @@ class WorkerPort:
     #: "ok", or why the worker is stuck ("stalled", "blocked"): /livez
     liveness: Callable[[], str] = field(default=lambda: "ok")
     feed: DecisionFeed = field(default_factory=DecisionFeed)
+    #: the recent decisions by event id, for the agents' API
+    index: DecisionIndex | None = None
 
     def __post_init__(self) -> None:
         self.processor.feed = self.feed
+        if self.index is None:
+            self.index = DecisionIndex(self.settings.decision_index_size)
+        self.processor.index = self.index
 
     def health(self) -> dict[str, Any]:
         owned = self.owned()
@@ -161,17 +177,44 @@ def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
     try:
         return _unpack(raw)
     except CorruptState as exc:
-        body = {"api_version": API_VERSION, "error": str(exc), "reason": "corrupt_state"}
-        text = orjson.dumps(body).decode()
+        text = orjson.dumps(error_body("corrupt_state", str(exc))).decode()
         raise web.HTTPConflict(text=text, content_type="application/json") from None
 
 
+class Submit(Protocol):
+    """How the agents' API writes an event to `agent-events`: (key, value, partition) ->
+    the delivery (`EventProducer.send`)."""
+
+    def send(
+        self, key: bytes, value: bytes, partition: int
+    ) -> concurrent.futures.Future[tuple[int, int]]: ...
+
+    def close(self) -> None: ...
+
+
 def build_app(
-    port: WorkerPort, owners: Owners | None = None, timeline: Timeline | None = None
+    port: WorkerPort,
+    owners: Owners | None = None,
+    timeline: Timeline | None = None,
+    submit: Submit | None = None,
 ) -> web.Application:
     """The server's app; WebSecurityError or TokenFileError when the settings' bind
     address, tokens file, peer settings or TLS files cannot be served."""
     settings = port.settings
+    index = port.index
+    assert index is not None  # set by WorkerPort
+    writers: list[Submit] = [] if submit is None else [submit]
+
+    def writer() -> Submit:
+        """The producer, made on the first proposal (a worker nobody proposes to has none)."""
+        if not writers:
+            writers.append(EventProducer(settings))
+        return writers[0]
+
+    async def close_writer(app: web.Application) -> None:
+        if writers and submit is None:
+            await asyncio.to_thread(writers[0].close)
+
     security = WebSecurity.from_settings(settings)
     group = owners or GroupOwners(settings)
     cleanups: list[Callable[[web.Application], Awaitable[None]]] = []
@@ -183,6 +226,7 @@ def build_app(
         security, group, port.processor.metrics.forward_refused, settings.advertised_url
     )
     cleanups.append(forwarder.close)
+    cleanups.append(close_writer)
     routes = web.RouteTableDef()
 
     async def customer_data(partition: int, customer_id: str) -> dict[str, Any]:
@@ -283,7 +327,7 @@ def build_app(
         try:
             as_of = int(request.query.get("at") or time.time() * 1000)
         except ValueError:
-            return _bad_request("bad_query", "at must be epoch milliseconds")
+            return _invalid([Problem("at", "must be epoch milliseconds, an integer")])
 
         async def answer(partition: int) -> web.StreamResponse:
             # an unknown customer is the empty state: what the policy applies to a first
@@ -299,13 +343,43 @@ def build_app(
 
         return await owner_answers(request, customer_id, answer)
 
+    def refuse_agent(request: web.Request, body: dict[str, Any]) -> web.Response | None:
+        """An agent token proposes and signals as its own agent only (filled in when the
+        body names none): 403, counted, for any other."""
+        principal = request.get(PRINCIPAL)
+        if principal is None or principal.role != AGENT:
+            return None
+        named = body.setdefault("agent", principal.name)
+        if named == principal.name:
+            return None
+        port.processor.metrics.agent_refused.labels(principal.name).inc()
+        log.info("403 %s: agent token of %s named another agent", route_of(request), principal.name)
+        detail = (
+            f"the token of agent {principal.name} may act as {principal.name} only, not as "
+            f"{str(named)[:64]!r}; leave agent out or use that agent's own token"
+        )
+        return web.json_response(error_body("forbidden", detail), status=403)
+
+    async def request_event(request: web.Request, kind: str) -> AgentEvent | web.Response:
+        """The event a request posts, or the answer refusing it (every problem at once)."""
+        raw = await request.read()
+        try:
+            body = parse_body(raw, settings.max_event_bytes)
+        except InvalidRequest as exc:
+            return _invalid(exc.problems, exc.detail)
+        refused = refuse_agent(request, body)
+        if refused is not None:
+            return refused
+        try:
+            return event_of(body, kind)
+        except InvalidRequest as exc:
+            return _invalid(exc.problems, exc.detail)
+
     @routes.post("/api/v1/preflight")
     async def preflight_api(request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:  # decoding and judging are CPU work: off the event loop the worker runs on
-            event = await asyncio.to_thread(_event_of, raw, settings.max_event_bytes)
-        except InvalidEvent as exc:
-            return _bad_request(exc.reason, exc.detail)
+        event = await request_event(request, "proposal")
+        if isinstance(event, web.Response):
+            return event
 
         def judge(stored: bytes | None) -> dict[str, Any]:
             _, state = unpack_stored(stored)
@@ -316,6 +390,100 @@ def build_app(
             return _v1(await asyncio.to_thread(judge, stored), settings)
 
         return await owner_answers(request, event.customer_id, answer)
+
+    async def ask_and_decide(request: web.Request, kind: str) -> web.StreamResponse:
+        try:
+            wait = _wait_of(request)
+        except InvalidRequest as exc:
+            return _invalid(exc.problems, exc.detail)
+        event = await request_event(request, kind)
+        if isinstance(event, web.Response):
+            return event
+
+        async def answer(partition: int) -> web.StreamResponse:
+            return await decide_here(event, partition, wait)
+
+        return await owner_answers(request, event.customer_id, answer)
+
+    async def decide_here(event: AgentEvent, partition: int, wait: float) -> web.Response:
+        """On the customer's owner: the decision if the event is decided already (a retry),
+        else write it (unless it waits in a hold) and wait up to `wait` for it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        decided: asyncio.Future[Decision] = loop.create_future()
+
+        def settle(decision: Decision) -> None:
+            if not decided.done():
+                decided.set_result(decision)
+
+        def waiter(decision: Decision) -> None:  # in the processor's thread
+            loop.call_soon_threadsafe(settle, decision)
+
+        found = index.find_or_wait(partition, event.event_id, waiter)
+        try:
+            if isinstance(found, Decision):
+                return _decided(found, settings)
+            if found is False:
+                key = event.customer_id.encode()
+                delivery = writer().send(key, encode_event(event, "json"), partition)
+                try:
+                    await asyncio.wait_for(asyncio.wrap_future(delivery), max(wait, 10.0))
+                except (RuntimeError, TimeoutError) as exc:
+                    log.warning("a proposal was not written to %s: %s", settings.topics.events, exc)
+                    return _unavailable(
+                        "the event could not be written to the events topic; retry with "
+                        "the same event_id"
+                    )
+            remaining = wait - (loop.time() - started)
+            try:
+                decision = await asyncio.wait_for(decided, max(remaining, 0.0))
+            except TimeoutError:
+                return _pending(event, settings)
+            return _decided(decision, settings)
+        finally:
+            index.cancel(event.event_id, waiter)
+
+    @routes.post("/api/v1/proposals")
+    async def proposals_api(request: web.Request) -> web.StreamResponse:
+        return await ask_and_decide(request, "proposal")
+
+    @routes.post("/api/v1/signals")
+    async def signals_api(request: web.Request) -> web.StreamResponse:
+        return await ask_and_decide(request, "signal")
+
+    @routes.get("/api/v1/decisions/{event_id}")
+    async def decision_api(request: web.Request) -> web.StreamResponse:
+        event_id = request.match_info["event_id"]
+        customer_id = request.query.get("customer_id", "")
+        if not customer_id:
+            return _invalid(
+                [Problem("customer_id", "is required: the customer the event concerns")]
+            )
+
+        async def answer(partition: int) -> web.StreamResponse:
+            found = index.find(partition, event_id)
+            if isinstance(found, Decision):
+                if found.customer_id == customer_id:
+                    return _decided(found, settings)
+            elif found is None:
+                return _pending_of(event_id, customer_id, settings)
+            return web.json_response(
+                error_body(
+                    "not_found",
+                    f"no decision on event {event_id!r} of customer {customer_id!r} is known",
+                    hint=f"the worker keeps the newest {settings.decision_index_size} "
+                    "decisions of each partition (TOWER_DECISION_INDEX_SIZE) since it took "
+                    "the partition on; an older decision is on the audit topic "
+                    "(`tower audit`); an event never sent can be proposed again",
+                ),
+                status=404,
+            )
+
+        return await owner_answers(request, customer_id, answer)
+
+    @routes.get("/api/v1/openapi.json")
+    async def openapi_api(request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
@@ -354,20 +522,40 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     response.headers.update(SECURITY_HEADERS)
 
 
-def _event_of(raw: bytes, max_bytes: int) -> AgentEvent:
-    """The proposal of a preflight body (JSON, as produced to agent-events): InvalidEvent
-    with the dead-letter topic's reason codes if it is not one."""
-    if not raw.lstrip().startswith(b"{"):
-        raise InvalidEvent("unknown_format", "the body must be the event as a JSON object")
+def _wait_of(request: web.Request) -> float:
+    """The `wait` query: seconds, 0..MAX_WAIT_S; InvalidRequest otherwise."""
+    raw = request.query.get("wait")
+    if raw is None:
+        return DEFAULT_WAIT_S
     try:
-        customer = orjson.loads(raw).get("customer_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        customer = None
-    key = customer.encode() if isinstance(customer, str) else None
-    event = decode_event(key, raw, max_bytes)
-    if event.proposal is None:
-        raise InvalidEvent("not_a_proposal", "preflight judges proposals; this is a signal")
-    return event
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= MAX_WAIT_S:
+        raise InvalidRequest(
+            [Problem("wait", f"must be seconds from 0 to {MAX_WAIT_S:g}; got {raw[:20]!r}")]
+        )
+    return wait
+
+
+def _decided(decision: Decision, settings: Settings) -> web.Response:
+    return _v1(decision_body(decision), settings)
+
+
+def _pending_of(event_id: str, customer_id: str, settings: Settings) -> web.Response:
+    """202: not decided yet; the decision's address in Location."""
+    location = URL.build(
+        path=f"/api/{API_VERSION}/decisions/{event_id}", query={"customer_id": customer_id}
+    )
+    body = {"event_id": event_id, "customer_id": customer_id, "status": "pending"}
+    response = _v1(body, settings)
+    response.set_status(202)
+    response.headers["Location"] = str(location)
+    return response
+
+
+def _pending(event: AgentEvent, settings: Settings) -> web.Response:
+    return _pending_of(event.event_id, event.customer_id, settings)
 
 
 def _preflight_body(decision: Decision) -> dict[str, Any]:
@@ -397,26 +585,21 @@ def _v1(body: dict[str, Any], settings: Settings) -> web.Response:
     )
 
 
-def _bad_request(reason: str, detail: str) -> web.Response:
-    return web.json_response(
-        {"api_version": API_VERSION, "error": detail, "reason": reason, "detail": detail},
-        status=400,
-    )
+def _invalid(problems: list[Problem], detail: str | None = None) -> web.Response:
+    """400 listing every problem of a request."""
+    line = detail or InvalidRequest(problems).detail
+    body = error_body("invalid", line, problems=[p.to_dict() for p in problems])
+    return web.json_response(body, status=400)
 
 
-def _unavailable(reason: str) -> web.Response:
+def _unavailable(detail: str) -> web.Response:
     return web.json_response(
-        {"api_version": API_VERSION, "error": reason, "reason": "unavailable"},
-        status=503,
-        headers={"Retry-After": RETRY_AFTER_S},
+        error_body("unavailable", detail), status=503, headers={"Retry-After": RETRY_AFTER_S}
     )
 
 
 def _bad_gateway(reason: str, detail: str) -> web.Response:
-    return web.json_response(
-        {"api_version": API_VERSION, "error": detail, "reason": reason, "detail": detail},
-        status=502,
-    )
+    return web.json_response(error_body(reason, detail), status=502)
 
 
 UNTRUSTED = (
@@ -473,7 +656,8 @@ class Forwarder:
         url = URL(origin + request.rel_url.raw_path_qs, encoded=True)
         page = route_of(request) in PAGE_ROUTES
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+            timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+            self._session = aiohttp.ClientSession(timeout=timeout)
         try:
             async with self._session.request(
                 request.method, url, data=body or None, headers=headers, allow_redirects=False

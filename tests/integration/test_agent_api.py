@@ -184,7 +184,7 @@ def test_context_and_preflight_from_the_other_worker_equal_the_real_decisions(
         status, body = call(f"{non_owner('nobody-at-all')}/api/v1/customers/nobody-at-all/context")
         assert status == 200 and body["known"] is False
         status, body = call(f"{next(iter(urls))}/api/v1/preflight", b'{"customer_id": "x"}')
-        assert status == 400 and body["reason"] == "missing_field"
+        assert status == 400 and body["error"] == "invalid" and body["problems"]
 
         # the agents' client, against the worker that does not own the customer
         with TowerClient(tower_settings.bootstrap, non_owner(customer), topics=t) as tower:

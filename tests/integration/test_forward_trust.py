@@ -146,7 +146,7 @@ def test_a_rogue_group_member_gets_no_request_and_no_token(
                 time.sleep(0.5)
             assert status == 502, (status, body)
             assert body["reason"] == "untrusted_owner"
-            assert "not a trusted peer" in body["error"]
+            assert "not a trusted peer" in body["detail"]
             assert ROGUE_HOST not in json.dumps(body)  # internal addresses stay in the log
         assert Recorder.seen == []  # no request, so no token, reached the rogue
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()

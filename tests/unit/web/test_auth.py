@@ -269,7 +269,7 @@ def test_a_forbidden_answer_says_whose_token_and_what_role_is_needed(tmp_path: P
     async def check(client: TestClient) -> None:
         r = await client.post("/api/v1/preflight", data=PREFLIGHT, headers=AS_VIEWER)
         data = await r.json()
-        assert r.status == 403 and "ana" in data["error"] and "needs operator" in data["error"]
+        assert r.status == 403 and "ana" in data["detail"] and "needs operator" in data["detail"]
 
     served(
         Settings(web_tokens_file=tokens_file(tmp_path), web_peer_key_file=peer_key(tmp_path)), check

@@ -102,7 +102,7 @@ def test_an_owner_that_is_not_a_peer_gets_nothing_and_the_caller_a_reason(caplog
             r = await client.get(path)
             body = await r.json()
             assert r.status == 502 and body["reason"] == "untrusted_owner", body
-            assert "not a trusted peer" in body["error"] and "127.0.0.2" not in str(body)
+            assert "not a trusted peer" in body["detail"] and "127.0.0.2" not in str(body)
         r = await client.post(
             "/api/v1/preflight", data=PREFLIGHT, headers={"Content-Type": "application/json"}
         )
@@ -434,7 +434,7 @@ def test_an_expired_token_is_refused_saying_so(tmp_path: Path, caplog: Any) -> N
         async with TestClient(TestServer(app)) as client:
             r = await client.get("/", headers={"Authorization": f"Bearer {expired}"})
             body = await r.json()
-            assert r.status == 401 and "old-bot expired at" in body["error"]
+            assert r.status == 401 and "old-bot expired at" in body["detail"]
             assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
             r = await client.get(f"/?token={expired}", allow_redirects=False)
             assert r.status == 401 and "Set-Cookie" not in r.headers

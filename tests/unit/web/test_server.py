@@ -138,10 +138,10 @@ def test_no_owner_or_a_stale_forward_is_a_503_with_retry_after() -> None:
 
     async def check(client: TestClient) -> None:
         status, data, headers = await get(client, "/api/customers/ana")
-        assert status == 503 and headers["Retry-After"] == "1" and "rebalancing" in data["error"]
+        assert status == 503 and headers["Retry-After"] == "1" and "rebalancing" in data["detail"]
         # a request another worker forwarded is never forwarded again
         status, data, headers = await get(client, "/api/customers/ana", **{FORWARDED: "http://x:1"})
-        assert status == 503 and "moved" in data["error"]
+        assert status == 503 and "moved" in data["detail"]
 
     run(port, FixedOwners({}), check)
 
@@ -277,14 +277,15 @@ def test_preflight_answers_the_decision_and_400s_carry_dead_letter_reasons() -> 
         assert body["trace"][0]["rule"] and body["action"] is None
         status, body = await post(client, "/api/v1/preflight", repeat)
         assert status == 200 and body["customer_id"] == "ana"
-        for raw, reason in [
-            (b"{not json", "bad_json"),
-            (b'{"customer_id": "ana"}', "missing_field"),
-            (b"\x00\x01", "unknown_format"),
-            (signal, "not_a_proposal"),
+        for raw, fields in [
+            (b"{not json", {""}),
+            (b'{"customer_id": "ana"}', {"agent", "department", "channel", "proposal"}),
+            (b"\x00\x01", {""}),
+            (signal, {"kind", "proposal", "signal"}),
         ]:
             status, body = await post(client, "/api/v1/preflight", raw)
-            assert (status, body["reason"]) == (400, reason), body
+            assert (status, body["error"]) == (400, "invalid"), body
+            assert {p["field"] for p in body["problems"]} >= fields, body
         # nothing of it was kept: ana's state and the feed saw no preflight
         assert port.feed.last == 2
 

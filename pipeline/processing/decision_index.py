@@ -1,0 +1,118 @@
+"""The recent decisions of each input partition, by event id: what `GET /api/v1/decisions`
+and a waiting ask-and-decide answer from.
+
+The processor records every decision it makes (one dict store of references it already
+holds); the answer's dict is built only when someone asks. Each partition keeps its newest
+`size` events, so the index is bounded however long the worker runs. The first final
+decision of an event stays: a retry decided later as `duplicate` does not replace it. A
+held proposal is `pending` until its hold is released.
+
+Waiters: a caller registers a callback for an event id that is not decided yet; the
+processor calls it with the decision, in the processor's thread (the web server hands it
+to its own loop).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.contracts.events import AgentEvent
+from pipeline.core.decision import DUPLICATE, HELD, Decision
+
+#: (the decision, or None while held) of one event
+Entry = Decision | None
+Waiter = Callable[[Decision], None]
+
+
+def iso_millis(ms: int | None) -> str | None:
+    """Epoch milliseconds as ISO-8601 UTC (`2026-01-31T09:00:00.000Z`), None as None."""
+    if ms is None:
+        return None
+    at = datetime.fromtimestamp(ms / 1000, UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def decision_body(decision: Decision) -> dict[str, Any]:
+    """A final decision as the agents' API answers it (schemas/decision.v1.schema.json)."""
+    action = decision.action
+    return {
+        "event_id": decision.event_id,
+        "customer_id": decision.customer_id,
+        "status": "decided",
+        "outcome": decision.outcome,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "action": None if action is None else action.to_dict(),
+        "not_before": iso_millis(None if action is None else action.not_before),
+        "audit_id": decision.decision_id,
+        "decision_id": decision.decision_id,
+        "policy_version": decision.policy_version,
+    }
+
+
+class DecisionIndex:
+    """Per input partition, the newest `size` events' decisions; safe to share between the
+    processor's thread and the web server's."""
+
+    def __init__(self, size: int = 20000) -> None:
+        if size < 1:
+            raise ValueError(f"TOWER_DECISION_INDEX_SIZE must be at least 1, not {size}")
+        self.size = size
+        self._partitions: dict[int, OrderedDict[str, Entry]] = {}
+        self._waiters: dict[str, list[Waiter]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, partition: int, decision: Decision, event: AgentEvent) -> None:
+        """Record one decision of `partition` (the processor's hook)."""
+        event_id = event.event_id
+        final = decision.outcome != HELD
+        with self._lock:
+            entries = self._partitions.get(partition)
+            if entries is None:
+                entries = self._partitions[partition] = OrderedDict()
+            known = entries.get(event_id, False)
+            # the first final decision stays; a held event waits for its release, not for
+            # the `duplicate` of a retry
+            if known is not False and (
+                known is not None or not final or decision.outcome == DUPLICATE
+            ):
+                return
+            entries[event_id] = decision if final else None
+            if len(entries) > self.size:
+                entries.popitem(last=False)
+            waiters = self._waiters.pop(event_id, None) if final else None
+        for waiter in waiters or ():
+            waiter(decision)
+
+    def find(self, partition: int, event_id: str) -> Entry | bool:
+        """The event's final decision, None while it is held, False if not known."""
+        with self._lock:
+            return self._entries(partition).get(event_id, False)
+
+    def find_or_wait(self, partition: int, event_id: str, waiter: Waiter) -> Entry | bool:
+        """As `find`; when there is no final decision yet, `waiter` is called with it once
+        it is made (until `cancel`)."""
+        with self._lock:
+            found = self._entries(partition).get(event_id, False)
+            if not isinstance(found, Decision):
+                self._waiters.setdefault(event_id, []).append(waiter)
+            return found
+
+    def cancel(self, event_id: str, waiter: Waiter) -> None:
+        with self._lock:
+            waiters = self._waiters.get(event_id)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[event_id]
+
+    def _entries(self, partition: int) -> OrderedDict[str, Entry]:
+        return self._partitions.get(partition) or OrderedDict()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(e) for e in self._partitions.values())
