@@ -88,7 +88,12 @@ def test_propose_sends_the_event_and_reads_the_decision() -> None:
     body = script.body()
     assert body["event_id"].startswith("ev-") and body["kind"] == "proposal"
     assert (body["customer_id"], body["agent"], body["channel"]) == ("cust-42", "care-bot", "chat")
-    assert body["proposal"] == {"action": "answer", "category": "service", "content": "Hi"}
+    assert body["proposal"] == {
+        "action": "answer",
+        "category": "service",
+        "content": "Hi",
+        "priority": 50,
+    }
     assert "occurred_at" not in body  # the server's clock
 
 
@@ -112,7 +117,7 @@ def test_missing_fields_are_listed_together_and_nothing_is_sent() -> None:
     with pytest.raises(InvalidRequest) as caught:
         client.propose("cust-42", action="answer", chanel="chat")  # type: ignore[call-arg]
     fields = [p.field for p in caught.value.problems]
-    assert fields == ["agent", "department", "channel", "category", "chanel"]
+    assert fields == ["department", "channel", "category", "chanel"]  # agent: the token's
     assert script.asked == []
 
 

@@ -31,7 +31,7 @@ USER_AGENT = "journey-tower-client"
 
 class ProposalFields(TypedDict, total=False):
     """A proposal's fields; `agent` and `department` default to TOWER_AGENT and
-    TOWER_DEPARTMENT."""
+    TOWER_DEPARTMENT, and `agent` to an agent token's own name on the server."""
 
     agent: str
     department: str

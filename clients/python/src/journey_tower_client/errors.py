@@ -73,7 +73,7 @@ def error_for(status: int, body: Any, what: str, token_given: bool) -> TowerErro
     )
     message = f"{what} answered {status}" + (f" {code}" if code and code != detail else "")
     message += f": {detail}"
-    if problems:
+    if problems and not all(p.message in detail for p in problems):
         message += " (" + "; ".join(f"{p.field}: {p.message}" for p in problems) + ")"
     if hint:
         message += f"; {hint}"

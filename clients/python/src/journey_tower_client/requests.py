@@ -11,8 +11,8 @@ from typing import Any
 
 from journey_tower_client.errors import InvalidRequest, Problem, TowerError
 
-#: what a proposal cannot do without
-REQUIRED = ("agent", "department", "channel", "action", "category")
+#: what a proposal cannot do without (`agent` can: an agent token names it)
+REQUIRED = ("department", "channel", "action", "category")
 #: the proposal's own fields (the rest are the event's)
 PROPOSAL_FIELDS = (
     "action",
@@ -27,6 +27,8 @@ PROPOSAL_FIELDS = (
     "expires_at",
 )
 EVENT_FIELDS = ("agent", "department", "channel", "conversation_id", "trigger")
+#: a proposal's priority when none is given (0..100; arbitration prefers the higher)
+DEFAULT_PRIORITY = 50
 #: outcomes whose action is published (and so is to be carried out)
 EMITTING = frozenset({"approved", "deferred", "escalated"})
 
@@ -68,7 +70,10 @@ def proposal_body(
         "customer_id": customer_id,
         "kind": "proposal",
         **{k: fields[k] for k in EVENT_FIELDS if fields.get(k) is not None},
-        "proposal": {k: fields[k] for k in PROPOSAL_FIELDS if fields.get(k) is not None},
+        "proposal": {
+            "priority": DEFAULT_PRIORITY,
+            **{k: fields[k] for k in PROPOSAL_FIELDS if fields.get(k) is not None},
+        },
     }
     if occurred_at is not None:
         body["occurred_at"] = occurred_at
@@ -91,10 +96,11 @@ def signal_body(
         "event_id": event_id or new_event_id(),
         "customer_id": customer_id,
         "kind": "signal",
-        "agent": agent or "crm",
         "department": department or "system",
         "signal": {"type": type_, "attributes": dict(attributes or {})},
     }
+    if agent is not None:  # else the agent token's own name
+        body["agent"] = agent
     if channel is not None:
         body["channel"] = channel
     if conversation_id is not None:
