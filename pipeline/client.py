@@ -710,7 +710,7 @@ class TowerClient:
         """What the tower knows about the customer now (or as of `at`, epoch ms): consents,
         open cases, facts told and known, cap headroom, quiet hours, holds, escalation.
         A customer the tower has decided nothing about yet has `known` False and the empty
-        context the policy applies to a first proposal (full cap headroom, no consents)."""
+        context the policy applies to a first proposal (no contacts counted, no consents)."""
         path = f"/customers/{urllib.parse.quote(customer_id, safe='')}/context"
         if at is not None:
             path += "?" + urllib.parse.urlencode({"at": at})

@@ -331,7 +331,7 @@ def build_app(
 
         async def answer(partition: int) -> web.StreamResponse:
             # an unknown customer is the empty state: what the policy applies to a first
-            # proposal (full cap headroom, no consents yet), flagged `known: false`
+            # proposal (no contacts counted, no consents yet), flagged `known: false`
             watermark, state = unpack_stored(await port.load(partition, customer_id.encode()))
             body = agent_context(customer_id, state, port.processor.policy(), as_of)
             body["position"] = {
