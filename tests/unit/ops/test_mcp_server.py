@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 def test_every_outcome_says_whether_to_send(outcome: str) -> None:
     view = decision_view(Decision("e", "c", "decided", outcome=outcome))
     sends = outcome in ("approved", "deferred")
-    assert view["next_step"].startswith("send") is sends, view["next_step"]
+    assert view["next_step"].startswith("send action") is sends, view["next_step"]
 
 
 def test_a_signal_and_a_pending_decision_send_nothing() -> None:
