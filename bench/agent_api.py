@@ -1,7 +1,17 @@
-"""Latency of the agents' API (`GET /api/v1/customers/{id}/context`, `POST /api/v1/preflight`)
-on a worker that is deciding events meanwhile, and the event throughput it keeps.
+"""The agents' API on one worker per runtime, in two modes.
 
-Per runtime, one worker on a private broker:
+`--mode decide`: ask and decide (`POST /api/v1/proposals`) by --agents concurrent agents,
+each sending its next proposal when the last one is answered (closed loop), for --seconds:
+decisions/s and p50/p99 answer times against the target (>= 1000 decisions/s, p99 < 250
+ms); then the Kafka path's throughput: a backlog of --events records decided alone, and
+again while the agents ask, as a ratio (Kafka-path decisions/s with the HTTP load /
+without).
+
+    python -m bench.agent_api --mode decide --runtime faust,transactional
+
+`--mode latency` (default): latency of context and preflight on a worker that is deciding
+events meanwhile, and the event throughput it keeps. Per runtime, one worker on a private
+broker:
 
   1. its event rate alone, on a backlog of --events records (as bench.throughput);
   2. events produced at half that rate for --seconds, no API requests;
@@ -42,6 +52,9 @@ from pipeline.ops.simulator import AgentSimulator, SimRecord
 
 #: p99 targets (ms) per endpoint
 TARGETS_MS = {"context": 20.0, "preflight": 30.0}
+#: ask and decide: decisions/s per worker and p99 (ms)
+DECIDE_TARGET_RATE = 1000.0
+DECIDE_TARGET_P99_MS = 250.0
 #: (endpoint, method, path, body)
 Request = tuple[str, str, str, bytes | None]
 #: what the sampling loop tolerates from a busy worker: the sample is skipped
@@ -240,6 +253,184 @@ def _run(runtime: str, opts: dict[str, Any], bootstrap: str, work: Path, tag: st
     }
 
 
+@dataclass
+class Asked:
+    """Ask-and-decide answers: (status, ms) each, over `seconds`."""
+
+    answers: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    samples: dict[int, str] = field(default_factory=dict)
+    #: the worker's CPU seconds meanwhile (user + system), None if unknown
+    worker_cpu_s: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        decided = [ms for status, ms in self.answers if status == 200]
+        rate = len(decided) / self.seconds if self.seconds else 0.0
+        p = common.percentiles(decided)
+        statuses = dict(collections.Counter(str(status) for status, _ in self.answers))
+        met = rate >= DECIDE_TARGET_RATE and bool(p) and p["p99"] < DECIDE_TARGET_P99_MS
+        cpu = self.worker_cpu_s
+        per = 1000 * cpu / len(decided) if cpu is not None and decided else None
+        return {
+            "decisions_per_s": rate,
+            "statuses": statuses,
+            **p,
+            "worker_cpu_ms_per_decision": per,
+            "met": met,
+        }
+
+
+async def _agents(
+    s: aiohttp.ClientSession,
+    bodies: list[bytes],
+    agents: int,
+    seconds: float,
+    done: asyncio.Event | None = None,
+) -> Asked:
+    """`agents` closed loops, each asking with the next body until `seconds` are over (or
+    `done` is set)."""
+    asked, loop = Asked(), asyncio.get_running_loop()
+    start = loop.time()
+    stop = start + seconds
+    next_body = iter(bodies)
+    headers = {"Content-Type": "application/json"}
+
+    async def agent() -> None:
+        for body in next_body:
+            if loop.time() >= stop or (done is not None and done.is_set()):
+                return
+            sent = loop.time()
+            try:
+                async with s.post("/api/v1/proposals?wait=5", data=body, headers=headers) as r:
+                    text, status = await r.text(), r.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                text, status = repr(exc), 0
+            asked.answers.append((status, 1000 * (loop.time() - sent)))
+            if status != 200:
+                asked.samples.setdefault(status, text[:300])
+
+    await asyncio.gather(*(agent() for _ in range(agents)))
+    asked.seconds = loop.time() - start
+    return asked
+
+
+def _proposal_bodies(sim: AgentSimulator, n: int, tag: str) -> list[bytes]:
+    """`n` simulator proposals as ask-and-decide bodies (JSON), fresh event ids."""
+    out: list[bytes] = []
+    while len(out) < n:
+        for rec in sim.step():
+            if rec.event is not None and rec.event.proposal is not None:
+                event = replace(rec.event, event_id=f"ad-{tag}-{len(out)}")
+                out.append(encode_event(event, "json"))
+    return out
+
+
+def _run_decide(runtime: str, opts: dict[str, Any], bootstrap: str, work: Path, tag: str) -> dict:
+    partitions, seconds, agents = opts["partitions"], opts["seconds"], opts["agents"]
+    settings = common.tower_settings(bootstrap, f"{tag}-{runtime}", partitions, work / runtime)
+    topic, log = settings.topics.events, work / f"{runtime}.log"
+    sim = AgentSimulator(customers=opts["customers"], seed=3)
+    backlog = sim.records(opts["events"])
+    create_topics(settings).raise_for_problems()
+    common.produce_all(bootstrap, topic, [(r.key, r.value) for r in backlog])
+    t0 = time.time()
+    proc, port = common.start_tower(
+        settings, common.FULL_POLICY_FILE, log, env={"TOWER_RUNTIME": runtime}
+    )
+    try:
+        w = common.watch(
+            bootstrap, settings.topics.audit, partitions, len(backlog), 600, runtime, t0
+        )
+        if w.records < len(backlog) or not w.span:
+            raise click.ClickException(f"{runtime}: {w.records} of {len(backlog)} decided; {log}")
+        kafka_alone = w.records / w.span
+        # enough bodies for the agents at twice the target rate
+        bodies = _proposal_bodies(sim, int(2 * DECIDE_TARGET_RATE * seconds) * 2, tag + runtime)
+        second = sim.records(opts["events"])
+
+        async def phases() -> tuple[Asked, Asked, float]:
+            async with aiohttp.ClientSession(
+                f"http://127.0.0.1:{port}",
+                timeout=aiohttp.ClientTimeout(total=30),
+                connector=aiohttp.TCPConnector(limit=agents + 4),
+            ) as s:
+                await _settle(s, partitions)
+                await _agents(s, bodies[:200], agents, 60)  # warm-up, not counted
+                half = len(bodies) // 2
+                click.echo(f"{runtime}: {agents} agents ask and decide for {seconds:.0f} s")
+                cpu = common.cpu_seconds(proc.pid)
+                alone = await _agents(s, bodies[200:half], agents, seconds)
+                after = common.cpu_seconds(proc.pid)
+                if cpu is not None and after is not None:
+                    alone.worker_cpu_s = after - cpu
+                await _settle(s, partitions)
+                # the Kafka path while agents ask: a backlog produced at once and decided
+                # while the agents keep asking; its rate: records / time until no lag
+                drained = asyncio.Event()
+                started = time.monotonic()
+                records = [(r.key, r.value) for r in second]
+                producing = asyncio.to_thread(common.produce_all, bootstrap, topic, records)
+
+                async def drain() -> float:
+                    await producing
+                    while True:
+                        with contextlib.suppress(*SKIP):
+                            if (await _health(s))[1] == 0:
+                                drained.set()
+                                return time.monotonic() - started
+                        await asyncio.sleep(0.2)
+
+                span = asyncio.create_task(drain())
+                loaded = await _agents(s, bodies[half:], agents, 600, drained)
+                kafka_loaded = len(second) / await span
+                return alone, loaded, kafka_loaded
+
+        alone, loaded, kafka_loaded = asyncio.run(phases())
+    finally:
+        common.stop_process(proc)
+    return {
+        "kafka_alone_per_s": kafka_alone,
+        "ask_and_decide": alone.summary(),
+        "ask_and_decide_with_kafka_backlog": loaded.summary(),
+        "kafka_with_http_per_s": kafka_loaded,
+        "error_samples": {str(k): v for k, v in {**alone.samples, **loaded.samples}.items()},
+    }
+
+
+def _print_decide(report: dict[str, Any], agents: int) -> None:
+    click.echo(
+        f"\nAsk and decide, {agents} concurrent agents (closed loop), one worker; target "
+        f">= {DECIDE_TARGET_RATE:.0f} decisions/s with p99 < {DECIDE_TARGET_P99_MS:.0f} ms"
+    )
+    click.echo(
+        f"{'runtime':<15}{'phase':<22}{'dec/s':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}"
+        "  statuses  target"
+    )
+    for runtime, r in report["runtimes"].items():
+        for phase in ("ask_and_decide", "ask_and_decide_with_kafka_backlog"):
+            a = r[phase]
+            nums = "".join(f"{a.get(k, float('nan')):>8.1f}" for k in ("p50", "p95", "p99", "max"))
+            statuses = " ".join(f"{k}:{v}" for k, v in sorted(a["statuses"].items()))
+            cpu = a["worker_cpu_ms_per_decision"]
+            statuses += "" if cpu is None else f" (worker CPU {cpu:.2f} ms/decision)"
+            label = "alone" if phase == "ask_and_decide" else "+ Kafka backlog"
+            click.echo(
+                f"{runtime:<15}{label:<22}{a['decisions_per_s']:>8.0f}{nums}  {statuses}  "
+                + ("met" if a["met"] else "missed")
+            )
+    click.echo(f"\n{'Kafka path ev/s':<15}{'alone':>9}{'with HTTP':>11}{'ratio':>7}")
+    for runtime, r in report["runtimes"].items():
+        ratio = r["kafka_with_http_per_s"] / r["kafka_alone_per_s"] if r["kafka_alone_per_s"] else 0
+        r["kafka_ratio"] = ratio
+        click.echo(
+            f"{runtime:<15}{r['kafka_alone_per_s']:>9.0f}{r['kafka_with_http_per_s']:>11.0f}"
+            f"{ratio:>7.3f}"
+        )
+    for runtime, r in report["runtimes"].items():
+        for what, text in r["error_samples"].items():
+            click.echo(f"  {runtime} {what}: {text}")
+
+
 def _print(report: dict[str, Any], rps: float, cap: int) -> None:
     click.echo(
         f"\nAPI latency, ms from each request's scheduled send (open loop, {rps:.0f} req/s, "
@@ -276,6 +467,14 @@ def _print(report: dict[str, Any], rps: float, cap: int) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--mode",
+    type=click.Choice(["latency", "decide"]),
+    default="latency",
+    show_default=True,
+    help="latency: context and preflight; decide: ask and decide by --agents agents.",
+)
+@click.option("--agents", default=50, show_default=True, help="decide: concurrent agents.")
 @click.option("--runtime", "runtimes", default="faust", help="faust, transactional or both: a,b")
 @click.option("--events", default=30_000, show_default=True, help="Backlog for the rate alone.")
 @click.option("--customers", default=5_000, show_default=True, help="Distinct customers.")
@@ -287,10 +486,16 @@ def _print(report: dict[str, Any], rps: float, cap: int) -> None:
 @click.option("--bootstrap", help="Use this broker instead of starting one.")
 @click.option("--kafka-port", default=39592, show_default=True, help="Private broker (and +1).")
 def main(
-    runtimes: str, results: Path | None, bootstrap: str | None, kafka_port: int, **opts: Any
+    mode: str,
+    runtimes: str,
+    results: Path | None,
+    bootstrap: str | None,
+    kafka_port: int,
+    **opts: Any,
 ) -> None:
     """Agent API latency (p50/p95/p99/max per endpoint against its target) on a worker
-    deciding events at half its rate, and the event throughput it keeps meanwhile."""
+    deciding events at half its rate, and the event throughput it keeps meanwhile; or
+    (--mode decide) ask-and-decide throughput and answer times, and the Kafka path's."""
     chosen = [r.strip() for r in runtimes.split(",") if r.strip()]
     if not chosen or set(chosen) - {"faust", "transactional"}:
         raise click.BadParameter(f"{runtimes!r}: faust and/or transactional", param_hint="runtime")
@@ -299,11 +504,15 @@ def main(
     report: dict[str, Any] = {"command": "python -m bench.agent_api " + " ".join(sys.argv[1:])}
     try:
         tag = uuid.uuid4().hex[:6]
-        report["runtimes"] = {r: _run(r, opts, bootstrap, work, tag) for r in chosen}
+        run = _run_decide if mode == "decide" else _run
+        report["runtimes"] = {r: run(r, opts, bootstrap, work, tag) for r in chosen}
     finally:
         if broker is not None:
             broker.down()
-    _print(report, opts["rps"], opts["in_flight"])
+    if mode == "decide":
+        _print_decide(report, opts["agents"])
+    else:
+        _print(report, opts["rps"], opts["in_flight"])
     report.update({k: str(v) if isinstance(v, Path) else v for k, v in opts.items()})
     report["machine"] = common.machine()
     for path in (work / "results.json", results):

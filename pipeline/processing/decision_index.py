@@ -4,8 +4,9 @@ and a waiting ask-and-decide answer from.
 The processor records every decision it makes (one dict store of references it already
 holds); the answer's dict is built only when someone asks. Each partition keeps its newest
 `size` events, so the index is bounded however long the worker runs. The first final
-decision of an event stays: a retry decided later as `duplicate` does not replace it. A
-held proposal is `pending` until its hold is released.
+decision of an event stays: a retry decided later as `duplicate` does not replace it. An
+event the API wrote is `SUBMITTED` until decided, a held proposal `HELD` until its hold is
+released.
 
 Waiters: a caller registers a callback for an event id that is not decided yet; the
 processor calls it with the decision, in the processor's thread (the web server hands it
@@ -16,15 +17,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import DUPLICATE, HELD, Decision
 
-#: (the decision, or None while held) of one event
-Entry = Decision | None
+#: not decided yet: written by the API and not read yet, or held by the policy
+SUBMITTED = "submitted"
+HELD_BACK = "held"
+#: the decision of one event, or why there is none yet
+Entry = Decision | str
 Waiter = Callable[[Decision], None]
 
 
@@ -54,6 +58,25 @@ def decision_body(decision: Decision) -> dict[str, Any]:
     }
 
 
+def recorded_body(audit: Mapping[str, Any], action: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A final decision's answer from its audit record and its approved action (as the
+    topics keep them), the same shape as `decision_body`."""
+    not_before = None if action is None else action.get("not_before")
+    return {
+        "event_id": audit["event_id"],
+        "customer_id": audit["customer_id"],
+        "status": "decided",
+        "outcome": audit["outcome"],
+        "rule": audit.get("rule"),
+        "reason": audit.get("reason") or "",
+        "action": None if action is None else dict(action),
+        "not_before": iso_millis(not_before if isinstance(not_before, int) else None),
+        "audit_id": audit["decision_id"],
+        "decision_id": audit["decision_id"],
+        "policy_version": audit.get("policy_version") or "",
+    }
+
+
 class DecisionIndex:
     """Per input partition, the newest `size` events' decisions; safe to share between the
     processor's thread and the web server's."""
@@ -74,22 +97,40 @@ class DecisionIndex:
             entries = self._partitions.get(partition)
             if entries is None:
                 entries = self._partitions[partition] = OrderedDict()
-            known = entries.get(event_id, False)
+            known = entries.get(event_id)
             # the first final decision stays; a held event waits for its release, not for
             # the `duplicate` of a retry
-            if known is not False and (
-                known is not None or not final or decision.outcome == DUPLICATE
+            if isinstance(known, Decision) or (
+                known == HELD_BACK and (not final or decision.outcome == DUPLICATE)
             ):
                 return
-            entries[event_id] = decision if final else None
-            if len(entries) > self.size:
-                entries.popitem(last=False)
+            self._put(entries, event_id, decision if final else HELD_BACK)
             waiters = self._waiters.pop(event_id, None) if final else None
         for waiter in waiters or ():
             waiter(decision)
 
+    def _put(self, entries: OrderedDict[str, Entry], event_id: str, entry: Entry) -> None:
+        entries[event_id] = entry
+        if len(entries) > self.size:
+            entries.popitem(last=False)
+
+    def submitted(self, partition: int, event_id: str) -> None:
+        """The API wrote this event: `SUBMITTED` until it is decided."""
+        with self._lock:
+            entries = self._partitions.setdefault(partition, OrderedDict())
+            if event_id not in entries:
+                self._put(entries, event_id, SUBMITTED)
+
+    def forget(self, partition: int, event_id: str) -> None:
+        """An event the API could not write after all: not known, so a retry writes it."""
+        with self._lock:
+            entries = self._partitions.get(partition)
+            if entries is not None and entries.get(event_id) == SUBMITTED:
+                del entries[event_id]
+
     def find(self, partition: int, event_id: str) -> Entry | bool:
-        """The event's final decision, None while it is held, False if not known."""
+        """The event's final decision, `SUBMITTED` or `HELD_BACK` while it has none yet,
+        False if not known."""
         with self._lock:
             return self._entries(partition).get(event_id, False)
 

@@ -91,10 +91,24 @@ def event_of(body: dict[str, Any], kind: str, now_ms: int | None = None) -> Agen
         event = decode_event(key, orjson.dumps(filled), max_bytes=1 << 30)
     except InvalidEvent as exc:
         raise InvalidRequest(problems_of(body, kind) or [_problem_of(exc)]) from None
-    strict = problems_of(body, kind)  # fields the codec ignores (a typo) are refused too
-    if strict:
-        raise InvalidRequest(strict)
+    if _unknown_fields(body, kind):  # fields the codec ignores (a typo) are refused too
+        raise InvalidRequest(problems_of(body, kind))
     return event
+
+
+@cache
+def _known(kind: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The fields of a request of `kind`, and of its `proposal` or `signal` object."""
+    properties = schema(f"{kind}_request")["properties"]
+    return frozenset(properties), frozenset(properties[kind]["properties"])
+
+
+def _unknown_fields(body: dict[str, Any], kind: str) -> bool:
+    """Whether a body the codec accepted has fields the schema does not know: a set
+    difference, where the whole schema's validation would cost a hundred microseconds."""
+    top, inner = _known(kind)
+    nested = body.get(kind)
+    return not body.keys() <= top or (isinstance(nested, dict) and not nested.keys() <= inner)
 
 
 def problems_of(body: dict[str, Any], kind: str) -> list[Problem]:

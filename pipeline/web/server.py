@@ -53,7 +53,7 @@ from pipeline.contracts.codec import decode_record, encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import key_partition
 from pipeline.core.agent_context import agent_context, preflight
-from pipeline.core.decision import Decision
+from pipeline.core.decision import DUPLICATE, Decision
 from pipeline.core.state import CustomerState
 from pipeline.kafka.event_producer import EventProducer
 from pipeline.kafka.group_owners import GroupOwners
@@ -70,6 +70,7 @@ from pipeline.web.decision_feed import DecisionFeed, decision_counts
 from pipeline.web.openapi import openapi_document
 from pipeline.web.pages import CONTENT_SECURITY_POLICY, LIVE_PAGE, render_customer_page
 from pipeline.web.peers import Refusal
+from pipeline.web.recorded_decisions import RecordedDecisions
 
 #: how far back a timeline looks: the newest offsets of the customer's audit partition
 TIMELINE_OFFSETS = 2000
@@ -81,6 +82,8 @@ DEFAULT_WAIT_S = 2.0
 MAX_WAIT_S = 30.0
 #: a forwarded request's limit: the longest wait and time to pass the answer back
 FORWARD_TIMEOUT_S = MAX_WAIT_S + 15
+#: where a 202 says to ask for the decision (passed back from a forwarded request)
+PENDING_LOCATION = "/api/v1/decisions/"
 #: the largest answer passed back from a forwarded request
 MAX_FORWARDED_BYTES = 8 * 1024 * 1024
 HTML = "text/html"
@@ -148,6 +151,9 @@ class WorkerPort:
 
 #: a customer's audit records: (partition, key) -> records (blocking; run in a thread)
 Timeline = Callable[[int, bytes], list[TopicRecord]]
+#: (partition, customer_id, event_id) -> the decision as the topics keep it, or None
+#: (blocking; `RecordedDecisions`)
+Recorded = Callable[[int, str, str], dict[str, Any] | None]
 
 
 class Owners(Protocol):
@@ -197,6 +203,7 @@ def build_app(
     owners: Owners | None = None,
     timeline: Timeline | None = None,
     submit: Submit | None = None,
+    recorded: Recorded | None = None,
 ) -> web.Application:
     """The server's app; WebSecurityError or TokenFileError when the settings' bind
     address, tokens file, peer settings or TLS files cannot be served."""
@@ -222,6 +229,10 @@ def build_app(
         shared = AuditTimeline(settings)
         timeline = shared
         cleanups.append(shared.close)
+    if recorded is None:
+        topics = RecordedDecisions(settings)
+        recorded = topics
+        cleanups.append(topics.close)
     forwarder = Forwarder(
         security, group, port.processor.metrics.forward_refused, settings.advertised_url
     )
@@ -425,10 +436,12 @@ def build_app(
                 return _decided(found, settings)
             if found is False:
                 key = event.customer_id.encode()
+                index.submitted(partition, event.event_id)
                 delivery = writer().send(key, encode_event(event, "json"), partition)
                 try:
                     await asyncio.wait_for(asyncio.wrap_future(delivery), max(wait, 10.0))
                 except (RuntimeError, TimeoutError) as exc:
+                    index.forget(partition, event.event_id)
                     log.warning("a proposal was not written to %s: %s", settings.topics.events, exc)
                     return _unavailable(
                         "the event could not be written to the events topic; retry with "
@@ -439,6 +452,12 @@ def build_app(
                 decision = await asyncio.wait_for(decided, max(remaining, 0.0))
             except TimeoutError:
                 return _pending(event, settings)
+            if decision.outcome == DUPLICATE:  # a retry of an event decided before
+                first = await asyncio.to_thread(
+                    recorded, partition, event.customer_id, event.event_id
+                )
+                if first is not None:
+                    return _v1(first, settings)
             return _decided(decision, settings)
         finally:
             index.cancel(event.event_id, waiter)
@@ -465,16 +484,20 @@ def build_app(
             if isinstance(found, Decision):
                 if found.customer_id == customer_id:
                     return _decided(found, settings)
-            elif found is None:
+            elif found is not False:
                 return _pending_of(event_id, customer_id, settings)
+            else:
+                first = await asyncio.to_thread(recorded, partition, customer_id, event_id)
+                if first is not None:
+                    return _v1(first, settings)
             return web.json_response(
                 error_body(
                     "not_found",
                     f"no decision on event {event_id!r} of customer {customer_id!r} is known",
-                    hint=f"the worker keeps the newest {settings.decision_index_size} "
-                    "decisions of each partition (TOWER_DECISION_INDEX_SIZE) since it took "
-                    "the partition on; an older decision is on the audit topic "
-                    "(`tower audit`); an event never sent can be proposed again",
+                    hint=f"decisions are answered for the newest {settings.decision_index_size} "
+                    "records of the customer's partition (TOWER_DECISION_INDEX_SIZE); an "
+                    "older one is on the audit topic (`tower audit CUSTOMER`); an event "
+                    "never sent can be proposed now",
                 ),
                 status=404,
             )
@@ -693,6 +716,9 @@ class Forwarder:
         headers = {"Content-Type": f"{r.content_type}; charset=utf-8"}
         if r.headers.get("Retry-After", "").isdigit():
             headers["Retry-After"] = r.headers["Retry-After"]
+        location = r.headers.get("Location", "")
+        if r.status == 202 and location.startswith(PENDING_LOCATION):
+            headers["Location"] = location  # a path on any worker: the decision's address
         return web.Response(body=bytes(data), status=r.status, headers=headers)
 
     async def close(self, app: web.Application) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 
 from pipeline.kafka import clients
 from pipeline.kafka.audit_tail import AuditLinker
@@ -561,8 +562,12 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         return progress.status()
 
     def lag() -> dict[int, int]:
-        out = {}
-        for tp in app.consumer.assignment():
+        out: dict[int, int] = {}
+        try:
+            assigned = app.consumer.assignment()
+        except ConsumerNotStarted:  # the pages answer from the worker's first start
+            return out
+        for tp in assigned:
             position = guard.positions.next_offset((tp.topic, tp.partition))
             if tp.topic == t.events and position is not None:
                 out[tp.partition] = max(0, (app.consumer.highwater(tp) or 0) - position)

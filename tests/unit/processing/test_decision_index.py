@@ -6,9 +6,19 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.contracts.events import Source
 from pipeline.core.decision import APPROVED, DUPLICATE, HELD, SUPPRESSED, Decision
-from pipeline.processing.decision_index import DecisionIndex, decision_body, iso_millis
-from tests.factories import proposal
+from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.processing.decision_index import (
+    HELD_BACK,
+    SUBMITTED,
+    DecisionIndex,
+    decision_body,
+    iso_millis,
+    recorded_body,
+)
+from pipeline.processing.records import audit_record
+from tests.factories import consent, decide_all, proposal
 
 
 def decided(event_id: str, outcome: str) -> tuple[Decision, object]:
@@ -23,8 +33,8 @@ def test_the_first_final_decision_stays_and_a_held_event_is_pending_until_releas
     for event_id, outcome, expected in [
         ("e1", APPROVED, APPROVED),
         ("e1", DUPLICATE, APPROVED),  # a retry does not replace the decision
-        ("e2", HELD, None),
-        ("e2", DUPLICATE, None),  # a retry while held: still pending
+        ("e2", HELD, HELD_BACK),
+        ("e2", DUPLICATE, HELD_BACK),  # a retry while held: still pending
         ("e2", SUPPRESSED, SUPPRESSED),  # the release
         ("e3", DUPLICATE, DUPLICATE),  # the first this index saw of e3
     ]:
@@ -33,7 +43,7 @@ def test_the_first_final_decision_stays_and_a_held_event_is_pending_until_releas
         decision, event = decided(event_id, outcome)
         index(0, decision, event)  # type: ignore[arg-type]
         found = index.find(0, event_id)
-        assert (found if found is None else found.outcome) == expected  # type: ignore[union-attr]
+        assert (found.outcome if isinstance(found, Decision) else found) == expected
     assert index.find(0, "never") is False and index.find(1, "e1") is False
     assert heard == ["e1:approved", "e2:suppressed", "e3:duplicate"]
 
@@ -53,6 +63,18 @@ def test_each_partition_keeps_its_newest_events_only(ids: list[int], size: int) 
     assert {i for i in range(51) if index.find(0, f"e{i}") is not False} == set(kept)
 
 
+def test_a_submitted_event_is_pending_until_any_decision_even_a_duplicate() -> None:
+    index = DecisionIndex()
+    index.submitted(0, "e1")
+    index.submitted(0, "e2")
+    assert index.find(0, "e1") == SUBMITTED
+    decision, event = decided("e1", DUPLICATE)  # its first decision was forgotten
+    index(0, decision, event)  # type: ignore[arg-type]
+    assert index.find(0, "e1") == decision
+    index.forget(0, "e2")  # not written after all
+    assert index.find(0, "e2") is False
+
+
 def test_a_cancelled_waiter_hears_nothing() -> None:
     index = DecisionIndex()
     heard: list[Decision] = []
@@ -69,3 +91,13 @@ def test_the_answer_names_the_audit_record_and_not_before_in_iso_8601() -> None:
     assert body["status"] == "decided" and body["audit_id"] == "d-e1"
     assert body["action"] is None and body["not_before"] is None
     assert iso_millis(1_767_225_600_123) == "2026-01-01T00:00:00.123Z"
+
+
+def test_the_answer_from_the_topics_equals_the_answer_from_the_index() -> None:
+    events = [consent(True, customer="ana"), proposal("ana"), proposal("ana", channel="sms")]
+    decisions, _ = decide_all(events, DEFAULT_POLICY)
+    assert any(d.action is not None for d in decisions)
+    for decision, event in zip(decisions, events, strict=True):
+        audit = audit_record(decision, event, Source("agent-events", 0, 0), 0)
+        action = None if decision.action is None else decision.action.to_dict()
+        assert recorded_body(audit, action) == decision_body(decision)

@@ -82,7 +82,10 @@ class InlineSubmit:
 def serve(
     check: Callable[[TestClient, InlineSubmit, WorkerPort], Awaitable[None]],
     settings: Settings | None = None,
+    recorded: dict[str, dict[str, Any]] | None = None,
 ) -> None:
+    """`check` against a worker owning every partition; `recorded`: event id -> the answer
+    the topics keep (`RecordedDecisions`)."""
     settings = settings or Settings(partitions=8, web_url="http://me:1")
     processor = BatchProcessor(settings, policy=lambda: DEFAULT_POLICY, metrics=TowerMetrics())
     store = DictStateStore()
@@ -102,7 +105,13 @@ def serve(
     submit = InlineSubmit(processor, store)
 
     async def run() -> None:
-        app = build_app(port, NoOwners(), timeline=lambda *_: [], submit=submit)  # type: ignore[arg-type]
+        app = build_app(
+            port,
+            NoOwners(),
+            timeline=lambda *_: [],
+            submit=submit,
+            recorded=lambda partition, customer, event_id: (recorded or {}).get(event_id),
+        )
         async with TestClient(TestServer(app)) as client:
             await check(client, submit, port)
 
@@ -228,3 +237,22 @@ def test_the_openapi_document_is_valid_served_and_printed() -> None:
     serve(check)
     printed = CliRunner().invoke(main, ["api", "spec"])
     assert printed.exit_code == 0 and orjson.loads(printed.output) == document
+
+
+def test_a_decision_the_index_no_longer_holds_is_answered_from_the_topics() -> None:
+    kept: dict[str, dict[str, Any]] = {}
+
+    async def check(client: TestClient, submit: InlineSubmit, port: WorkerPort) -> None:
+        first = {**ANSWER, "event_id": "first"}
+        status, decided, _ = await call(client, "POST", "/api/v1/proposals", first)
+        assert status == 200
+        kept["first"] = {k: v for k, v in decided.items() if k not in ("api_version", "served_by")}
+        for i in range(3):  # the index keeps 2 events per partition
+            await call(client, "POST", "/api/v1/proposals", {**ANSWER, "event_id": f"x{i}"})
+        status, body, _ = await call(client, "GET", "/api/v1/decisions/first?customer_id=ana")
+        assert status == 200 and body == decided
+        status, again, _ = await call(client, "POST", "/api/v1/proposals", first)
+        assert status == 200 and again == decided  # decided `duplicate`, answered as first
+        assert submit.approved <= 4  # one action per event at most
+
+    serve(check, Settings(partitions=8, web_url="http://me:1", decision_index_size=2), kept)
