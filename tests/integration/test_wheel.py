@@ -138,6 +138,8 @@ def test_the_wheel_ships_the_schemas_and_the_licence(build):
     assert shipped <= names, sorted(shipped - names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: Apache-2.0" in meta
+    # the agents' HTTP client, which `tower mcp` speaks through
+    assert {"journey_tower_client/client.py", "journey_tower_client/py.typed"} <= names
 
 
 CODEC_ROUND_TRIP = """
