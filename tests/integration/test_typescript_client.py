@@ -28,6 +28,9 @@ def node() -> str:
     found = shutil.which("node")
     if found is None:
         pytest.skip("no node on PATH: the TypeScript client is not tested")
+    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+    if int(version.lstrip("v").split(".")[0]) < 20:
+        pytest.skip(f"node {version.strip()}: the TypeScript client needs Node 20 or newer")
     assert (BIN / "tsc").exists(), "the TypeScript client's packages are missing: make ts-deps"
     return found
 
