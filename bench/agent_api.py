@@ -286,10 +286,11 @@ async def _agents(
     agents: int,
     seconds: float,
     done: asyncio.Event | None = None,
+    asked: Asked | None = None,
 ) -> Asked:
     """`agents` closed loops, each asking with the next body until `seconds` are over (or
-    `done` is set)."""
-    asked, loop = Asked(), asyncio.get_running_loop()
+    `done` is set); the answers go to `asked` as they come."""
+    asked, loop = asked or Asked(), asyncio.get_running_loop()
     start = loop.time()
     stop = start + seconds
     next_body = iter(bodies)
@@ -365,23 +366,29 @@ def _run_decide(runtime: str, opts: dict[str, Any], bootstrap: str, work: Path, 
                     alone.worker_cpu_s = after - cpu
                 await _settle(s, partitions)
                 # the Kafka path while agents ask: a backlog produced at once and decided
-                # while the agents keep asking; its rate: records / time until no lag
+                # while the agents keep asking; its rate: records / time until the worker
+                # decided them all (its decisions less the agents' answered ones)
                 drained = asyncio.Event()
-                started = time.monotonic()
                 records = [(r.key, r.value) for r in second]
+                answered: list[Asked] = []
+                before = await _decisions(s)
+                started = time.monotonic()
                 producing = asyncio.to_thread(common.produce_all, bootstrap, topic, records)
 
                 async def drain() -> float:
                     await producing
                     while True:
                         with contextlib.suppress(*SKIP):
-                            if (await _health(s))[1] == 0:
+                            http = sum(len(a.answers) for a in answered)
+                            if await _decisions(s) - before - http >= len(records):
                                 drained.set()
                                 return time.monotonic() - started
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(0.1)
 
                 span = asyncio.create_task(drain())
-                loaded = await _agents(s, bodies[half:], agents, 600, drained)
+                loaded = Asked()
+                answered.append(loaded)
+                await _agents(s, bodies[half:], agents, 600, drained, loaded)
                 kafka_loaded = len(second) / await span
                 return alone, loaded, kafka_loaded
 

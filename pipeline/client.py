@@ -745,7 +745,7 @@ class TowerClient:
         while True:
             status, headers, raw = self._http(method, url, body, deadline)
             data = _json(raw)
-            # `detail` is the server's one line (`error` its code); earlier servers: `error`
+            # `detail` says what is wrong in a line; `error` is its code
             error = (
                 _text(data, "detail")
                 or _text(data, "error")

@@ -91,7 +91,8 @@ def event_of(body: dict[str, Any], kind: str, now_ms: int | None = None) -> Agen
         event = decode_event(key, orjson.dumps(filled), max_bytes=1 << 30)
     except InvalidEvent as exc:
         raise InvalidRequest(problems_of(body, kind) or [_problem_of(exc)]) from None
-    if _unknown_fields(body, kind):  # fields the codec ignores (a typo) are refused too
+    # another kind, or fields the codec ignores (a typo), are refused too
+    if event.kind != kind or _unknown_fields(body, kind):
         raise InvalidRequest(problems_of(body, kind))
     return event
 

@@ -300,3 +300,38 @@ def test_ask_and_decide_over_http(tower_settings, worker, tmp_path, runtime):
     finally:
         approved.close()
         other.stop()
+
+
+def test_a_decision_is_looked_up_on_the_audit_and_approved_actions_topics(tower_settings):
+    """What a worker answers for an event its index does not hold (decided before it took
+    the partition on): the same answer as from the index, read from the topics."""
+    from pipeline.contracts.codec import encode_event
+    from pipeline.core.policy import DEFAULT_POLICY
+    from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+    from pipeline.processing.decision_index import DecisionIndex, decision_body
+    from pipeline.web.recorded_decisions import RecordedDecisions
+    from tests.factories import consent, proposal
+    from tests.kafka_io import produce
+
+    processor = BatchProcessor(tower_settings, policy=lambda: DEFAULT_POLICY)
+    processor.index = index = DecisionIndex()
+    events = [consent(True, customer="ana"), proposal("ana", event_id="asked")]
+    events.append(proposal("ana", event_id="asked"))  # its retry: decided duplicate
+    p = key_partition(b"ana", tower_settings.partitions)
+    records = [
+        InputRecord(b"ana", encode_event(e, "json"), p, i, None) for i, e in enumerate(events)
+    ]
+    outputs = processor.process_and_save(records, DictStateStore()).outputs
+    for topic in {o.topic for o in outputs}:
+        produce(
+            tower_settings.bootstrap, topic, [(o.key, o.value) for o in outputs if o.topic == topic]
+        )
+    found = index.find(p, "asked")
+    assert not isinstance(found, (bool, str)) and found.action is not None
+    recorded = RecordedDecisions(tower_settings)
+    try:
+        assert recorded(p, "ana", "asked") == decision_body(found)
+        assert recorded(p, "ana", "never-sent") is None
+    finally:
+        recorded.audit.close()
+        recorded.actions.close()

@@ -50,6 +50,12 @@ def test_event_id_occurred_at_and_kind_are_filled_in_unless_given() -> None:
     assert event_of(GOOD, "proposal").event_id != event_of(GOOD, "proposal").event_id
 
 
+def test_a_request_of_the_other_kind_is_refused() -> None:
+    signal = {"customer_id": "ana", "agent": "crm", "department": "system", "kind": "signal"}
+    assert "kind" in fields_of({**signal, "signal": {"type": "purchase"}}, "proposal")
+    assert "kind" in fields_of({**GOOD, "kind": "proposal"}, "signal")
+
+
 def test_a_signal_needs_no_channel() -> None:
     body = {"customer_id": "ana", "agent": "crm", "department": "system"}
     event = event_of({**body, "signal": {"type": "purchase"}}, "signal")
