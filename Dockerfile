@@ -10,10 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 # README.md is the package's readme and LICENSE its licence file in pyproject.toml, so the
-# build needs them; the build packs schemas/ into the package (pipeline.schemas).
+# build needs them; the build packs schemas/ into the package (pipeline.schemas) and the
+# agents' HTTP client (journey_tower_client, for `tower mcp`).
 COPY pyproject.toml README.md LICENSE ./
 COPY pipeline ./pipeline
 COPY schemas ./schemas
+COPY clients/python/src ./clients/python/src
 RUN pip install . \
     && rm -rf build *.egg-info \
     && useradd --create-home --uid 10001 --user-group tower \

@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install tools bench-deps bench-quix-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
+.PHONY: help install tools ts-deps ts-types bench-deps bench-quix-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,7 +56,24 @@ $(HELM_STAMP):
 	GOBIN=$(abspath $(TOOLS)/bin) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
 	  && rm -f $(TOOLS)/.helm-* && touch $@
 
-tools: $(HELM_STAMP)  ## build the tools the tests use (helm) into .tools/bin
+tools: $(HELM_STAMP) ts-deps  ## build the tools the tests use (helm, the TypeScript client's npm packages)
+
+# The TypeScript client's dev dependencies (typescript, openapi-typescript) from npm, once per
+# package-lock.json; tests/integration/test_typescript_client.py builds and tests it with them.
+TS_CLIENT := clients/typescript
+TS_STAMP  := $(TS_CLIENT)/node_modules/.installed-$(shell cksum $(TS_CLIENT)/package-lock.json | cut -d' ' -f1)
+$(TS_STAMP): $(TS_CLIENT)/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  echo "no npm: the TypeScript client's tests skip" >&2; exit 0; fi; \
+	npm ci --prefix $(TS_CLIENT) --no-audit --no-fund --loglevel=error \
+	  && rm -f $(TS_CLIENT)/node_modules/.installed-* && touch $@
+
+ts-deps: $(TS_STAMP)  ## the TypeScript client's npm packages (clients/typescript/node_modules)
+
+ts-types: install ts-deps  ## regenerate the TypeScript client's types from the OpenAPI document
+	@mkdir -p $(TS_CLIENT)/build
+	$(BIN)/tower api spec > $(TS_CLIENT)/build/openapi.json
+	cd $(TS_CLIENT) && OPENAPI_JSON=build/openapi.json npm run --silent generate
 
 kafka-jars: install  ## fetch the Apache Kafka broker jars into ~/.cache/journey-tower (once)
 	$(BIN)/tower kafka fetch
@@ -84,8 +101,8 @@ integration: install kafka-jars  ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 lint: install  ## ruff, the layers contract (lint-imports) and mypy
-	$(BIN)/ruff check pipeline tests bench examples
-	$(BIN)/ruff format --check pipeline tests bench examples
+	$(BIN)/ruff check pipeline tests bench examples clients/python
+	$(BIN)/ruff format --check pipeline tests bench examples clients/python
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
@@ -99,4 +116,4 @@ bench: bench-deps bench-quix-deps kafka-jars  ## throughput + latency: raw loop,
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 clean:  ## remove the venv and local state (not the Kafka jar cache)
-	rm -rf $(VENV) $(QUIX_VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(QUIX_VENV) var .pytest_cache .ruff_cache .hypothesis $(TS_CLIENT)/node_modules $(TS_CLIENT)/build $(TS_CLIENT)/dist

@@ -1,6 +1,13 @@
 """A grounded agent: ask the tower what it knows, plan on it, preflight, then write and send.
 
-    python examples/grounded_agent.py --customer cust-42
+    tower demo --keep          # another terminal: a broker, a worker and its pages
+    TOWER_TOPIC_EVENTS=demo-agent-events TOWER_TOPIC_AUDIT=demo-audit \
+        python examples/grounded_agent.py --customer cust-00042
+
+Every setting comes from the environment, as the worker reads it (TOWER_BOOTSTRAP,
+TOWER_TOPIC_*, TOWER_URL or TOWER_WEB_PORT, TOWER_TOKEN); `tower demo --keep` prints the
+line for its topics. A customer the tower has not met yet has an empty context
+(`known` is False): the plan rests on the policy alone, and the preflight judges it.
 
 The "LLM" is a template function (`write_reply`), so this runs anywhere; put a model call
 there. The order is the point: the context first, so the plan respects consents, caps,
@@ -16,9 +23,11 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.client import ProposalFields, TowerClient, UnknownCustomer
+from pipeline.client import ProposalFields, TowerClient, TowerError
 
 AGENT, DEPARTMENT = "winback-bot", "marketing"
+#: a message may be held for the policy's hold window (30 s in the demo's) before it is decided
+HOLD_WAIT_S = 90.0
 CHANNELS = ("email", "push", "sms", "in_app")  # in order of preference
 
 
@@ -26,17 +35,17 @@ def when(ms: int | None) -> str:
     return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M UTC")
 
 
-def consented(ctx: dict[str, Any], channel: str, purpose: str) -> bool:
+def consented(ctx: dict[str, Any], channel: str, purpose: str) -> bool | None:
     """The newest consent mark that covers the channel and purpose, as the consent rule
-    reads them (`*` is every channel, `all` every purpose). Without one, only marketing
-    and sales need an opt-in (the default policy; the preflight has the final word)."""
+    reads them (`*` is every channel, `all` every purpose); None without one: whether an
+    opt-in is needed is the policy's to say, and the preflight says it."""
     marks = [
         c
         for c in ctx["consents"]
         if c["channel"] in (channel, "*") and c["purpose"] in (purpose, "all")
     ]
     if not marks:
-        return purpose not in ("marketing", "sales")
+        return None
     return bool(max(marks, key=lambda c: c["at"])["granted"])
 
 
@@ -65,9 +74,13 @@ def plan(ctx: dict[str, Any]) -> tuple[ProposalFields | None, str]:
     next_send = when(quiet["next_allowed_send"])
     if quiet_now == "suppress":
         return None, f"quiet hours: {category} may be sent from {next_send}"
-    usable = [
-        ch for ch in CHANNELS if consented(ctx, ch, category) and headroom(ctx, ch, category) != 0
+    # never a channel the customer refused or a cap has no room on; an opt-in first
+    open_ = [
+        ch
+        for ch in CHANNELS
+        if consented(ctx, ch, category) is not False and headroom(ctx, ch, category) != 0
     ]
+    usable = sorted(open_, key=lambda ch: consented(ctx, ch, category) is None)
     if not usable:
         return None, f"no channel with {category} consent and cap headroom"
     told = {f["fact"]: f["value"] for f in ctx["facts_told"]}
@@ -108,28 +121,34 @@ def write_reply(ctx: dict[str, Any], draft: ProposalFields) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--web-url", default="http://127.0.0.1:6066")
-    parser.add_argument("--customer", default="cust-42")
+    parser.add_argument("--bootstrap", help="Kafka [default: TOWER_BOOTSTRAP, 127.0.0.1:9092]")
+    parser.add_argument("--web-url", help="a worker [default: TOWER_URL, else TOWER_WEB_PORT]")
+    parser.add_argument("--customer", default="cust-00042")
     args = parser.parse_args()
-    with TowerClient(args.bootstrap, args.web_url) as tower:
-        try:
-            ctx = tower.context(args.customer)
-        except UnknownCustomer as exc:
-            print(f"{exc}\n  nothing to ground a reply on")
-            return 1
+    try:
+        return run(TowerClient(args.bootstrap, args.web_url), args.customer)
+    except TowerError as exc:
+        print(f"error: {exc}")
+        return 1
+
+
+def run(client: TowerClient, customer: str) -> int:
+    with client as tower:
+        ctx = tower.context(customer)
+        if not ctx["known"]:
+            print(f"{customer} is new to the tower: the plan rests on the policy alone")
         draft, why = plan(ctx)
         print(f"plan: {why}")
         if draft is None:
             return 0
-        check = tower.preflight(args.customer, **draft)
+        check = tower.preflight(customer, **draft)
         print(f"preflight: {check.outcome} ({check.rule or 'no rule objected'}): {check.reason}")
         if not check.approved:
             return 0  # nothing generated, nothing sent
         draft["content"] = write_reply(ctx, draft)
-        event_id = tower.propose(args.customer, **draft)
+        event_id = tower.propose(customer, **draft)
         print(f"proposed {event_id}: {draft['content']}")
-        decision = tower.wait_decision(event_id)
+        decision = tower.wait_decision(event_id, timeout_s=HOLD_WAIT_S)
         print(f"decision: {decision['outcome']} ({decision['rule'] or '-'}): {decision['reason']}")
         if decision["action_id"]:
             print(f"action {decision['action_id']} is on approved-actions")

@@ -2,8 +2,8 @@
 
     from pipeline.client import TowerClient
 
-    with TowerClient("127.0.0.1:9092", "http://127.0.0.1:6066") as tower:
-        ctx = tower.context("cust-42")
+    with TowerClient() as tower:  # TOWER_BOOTSTRAP, TOWER_URL, TOWER_TOPIC_*, TOWER_TOKEN ...
+        ctx = tower.context("cust-42")  # ctx["known"] is False for a new customer
         event_id = tower.propose("cust-42", agent="winback-bot", department="marketing",
                                  channel="email", action="message", category="marketing")
         print(tower.wait_decision(event_id)["outcome"])
@@ -12,8 +12,13 @@ Kafka is the contract, so proposals and signals go to `agent-events` and decisio
 from `audit` exactly as any other producer or audit reader does; the web API is only used
 for what Kafka cannot answer: the customer's current context and an advisory preflight.
 The HTTP side uses only the standard library, so the client adds no dependency. Where the
-workers require authentication, the client sends its bearer token (`token=`, else the
-`TOWER_WEB_TOKEN` environment variable) with every API call.
+workers require authentication, the client sends its bearer token (`token=`, else
+`TOWER_TOKEN`, `TOWER_TOKEN_FILE` or `TOWER_WEB_TOKEN`) with every API call.
+
+Every setting not passed comes from the environment as the worker reads it: the broker
+(`TOWER_BOOTSTRAP`), the topics (`TOWER_TOPIC_*`), Kafka security (`TOWER_SECURITY_*`,
+`TOWER_SASL_*`, `TOWER_SSL_*`) and the web API (`TOWER_URL`, else `TOWER_WEB_URL`, else
+`TOWER_WEB_HOST` and `TOWER_WEB_PORT`). Errors name the setting that fixes them.
 
 A client is not thread-safe (one Kafka producer and reader, used synchronously): use one
 per thread.
@@ -34,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.message import Message as HTTPHeaders
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Required, TypedDict, Unpack, overload
 
@@ -45,7 +51,7 @@ from pipeline.contracts.events import AgentEvent, Proposal, Signal, event_to_dic
 from pipeline.contracts.partitioning import JAVA_PARTITIONER, key_partition
 from pipeline.core.decision import EMITTING, HELD
 from pipeline.kafka import clients
-from pipeline.kafka.reader import ScanError, partition_count, watermarks
+from pipeline.kafka.reader import ScanError, watermarks
 from pipeline.settings import Settings, TopicNames
 
 Format = Literal["json", "avro"]
@@ -60,8 +66,15 @@ REMEMBERED_EVENTS = 10_000
 #: the pause before retrying a 503 that names no Retry-After
 DEFAULT_RETRY_S = 1.0
 API_PREFIX = "/api/v1"
-#: the client's bearer token when `token=` is not given
-TOKEN_ENV = "TOWER_WEB_TOKEN"
+#: the client's bearer token when `token=` is not given, in this order: the token itself,
+#: a file holding it (a mounted secret), and the earlier name
+TOKEN_ENV = "TOWER_TOKEN"
+TOKEN_FILE_ENV = "TOWER_TOKEN_FILE"
+WEB_TOKEN_ENV = "TOWER_WEB_TOKEN"
+#: the web API's base URL when `web_url=` is not given (else the worker's own settings)
+URL_ENV = "TOWER_URL"
+#: the fields a proposal cannot do without (`propose`, `preflight`)
+REQUIRED_FIELDS = ("agent", "department", "channel", "action", "category")
 
 
 # --- errors ----------------------------------------------------------------------------
@@ -135,6 +148,24 @@ class ProposalFields(TypedDict, total=False):
     conversation_id: str | None
     occurred_at: int | None
     event_id: str | None
+
+
+def check_fields(fields: Mapping[str, Any]) -> None:
+    """InvalidProposal listing every required field missing and every unknown one, rather
+    than Python's TypeError for the first."""
+    missing = [name for name in REQUIRED_FIELDS if fields.get(name) is None]
+    unknown = sorted(set(fields) - set(ProposalFields.__annotations__))
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown {', '.join(unknown)}")
+    if problems:
+        raise InvalidProposal(
+            "missing_field" if missing else "unknown_field",
+            f"a proposal needs {', '.join(REQUIRED_FIELDS)}: {'; '.join(problems)}",
+            (missing or unknown)[0],
+        )
 
 
 def now_ms() -> int:
@@ -351,6 +382,44 @@ class Preflight:
             ) from None
 
 
+# --- settings from the environment ----------------------------------------------------
+
+
+def client_settings(env: Mapping[str, str]) -> Settings:
+    """The worker's settings as a client reads them. A worker may bind every interface
+    (TOWER_WEB_HOST=0.0.0.0); a client calls it on this host instead."""
+    env = dict(env)
+    if env.get("TOWER_WEB_HOST", "").strip() in ("0.0.0.0", "::"):
+        env["TOWER_WEB_HOST"] = "127.0.0.1"
+    try:
+        return Settings.from_env(env)
+    except ValueError as exc:
+        raise TowerError(str(exc)) from None
+
+
+def web_url_from(env: Mapping[str, str], settings: Settings) -> str:
+    """TOWER_URL, else the worker's advertised URL (TOWER_WEB_URL, else TOWER_WEB_HOST and
+    TOWER_WEB_PORT): a client on the worker's host needs no setting of its own."""
+    return env.get(URL_ENV) or settings.advertised_url
+
+
+def token_from(env: Mapping[str, str]) -> str | None:
+    """The bearer token: TOWER_TOKEN, else the file TOWER_TOKEN_FILE names, else
+    TOWER_WEB_TOKEN; None when none is set (authentication off)."""
+    if env.get(TOKEN_ENV):
+        return env[TOKEN_ENV].strip()
+    path = env.get(TOKEN_FILE_ENV)
+    if path:
+        try:
+            return Path(path).expanduser().read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise TowerError(
+                f"{TOKEN_FILE_ENV}={path!r} cannot be read ({exc.strerror}); mount the token "
+                f"there or set {TOKEN_ENV}"
+            ) from None
+    return env.get(WEB_TOKEN_ENV, "").strip() or None
+
+
 # --- the client ------------------------------------------------------------------------
 
 
@@ -379,31 +448,35 @@ class TowerClient:
 
     def __init__(
         self,
-        bootstrap: str = "127.0.0.1:9092",
-        web_url: str = "http://127.0.0.1:6066",
+        bootstrap: str | None = None,
+        web_url: str | None = None,
         *,
-        topics: TopicNames = DEFAULT_TOPICS,
+        topics: TopicNames | None = None,
         output_format: Format = "json",
         timeout_s: float = 10.0,
         token: str | None = None,
         kafka: Settings | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if output_format not in ("json", "avro"):
             raise ValueError(f"output_format must be 'json' or 'avro', not {output_format!r}")
-        #: Kafka security (TLS, SASL) from `kafka`, else from the TOWER_* variables as every
-        #: client of the project (README, Security)
+        environ = dict(os.environ if env is None else env)
+        #: the broker, topics and Kafka security (TLS, SASL) from `kafka`, else from the
+        #: TOWER_* variables as every client of the project (README, Security); what is
+        #: passed here wins
+        base = kafka if kafka is not None else client_settings(environ)
         self.settings = replace(
-            kafka if kafka is not None else Settings.from_env(),
-            bootstrap=bootstrap,
-            topics=topics,
+            base,
+            bootstrap=base.bootstrap if bootstrap is None else bootstrap,
+            topics=base.topics if topics is None else topics,
             output_format=output_format,
         )
-        self.web_url = web_url.rstrip("/")
+        self.web_url = (web_url or web_url_from(environ, base)).rstrip("/")
         self.output_format: Format = output_format
         self.timeout_s = timeout_s
         #: the bearer token for the web API (a viewer's for context, an operator's for
         #: preflight); private, so it is never part of a repr or an error message
-        self._token = (token if token is not None else os.environ.get(TOKEN_ENV)) or None
+        self._token = (token if token is not None else token_from(environ)) or None
         self._producer: Producer | None = None
         self._reader: Consumer | None = None
         self._partitions: int | None = None
@@ -435,6 +508,7 @@ class TowerClient:
     def propose(self, customer_id: str, **fields: Unpack[ProposalFields]) -> str:
         """Produce a proposal (fields: `make_proposal`) and return its event id once the
         broker acknowledged it; InvalidProposal before anything is produced."""
+        check_fields(fields)
         return self.send(make_proposal(customer_id, **fields))
 
     def signal(
@@ -500,7 +574,7 @@ class TowerClient:
         if not reports:
             raise TowerError(
                 f"no delivery report for {event_id} within {self.timeout_s:g} s; "
-                f"is Kafka up on {self.settings.bootstrap}?"
+                f"is Kafka up on {self.settings.bootstrap} (TOWER_BOOTSTRAP)?"
             )
         err = reports[0]
         if err is None:
@@ -509,9 +583,12 @@ class TowerClient:
             self._producer = None
         hint = ""
         if err.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT):
-            hint = f"; is Kafka up on {self.settings.bootstrap}?"
+            hint = f"; is Kafka up on {self.settings.bootstrap} (TOWER_BOOTSTRAP)?"
         elif err.code() in (KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART):
-            hint = "; create the topics with `tower topics create`"
+            hint = (
+                "; set TOWER_TOPIC_EVENTS to the tower's events topic (or create the topics "
+                "with `tower topics create`)"
+            )
         raise TowerError(f"{topic} did not take {event_id}: {err.str()}{hint}")
 
     def _producer_(self) -> Producer:
@@ -601,12 +678,22 @@ class TowerClient:
         modulo that topic's partitions (the same as the audit topic's when both were made
         by `tower topics create`)."""
         if self._partitions is None:
+            topic, bootstrap = self.settings.topics.events, self.settings.bootstrap
             try:
-                self._partitions = partition_count(
-                    self._reader_(), self.settings, self.settings.topics.events, self.timeout_s
+                meta = self._reader_().list_topics(topic, timeout=self.timeout_s)
+            except KafkaException as exc:
+                raise TowerError(
+                    f"cannot reach Kafka on {bootstrap} ({exc.args[0]}); set TOWER_BOOTSTRAP "
+                    "to the tower's brokers"
+                ) from None
+            info = meta.topics.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                raise TowerError(
+                    f"topic {topic!r} does not exist on {bootstrap}; set TOWER_TOPIC_EVENTS "
+                    "and TOWER_TOPIC_AUDIT to the tower's topics (or create them with "
+                    "`tower topics create`)"
                 )
-            except ScanError as exc:
-                raise TowerError(str(exc)) from None
+            self._partitions = len(info.partitions)
         return key_partition(key, self._partitions)
 
     def _watermarks(self, partition: int) -> tuple[int, int]:
@@ -615,14 +702,15 @@ class TowerClient:
                 self._reader_(), self.settings.topics.audit, partition, self.timeout_s
             )
         except ScanError as exc:
-            raise TowerError(str(exc)) from None
+            raise TowerError(f"{exc}; is TOWER_TOPIC_AUDIT the tower's audit topic?") from None
 
     # --- web API ---
 
     def context(self, customer_id: str, *, at: int | None = None) -> dict[str, Any]:
         """What the tower knows about the customer now (or as of `at`, epoch ms): consents,
         open cases, facts told and known, cap headroom, quiet hours, holds, escalation.
-        UnknownCustomer if the tower has decided nothing about them yet."""
+        A customer the tower has decided nothing about yet has `known` False and the empty
+        context the policy applies to a first proposal (no contacts counted, no consents)."""
         path = f"/customers/{urllib.parse.quote(customer_id, safe='')}/context"
         if at is not None:
             path += "?" + urllib.parse.urlencode({"at": at})
@@ -642,6 +730,7 @@ class TowerClient:
                 raise TypeError("preflight takes an AgentEvent or propose's arguments, not both")
             event = target
         else:
+            check_fields(fields)
             event = make_proposal(target, **fields)
         body = wire_value(event, "json")
         return Preflight.from_json(self._call("POST", "/preflight", body, event.customer_id))
@@ -681,7 +770,7 @@ class TowerClient:
                 which = "no token was given" if self._token is None else "the token was refused"
                 raise TowerError(
                     f"{method} {url} answered {status}: {error} ({which}: pass "
-                    f"TowerClient(token=...) or set {TOKEN_ENV})"
+                    f"TowerClient(token=...) or set {TOKEN_ENV} or {TOKEN_FILE_ENV})"
                 )
             raise TowerError(f"{method} {url} answered {status}: {error}")
 
@@ -702,7 +791,10 @@ class TowerClient:
             with exc:
                 return exc.code, exc.headers, exc.read()
         except urllib.error.URLError as exc:
-            raise TowerError(f"cannot reach the tower at {self.web_url}: {exc.reason}") from None
+            raise TowerError(
+                f"cannot reach the tower at {self.web_url}: {exc.reason}; set {URL_ENV} to "
+                "a worker's URL"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, bad replies
             raise TowerError(f"{method} {url}: {exc or type(exc).__name__}") from None
 

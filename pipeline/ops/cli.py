@@ -140,6 +140,7 @@ def _add_optional_groups() -> None:
     from pipeline.ops.api_commands import api_group
     from pipeline.ops.demo import demo_command
     from pipeline.ops.kafka_commands import kafka_group, topics_group
+    from pipeline.ops.mcp_commands import mcp_command
     from pipeline.ops.policy_commands import policy_group
     from pipeline.ops.report_commands import report_command
     from pipeline.ops.web_commands import web_group
@@ -152,6 +153,7 @@ def _add_optional_groups() -> None:
     main.add_command(report_command)
     main.add_command(web_group)
     main.add_command(api_group)
+    main.add_command(mcp_command)
 
 
 _add_optional_groups()

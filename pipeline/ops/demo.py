@@ -701,6 +701,12 @@ def _keep_running(
         click.echo(f"  a customer      {base}/customers/{customer}")
     click.echo(f"  metrics         {base}/metrics")
     click.echo(f"  worker log      {log_path}")
+    t = settings.topics
+    click.echo(
+        f"  an agent        TOWER_BOOTSTRAP={settings.bootstrap} TOWER_URL={base} "
+        f"TOWER_TOPIC_EVENTS={t.events} TOWER_TOPIC_AUDIT={t.audit} "
+        f"python examples/grounded_agent.py --customer {customer or 'cust-00042'}"
+    )
     what = "the worker and Kafka" if stops_kafka else "the worker"
     click.echo(f"Press Ctrl-C to stop {what}.")
     while proc.poll() is None:

@@ -157,8 +157,12 @@ def openapi_document() -> dict[str, Any]:
                         },
                     ],
                     "responses": {
-                        "200": _json("AgentContext", "the customer's context"),
-                        **_errors(*COMMON_ERRORS, 404, 409),
+                        "200": _json(
+                            "AgentContext",
+                            "the customer's context; `known` false: the tower has not met "
+                            "the customer, and this is the empty context the policy applies",
+                        ),
+                        **_errors(*COMMON_ERRORS, 409),
                     },
                 }
             },

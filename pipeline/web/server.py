@@ -341,18 +341,9 @@ def build_app(
             return _invalid([Problem("at", "must be epoch milliseconds, an integer")])
 
         async def answer(partition: int) -> web.StreamResponse:
+            # an unknown customer is the empty state: what the policy applies to a first
+            # proposal (no contacts counted, no consents yet), flagged `known: false`
             watermark, state = unpack_stored(await port.load(partition, customer_id.encode()))
-            if state.events == 0:
-                return web.json_response(
-                    error_body(
-                        "not_found",
-                        f"customer {customer_id!r} is not known to the tower",
-                        hint="nothing about this customer was decided yet: there is no "
-                        "history to ground on; a first proposal is judged on the policy "
-                        "alone (ask /api/v1/preflight)",
-                    ),
-                    status=404,
-                )
             body = agent_context(customer_id, state, port.processor.policy(), as_of)
             body["position"] = {
                 "partition": partition,

@@ -33,7 +33,14 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 #: what a build reads, as the Dockerfile copies it: nothing else of the checkout
-BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "pipeline", "schemas")
+BUILD_INPUTS = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "pipeline",
+    "schemas",
+    "clients/python/src",
+)
 #: what setuptools says of a licence it finds deprecated (a TOML table, classifiers)
 LICENCE_WARNING = re.compile(
     r"SetuptoolsDeprecationWarning|License classifiers are deprecated|Warning:.*licen",
@@ -131,6 +138,8 @@ def test_the_wheel_ships_the_schemas_and_the_licence(build):
     assert shipped <= names, sorted(shipped - names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: Apache-2.0" in meta
+    # the agents' HTTP client, which `tower mcp` speaks through
+    assert {"journey_tower_client/client.py", "journey_tower_client/py.typed"} <= names
 
 
 CODEC_ROUND_TRIP = """

@@ -353,6 +353,75 @@ def test_a_produce_waits_for_the_broker_and_raises_its_error(
         client._produce(b"cust-42", b"{}", "e-1")
 
 
+def test_an_unknown_topic_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = TowerClient(topics=TopicNames(events="ev"))
+    missing = FakeProducer(KafkaError(KafkaError._UNKNOWN_TOPIC))
+    monkeypatch.setattr(client, "_producer_", lambda: missing)
+    with pytest.raises(TowerError, match="set TOWER_TOPIC_EVENTS"):
+        client._produce(b"cust-42", b"{}", "e-1")
+
+    class NoTopics:
+        def list_topics(self, topic: str, timeout: float) -> Any:
+            return type("Meta", (), {"topics": {}})()
+
+    monkeypatch.setattr(client, "_reader_", NoTopics)
+    with pytest.raises(TowerError, match=r"'ev' does not exist.*set TOWER_TOPIC_EVENTS"):
+        client._audit_partition(b"cust-42")
+
+
+# --- settings from the environment -----------------------------------------------------
+
+
+def test_every_setting_comes_from_the_environment() -> None:
+    env = {
+        "TOWER_BOOTSTRAP": "kafka-1:9092",
+        "TOWER_TOPIC_EVENTS": "demo-agent-events",
+        "TOWER_TOPIC_AUDIT": "demo-audit",
+        "TOWER_WEB_PORT": "7001",
+        "TOWER_TOKEN": "secret",
+    }
+    client = TowerClient(env=env)
+    assert client.settings.bootstrap == "kafka-1:9092"
+    assert (client.settings.topics.events, client.settings.topics.audit) == (
+        "demo-agent-events",
+        "demo-audit",
+    )
+    assert client.web_url == "http://127.0.0.1:7001" and client._token == "secret"
+    # the worker's own URL, a URL for clients, and what the caller passes, in rising order
+    worker = {**env, "TOWER_WEB_URL": "http://tower-0:6066/"}
+    assert TowerClient(env=worker).web_url == "http://tower-0:6066"
+    mine = {**worker, "TOWER_URL": "https://tower.example"}
+    assert TowerClient(env=mine).web_url == "https://tower.example"
+    given = TowerClient("b:1", "http://x:1", topics=TopicNames(events="e"), env=mine)
+    assert (given.settings.bootstrap, given.web_url, given.settings.topics.events) == (
+        "b:1",
+        "http://x:1",
+        "e",
+    )
+    # a worker binding every interface is called on this host
+    assert TowerClient(env={"TOWER_WEB_HOST": "0.0.0.0"}).web_url == "http://127.0.0.1:6066"
+
+
+def test_a_bad_setting_is_named() -> None:
+    with pytest.raises(TowerError, match="TOWER_WEB_PORT='web' is not a valid int"):
+        TowerClient(env={"TOWER_WEB_PORT": "web"})
+
+
+def test_missing_fields_are_listed_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    client, kafka = TowerClient(env={}), KafkaStub()
+    kafka.install(client, monkeypatch)
+    partial: Any = {"agent": "winback-bot", "department": "marketing", "action": "message"}
+    for call in (client.propose, client.preflight):
+        with pytest.raises(InvalidProposal) as caught:
+            call("cust-42", **partial)
+        assert (caught.value.reason, caught.value.field) == ("missing_field", "channel")
+        assert "missing channel, category" in str(caught.value)
+    with pytest.raises(InvalidProposal, match="unknown chanel") as caught:
+        client.propose("cust-42", **DRAFT, chanel="email")  # type: ignore[call-arg]
+    assert caught.value.reason == "unknown_field"
+    assert kafka.produced == []
+
+
 def test_only_json_or_avro() -> None:
     with pytest.raises(ValueError, match="output_format"):
         TowerClient(output_format="xml")  # type: ignore[arg-type]

@@ -67,15 +67,32 @@ def test_the_token_comes_from_tower_web_token(url: str, monkeypatch: pytest.Monk
         TowerClient(web_url=url, token="not-it", timeout_s=5).context("ana")
 
 
+def test_the_token_comes_from_tower_token_or_its_file(
+    url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TOWER_WEB_TOKEN", "not-it")  # the earlier name comes last
+    monkeypatch.setenv("TOWER_TOKEN", OPERATOR_TOKEN)
+    assert TowerClient(web_url=url, timeout_s=5).preflight("ana", **DRAFT).outcome == "approved"
+    monkeypatch.delenv("TOWER_TOKEN")
+    secret = tmp_path / "token"
+    secret.write_text(OPERATOR_TOKEN + "\n")
+    monkeypatch.setenv("TOWER_TOKEN_FILE", str(secret))
+    assert TowerClient(web_url=url, timeout_s=5).preflight("ana", **DRAFT).outcome == "approved"
+    monkeypatch.setenv("TOWER_TOKEN_FILE", str(tmp_path / "absent"))
+    with pytest.raises(TowerError, match=r"TOWER_TOKEN_FILE=.*cannot be read"):
+        TowerClient(web_url=url, timeout_s=5)
+
+
 def test_without_a_token_a_refusal_says_how_to_give_one(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("TOWER_WEB_TOKEN", raising=False)
+    for name in ("TOWER_TOKEN", "TOWER_TOKEN_FILE", "TOWER_WEB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(TowerError) as caught:
         TowerClient(web_url=url, timeout_s=5).context("ana")
     message = str(caught.value)
     assert "answered 401" in message and "no token was given" in message
-    assert "TOWER_WEB_TOKEN" in message
+    assert "TOWER_TOKEN" in message and "TOWER_TOKEN_FILE" in message
     # an empty token counts as none
     with pytest.raises(TowerError, match="no token was given"):
         TowerClient(web_url=url, token="", timeout_s=5).context("ana")

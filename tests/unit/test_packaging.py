@@ -54,4 +54,7 @@ def test_the_image_builds_from_the_build_inputs_alone():
         for name in line.split()[1:-1]
     }
     assert {"pyproject.toml", "README.md", "LICENSE", "pipeline", "schemas"} <= copied
+    # the agents' HTTP client, packed for `tower mcp`
+    client = PYPROJECT["tool"]["setuptools"]["package-dir"]["journey_tower_client"]
+    assert client.startswith("clients/python/src") and "clients/python/src" in copied
     assert "TOWER_SCHEMA_DIR" not in dockerfile

@@ -238,7 +238,7 @@ def test_readiness_follows_the_assignment() -> None:
     run(port, FixedOwners({}), check)
 
 
-def test_context_of_an_owned_customer_and_a_404_with_a_hint_for_an_unknown_one() -> None:
+def test_context_of_an_owned_customer_and_the_empty_context_of_an_unknown_one() -> None:
     owned = {key_partition(b"ana", 8), key_partition(b"nobody", 8)}
     port = worker("http://me:1", owned, ["ana"])
 
@@ -249,8 +249,11 @@ def test_context_of_an_owned_customer_and_a_404_with_a_hint_for_an_unknown_one()
         assert ctx["consents"][0]["granted"] is True
         assert ctx["position"]["partition"] == key_partition(b"ana", 8)
         assert ctx["position"]["offset"] == 1  # the two records decided: offsets 0 and 1
+        # an unknown customer: what the policy applies to a first proposal, flagged
         status, body, _ = await get(client, "/api/v1/customers/nobody/context")
-        assert status == 404 and "hint" in body
+        assert status == 200 and body["known"] is False and body["customer_id"] == "nobody"
+        assert body["consents"] == [] and body["escalation"]["needs_human"] is False
+        assert body["policy_version"] == ctx["policy_version"]
         assert (await get(client, "/api/v1/customers/ana/context?at=x"))[0] == 400
 
     run(port, FixedOwners({}), check)
@@ -324,7 +327,8 @@ def test_the_answers_match_their_published_json_schemas() -> None:
             )
             preflight.validate(body)
             outcomes[customer] = body["outcome"]
-        error.validate((await get(client, "/api/v1/customers/nobody/context"))[1])
+        context.validate((await get(client, "/api/v1/customers/nobody/context"))[1])
+        error.validate((await get(client, "/api/v1/customers/ana/context?at=x"))[1])
         error.validate((await post(client, "/api/v1/preflight", b"{x"))[1])
 
     run(port, FixedOwners({}), check)
