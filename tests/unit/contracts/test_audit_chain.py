@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.contracts import audit_chain
@@ -215,6 +215,7 @@ RUNS_STRATEGY = st.lists(
 )
 
 
+@settings(max_examples=500)
 @given(RUNS_STRATEGY, st.data())
 def test_any_single_record_tampering_is_detected(runs: list[list[bytes]], data) -> None:
     """Changed, inserted (without a seal, with a copied or a made-up one), removed (except
