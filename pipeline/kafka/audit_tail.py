@@ -1,30 +1,24 @@
-"""Reading the audit chain off the broker: the tail a worker links its next record to, and
-the records `tower audit verify` walks.
+"""Reading the audit chain off the broker: the last seal, whose hash a worker links its next
+run to, and the records `tower audit verify` walks.
 
-A tail is read backwards in growing windows from the partition's end (or from a given
-offset) to its last chained record; `read_committed`, so records of an aborted or still open
-transaction are never linked to.
+The last seal is looked for backwards in growing windows from the partition's end (or from
+a given offset); `read_committed`, so runs of an aborted or still open transaction are never
+linked to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from confluent_kafka import Consumer, Message
 
-from pipeline.contracts.audit_chain import (
-    GENESIS,
-    AuditChain,
-    MalformedLink,
-    prev_of,
-    record_hash,
-)
+from pipeline.contracts.audit_chain import GENESIS, AuditChain, MalformedSeal, seal_of
 from pipeline.kafka.reader import RangeReader, scan_consumer, watermarks
 from pipeline.processing.batch import OutputRecord
 from pipeline.settings import Settings
 
-#: how far back a tail is looked for before the partition counts as unchained so far
+#: how far back a seal is looked for before the partition counts as unchained so far
 MAX_LOOKBACK = 100_000
 _FIRST_WINDOW = 64
 
@@ -39,43 +33,54 @@ def chain_tails(
     settings: Settings,
     topic: str,
     partitions: Iterable[int],
-    before: dict[int, int] | None = None,
     timeout_s: float = 30.0,
 ) -> dict[int, bytes]:
-    """Per partition, the chain hash of its last chained record (before the offset given in
-    `before`, else before its end); GENESIS where there is none."""
+    """Per partition, the hash of its last sealed run; GENESIS where there is none."""
+    found = last_seals(settings, topic, {p: None for p in partitions}, timeout_s)
+    return {p: GENESIS if seal is None else seal[1] for p, seal in found.items()}
+
+
+def last_seals(
+    settings: Settings,
+    topic: str,
+    before: dict[int, int | None],
+    timeout_s: float = 30.0,
+) -> dict[int, tuple[int, bytes] | None]:
+    """Per partition, the offset and run hash of its last seal before the offset given
+    (before its end with None); None where there is none."""
     consumer = scan_consumer(settings, "audit-chain", timeout_s)
     try:
-        return {p: _tail(consumer, topic, p, (before or {}).get(p), timeout_s) for p in partitions}
+        return {p: _last_seal(consumer, topic, p, end, timeout_s) for p, end in before.items()}
     finally:
         consumer.close()
 
 
-def _tail(
+def _last_seal(
     consumer: Consumer, topic: str, partition: int, before: int | None, timeout_s: float
-) -> bytes:
+) -> tuple[int, bytes] | None:
     low, high = watermarks(consumer, topic, partition, timeout_s)
     end = high if before is None else min(before, high)
     window = _FIRST_WINDOW
     while end > low and high - end < MAX_LOOKBACK:
         start = max(low, end - window)
-        last: bytes | None = None
+        last: tuple[int, bytes] | None = None
         for msg in RangeReader(consumer, topic, {partition: (start, end)}, timeout_s).records():
-            linked = _chain_hash(msg)
-            if linked is not None:
-                last = linked
+            run = _run_hash(msg)
+            offset = msg.offset()
+            if run is not None and offset is not None:
+                last = (offset, run)
         if last is not None:
             return last
         end, window = start, window * 4
-    return GENESIS
+    return None
 
 
-def _chain_hash(msg: Message) -> bytes | None:
+def _run_hash(msg: Message) -> bytes | None:
     try:
-        prev = prev_of(msg.headers())
-    except MalformedLink:
+        seal = seal_of(msg.headers())
+    except MalformedSeal:
         return None
-    return None if prev is None else record_hash(prev, msg.key(), msg.value())
+    return None if seal is None else seal.hash
 
 
 def partition_records(
@@ -102,9 +107,9 @@ def partition_records(
 
 
 class AuditLinker:
-    """A worker's end of the chain: the tails of the audit partitions it writes, seeded from
-    the topic before a partition's first record, and the header each audit output carries.
-    Outputs of other topics carry none."""
+    """A worker's end of the chain: the last run hashes of the audit partitions it writes,
+    seeded from the topic before a partition's first run, and the seals of each batch of
+    outputs. Outputs of other topics carry none."""
 
     def __init__(self, settings: Settings, read_tails: TailReader = chain_tails) -> None:
         self.settings = settings
@@ -124,12 +129,12 @@ class AuditLinker:
         """The audit partitions `outputs` write whose tails are not known yet."""
         return self.chain.unseeded(o.partition for o in outputs if o.topic == self.topic)
 
-    def headers(self, out: OutputRecord) -> list[tuple[str, bytes]] | None:
-        if out.topic != self.topic:
-            return None
-        return self.chain.link(out.partition, out.key, out.value)
+    def seals(self, outputs: Sequence[OutputRecord]) -> dict[int, list[tuple[str, bytes]]]:
+        """The headers of `outputs`, written in this order: output index -> seal, on the
+        last audit record of each partition; the other records carry none."""
+        return self.chain.seal(outputs, self.topic)
 
     def forget(self, partitions: Iterable[int] | None = None) -> None:
-        """Re-seed these partitions (all with None) before their next record: they were
-        revoked, or records linked to were aborted or never acknowledged."""
+        """Re-seed these partitions (all with None) before their next run: they were
+        revoked, or runs linked to were aborted or never acknowledged."""
         self.chain.forget(partitions)

@@ -31,7 +31,7 @@ from pipeline.core.replay import (
     replay_customer,
     summarize,
 )
-from pipeline.kafka.audit_tail import chain_tails, partition_records
+from pipeline.kafka.audit_tail import last_seals, partition_records
 from pipeline.kafka.reader import (
     ScanError,
     TopicRecord,
@@ -301,8 +301,8 @@ def _exit_code(results: list[Replayed]) -> int:
 @click.option(
     "--from-offset",
     type=int,
-    help="Trust the records before this offset and prove the rest [default: the partition's "
-    "first record].",
+    help="Trust the records before this offset and prove the rest, from the start of the "
+    "run holding it [default: the partition's first record].",
 )
 @click.option("--show", type=int, default=20, show_default=True, help="Offsets listed per kind.")
 @_bootstrap_option
@@ -310,12 +310,14 @@ def _exit_code(results: list[Replayed]) -> int:
 def verify_command(
     partition: int | None, from_offset: int | None, show: int, bootstrap: str | None
 ) -> None:
-    """Prove the audit topic's hash chain unbroken: every worker record names the hash of
-    the record before it in its partition.
+    """Prove the audit topic's hash chain unbroken: each run of worker records ends with a
+    seal naming the hash of the run before it in its partition and its own.
 
-    Exit code 0 when every partition is unbroken, 1 at a break (its offset and why are
-    printed), 2 when nothing is broken but some records are outside the chain (written by
-    something else than a worker, e.g. a hand-made record; their offsets are printed).
+    Exit code 0 when every partition is unbroken, 1 at a break (the seal's offset, its run's
+    first offset and why are printed), 2 when nothing is broken but some records no seal
+    covers: outside the chain (written by something else than a worker, e.g. a hand-made
+    record, or by a worker stopped mid-run) or, at a partition's end, not sealed yet (a
+    worker still writing their run: verify again). Their offsets are printed.
     """
     settings = Settings.from_env(bootstrap=bootstrap)
     topic = settings.topics.audit
@@ -327,7 +329,7 @@ def verify_command(
             click.echo(line)
     if any(c.broken for c in checks):
         sys.exit(EXIT_BROKEN)
-    if any(c.outside for c in checks):
+    if any(c.outside or c.unsealed for c in checks):
         sys.exit(EXIT_OUTSIDE_CHAIN)
 
 
@@ -351,42 +353,72 @@ def _verify_partition(settings: Settings, partition: int, start: int | None) -> 
         low, _ = watermarks(consumer, topic, partition, 30.0)
     finally:
         consumer.close()
-    first = low if start is None else max(low, start)
-    if first > low:
-        tail = chain_tails(settings, topic, [partition], before={partition: first})[partition]
-        check = PartitionCheck(partition, tail)
+    seal = None
+    if start is not None and start > low:  # from the run holding `start`, on its seal before
+        seal = last_seals(settings, topic, {partition: start})[partition]
+    if seal is not None:
+        check = PartitionCheck(partition, seal[1], first_offset=seal[0] + 1)
     else:  # from the start, or from what retention kept of it
-        check = PartitionCheck(partition, GENESIS, anchored=low == 0)
-    check.first_offset = first
+        check = PartitionCheck(partition, GENESIS, anchored=low == 0, first_offset=low)
 
     def show(read: int, total: int) -> None:
         click.echo(f"verifying {topic} partition {partition}: {read:,}/{total:,}", err=True)
 
-    for msg in partition_records(settings, topic, partition, first, progress=show):
+    for msg in partition_records(settings, topic, partition, check.first_offset, progress=show):
         offset = msg.offset()
         assert offset is not None
         if not check.feed(offset, msg.key(), msg.value(), msg.headers()):
             break
-    return check
+    return check.finish()
 
 
 def render_check(topic: str, check: PartitionCheck, show: int) -> list[str]:
     where = f"{topic} partition {check.partition}"
-    checked = f"{check.checked:,} records from offset {check.first_offset}"
-    if check.broken is not None:
-        lines = [f"{where}: BROKEN at offset {check.broken.offset}: {check.broken.reason}"]
-    elif check.outside:
-        lines = [f"{where}: no break in {checked}, but not every record is chained"]
+    checked = f"{check.checked:,} records in {check.runs:,} runs from offset {check.first_offset}"
+    broken = check.broken
+    if broken is not None:
+        lines = [
+            f"{where}: BROKEN at offset {broken.offset} (the run from offset "
+            f"{broken.run_start}): {broken.reason}"
+        ]
+    elif check.outside or check.unsealed:
+        lines = [f"{where}: no break in {checked}, but not every record is sealed"]
     else:
         lines = [f"{where}: OK, {checked}"]
-    if check.outside:
-        listed = ", ".join(str(o) for o in check.outside[:show])
-        more = f" and {len(check.outside) - show} more" if len(check.outside) > show else ""
-        lines.append(
-            f"{where}: {len(check.outside)} record(s) outside the chain (not written by a "
-            f"worker): offsets {listed}{more}"
-        )
+    kinds = (
+        (
+            check.unprovable,
+            "at the start not provable (their run began before the first record retention kept)",
+        ),
+        (
+            check.outside,
+            "outside the chain (no seal covers them: not written by a worker, or "
+            "by one stopped mid-run)",
+        ),
+        (
+            check.unsealed,
+            "at the end not sealed (a worker may still be writing their run: verify again)",
+        ),
+    )
+    for offsets, what in kinds:
+        if offsets:
+            lines.append(
+                f"{where}: {len(offsets)} record(s) {what}: offsets {spans(offsets, show)}"
+            )
     return lines
+
+
+def spans(offsets: list[int], show: int) -> str:
+    """Ascending offsets as ranges ("3-7, 9"), the first `show` of them."""
+    ranges: list[list[int]] = []
+    for o in offsets:
+        if ranges and o == ranges[-1][1] + 1:
+            ranges[-1][1] = o
+        else:
+            ranges.append([o, o])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges[:show])
+    more = len(ranges) - show
+    return f"{text} and {more} more range(s)" if more > 0 else text
 
 
 audit_group = _AuditGroup(

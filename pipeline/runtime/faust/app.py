@@ -367,7 +367,7 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     # Both agents and the hold releaser read-modify-write customer states and await the
     # broker in between: one lock keeps them from interleaving on a customer.
     state_lock = asyncio.Lock()
-    #: the audit partitions' hash chain (contracts/audit_chain.py)
+    #: the audit partitions' hash chain, a run per batch and partition (contracts/audit_chain.py)
     audit_chain = AuditLinker(settings)
 
     async def publish(
@@ -384,17 +384,18 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
                     return
                 log.warning("cannot read the audit chain's tails, retrying: %s", exc)
                 await asyncio.sleep(1)
+        seals = audit_chain.seals(result.outputs)
         try:
             acks = [
                 await producer.send(
-                    out.topic, out.key, out.value, out.partition, None, audit_chain.headers(out)
+                    out.topic, out.key, out.value, out.partition, None, seals.get(i)
                 )
-                for out in result.outputs
+                for i, out in enumerate(result.outputs)
             ]
             if acks:
                 await asyncio.gather(*acks)
         except BaseException:
-            audit_chain.forget()  # a record linked to may be missing: read the tails again
+            audit_chain.forget()  # a run linked to may be missing: read the tails again
             raise
         if stopping.is_set():  # the outputs are re-emitted after the restart, never lost
             return

@@ -197,7 +197,8 @@ class TransactionalEngine:
         #: a failed commit noticed inside a rebalance callback, recovered in the loop
         self._failed: KafkaException | None = None
         self._restore_consumer = restore_consumer_factory
-        #: the audit hash chain; only committed records are linked to (read_committed tails)
+        #: the audit hash chain, a run per transaction and partition; only committed runs are
+        #: linked to (read_committed tails)
         self.audit_chain = AuditLinker(settings, audit_tails)
         self.consumer = consumer_factory(
             {
@@ -444,15 +445,10 @@ class TransactionalEngine:
             self._rewind()
             return
         try:
+            seals = self.audit_chain.seals(pending.outputs)
             self.producer.begin_transaction()
-            for out in pending.outputs:
-                self._produce(
-                    out.topic,
-                    out.key,
-                    out.value,
-                    out.partition,
-                    headers=self.audit_chain.headers(out),
-                )
+            for i, out in enumerate(pending.outputs):
+                self._produce(out.topic, out.key, out.value, out.partition, headers=seals.get(i))
             for (partition, key), value in overlay.writes.items():
                 self._produce(self.changelog, key, value, partition, self._on_changelog)
         except KafkaException as exc:
@@ -525,7 +521,7 @@ class TransactionalEngine:
             raise exc
         self.aborts += 1
         self._pending = None  # decided on the aborted state: decided again
-        self.audit_chain.forget()  # the aborted records were linked to
+        self.audit_chain.forget()  # the aborted runs were linked to
         log.warning("transaction aborted, rewinding to the committed offsets: %s", err)
         self.producer.abort_transaction(60)
         self._rewind()

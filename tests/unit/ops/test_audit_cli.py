@@ -10,6 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from pipeline.contracts.audit_chain import Break, PartitionCheck
 from pipeline.contracts.codec import encode_record
 from pipeline.contracts.events import Source
 from pipeline.contracts.policy_record import PolicyRecord, encode_policy_record, version_key
@@ -296,3 +297,47 @@ def test_missing_audit_topic_is_a_friendly_error(serve) -> None:
     for args in (["audit", "c1"], ["replay", "--all"], ["explain", "d-1"]):
         res = run(*args)
         assert res.exit_code == 1 and "error: topic" in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize(
+    ("check", "lines"),
+    [
+        (
+            PartitionCheck(0, checked=5, runs=2, first_offset=3),
+            ["audit partition 0: OK, 5 records in 2 runs from offset 3"],
+        ),
+        (
+            PartitionCheck(1, checked=9, runs=2, outside=[4, 5, 6], unsealed=[9]),
+            [
+                "audit partition 1: no break in 9 records in 2 runs from offset 0, but not every "
+                "record is sealed",
+                "audit partition 1: 3 record(s) outside the chain (no seal covers them: not "
+                "written by a worker, or by one stopped mid-run): offsets 4-6",
+                "audit partition 1: 1 record(s) at the end not sealed (a worker may still be "
+                "writing their run: verify again): offsets 9",
+            ],
+        ),
+        (
+            PartitionCheck(2, broken=Break(2, 8, 6, "why"), unprovable=[0, 1]),
+            [
+                "audit partition 2: BROKEN at offset 8 (the run from offset 6): why",
+                "audit partition 2: 2 record(s) at the start not provable (their run began "
+                "before the first record retention kept): offsets 0-1",
+            ],
+        ),
+    ],
+)
+def test_verify_names_each_break_and_the_offsets_no_seal_covers(check, lines) -> None:
+    assert audit_commands.render_check("audit", check, show=20) == lines
+
+
+@pytest.mark.parametrize(
+    ("offsets", "show", "text"),
+    [
+        ([3], 5, "3"),
+        ([1, 2, 3, 7, 9, 10], 5, "1-3, 7, 9-10"),
+        ([1, 3, 5], 2, "1, 3 and 1 more range(s)"),
+    ],
+)
+def test_offsets_are_listed_as_ranges(offsets: list[int], show: int, text: str) -> None:
+    assert audit_commands.spans(offsets, show) == text

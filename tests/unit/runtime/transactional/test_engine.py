@@ -26,7 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from pipeline.contracts.audit_chain import GENESIS, PartitionCheck, prev_of, record_hash
+from pipeline.contracts.audit_chain import GENESIS, PartitionCheck, seal_of
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.decision import Decision
@@ -475,18 +475,19 @@ def assert_same_as_clean_run(
         check = PartitionCheck(p)
         for r in kafka.visible(SETTINGS.topics.audit, p):
             check.feed(r.offset, r.key, r.value, r.headers)
-        assert check.broken is None and not check.outside, check
+        check.finish()
+        assert check.broken is None and not check.outside and not check.unsealed, check
     assert kafka.changelog() == clean_kafka.changelog()
     assert states(local(data_dir)) == states(local(clean_dir))
 
 
 def chain_tail(records: list[Rec]) -> bytes:
-    """What the engine reads from a read_committed audit partition before linking to it."""
+    """What the engine reads from a read_committed audit partition before its next run."""
     tail = GENESIS
     for r in records:
-        prev = prev_of(r.headers)
-        if prev is not None:
-            tail = record_hash(prev, r.key, r.value)
+        seal = seal_of(r.headers)
+        if seal is not None:
+            tail = seal.hash
     return tail
 
 
