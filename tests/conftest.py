@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,21 +103,9 @@ class WorkerProcess:
     wrapper: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        s = self.settings
-        env = dict(os.environ)
-        env.update(
-            TOWER_BOOTSTRAP=s.bootstrap,
-            TOWER_APP_ID=s.app_id,
-            TOWER_PARTITIONS=str(s.partitions),
-            TOWER_DATA_DIR=str(self.data_dir),
-            TOWER_WEB_PORT=str(self.web_port),
-            TOWER_OUTPUT_FORMAT=s.output_format,
-            PYTHONPATH=str(REPO),
-        )
-        for name, value in s.topics.__dict__.items():
-            env[f"TOWER_TOPIC_{name.upper()}"] = value
-        env.update(self.extra_env)
-        return env
+        """The test's settings with this worker's data dir and port; `extra_env` on top."""
+        own = replace(self.settings, data_dir=self.data_dir, web_port=self.web_port, instance_id="")
+        return {**os.environ, **own.to_env(), "PYTHONPATH": str(REPO), **self.extra_env}
 
     def start(self) -> None:
         self.starts += 1
