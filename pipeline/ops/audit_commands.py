@@ -55,7 +55,7 @@ EXIT_OUTSIDE_CHAIN = 2
 
 _bootstrap_option = click.option(
     "--bootstrap",
-    help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092].",
+    help=f"Kafka bootstrap servers [default: TOWER_BOOTSTRAP or {Settings().bootstrap}].",
 )
 
 

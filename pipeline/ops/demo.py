@@ -1,7 +1,7 @@
 """`tower demo`: local Kafka, topics, a worker, simulated agents for ~30 s, and a summary.
 
-Everything the demo starts it also stops, at the end or on Ctrl-C (with `--keep`, the worker
-and its pages stay up until Ctrl-C). The summary is computed by pure functions
+Everything the demo starts it also stops, at the end or on Ctrl-C or SIGTERM (with `--keep`,
+the worker and its pages stay up until then). The summary is computed by pure functions
 (`tally`, `summary_lines`) from the audit records the demo reads back, so what it says is
 what the tower recorded, and it can be tested without a broker.
 """
@@ -701,6 +701,14 @@ def _keep_running(
     )
 
 
+#: the signals that stop the demo and everything it started
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command()
 @click.option("--seconds", default=30.0, show_default=True, help="How long the agents produce.")
 @click.option("--rate", default=150, show_default=True, help="Records per second from agents.")
@@ -718,7 +726,9 @@ def _keep_running(
     show_default=True,
     help="Customers of the closed-loop campaign measured by tower report (0 skips it).",
 )
-@click.option("--keep", is_flag=True, help="Leave the worker and its pages running until Ctrl-C.")
+@click.option(
+    "--keep", is_flag=True, help="Leave the worker and its pages running until Ctrl-C (or SIGTERM)."
+)
 @click.option("--keep-kafka", is_flag=True, help="Leave the broker running after the demo.")
 def demo_command(
     seconds: float,
@@ -749,7 +759,9 @@ def demo_command(
         raise click.ClickException(f"the policy was refused:\n{exc}") from exc
     interrupted = False
     with ExitStack() as stack:
-        stack.callback(signal.signal, signal.SIGINT, signal.getsignal(signal.SIGINT))
+        for signum in STOP_SIGNALS:
+            stack.callback(signal.signal, signum, signal.getsignal(signum))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: everything started
         try:
             _run(
                 stack,
@@ -764,7 +776,8 @@ def demo_command(
                 keep_kafka,
             )
         except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough: finish stopping
+            for signum in STOP_SIGNALS:  # one Ctrl-C is enough: finish stopping
+                signal.signal(signum, signal.SIG_IGN)
             interrupted = not keep
             click.echo("\nStopping what the demo started ...")
     if interrupted:
