@@ -60,6 +60,14 @@ def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
 
 
 @pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The browser Playwright drives: skipped without one, failed under CI (tests.tools)."""
+    from tests import tools
+
+    return tools.chromium()
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap(local_broker: LocalKafka | None) -> str:
     """`TOWER_TEST_BOOTSTRAP` reuses a running broker; otherwise the session's own."""
     return os.environ["TOWER_TEST_BOOTSTRAP"] if local_broker is None else local_broker.bootstrap
