@@ -199,3 +199,48 @@ def worker(tower_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
         yield w
     finally:
         w.stop()
+
+
+# --- the tests leave the checkout as they found it -----------------------------------------
+
+#: the tracked files that differed from git when the session started
+_TRACKED = pytest.StashKey[dict[str, str] | None]()
+
+
+def _tracked_changes() -> dict[str, str] | None:
+    """Each tracked file that differs from git's index or HEAD, with a hash of its content
+    (None outside a git checkout)."""
+    import hashlib
+
+    try:
+        listed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changes = {}
+    for entry in filter(None, listed.split("\0")):
+        path = REPO / entry[3:]
+        content = path.read_bytes() if path.is_file() else b"(deleted)"
+        changes[entry[3:]] = hashlib.sha1(content).hexdigest()
+    return changes
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = _tracked_changes()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test wrote a tracked file (screenshots and reports belong in var/
+    or tmp_path): `make test` leaves the checkout as it found it."""
+    before, after = session.config.stash.get(_TRACKED, None), _tracked_changes()
+    if before is None or after is None:
+        return
+    written = sorted(p for p in after.keys() | before.keys() if after.get(p) != before.get(p))
+    if written:
+        print(f"\nerror: the tests changed tracked files: {', '.join(written)}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
