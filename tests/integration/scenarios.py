@@ -198,8 +198,12 @@ def join_and_leave(
 
 
 def metric_samples(worker: WorkerProcess, name: str) -> list[Sample]:
-    """The samples of metric family `name` on the worker's /metrics now."""
-    families = text_string_to_metric_families(worker.metrics_text(timeout=60))
+    """The samples of metric family `name` on the worker's /metrics now (none while it
+    does not answer)."""
+    try:
+        families = text_string_to_metric_families(worker.metrics_text(timeout=5))
+    except OSError:
+        return []
     return [s for f in families if f.name == name for s in f.samples]
 
 
@@ -222,7 +226,8 @@ def until(
     deadline = time.monotonic() + timeout
     while not done(worker):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s\n{worker.log_tail(40)}")
+            log = worker.log_tail(40) if worker.proc else "(it was never started)"
+            raise AssertionError(f"{what}: not within {timeout:.0f}s\n{log}")
         time.sleep(0.5)
 
 
