@@ -221,22 +221,19 @@ def tower_settings(bootstrap: str, tag: str, partitions: int, data_dir: Path) ->
     return harness_settings(bootstrap, base)
 
 
-def tower_env(settings: Settings, web_port: int, policy_file: Path | None) -> dict[str, str]:
-    env = {
-        "TOWER_BOOTSTRAP": settings.bootstrap,
-        "TOWER_APP_ID": settings.app_id,
-        "TOWER_DATA_DIR": str(settings.data_dir),
-        "TOWER_PARTITIONS": str(settings.partitions),
-        "TOWER_WEB_PORT": str(web_port),
-    }
-    if policy_file is not None:
-        env["TOWER_POLICY_FILE"] = str(policy_file)
+def tower_env(
+    settings: Settings, web_port: int, policy_file: Path | None, **changes: Any
+) -> dict[str, str]:
+    """The worker's environment: `settings` with `changes` (e.g. runtime), as the `tower`
+    role on a secured broker."""
+    worker = replace(
+        settings, web_port=web_port, policy_file=policy_file, instance_id="", **changes
+    )
     broker = _secure_for(settings.bootstrap)
     if broker is not None:  # the worker connects as the `tower` role, as in production
         broker.grant_roles(settings.topics, settings.app_id)
-        env.update(broker.material.env("tower"))
-    env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()})
-    return env
+        worker = broker.material.settings(settings.bootstrap, "tower", worker)
+    return worker.to_env()
 
 
 def start_tower(
@@ -244,16 +241,16 @@ def start_tower(
     policy_file: Path | None,
     log: Path,
     loglevel: str = "warning",
-    env: dict[str, str] | None = None,
+    **changes: Any,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`python -m pipeline.ops.cli worker` exactly as an operator runs it; returns (proc, port).
 
-    `env` adds to the worker's environment (e.g. TOWER_RUNTIME)."""
+    `changes` change the worker's settings (e.g. runtime)."""
     create_topics(settings).raise_for_problems()
     port = free_port()
     proc = run_process(
         [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", loglevel],
-        {**tower_env(settings, port, policy_file), **(env or {})},
+        tower_env(settings, port, policy_file, **changes),
         log,
     )
     return proc, port

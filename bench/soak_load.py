@@ -369,9 +369,7 @@ def _loaded_worker(
     settings = tower_settings(
         bootstrap, f"{name}-{uuid.uuid4().hex[:6]}", partitions, work / "data"
     )
-    proc, port = start_tower(
-        settings, policy_file, work / f"worker-{runtime}.log", env={"TOWER_RUNTIME": runtime}
-    )
+    proc, port = start_tower(settings, policy_file, work / f"worker-{runtime}.log", runtime=runtime)
     try:
         _wait_owned(port, proc)
         sim = AgentSimulator(customers=customers, seed=SEED, replay_memory=10_000)

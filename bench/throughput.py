@@ -114,13 +114,13 @@ LABELS = {
 }
 #: Contenders that run the Tower worker: their outputs are audit records and actions.
 TOWERS = frozenset({"tower", "native", "native-x2", "tower-xp", "native-xp", "native-subset"})
-#: Extra environment per Tower contender.
-TOWER_ENV = {
-    "native": {"TOWER_ENGINE": "native"},
-    "native-x2": {"TOWER_ENGINE": "native"},
-    "tower-xp": {"TOWER_POLICY_FILE": str(EXPERIMENTS_POLICY_FILE)},
-    "native-xp": {"TOWER_ENGINE": "native", "TOWER_POLICY_FILE": str(EXPERIMENTS_POLICY_FILE)},
-    "native-subset": {"TOWER_ENGINE": "native", "TOWER_POLICY_FILE": str(SUBSET_POLICY_FILE)},
+#: Settings changes per Tower contender: (runtime, policy file or None for the run's).
+TOWER_CHANGES: dict[str, tuple[str, Path | None]] = {
+    "native": ("transactional", None),
+    "native-x2": ("transactional", None),
+    "tower-xp": ("faust", EXPERIMENTS_POLICY_FILE),
+    "native-xp": ("transactional", EXPERIMENTS_POLICY_FILE),
+    "native-subset": ("transactional", SUBSET_POLICY_FILE),
 }
 #: The Quix Streams contenders (bench/quix_app.py): their outputs are JSON audit records and
 #: actions. Exactly-once commits every 0.1 s, what Tower's transactional runtime does under a
@@ -222,7 +222,7 @@ def _setup(
         t = settings.topics
 
         def start_worker() -> list[subprocess.Popen[bytes]]:
-            if name not in TOWER_ENV:
+            if name not in TOWER_CHANGES:
                 proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
                 return [proc]
             procs = []
@@ -231,8 +231,11 @@ def _setup(
                 if i == len(setup.worker_ports):
                     setup.worker_ports.append(port)
                 setup.web_port = setup.worker_ports[0]  # the first worker's metrics
-                env = {**tower_env(settings, port, policy_file), **TOWER_ENV[name]}
-                env["TOWER_DATA_DIR"] += f"/worker-{i}"
+                runtime, own_policy = TOWER_CHANGES[name]
+                data_dir = settings.data_dir / f"worker-{i}"
+                env = tower_env(
+                    settings, port, own_policy or policy_file, runtime=runtime, data_dir=data_dir
+                )
                 cmd = [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "info"]
                 procs.append(run_process(cmd, env, work / f"{name}-{tag}-{i}.log"))
             return procs

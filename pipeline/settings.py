@@ -230,6 +230,26 @@ class Settings:
             )
         return _with_registry(_with_security(settings))
 
+    def to_env(self) -> dict[str, str]:
+        """The `TOWER_*` variables `from_env` reads back as these settings: the one way a
+        child worker's environment is built. Every setting is written, an unset one as "",
+        so a variable inherited from the parent never overrides it. A secret read from a
+        file stays that file's path; the instance id is left out while it is the one derived
+        from the data dir, so a child with its own data dir gets its own."""
+        env: dict[str, str] = {}
+        for f in fields(self):
+            if f.name == "topics" or f.name in _SECRETS_FROM_FILES:
+                continue
+            env[f"TOWER_{f.name.upper()}"] = _env_value(getattr(self, f.name))
+        for secret, source in _SECRETS_FROM_FILES.items():
+            from_file = getattr(self, source) is not None
+            env[f"TOWER_{secret.upper()}"] = "" if from_file else getattr(self, secret)
+        if self.instance_id == default_instance_id(host_name(os.environ), self.data_dir):
+            env["TOWER_INSTANCE_ID"] = ""
+        for t in fields(TopicNames):
+            env[f"TOWER_TOPIC_{t.name.upper()}"] = getattr(self.topics, t.name)
+        return env
+
     def member_id(self, runtime: str) -> str:
         """The static group member id (and transactional id) of this replica on `runtime`:
         a restarted replica rejoins with its partitions at once instead of waiting for its
@@ -376,6 +396,17 @@ def _with_registry(settings: Settings) -> Settings:
     )
 
 
+def _env_value(value: Any) -> str:
+    """A setting as `_coerce` reads it back; None (an unset path) as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
 def _coerce(name: str, raw: str, default: Any) -> Any:
     try:
         if isinstance(default, bool):
@@ -393,5 +424,11 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
+#: secrets that can be read from a file at start: the secret -> the file's setting
+_SECRETS_FROM_FILES = {
+    "sasl_password": "sasl_password_file",
+    "schema_registry_password": "schema_registry_password_file",
+    "schema_registry_token": "schema_registry_token_file",
+}
 #: fields that are a path or None (their default None says nothing about the type)
 _OPTIONAL_PATHS = frozenset(f.name for f in fields(Settings) if f.type == "Path | None")

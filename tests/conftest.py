@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,6 +60,14 @@ def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
 
 
 @pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """The browser Playwright drives: skipped without one, failed under CI (tests.tools)."""
+    from tests import tools
+
+    return tools.chromium()
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap(local_broker: LocalKafka | None) -> str:
     """`TOWER_TEST_BOOTSTRAP` reuses a running broker; otherwise the session's own."""
     return os.environ["TOWER_TEST_BOOTSTRAP"] if local_broker is None else local_broker.bootstrap
@@ -103,21 +111,9 @@ class WorkerProcess:
     wrapper: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        s = self.settings
-        env = dict(os.environ)
-        env.update(
-            TOWER_BOOTSTRAP=s.bootstrap,
-            TOWER_APP_ID=s.app_id,
-            TOWER_PARTITIONS=str(s.partitions),
-            TOWER_DATA_DIR=str(self.data_dir),
-            TOWER_WEB_PORT=str(self.web_port),
-            TOWER_OUTPUT_FORMAT=s.output_format,
-            PYTHONPATH=str(REPO),
-        )
-        for name, value in s.topics.__dict__.items():
-            env[f"TOWER_TOPIC_{name.upper()}"] = value
-        env.update(self.extra_env)
-        return env
+        """The test's settings with this worker's data dir and port; `extra_env` on top."""
+        own = replace(self.settings, data_dir=self.data_dir, web_port=self.web_port, instance_id="")
+        return {**os.environ, **own.to_env(), "PYTHONPATH": str(REPO), **self.extra_env}
 
     def start(self) -> None:
         self.starts += 1
@@ -203,3 +199,48 @@ def worker(tower_settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
         yield w
     finally:
         w.stop()
+
+
+# --- the tests leave the checkout as they found it -----------------------------------------
+
+#: the tracked files that differed from git when the session started
+_TRACKED = pytest.StashKey[dict[str, str] | None]()
+
+
+def _tracked_changes() -> dict[str, str] | None:
+    """Each tracked file that differs from git's index or HEAD, with a hash of its content
+    (None outside a git checkout)."""
+    import hashlib
+
+    try:
+        listed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changes = {}
+    for entry in filter(None, listed.split("\0")):
+        path = REPO / entry[3:]
+        content = path.read_bytes() if path.is_file() else b"(deleted)"
+        changes[entry[3:]] = hashlib.sha1(content).hexdigest()
+    return changes
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_TRACKED] = _tracked_changes()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test wrote a tracked file (screenshots and reports belong in var/
+    or tmp_path): `make test` leaves the checkout as it found it."""
+    before, after = session.config.stash.get(_TRACKED, None), _tracked_changes()
+    if before is None or after is None:
+        return
+    written = sorted(p for p in after.keys() | before.keys() if after.get(p) != before.get(p))
+    if written:
+        print(f"\nerror: the tests changed tracked files: {', '.join(written)}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

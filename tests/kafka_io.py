@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
@@ -102,6 +102,27 @@ def consume_until(
         consumer.close()
     counts = {role: len(v) for role, v in seen.items()}
     raise TimeoutError(f"outputs incomplete after {timeout}s: {counts}")
+
+
+def wait_committed(settings: Settings, topic: str, timeout: float = 60.0) -> None:
+    """Wait until the worker's group (`settings.app_id`) has committed the end of every
+    partition of `topic`: a runtime commits input offsets only after the state holding
+    them is on the broker, so this is "everything so far is durable"."""
+    consumer = Consumer({**_connect(settings), "group.id": settings.app_id})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in partitions]
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+            done = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+            if all(end == 0 or done[p] >= end for p, end in ends.items()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: committed {done}, log ends {ends}")
+            time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 #: the compression codec in a record batch's attributes (bits 0-2), by Kafka's number

@@ -71,7 +71,12 @@ class PolicyError(ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return "\n".join(f"{self.source}:{i.line}: {i.path}: {i.message}" for i in self.issues)
+        return "\n".join(
+            f"{self.source}:{i.line}: {i.path}: {i.message}"
+            if i.path
+            else f"{self.source}:{i.line}: {i.message}"  # the document as a whole
+            for i in self.issues
+        )
 
 
 class _Invalid:
@@ -626,17 +631,37 @@ READERS: Mapping[str, Section] = {
 }
 
 
+#: YAML constructs whose opener, never closed, is the mistake (the parser notices it later)
+_OPENERS = {"flow sequence": "'['", "flow mapping": "'{'", "quoted scalar": "quote"}
+
+
+def _syntax_issue(exc: yaml.MarkedYAMLError) -> PolicyIssue:
+    """A YAML syntax error on the line to fix: an unclosed bracket or quote is reported
+    where it opens, and an error at the end of the text on its last line, not where the
+    parser gave up (often the next key, or a line past the end)."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else 1
+    text = (getattr(mark, "buffer", None) or "").rstrip("\0")
+    last = max((n for n, s in enumerate(text.splitlines(), 1) if s.strip()), default=1)
+    at_end = line > last
+    opener = next((o for c, o in _OPENERS.items() if c in (exc.context or "")), None)
+    if opener is not None and exc.context_mark is not None:
+        later = "the document ends first" if at_end else f"{exc.problem} on line {line}"
+        message = f"the {opener} opened on this line is never closed ({later})"
+        return PolicyIssue(exc.context_mark.line + 1, "", f"not valid YAML: {message}")
+    if at_end:
+        message = f"the document ends in the middle of this line's value ({exc.problem})"
+        return PolicyIssue(last, "", f"not valid YAML: {message}")
+    return PolicyIssue(line, "", f"not valid YAML: {exc.problem}")
+
+
 def load_policy(text: str, source: str = "<policy>") -> Policy:
     """The `Policy` a YAML document describes; raises `PolicyError` listing every issue."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise PolicyError(
-            source, [PolicyIssue(line, "", f"not valid YAML: {exc.problem}")]
-        ) from exc
+        raise PolicyError(source, [_syntax_issue(exc)]) from exc
     r = _Reader(loader)
     if root is None:
         raise PolicyError(source, [PolicyIssue(1, "", "empty document; expected a mapping")])

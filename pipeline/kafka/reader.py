@@ -22,12 +22,19 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pipeline.kafka import clients
 from pipeline.settings import Settings
 
+#: what the broker answers for a topic the user's ACLs do not cover
+TOPIC_REFUSED = KafkaError.TOPIC_AUTHORIZATION_FAILED
+
 #: called with (records read, records to read) every `progress_every` records and at the end
 Progress = Callable[[int, int], None]
 
 
 class ScanError(Exception):
     """The topic cannot be read (missing, broker unreachable); the message says which."""
+
+
+class TopicRefused(ScanError):
+    """The user's ACLs do not let it read the topic (a role without the grant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +171,12 @@ def partition_count(consumer: Consumer, settings: Settings, topic: str, timeout_
             "`tower kafka up` or pass --bootstrap"
         ) from None
     info = meta.topics.get(topic)
+    if info is not None and info.error is not None and info.error.code() == TOPIC_REFUSED:
+        raise TopicRefused(
+            f"user {settings.sasl_username or '(none)'!r} may not read topic {topic!r} on "
+            f"{settings.bootstrap}: grant it READ and DESCRIBE there, or connect as a role "
+            "that has them (TOWER_SASL_USERNAME)"
+        )
     if info is None or info.error is not None or not info.partitions:
         raise ScanError(
             f"topic {topic!r} does not exist on {settings.bootstrap}; create the topics with "

@@ -35,6 +35,7 @@ from pipeline.kafka.audit_tail import last_seals, partition_records
 from pipeline.kafka.reader import (
     ScanError,
     TopicRecord,
+    TopicRefused,
     partition_count,
     scan_consumer,
     scan_topic,
@@ -55,7 +56,7 @@ EXIT_OUTSIDE_CHAIN = 2
 
 _bootstrap_option = click.option(
     "--bootstrap",
-    help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092].",
+    help=f"Kafka bootstrap servers [default: TOWER_BOOTSTRAP or {Settings().bootstrap}].",
 )
 
 
@@ -169,7 +170,11 @@ def explain_command(decision_id: str, bootstrap: str | None) -> None:
     settings = Settings.from_env(bootstrap=bootstrap)
     found = _find_decision(settings, decision_id)
     action_ids = {d["action_id"] for _, d in found if d.get("action_id")}
-    actions = _approved_actions(settings, action_ids) if action_ids else {}
+    try:
+        actions = _approved_actions(settings, action_ids) if action_ids else {}
+    except TopicRefused as exc:  # the auditor role reads the audit, not the actions
+        click.echo(f"note: {exc}; explained from the audit alone, without the action as sent")
+        actions = {}
     for i, (rec, d) in enumerate(found):
         if i:
             click.echo("")

@@ -18,18 +18,28 @@ if TYPE_CHECKING:
     from pipeline.kafka.startup_checks import StartupProblem
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="journey-tower", prog_name="tower")
-def main() -> None:
-    """Journey Tower: one approved-action stream out of many AI agents' proposals.
+#: the settings' defaults, shown in the help texts (an option left out takes its TOWER_*
+#: variable, else this)
+DEFAULTS = Settings()
+
+MAIN_HELP = f"""Journey Tower: one approved-action stream out of many AI agents' proposals.
 
     \b
     Typical local session:
-      tower kafka up          # a real Apache Kafka broker on 127.0.0.1:9092
+      tower kafka up          # a real Apache Kafka broker on 127.0.0.1:{DEFAULTS.kafka_port}
       tower topics create     # the topics, idempotently (a worker creates none)
-      tower worker            # decide events; metrics on http://127.0.0.1:6066/metrics
+      tower worker            # decide events; metrics on http://{DEFAULTS.web_host}:{DEFAULTS.web_port}/metrics
       tower demo              # all of the above plus simulated agents and a summary
     """
+
+
+@click.group(
+    help=MAIN_HELP,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="journey-tower", prog_name="tower")
+def main() -> None:
+    """The `tower` command group (its help is MAIN_HELP: defaults from the settings)."""
 
 
 def _worker_epilog() -> str:
@@ -41,12 +51,27 @@ def _worker_epilog() -> str:
 
 
 @main.command(epilog=_worker_epilog())
-@click.option("--bootstrap", envvar="TOWER_BOOTSTRAP", help="Kafka bootstrap servers.")
-@click.option("--web-port", type=int, envvar="TOWER_WEB_PORT", help="Port for /metrics and pages.")
+@click.option(
+    "--bootstrap",
+    envvar="TOWER_BOOTSTRAP",
+    show_envvar=True,
+    show_default=DEFAULTS.bootstrap,
+    help="Kafka bootstrap servers.",
+)
+@click.option(
+    "--web-port",
+    type=int,
+    envvar="TOWER_WEB_PORT",
+    show_envvar=True,
+    show_default=str(DEFAULTS.web_port),
+    help="Port for /metrics and pages.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     envvar="TOWER_DATA_DIR",
+    show_envvar=True,
+    show_default=str(DEFAULTS.data_dir),
     help="Where the worker keeps its RocksDB state (rebuilt from the changelog if lost).",
 )
 @click.option(
@@ -54,14 +79,17 @@ def _worker_epilog() -> str:
     "policy_file",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     envvar="TOWER_POLICY_FILE",
-    help="Policy YAML to start with (validated first) [default: the built-in policy].",
+    show_envvar=True,
+    show_default="the built-in policy",
+    help="Policy YAML to start with (validated first).",
 )
 @click.option(
     "--runtime",
     "--engine",
     type=click.Choice(["faust", "transactional", "native"]),
-    help="faust (default): at-least-once, identical re-emits after a crash; transactional: "
-    "exactly-once with Kafka transactions on confluent-kafka. Also TOWER_RUNTIME; "
+    show_default=f"TOWER_RUNTIME or {DEFAULTS.runtime}",
+    help="faust: at-least-once, identical re-emits after a crash; transactional: "
+    "exactly-once with Kafka transactions on confluent-kafka. "
     "--engine, TOWER_ENGINE and native are the earlier names.",
 )
 @click.option("--loglevel", default="info", show_default=True, help="Log level.")

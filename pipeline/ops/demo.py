@@ -1,7 +1,7 @@
 """`tower demo`: local Kafka, topics, a worker, simulated agents for ~30 s, and a summary.
 
-Everything the demo starts it also stops, at the end or on Ctrl-C (with `--keep`, the worker
-and its pages stay up until Ctrl-C). The summary is computed by pure functions
+Everything the demo starts it also stops, at the end or on Ctrl-C or SIGTERM (with `--keep`,
+the worker and its pages stay up until then). The summary is computed by pure functions
 (`tally`, `summary_lines`) from the audit records the demo reads back, so what it says is
 what the tower recorded, and it can be tested without a broker.
 """
@@ -19,7 +19,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -353,37 +353,28 @@ def _reset_demo_topics(settings: Settings) -> None:
     time.sleep(1.0)  # deletion is asynchronous in the controller
 
 
-#: the worker's web security settings, left out for the demo's worker (auth off, 127.0.0.1)
-WEB_SECURITY_ENV = frozenset(
-    {
-        "TOWER_WEB_TOKENS_FILE",
-        "TOWER_WEB_OPEN_METRICS",
-        "TOWER_WEB_TLS_CERT",
-        "TOWER_WEB_TLS_KEY",
-        "TOWER_WEB_PEERS",
-        "TOWER_WEB_PEER_KEY_FILE",
-        "TOWER_WEB_URL",
-    }
-)
+def _worker_settings(settings: Settings, policy_file: Path) -> Settings:
+    """The demo's worker: under the demo's policy, with the web server as a local one (no
+    tokens, no TLS, its own URL), which is how the demo reads it."""
+    return replace(
+        settings,
+        policy_file=policy_file.resolve(),
+        web_tokens_file=None,
+        web_open_metrics=False,
+        web_tls_cert=None,
+        web_tls_key=None,
+        web_peers="",
+        web_peer_key_file=None,
+        web_url="",
+    )
 
 
-def _start_worker(
-    settings: Settings, policy_file: Path, log_path: Path, extra_env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    """The worker runs this checkout's code (PYTHONPATH), under the demo's policy, with the
-    web server as a local one (no tokens, no TLS), which is how the demo reads it.
-    `extra_env`: the Kafka security settings of a secured local broker."""
-    env = {k: v for k, v in os.environ.items() if k not in WEB_SECURITY_ENV}
-    env.update(extra_env)
-    env.update(
-        TOWER_BOOTSTRAP=settings.bootstrap,
-        TOWER_APP_ID=settings.app_id,
-        TOWER_DATA_DIR=str(settings.data_dir),
-        TOWER_WEB_PORT=str(settings.web_port),
-        TOWER_PARTITIONS=str(settings.partitions),
-        TOWER_POLICY_FILE=str(policy_file.resolve()),
-        PYTHONPATH=os.pathsep.join(p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH")) if p),
-        **{f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()},
+def _start_worker(settings: Settings, policy_file: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """The worker runs this checkout's code (PYTHONPATH) with the demo's settings, those of a
+    secured local broker included."""
+    env = {**os.environ, **_worker_settings(settings, policy_file).to_env()}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p
     )
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
     return subprocess.Popen(
@@ -716,6 +707,14 @@ def _keep_running(
     )
 
 
+#: the signals that stop the demo and everything it started
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command()
 @click.option("--seconds", default=30.0, show_default=True, help="How long the agents produce.")
 @click.option("--rate", default=150, show_default=True, help="Records per second from agents.")
@@ -733,7 +732,9 @@ def _keep_running(
     show_default=True,
     help="Customers of the closed-loop campaign measured by tower report (0 skips it).",
 )
-@click.option("--keep", is_flag=True, help="Leave the worker and its pages running until Ctrl-C.")
+@click.option(
+    "--keep", is_flag=True, help="Leave the worker and its pages running until Ctrl-C (or SIGTERM)."
+)
 @click.option("--keep-kafka", is_flag=True, help="Leave the broker running after the demo.")
 def demo_command(
     seconds: float,
@@ -764,7 +765,9 @@ def demo_command(
         raise click.ClickException(f"the policy was refused:\n{exc}") from exc
     interrupted = False
     with ExitStack() as stack:
-        stack.callback(signal.signal, signal.SIGINT, signal.getsignal(signal.SIGINT))
+        for signum in STOP_SIGNALS:
+            stack.callback(signal.signal, signum, signal.getsignal(signum))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: everything started
         try:
             _run(
                 stack,
@@ -779,7 +782,8 @@ def demo_command(
                 keep_kafka,
             )
         except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough: finish stopping
+            for signum in STOP_SIGNALS:  # one Ctrl-C is enough: finish stopping
+                signal.signal(signum, signal.SIG_IGN)
             interrupted = not keep
             click.echo("\nStopping what the demo started ...")
     if interrupted:
@@ -815,11 +819,9 @@ def _run(
         bootstrap=broker.bootstrap,
         topics=DEMO_TOPICS,
     )
-    worker_env: dict[str, str] = {}
     if broker.secure:  # `tower kafka up --secure` made this broker: connect as the roles do
         broker.grant_roles(DEMO_TOPICS, DEMO_APP_ID)
         settings = broker.material.settings(broker.bootstrap, "tower", settings)
-        worker_env = broker.material.env("tower")
         click.echo("The broker is secured: the demo connects as role `tower` over SASL_SSL")
     click.echo("Preparing fresh demo topics ...")
     _reset_demo_topics(settings)
@@ -828,7 +830,7 @@ def _run(
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir.parent / "demo-worker.log"
-    proc = _start_worker(settings, policy_file, log_path, worker_env)
+    proc = _start_worker(settings, policy_file, log_path)
     stack.callback(_stop, proc)
     click.echo(f"Worker starting under policy {policy.policy_version} (log: {log_path}) ...")
     _wait_http(f"http://{settings.web_host}:{settings.web_port}/healthz", proc, log_path, 60)

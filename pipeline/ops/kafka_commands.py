@@ -27,11 +27,12 @@ from pipeline.settings import Settings
 _port_option = click.option(
     "--port",
     type=int,
-    help="Broker port [default: TOWER_KAFKA_PORT or 9092]; each port has its own broker and data.",
+    help=f"Broker port [default: TOWER_KAFKA_PORT or {Settings().kafka_port}]; each port has "
+    "its own broker and data.",
 )
 _bootstrap_option = click.option(
     "--bootstrap",
-    help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092].",
+    help=f"Kafka bootstrap servers [default: TOWER_BOOTSTRAP or {Settings().bootstrap}].",
 )
 
 

@@ -723,7 +723,8 @@ def format_report(report: WhatIfReport) -> str:
 # --- the commands ------------------------------------------------------------------------
 
 _bootstrap_option = click.option(
-    "--bootstrap", help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092]."
+    "--bootstrap",
+    help=f"Kafka bootstrap servers [default: TOWER_BOOTSTRAP or {Settings().bootstrap}].",
 )
 _policy_file = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 

@@ -43,7 +43,8 @@ from pipeline.settings import Settings
     "and complaint threshold; published versions are always known.",
 )
 @click.option(
-    "--bootstrap", help="Kafka bootstrap servers [default: TOWER_BOOTSTRAP or 127.0.0.1:9092]."
+    "--bootstrap",
+    help=f"Kafka bootstrap servers [default: TOWER_BOOTSTRAP or {Settings().bootstrap}].",
 )
 @friendly_errors(ScanError, PolicyError)
 def report_command(

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from pipeline.core.policy_document import load_policy
 from pipeline.core.whatif import final_decisions
@@ -68,7 +72,7 @@ def expected_actions(records: list[SimRecord]) -> set[str]:
 
 def kill_at(worker: WorkerProcess, settings: Settings, done_share: float, total: int) -> None:
     """Wait until `done_share` of `total` inputs have an audit record, then SIGKILL and
-    restart the worker at once."""
+    restart the worker at once; the kill must land while inputs are still undecided."""
     consume_until(
         settings.bootstrap,
         outputs(settings),
@@ -77,7 +81,17 @@ def kill_at(worker: WorkerProcess, settings: Settings, done_share: float, total:
         settle=0,
     )
     worker.kill()
+    assert_killed_mid_backlog(settings, lambda s: len(final_sources(s)), total)
     worker.start()
+
+
+def assert_killed_mid_backlog(
+    settings: Settings, decided: Callable[[dict[str, list[Consumed]]], int], total: int
+) -> None:
+    """The worker just SIGKILLed had not decided all `total` inputs yet: else the scenario
+    proved nothing about a crash."""
+    visible = consume_until(settings.bootstrap, outputs(settings), lambda s: True, settle=1.0)
+    assert decided(visible) < total, "killed after the backlog was done"
 
 
 def final_sources(seen: dict[str, list[Consumed]]) -> set[tuple[int, int]]:
@@ -144,6 +158,7 @@ def held_through_two_sigkills(
             settle=0,
         )
         worker.kill()
+        assert_killed_mid_backlog(settings, lambda s: len(answered(s)), len(records))
         worker.start()
     seen = wait_for(settings, lambda s: len(answered(s)) >= len(records), timeout=400)
     changed, duplicates = action_tally(seen, expected)
@@ -155,7 +170,9 @@ def join_and_leave(
     settings: Settings, worker: WorkerProcess, tmp_path: Path, runtime: str
 ) -> Tally:
     """6,000 records in thirds; a second worker joins after the first third and leaves
-    after the second, so partitions move to it and back while records stream."""
+    after the second, so partitions move to it and back while records stream. The second
+    third is produced once the second worker owns input partitions, and it leaves once it
+    has decided some of them: the scenario never passes without the rebalances."""
     started = time.monotonic()
     records = AgentSimulator(customers=60, seed=41).records(6_000, malformed=0)
     second = WorkerProcess(settings, tmp_path, tmp_path / "worker-2")
@@ -168,8 +185,9 @@ def join_and_leave(
             produce(settings.bootstrap, settings.topics.events, [(r.key, r.value) for r in part])
             if i == 0:
                 second.start()  # joins: a rebalance moves half the partitions to it
+                until("the second worker owns input partitions", second, owns_input)
             elif i == 1:
-                time.sleep(3)
+                until("the second worker decided records", second, decided_any)
                 second.stop()  # leaves: its partitions come back to the first worker
         seen = wait_for(settings, lambda s: len(final_sources(s)) >= len(records), timeout=300)
     finally:
@@ -177,6 +195,40 @@ def join_and_leave(
     changed, duplicates = action_tally(seen, expected_actions(records))
     lost = len(records) - len(final_sources(seen))
     return Tally("join-leave", runtime, len(records), lost, changed, duplicates, _since(started))
+
+
+def metric_samples(worker: WorkerProcess, name: str) -> list[Sample]:
+    """The samples of metric family `name` on the worker's /metrics now (none while it
+    does not answer)."""
+    try:
+        families = text_string_to_metric_families(worker.metrics_text(timeout=5))
+    except OSError:
+        return []
+    return [s for f in families if f.name == name for s in f.samples]
+
+
+def owns_input(worker: WorkerProcess) -> bool:
+    """The worker owns agent-events partitions (it reports their lag only while it does)."""
+    events = worker.settings.topics.events
+    lags = metric_samples(worker, "tower_input_lag_records")
+    return any(s.labels.get("topic") == events for s in lags)
+
+
+def decided_any(worker: WorkerProcess) -> bool:
+    samples = metric_samples(worker, "tower_decisions")
+    return sum(s.value for s in samples if s.name == "tower_decisions_total") > 0
+
+
+def until(
+    what: str, worker: WorkerProcess, done: Callable[[WorkerProcess], bool], timeout: float = 120
+) -> None:
+    """Wait until `done(worker)`; else fail saying `what` never happened."""
+    deadline = time.monotonic() + timeout
+    while not done(worker):
+        if time.monotonic() > deadline:
+            log = worker.log_tail(40) if worker.proc else "(it was never started)"
+            raise AssertionError(f"{what}: not within {timeout:.0f}s\n{log}")
+        time.sleep(0.5)
 
 
 def wait_for(settings: Settings, done, timeout: float) -> dict[str, list[Consumed]]:

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.integration
 
 def verify(settings: Settings, *args: str) -> tuple[int, str]:
     """`tower audit verify ARGS` on the test's audit topic: exit code and output."""
-    env = {"TOWER_BOOTSTRAP": settings.bootstrap, "TOWER_TOPIC_AUDIT": settings.topics.audit}
-    result = CliRunner().invoke(main, ["audit", "verify", *args], env=env)
+    result = CliRunner().invoke(main, ["audit", "verify", *args], env=settings.to_env())
     return result.exit_code, result.output
 
 

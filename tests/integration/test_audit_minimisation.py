@@ -35,9 +35,7 @@ EMAIL, NEW_EMAIL, PHONE = "mina@example.com", "mina.new@example.com", "+49 30 12
 
 
 def tower(settings: Settings, *args: str) -> Result:
-    env = {"TOWER_BOOTSTRAP": settings.bootstrap}
-    env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()})
-    return CliRunner().invoke(main, list(args), env=env)
+    return CliRunner().invoke(main, list(args), env=settings.to_env())
 
 
 def events(now: int) -> list:

@@ -100,7 +100,9 @@ def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
     tower_settings, worker, tmp_path, engine
 ):
     """A 6 s hold, then a 1 s hold of the same customer (so the same wake-up partition,
-    the long one first): each is released within 200 ms of its own deadline."""
+    the long one first): each is released at its own deadline, never before it, and the
+    short one goes out first, before the long one's deadline: it does not wait behind it.
+    (How soon after a deadline a hold goes out is a timing, for the benchmarks.)"""
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(TWO_HOLDS)
     worker.extra_env.update(TOWER_POLICY_FILE=str(policy_file), TOWER_RUNTIME=engine)
@@ -132,4 +134,7 @@ def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
         "long": final[long_hold.event_id] - (now + 6000),
         "short": final[short_hold.event_id] - (now + 1 + 1000),
     }
-    assert all(0 <= ms <= 200 for ms in late_ms.values()), late_ms
+    assert all(ms >= 0 for ms in late_ms.values()), late_ms  # none before its deadline
+    assert final[short_hold.event_id] < now + 6000, late_ms  # not behind the long one
+    order = [a.value["source_event_ids"] for a in seen["approved"]]
+    assert order == [[short_hold.event_id], [long_hold.event_id]], order  # the short one first

@@ -17,8 +17,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType,
@@ -28,12 +30,16 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
+from pipeline.contracts.codec import decode_record
+from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.kafka import clients
 from pipeline.kafka.topics import broker_answers, create_topics
+from pipeline.ops.cli import main
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.ops.local_security import password_file
 from pipeline.ops.policy_commands import publish_policy, read_policies
 from pipeline.ops.simulator import AgentSimulator
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
 from pipeline.settings import Settings, TopicNames
 from tests.conftest import WorkerProcess
 from tests.integration.test_pipeline_end_to_end import expected_decisions, outputs
@@ -171,6 +177,60 @@ def test_a_role_is_refused_what_it_is_not_for(
         group = f"channel-{uuid.uuid4().hex[:6]}" if role == "channel" else None
         err = read_error(settings, name, group)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+
+
+def decisions_on_the_topics(deployment: Settings) -> list[dict]:
+    """What a worker would have written for a few customers, written as the `tower` role
+    (the audit records and approved actions the roles' commands read); the audit records."""
+    records = AgentSimulator(customers=4, seed=7).records(60, malformed=0)
+    inputs = [InputRecord(r.key, r.value, 0, i, 1_000 + i) for i, r in enumerate(records)]
+    decided = BatchProcessor(deployment, policy=lambda: DEFAULT_POLICY, clock=lambda: 1.0)
+    outputs = decided.process(inputs, DictStateStore()).outputs
+    producer = clients.producer(deployment)
+    for o in outputs:
+        producer.produce(o.topic, o.value, o.key, partition=o.partition)
+    assert producer.flush(30) == 0
+    return [
+        decode_record("audit_record", o.value)
+        for o in outputs
+        if o.topic == deployment.topics.audit
+    ]
+
+
+def tower_as(broker: LocalKafka, deployment: Settings, role: str, *args: str) -> Any:
+    """`tower ARGS` with the role's settings, given as a worker's would be (`to_env`)."""
+    env = as_role(broker, deployment, role).to_env()
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_each_role_runs_the_commands_it_is_for(
+    broker: LocalKafka, deployment: Settings, tmp_path: Path
+) -> None:
+    """The roles table's "what for" column, command by command, over SASL_SSL with the
+    ACLs: the auditor explains a decision (from the audit: the action's own record is on
+    approved-actions, which it may not read), replays it and reports; the policy author
+    publishes and shows; the topic admin creates the topics."""
+    audits = decisions_on_the_topics(deployment)
+    approved = next(a for a in audits if a["outcome"] == "approved")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    commands = [
+        ("auditor", ["audit", approved["customer_id"]], approved["decision_id"]),
+        ("auditor", ["explain", approved["decision_id"]], approved["action_id"]),
+        ("auditor", ["explain", approved["decision_id"]], "without the action as sent"),
+        ("auditor", ["replay", approved["decision_id"]], "match"),
+        ("auditor", ["report"], ""),
+        ("policy-author", ["policy", "publish", str(policy), "--by", "ana"], "2.0.0-secure"),
+        ("policy-author", ["policy", "show"], "2.0.0-secure"),
+        ("topic-admin", ["topics", "create"], deployment.topics.audit),
+    ]
+    for role, args, shown in commands:
+        result = tower_as(broker, deployment, role, *args)
+        assert result.exit_code == 0 and shown in result.output, (role, args, result.output)
+    # a role without the grant is told which topic it may not read, not that it is missing
+    refused = tower_as(broker, deployment, "channel", "audit", approved["customer_id"])
+    assert refused.exit_code == 1, refused.output
+    assert f"user 'channel' may not read topic '{deployment.topics.audit}'" in refused.output
 
 
 def test_plaintext_and_a_wrong_password_are_refused(

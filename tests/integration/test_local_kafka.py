@@ -17,6 +17,7 @@ from pipeline.kafka import clients
 from pipeline.kafka.topics import create_topics, delete_topics, topic_specs
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.settings import Settings
+from tests import tools
 
 PORT, CONTROLLER_PORT = 19192, 19193
 
@@ -26,12 +27,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def kafka(tmp_path: Path) -> Iterator[LocalKafka]:
     if shutil.which("java") is None:
-        pytest.skip("needs Java 17+ on PATH")
+        tools.missing("needs Java 17+ on PATH")
     broker = LocalKafka(
         port=PORT, controller_port=CONTROLLER_PORT, run_dir=tmp_path / "kafka", out=io.StringIO()
     )
     if not broker._jars_present() and shutil.which("mvn") is None:
-        pytest.skip("needs the Kafka jars cached or mvn on PATH")
+        tools.missing("needs the Kafka jars cached or mvn on PATH")
     try:
         yield broker
     finally:

@@ -18,7 +18,7 @@ from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.ops.simulator import AgentSimulator, SimRecord
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.runtime.transactional.changelog import changelog_topic
-from tests.kafka_io import batch_codecs, consume_until, produce
+from tests.kafka_io import batch_codecs, consume_until, produce, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,9 @@ def test_sigkill_and_restart_resumes_caps_from_changelog(tower_settings, worker)
         timeout=120,
         settle=0,
     )
-    time.sleep(2.5)  # let one commit interval pass
+    # killed once everything decided is durable (the group's offsets are committed only
+    # after the state holding them is on the broker)
+    wait_committed(tower_settings, tower_settings.topics.events)
     worker.kill()
     shutil.rmtree(worker.data_dir)  # local RocksDB gone: state must come from the changelog
     worker.start()

@@ -50,8 +50,7 @@ def approvers(tmp_path: Any) -> dict[str, str]:
 
 
 def cli(s: Settings, approvers: dict[str, str], *args: str) -> Any:
-    env = {f"TOWER_TOPIC_{k.upper()}": v for k, v in s.topics.__dict__.items()}
-    env["TOWER_POLICY_APPROVERS_FILE"] = approvers["approvers"]
+    env = replace(s, policy_approvers_file=Path(approvers["approvers"])).to_env()
     return CliRunner().invoke(main, ["policy", *args, "--bootstrap", s.bootstrap], env=env)
 
 

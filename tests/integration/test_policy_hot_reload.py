@@ -147,8 +147,7 @@ def test_published_policy_takes_over_a_running_worker(tower_settings, worker):
 
     active = read_active(s)
     assert active is not None and active.policy.policy_version == v2.policy_version
-    env = {"TOWER_TOPIC_POLICIES": s.topics.policies}
-    shown = CliRunner().invoke(main, ["policy", "show", "--bootstrap", s.bootstrap], env=env)
+    shown = CliRunner().invoke(main, ["policy", "show", "--bootstrap", s.bootstrap], env=s.to_env())
     assert shown.exit_code == 0 and v2.policy_version in shown.output and "bob" in shown.output
     metrics = worker.metrics_text()
     assert f'tower_policy_info{{policy_version="{v2.policy_version}"}} 1.0' in metrics

@@ -10,7 +10,6 @@ window). So: containment 7/10, repeat contact rate 3/12, p50 300 s, p90 1620 s.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -23,13 +22,13 @@ import pytest
 from pipeline.contracts.codec import encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.policy import DAY_MS
+from tests import tools
 from tests.conftest import free_port
 from tests.factories import T0, proposal, signal
 from tests.kafka_io import consume_until, produce
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 S = 1000
 TTR_S = [300, 1800] * 6
@@ -69,7 +68,7 @@ def scripted_journeys() -> list[AgentEvent]:
 class PrometheusServer:
     """`prometheus` on a free port scraping the worker every second; always stopped."""
 
-    def __init__(self, tmp: Path, target: str) -> None:
+    def __init__(self, binary: str, tmp: Path, target: str) -> None:
         self.port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -85,7 +84,7 @@ class PrometheusServer:
         self.log = tmp / "prometheus.log"
         self.proc = subprocess.Popen(
             [
-                PROMETHEUS,
+                binary,
                 f"--config.file={tmp / 'prometheus.yml'}",
                 f"--storage.tsdb.path={tmp / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
@@ -130,18 +129,20 @@ class PrometheusServer:
                 self.proc.wait(30)
 
 
-@pytest.mark.skipif(
-    shutil.which(PROMETHEUS) is None,
-    reason="prometheus binary missing: apt-get install -y prometheus",
-)
+@pytest.fixture(scope="module")
+def prometheus() -> str:
+    """The prometheus binary: skipped without it, failed under CI (tests.tools)."""
+    return tools.tool("prometheus", "apt-get install -y prometheus")
+
+
 @pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_prometheus_computes_the_scripted_experience_metrics(
-    tower_settings, worker, tmp_path, runtime
+    prometheus, tower_settings, worker, tmp_path, runtime
 ):
     events = scripted_journeys()
     worker.extra_env["TOWER_RUNTIME"] = runtime
     worker.start()
-    prom = PrometheusServer(tmp_path, f"127.0.0.1:{worker.web_port}")
+    prom = PrometheusServer(prometheus, tmp_path, f"127.0.0.1:{worker.web_port}")
     try:
         produce(
             tower_settings.bootstrap,

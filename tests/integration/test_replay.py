@@ -23,9 +23,7 @@ TOTAL, MALFORMED = 10_000, 100
 
 
 def tower(settings: Settings, *args: str) -> Result:
-    env = {"TOWER_BOOTSTRAP": settings.bootstrap}
-    env.update({f"TOWER_TOPIC_{k.upper()}": v for k, v in settings.topics.__dict__.items()})
-    return CliRunner().invoke(main, list(args), env=env)
+    return CliRunner().invoke(main, list(args), env=settings.to_env())
 
 
 def test_recorded_run_replays_exactly_and_a_forgery_is_caught(tower_settings, worker):

@@ -1,6 +1,6 @@
 """`tower report --html` in a real browser: a closed loop's report (no broker needed for the
 rows), a chart per experiment, verdicts as text, and agent names from events kept inert.
-The screenshot lands in var/screenshots/."""
+The screenshot lands in var/screenshots."""
 
 from __future__ import annotations
 

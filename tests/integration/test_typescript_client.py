@@ -7,7 +7,6 @@ The npm packages come from `make ts-deps` (a prerequisite of `make test`)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import orjson
 import pytest
 
 from pipeline.web.openapi import openapi_document
+from tests import tools
 from tests.agent_worker import AGENT, agent_worker
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,10 @@ BIN = CLIENT / "node_modules" / ".bin"
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    found = shutil.which("node")
-    if found is None:
-        pytest.skip("no node on PATH: the TypeScript client is not tested")
+    found = tools.tool("node", "apt-get install -y nodejs npm (Node 20 or newer)")
     version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
     if int(version.lstrip("v").split(".")[0]) < 20:
-        pytest.skip(f"node {version.strip()}: the TypeScript client needs Node 20 or newer")
+        tools.missing(f"node {version.strip()}: the TypeScript client needs Node 20 or newer")
     assert (BIN / "tsc").exists(), "the TypeScript client's packages are missing: make ts-deps"
     return found
 

@@ -20,7 +20,7 @@ import pytest
 
 from pipeline.web.auth import token_line
 from tests.factories import T0, consent, proposal
-from tests.integration.test_web_views import BROWSER_ARGS, CHROMIUM, needs_browser, stream
+from tests.integration.test_web_views import BROWSER_ARGS, needs_browser, stream
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +35,11 @@ AGENT = "<script>window.__pwned=5</script>bot"
 
 
 @pytest.fixture
-def chromium() -> Iterator[Any]:
+def chromium(chromium_path: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        b = p.chromium.launch(executable_path=chromium_path, args=BROWSER_ARGS)
         try:
             yield b
         finally:

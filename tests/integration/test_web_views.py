@@ -1,11 +1,13 @@
 """The journey owners' pages in a real browser, served by a real worker on the real broker.
 
 A scripted journey for two customers is streamed in; what the pages show is checked against
-what the pure core decides for the same events. Screenshots land in var/screenshots/.
+what the pure core decides for the same events. Screenshots land in var/screenshots (a build
+folder; copy one to docs/ to refresh its picture).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.error
@@ -30,7 +32,6 @@ from tests.kafka_io import produce
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 #: the browser tests' screenshots: a build folder (copy one to docs/ to refresh its picture)
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 M = 60_000
@@ -43,16 +44,11 @@ BROWSER_ARGS = [
     "--no-first-run",
 ]
 
-try:
+with contextlib.suppress(ImportError):  # without it, tests.tools.chromium says what to do
     from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None  # type: ignore[assignment]
 
-needs_browser = pytest.mark.skipif(
-    sync_playwright is None or not CHROMIUM.exists(),
-    reason="needs the playwright package (pip install playwright) and Debian's chromium "
-    "(apt-get install -y chromium) at /usr/bin/chromium",
-)
+#: a test that drives a browser: skipped without one, failed under CI (tests.tools)
+needs_browser = pytest.mark.usefixtures("chromium_path")
 
 
 def journey(ana: str, ben: str) -> list[AgentEvent]:
@@ -137,9 +133,9 @@ def wait_until_assigned(url: str, polls: int = 120) -> int:
 
 
 @pytest.fixture
-def browser() -> Iterator[Browser]:
+def browser(chromium_path: str) -> Iterator[Browser]:
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        b = p.chromium.launch(executable_path=chromium_path, args=BROWSER_ARGS)
         try:
             yield b
         finally:

@@ -119,7 +119,7 @@ def test_each_mistake_is_reported_with_line_and_hint(body, line, path, hint):
         ("notes: hi\n", 1, "version", "required key is missing"),
         ("", 1, "", "empty document"),
         ("- version\n", 1, "", "must be a mapping"),
-        ("version: 1.0.0\ncaps: [\n", 3, "", "not valid YAML"),
+        ("version: 1.0.0\ncaps: [\n", 2, "", "not valid YAML"),
     ],
 )
 def test_document_level_mistakes(text, line, path, hint):
@@ -127,6 +127,33 @@ def test_document_level_mistakes(text, line, path, hint):
         load_policy(text)
     assert err.value.issues[0] == PolicyIssue(line, path, err.value.issues[0].message)
     assert hint in err.value.issues[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "hint"),
+    [
+        (
+            "version: 1.0.0\ncaps:\n  a: [1, 2\n  b: 3\n",
+            3,
+            "'[' opened on this line is never closed",
+        ),
+        ("version: 1.0.0\ncaps: {a: 1\nx: 2\n", 2, "'{' opened on this line is never closed"),
+        ('version: 1.0.0\nnotes: "abc\ncaps: 1\n', 2, "quote opened on this line is never closed"),
+        ("version: 1.0.0\ncaps: [\n\n\n", 2, "the document ends"),
+        ("version: 1.0.0\ncaps:\n  a: 1\n b: 2\n", 4, "expected <block end>"),
+        ("version: 1.0.0\ncaps: a: b\nx: 1\n", 2, "mapping values are not allowed here"),
+        ("version: 1.0.0\ncaps:\n\ta: 1\n", 3, "'\\t' that cannot start any token"),
+    ],
+    ids=["unclosed-list", "unclosed-map", "unclosed-quote", "ends-early", "indent", "colon", "tab"],
+)
+def test_a_yaml_syntax_error_names_the_file_and_the_line_to_fix(tmp_path, text, line, hint):
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as err:
+        load_policy_file(path)
+    assert [i.line for i in err.value.issues] == [line]
+    assert str(err.value).startswith(f"{path}:{line}: not valid YAML: "), str(err.value)
+    assert hint in str(err.value)
 
 
 def test_all_issues_are_collected_in_line_order():

@@ -25,6 +25,7 @@ from pipeline.kafka.topics import topic_specs
 from pipeline.ops.local_security import ROLES, role_grants
 from pipeline.runtime.transactional.changelog import changelog_topic
 from pipeline.settings import Settings, TopicNames
+from tests import tools
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "journey-tower"
@@ -47,7 +48,7 @@ def _helm() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip("helm is not built: `make tools` builds it into .tools/bin (needs Go)")
+    tools.missing("helm is not built: `make tools` builds it into .tools/bin (needs Go)")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from pipeline.processing.metrics import TowerMetrics
+from tests import tools
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
@@ -21,10 +22,15 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "journey-tower.json"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-PROMTOOL = shutil.which("promtool")
-NEEDS_PROMTOOL = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (apt-get install -y prometheus)"
-)
+#: a test that runs promtool: skipped without it, failed under CI (tests.tools)
+NEEDS_PROMTOOL = pytest.mark.usefixtures("promtool")
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return tools.tool("promtool", "apt-get install -y prometheus")
+
+
 SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 #: the worker's input lag, liveness and policy-record gauges, and its rebalance counter, as
 #: named for the rules and panels; remove each from here once `TowerMetrics` registers it
@@ -80,8 +86,8 @@ def heading_anchors(markdown: str) -> set[str]:
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None
-    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120)
+    promtool = tools.tool("promtool", "apt-get install -y prometheus")
+    return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=120)
 
 
 @NEEDS_PROMTOOL

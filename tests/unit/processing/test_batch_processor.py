@@ -209,3 +209,75 @@ def test_a_corrupt_stored_state_dead_letters_that_customer_and_no_one_else():
     assert store.data[victim].endswith(b"{not json")  # left for the operator to repair
     sample = bp.metrics.registry.get_sample_value
     assert sample("tower_dead_letters_total", {"reason": "corrupt_state"}) == len(dead)
+
+
+def parked_hold(bp: BatchProcessor, store: DictStateStore) -> InputRecord:
+    """A hold parked for customer c9 on partition 3: the wake-up record that releases it."""
+    from pipeline.contracts.codec import encode_event
+    from tests.factories import proposal
+
+    event = proposal(customer="c9", agent="bot-0", trigger="t", category="service")
+    parked = bp.process_and_save(
+        [InputRecord(b"c9", encode_event(event, "json"), 3, 0, None)], store
+    )
+    (wakeup,) = [o for o in parked.outputs if o.topic == SETTINGS.topics.wakeups]
+    return InputRecord(b"c9", wakeup.value, 3, 17, 1234)
+
+
+def holding_processor() -> BatchProcessor:
+    from pipeline.core.policy import HoldWindows, Policy
+
+    policy = Policy(holds=HoldWindows(hold_ms={"message": 5_000}))
+    return BatchProcessor(SETTINGS, policy=lambda: policy, clock=lambda: 1.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        (b"{not json", "unexpected character"),
+        (None, "Input is a zero-length"),
+        (b'{"hold_id": "h-1"}', "customer_id"),
+        (b'{"customer_id": "c9"}', "hold_id"),
+        (b'["c9", "h-1"]', "list indices"),
+        (b'"c9"', "string indices"),
+    ],
+    ids=["not-json", "empty", "no-customer", "no-hold", "a-list", "a-string"],
+)
+def test_a_wake_up_that_does_not_parse_is_dead_lettered_and_changes_nothing(value, detail):
+    """A wake-up record someone else wrote (or a broken one) never stops the worker: it is
+    dead-lettered as bad_wakeup, citing the wake-up topic, and the hold stays parked."""
+    bp, store = holding_processor(), DictStateStore()
+    wake = parked_hold(bp, store)
+    before = dict(store.data)
+    result = bp.release(InputRecord(b"c9", value, 3, 18, 1235), store)
+    assert result.state_writes == []
+    assert [o.topic for o in result.outputs] == [SETTINGS.topics.deadletter]
+    (dead,) = by_topic(result.outputs)["dead_letter"]
+    assert (dead["reason"], dead["source_topic"]) == ("bad_wakeup", SETTINGS.topics.wakeups)
+    assert (dead["source_partition"], dead["source_offset"]) == (3, 18)
+    assert detail in dead["detail"], dead["detail"]
+    assert store.data == before
+    sample = bp.metrics.registry.get_sample_value
+    assert sample("tower_dead_letters_total", {"reason": "bad_wakeup"}) == 1
+    released = by_topic(bp.release(wake, store).outputs)  # the real wake-up still releases it
+    assert len(released["approved_action"]) == 1
+
+
+def test_a_wake_up_for_a_customer_whose_state_is_corrupt_is_dead_lettered():
+    """Poison state on the wake-up path: the wake-up is dead-lettered (corrupt_state,
+    citing the wake-up topic), nothing is released or written, and the state is left for
+    the operator."""
+    bp, store = holding_processor(), DictStateStore()
+    wake = parked_hold(bp, store)
+    store.data[b"c9"] = b"\x00\x00\x00\x00\x00\x00\x00\x07{not json"
+    result = bp.release(wake, store)
+    assert result.state_writes == []
+    got = by_topic(result.outputs)
+    assert got["approved_action"] == [] and got["audit_record"] == []
+    (dead,) = got["dead_letter"]
+    assert (dead["reason"], dead["source_topic"]) == ("corrupt_state", SETTINGS.topics.wakeups)
+    assert (dead["source_partition"], dead["source_offset"]) == (3, 17)
+    assert "does not decode" in dead["detail"]
+    assert store.data[b"c9"].endswith(b"{not json")
+    sample = bp.metrics.registry.get_sample_value
+    assert sample("tower_dead_letters_total", {"reason": "corrupt_state"}) == 1
