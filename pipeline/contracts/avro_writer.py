@@ -44,6 +44,19 @@ def _string(s: str) -> bytes:
     return _bytes(s.encode())
 
 
+def _opt_string(s: str | None) -> bytes:
+    """`["null", "string"]`."""
+    return b"\x00" if s is None else b"\x02" + _bytes(s.encode())
+
+
+#: For writers specialised by hand on an output's own objects (processing/records.py):
+#: int and long, bytes, string and `["null", "string"]`, as the compiled writers encode them.
+avro_long = _long
+avro_bytes = _bytes
+avro_string = _string
+avro_opt_string = _opt_string
+
+
 def _double(x: float) -> bytes:
     return _DOUBLE.pack(x)
 

@@ -499,6 +499,16 @@ def _bytes_fields(name: str) -> tuple[str, ...]:
 _BYTES_FIELDS: dict[str, tuple[str, ...]] = {n: _bytes_fields(n) for n in schemas.NAMES}
 
 
+def avro_header(name: str, fmt: str, schema_id: int | None = None) -> bytes | None:
+    """What `encode_record` puts before the Avro body of a `name` value in format `fmt`
+    (None for JSON), for writers that encode the body themselves."""
+    if fmt == "avro":
+        return MAGIC + schemas.get(name).fingerprint
+    if fmt == "registry-avro" and schema_id is not None:
+        return registry_header(schema_id)
+    return None
+
+
 def encode_record(
     name: str, record: Mapping[str, Any], fmt: str = "avro", schema_id: int | None = None
 ) -> bytes:
