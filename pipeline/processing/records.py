@@ -81,49 +81,79 @@ AUDIT_FIELDS = (
 if tuple(f["name"] for f in schemas.get("audit_record").raw["fields"]) != AUDIT_FIELDS:
     raise RuntimeError("schemas/audit_record.avsc changed: update records.audit_avro with it")
 
-#: Encoded trace steps: most steps are the rules' constant `pass` lines, the same objects
-#: decision after decision. Emptied when full, so the customer-specific ones cannot pile up.
+#: Encodings remembered across records: the trace steps (mostly the rules' constant `pass`
+#: lines, the same objects decision after decision) and the few-valued strings (kind, agent,
+#: department, channel, outcome, rule, policy version, topic). Each is emptied when full, so
+#: customer-specific values cannot pile up.
 _STEPS: dict[RuleStep, bytes] = {}
-_STEPS_MAX = 8192
+_TEXTS: dict[str, bytes] = {}
+_OPT_TEXTS: dict[str | None, bytes] = {None: b"\x00"}
+_REMEMBERED_MAX = 8192
 
 
 def _step(step: RuleStep) -> bytes:
-    encoded = _STEPS.get(step)
-    if encoded is None:
-        encoded = avro_string(step.rule) + avro_string(step.verdict) + avro_string(step.reason)
-        if len(_STEPS) >= _STEPS_MAX:
-            _STEPS.clear()
-        _STEPS[step] = encoded
+    encoded = avro_string(step.rule) + avro_string(step.verdict) + avro_string(step.reason)
+    if len(_STEPS) >= _REMEMBERED_MAX:
+        _STEPS.clear()
+    _STEPS[step] = encoded
+    return encoded
+
+
+def _text(text: str) -> bytes:
+    encoded = avro_string(text)
+    if len(_TEXTS) >= _REMEMBERED_MAX:
+        _TEXTS.clear()
+    _TEXTS[text] = encoded
+    return encoded
+
+
+def _opt_text(text: str | None) -> bytes:
+    encoded = avro_opt_string(text)
+    if len(_OPT_TEXTS) >= _REMEMBERED_MAX:
+        _OPT_TEXTS.clear()
+        _OPT_TEXTS[None] = b"\x00"
+    _OPT_TEXTS[text] = encoded
     return encoded
 
 
 def audit_avro(decision: Decision, event: AgentEvent, source: Source, processed_at: int) -> bytes:
     """The Avro body of `audit_record(...)` at the full audit levels, written straight from
     the decision: the same bytes as encoding that dict, without building it (the audit
-    record is written for every decision)."""
-    s, o = avro_string, avro_opt_string
+    record is written for every decision). `x or _remember(...)`: encodings are never empty.
+    """
+    s, o, t, ot = avro_string, avro_opt_string, _TEXTS.get, _OPT_TEXTS.get
     trace = decision.trace
     arms = decision.experiments
     action = decision.action
+    kind, agent, department = event.kind, event.agent, event.department
+    channel, outcome, rule = event.channel, decision.outcome, decision.rule
+    version, topic = decision.policy_version, source.topic
+    if trace:
+        steps = _STEPS.get
+        encoded_trace = b"".join(
+            (avro_long(len(trace)), *[steps(x) or _step(x) for x in trace], b"\x00")
+        )
+    else:
+        encoded_trace = b"\x00"
     return b"".join(
         (
             s(decision.decision_id),
             s(event.event_id),
             s(event.customer_id),
-            s(event.kind),
-            s(event.agent),
-            s(event.department),
-            o(event.channel),
+            t(kind) or _text(kind),
+            t(agent) or _text(agent),
+            t(department) or _text(department),
+            ot(channel) or _opt_text(channel),
             o(event.trigger),
-            s(decision.outcome),
-            o(decision.rule),
+            t(outcome) or _text(outcome),
+            ot(rule) or _opt_text(rule),
             s(decision.reason),
-            avro_long(len(trace)) + b"".join(map(_step, trace)) + b"\x00" if trace else b"\x00",
-            s(decision.policy_version),
+            encoded_trace,
+            t(version) or _text(version),
             b"\x00" if action is None else b"\x02" + s(action.action_id),
             o(decision.merged_into),
             avro_long(decision.decided_at),
-            s(source.topic),
+            t(topic) or _text(topic),
             avro_long(source.partition),
             avro_long(source.offset),
             _json_string(orjson.dumps(event_to_dict(event))),

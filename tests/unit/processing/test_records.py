@@ -74,13 +74,15 @@ def test_the_audit_written_from_the_decision_is_the_audit_records_encoding(
     assert header + audit_avro(decision, event, source, processed_at) == expected
 
 
-def test_the_trace_step_cache_stays_bounded(monkeypatch) -> None:
-    monkeypatch.setattr(records, "_STEPS", {})
-    monkeypatch.setattr(records, "_STEPS_MAX", 3)
+def test_the_remembered_encodings_stay_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(records, "_REMEMBERED_MAX", 3)
     for i in range(10):
         step = RuleStep("rule", "pass", str(i))
         assert records._step(step) == b"\x08rule\x08pass\x02" + str(i).encode()
-        assert len(records._STEPS) <= 3
+        assert records._text(str(i)) == b"\x02" + str(i).encode()
+        assert records._opt_text(str(i)) == b"\x02\x02" + str(i).encode()
+        assert len(records._STEPS) <= 3 and len(records._TEXTS) <= 3
+        assert len(records._OPT_TEXTS) <= 3 and records._OPT_TEXTS[None] == b"\x00"
 
 
 def test_the_header_is_the_one_encode_record_writes() -> None:
