@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from pipeline.contracts import schemas
+from pipeline.contracts.avro_writer import ONE_BYTE as _ONE_BYTE
 from pipeline.contracts.avro_writer import avro_long, avro_opt_string, avro_string
 from pipeline.contracts.events import AgentEvent, Source, event_to_dict
 from pipeline.core.audit_minimisation import input_json, minimised_decision, minimised_raw
@@ -83,7 +84,7 @@ if tuple(f["name"] for f in schemas.get("audit_record").raw["fields"]) != AUDIT_
 
 #: Encodings remembered across records: the trace steps (mostly the rules' constant `pass`
 #: lines, the same objects decision after decision) and the few-valued strings (kind, agent,
-#: department, channel, outcome, rule, policy version, topic). Each is emptied when full, so
+#: department, channel, outcome, rule, reason, policy version, topic). Each is emptied when full, so
 #: customer-specific values cannot pile up.
 _STEPS: dict[RuleStep, bytes] = {}
 _TEXTS: dict[str, bytes] = {}
@@ -121,48 +122,73 @@ def audit_avro(decision: Decision, event: AgentEvent, source: Source, processed_
     the decision: the same bytes as encoding that dict, without building it (the audit
     record is written for every decision). `x or _remember(...)`: encodings are never empty.
     """
-    s, o, t, ot = avro_string, avro_opt_string, _TEXTS.get, _OPT_TEXTS.get
+    t, ot = _TEXTS.get, _OPT_TEXTS.get
     trace = decision.trace
     arms = decision.experiments
     action = decision.action
     kind, agent, department = event.kind, event.agent, event.department
     channel, outcome, rule = event.channel, decision.outcome, decision.rule
-    version, topic = decision.policy_version, source.topic
-    if trace:
+    reason, version, topic = decision.reason, decision.policy_version, source.topic
+    decision_id = decision.decision_id.encode()
+    event_id = event.event_id.encode()
+    customer_id = event.customer_id.encode()
+    n = len(trace)
+    if n:
         steps = _STEPS.get
         encoded_trace = b"".join(
-            (avro_long(len(trace)), *[steps(x) or _step(x) for x in trace], b"\x00")
+            (
+                _ONE_BYTE[n << 1] if n < 64 else avro_long(n),
+                *[steps(x) or _step(x) for x in trace],
+                b"\x00",
+            )
         )
     else:
         encoded_trace = b"\x00"
+    last = _LAST_STAMP
+    stamp = last[1] if last[0] == processed_at else _stamp(processed_at)
     return b"".join(
         (
-            s(decision.decision_id),
-            s(event.event_id),
-            s(event.customer_id),
+            _ONE_BYTE[n << 1] if (n := len(decision_id)) < 64 else avro_long(n),
+            decision_id,
+            _ONE_BYTE[n << 1] if (n := len(event_id)) < 64 else avro_long(n),
+            event_id,
+            _ONE_BYTE[n << 1] if (n := len(customer_id)) < 64 else avro_long(n),
+            customer_id,
             t(kind) or _text(kind),
             t(agent) or _text(agent),
             t(department) or _text(department),
             ot(channel) or _opt_text(channel),
-            o(event.trigger),
+            avro_opt_string(event.trigger),
             t(outcome) or _text(outcome),
             ot(rule) or _opt_text(rule),
-            s(decision.reason),
+            t(reason) or _text(reason),
             encoded_trace,
             t(version) or _text(version),
-            b"\x00" if action is None else b"\x02" + s(action.action_id),
-            o(decision.merged_into),
+            b"\x00" if action is None else b"\x02" + avro_string(action.action_id),
+            avro_opt_string(decision.merged_into),
             avro_long(decision.decided_at),
             t(topic) or _text(topic),
             avro_long(source.partition),
             avro_long(source.offset),
             _json_string(orjson.dumps(event_to_dict(event))),
-            avro_long(processed_at),
-            avro_long(len(arms)) + b"".join(s(e) + s(a) for e, a in arms) + b"\x00"
+            stamp,
+            b"".join((avro_long(len(arms)), *[avro_string(e) + avro_string(a) for e, a in arms]))
+            + b"\x00"
             if arms
             else b"\x00",
         )
     )
+
+
+#: (epoch ms, its encoding) of the last `processed_at`: the same for a whole batch
+_LAST_STAMP: tuple[int, bytes] = (-1, b"\x01")
+
+
+def _stamp(ms: int) -> bytes:
+    global _LAST_STAMP
+    encoded = avro_long(ms)
+    _LAST_STAMP = (ms, encoded)
+    return encoded
 
 
 def _json_string(raw: bytes) -> bytes:
