@@ -110,7 +110,7 @@ format: install
 	$(BIN)/ruff format pipeline tests bench
 	$(BIN)/ruff check --fix pipeline tests bench
 
-BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2,native-subset,quix-eos,quix-alo \
+BENCH_ARGS ?= --contenders raw,faust,tower,native,native-x2,native-subset,quix-eos,quix-eos-5s,quix-alo \
   --latency --latency-of tower,native
 bench: bench-deps bench-quix-deps kafka-jars  ## throughput + latency: raw loop, naive Faust, both runtimes, two workers, Quix Streams (docs/performance.md)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)

@@ -9,8 +9,9 @@ Contenders, each a subprocess started on a backlog already in its own input topi
   tower  `python -m pipeline.ops.cli worker` with every rule on (bench/policy.full.yaml)
   native the same worker with TOWER_ENGINE=native (confluent-kafka, exactly-once)
   native-subset  the native worker on bench/policy.subset.yaml: the Quix peer's rules only
-  quix-eos / quix-alo  the peer: that rule subset built with Quix Streams (bench/quix_app.py,
-         run with .venv-quix's python), exactly-once committing every 0.1 s / at-least-once
+  quix-eos / quix-eos-5s / quix-alo  the peer: that rule subset built with Quix Streams
+         (bench/quix_app.py, run with .venv-quix's python), exactly-once committing every
+         0.1 s / exactly-once at Quix's default commit interval (5 s) / at-least-once
          at Quix's defaults (commit every 5 s)
 
 After each run the contender's audit records are read back and their outcomes counted:
@@ -91,6 +92,7 @@ CONTENDERS = (
     "native-xp",
     "native-subset",
     "quix-eos",
+    "quix-eos-5s",
     "quix-alo",
 )
 #: The full rule set plus the experiments issue's control group and holdouts.
@@ -110,6 +112,7 @@ LABELS = {
     "native-xp": "Tower worker, native engine (EOS) + experiments",
     "native-subset": "Tower worker, native engine (EOS), Quix subset",
     "quix-eos": "Quix Streams, subset, exactly-once, 0.1 s",
+    "quix-eos-5s": "Quix Streams, subset, exactly-once, 5 s",
     "quix-alo": "Quix Streams, subset, at-least-once, 5 s",
 }
 #: Contenders that run the Tower worker: their outputs are audit records and actions.
@@ -125,9 +128,11 @@ TOWER_CHANGES: dict[str, tuple[str, Path | None]] = {
 #: The Quix Streams contenders (bench/quix_app.py): their outputs are JSON audit records and
 #: actions. Exactly-once commits every 0.1 s, what Tower's transactional runtime does under a
 #: backlog (one transaction per polled batch of up to 500 records, i.e. every 50-100 ms at
-#: 5,000-10,000 events/s); at-least-once keeps Quix's default commit interval (5 s).
+#: 5,000-10,000 events/s); quix-eos-5s and at-least-once keep Quix's default commit
+#: interval (5 s, whatever the guarantee).
 QUIX = {
     "quix-eos": {"BENCH_GUARANTEE": "exactly-once", "BENCH_COMMIT_INTERVAL": "0.1"},
+    "quix-eos-5s": {"BENCH_GUARANTEE": "exactly-once"},
     "quix-alo": {"BENCH_GUARANTEE": "at-least-once"},
 }
 #: Contenders with audit records and actions (the others pass records through).
@@ -136,7 +141,7 @@ DECIDERS = TOWERS | QUIX.keys()
 RULE_SETS = (
     ("full rule set", ("tower", "native", "native-x2")),
     ("full rule set + experiments", ("tower-xp", "native-xp")),
-    ("Quix subset", ("native-subset", "quix-eos", "quix-alo")),
+    ("Quix subset", ("native-subset", "quix-eos", "quix-eos-5s", "quix-alo")),
 )
 #: Worker processes per contender (one unless listed): they share the partitions.
 WORKERS = {"native-x2": 2}
@@ -671,8 +676,8 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     default=",".join(CONTENDERS),
     show_default=True,
     help="Comma list of raw, faust, tower, native, native-x2 (two native workers), tower-xp, "
-    "native-xp (experiments), native-subset (the Quix subset), quix-eos, quix-alo (Quix "
-    "Streams, needs `make bench-quix-deps`); empty for latency only.",
+    "native-xp (experiments), native-subset (the Quix subset), quix-eos, quix-eos-5s, "
+    "quix-alo (Quix Streams, needs `make bench-quix-deps`); empty for latency only.",
 )
 @click.option(
     "--latency/--no-latency",
@@ -913,7 +918,7 @@ def _report(
     #: issue 15's targets: Tower's transactional runtime against the Quix Streams peer
     targets = {"quix-eos": 1.5, "quix-alo": 1.2}
     for mine in sorted(TOWERS & out.keys()):
-        for other in ("raw", "faust", "tower", "native", "quix-eos", "quix-alo"):
+        for other in ("raw", "faust", "tower", "native", "quix-eos", "quix-eos-5s", "quix-alo"):
             if other != mine and other in out and out[other].rate:
                 ratio = out[mine].rate / out[other].rate
                 report[f"ratio_{mine}_{other}"] = ratio

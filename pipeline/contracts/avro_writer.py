@@ -40,7 +40,24 @@ def _bytes(b: bytes) -> bytes:
 
 
 def _string(s: str) -> bytes:
-    return _bytes(s.encode())
+    b = s.encode()
+    n = len(b)
+    return (_ONE_BYTE[n << 1] if n < 64 else _long(n)) + b
+
+
+def _opt_string(s: str | None) -> bytes:
+    """`["null", "string"]`."""
+    return b"\x00" if s is None else b"\x02" + _bytes(s.encode())
+
+
+#: For writers specialised by hand on an output's own objects (processing/records.py):
+#: int and long, bytes, string and `["null", "string"]`, as the compiled writers encode them.
+#: the encodings of 0..127 as varints (of the longs 0..63 and -1..-64 once zig-zagged)
+ONE_BYTE = _ONE_BYTE
+avro_long = _long
+avro_bytes = _bytes
+avro_string = _string
+avro_opt_string = _opt_string
 
 
 def _double(x: float) -> bytes:

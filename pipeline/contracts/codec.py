@@ -26,6 +26,7 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
 from pipeline.contracts import schemas
+from pipeline.contracts.avro_reader import Reader, compile_reader
 from pipeline.contracts.events import (
     ACTIONS,
     CATEGORIES,
@@ -125,6 +126,8 @@ class InvalidEvent(Exception):
 _AGENT = schemas.get("agent_event")
 _AGENT_SCHEMA = _AGENT.parsed
 _AGENT_FP = _AGENT.fingerprint
+#: agent_event's compiled reader (avro_reader.py); fastavro decodes what it finds irregular
+AGENT_READER: Reader | None = compile_reader(_AGENT.raw)
 _CHANNELS_TXT = ", ".join(sorted(CHANNELS))
 _ACTIONS_TXT = ", ".join(sorted(ACTIONS))
 _CATEGORIES_TXT = ", ".join(sorted(CATEGORIES))
@@ -190,6 +193,9 @@ def _read_avro(value: bytes) -> dict[str, Any]:
             f"Avro fingerprint {fp.hex()} belongs to {what}; agent-events must be written "
             f"with schemas/agent_event.avsc (fingerprint {_AGENT_FP.hex()})",
         )
+    compiled = _read_compiled(value, _HEADER_LEN)
+    if compiled is not None:
+        return compiled
     buf = io.BytesIO(value)
     buf.seek(_HEADER_LEN)
     try:
@@ -206,6 +212,18 @@ def _read_avro(value: bytes) -> dict[str, Any]:
             f"{len(value) - buf.tell()} trailing bytes after the agent_event Avro body",
         )
     return data  # type: ignore[return-value]  # fastavro: a record schema reads as a dict
+
+
+def _read_compiled(value: bytes, start: int) -> dict[str, Any] | None:
+    """The agent_event body from `start` to the end of `value` by the compiled reader; None
+    when it is irregular in any way (fastavro then decodes it, or says what is wrong)."""
+    if AGENT_READER is None or type(value) is not bytes:
+        return None
+    try:
+        data, end = AGENT_READER(value, start)
+    except Exception:  # Irregular, IndexError (truncated), UnicodeDecodeError, struct.error
+        return None
+    return data if end == len(value) else None
 
 
 def _read_registry(value: bytes, lookup: SchemaLookup | None) -> dict[str, Any]:
@@ -233,6 +251,10 @@ def _read_registry(value: bytes, lookup: SchemaLookup | None) -> dict[str, Any]:
             "incompatible_schema",
             f"schema id {schema_id} cannot be read as schemas/agent_event.avsc: {found.problem}",
         )
+    if found.reader is None and found.writer is _AGENT_SCHEMA:  # written with ours: no resolution
+        compiled = _read_compiled(value, _REGISTRY_HEADER_LEN)
+        if compiled is not None:
+            return compiled
     buf = io.BytesIO(value)
     buf.seek(_REGISTRY_HEADER_LEN)
     try:
@@ -497,6 +519,16 @@ def _bytes_fields(name: str) -> tuple[str, ...]:
 
 
 _BYTES_FIELDS: dict[str, tuple[str, ...]] = {n: _bytes_fields(n) for n in schemas.NAMES}
+
+
+def avro_header(name: str, fmt: str, schema_id: int | None = None) -> bytes | None:
+    """What `encode_record` puts before the Avro body of a `name` value in format `fmt`
+    (None for JSON), for writers that encode the body themselves."""
+    if fmt == "avro":
+        return MAGIC + schemas.get(name).fingerprint
+    if fmt == "registry-avro" and schema_id is not None:
+        return registry_header(schema_id)
+    return None
 
 
 def encode_record(

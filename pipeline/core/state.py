@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -264,31 +264,25 @@ class CustomerState(Struct, frozen=True):
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> CustomerState:
+        """Only the fields the bytes hold are read (most states hold a few), each straight
+        to its own type; the rest keep their defaults."""
         if not raw:
             return EMPTY_STATE
         d = orjson.loads(raw)
-        offer = d.get("o")
-        handoff = d.get("ho")
-        return cls(
-            consents={k: ConsentMark(v[0], v[1]) for k, v in d.get("c", {}).items()},
-            contacts=_contacts(d),
-            triggers={k: TriggerMemo(*v) for k, v in d.get("t", {}).items()},
-            seen=_replay_memory(d),
-            events=d.get("n", 0),
-            open_cases=d.get("oc", {}),
-            complaint_at=d.get("ca"),
-            facts={k: Fact(*v) for k, v in d.get("f", {}).items()},
-            timezone=d.get("tz"),
-            offer=None if offer is None else ActiveOffer(*offer),
-            journey=Journey.from_dict(d["j"]) if "j" in d else EMPTY_JOURNEY,
-            holds={k: Hold(v[0], v[1], tuple(v[2])) for k, v in d.get("h", {}).items()},
-            inbound=tuple(d.get("in", ())),
-            negative_streak=d.get("ns", 0),
-            handoff=None if handoff is None else Handoff(*handoff),
-            known=d.get("kn", {}),
-            disclosed=d.get("di", {}),
-            exposures={k: Exposure(*v) for k, v in d.get("ex", {}).items()},
-        )
+        try:
+            changes = {
+                _FIELD_READERS[key][0]: _FIELD_READERS[key][1](value)
+                for key, value in d.items()
+                if key in _FIELD_READERS
+            }
+            if "kc" in d or "k" in d:
+                changes["contacts"] = _contacts(d)
+            if "r" in d or "s" in d:
+                changes["seen"] = _replay_memory(d)
+        except Exception:
+            _read_in_field_order(d)  # the first wrong field in field order is the one to name
+            raise
+        return msgspec.structs.replace(EMPTY_STATE, **changes) if changes else EMPTY_STATE
 
 
 def _pack_contacts(contacts: tuple[Contact, ...]) -> list[Any]:
@@ -333,3 +327,37 @@ def _replay_memory(d: dict[str, Any]) -> ReplayMemory:
 
 
 EMPTY_STATE = CustomerState()
+
+#: Stored key -> (CustomerState field, how its value reads), for `CustomerState.from_bytes`
+#: (contacts and the replay memory, stored under either of two keys, are read apart),
+#: in the fields' order.
+_FIELD_READERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "c": ("consents", lambda v: {k: ConsentMark(m[0], m[1]) for k, m in v.items()}),
+    "t": ("triggers", lambda v: {k: TriggerMemo(*m) for k, m in v.items()}),
+    "n": ("events", lambda v: v),
+    "oc": ("open_cases", lambda v: v),
+    "ca": ("complaint_at", lambda v: v),
+    "f": ("facts", lambda v: {k: Fact(*f) for k, f in v.items()}),
+    "tz": ("timezone", lambda v: v),
+    "o": ("offer", lambda v: None if v is None else ActiveOffer(*v)),
+    "j": ("journey", Journey.from_dict),
+    "h": ("holds", lambda v: {k: Hold(h[0], h[1], tuple(h[2])) for k, h in v.items()}),
+    "in": ("inbound", tuple),
+    "ns": ("negative_streak", lambda v: v),
+    "ho": ("handoff", lambda v: None if v is None else Handoff(*v)),
+    "kn": ("known", lambda v: v),
+    "di": ("disclosed", lambda v: v),
+    "ex": ("exposures", lambda v: {k: Exposure(*e) for k, e in v.items()}),
+}
+
+
+def _read_in_field_order(d: dict[str, Any]) -> None:
+    """Read every stored field in the fields' order, raising at the first that does not read."""
+    d.get("o")  # what is not an object fails here
+    for key, (name, convert) in _FIELD_READERS.items():
+        if name == "triggers":
+            _contacts(d)
+        elif name == "events":
+            _replay_memory(d)
+        if key in d:
+            convert(d[key])

@@ -19,6 +19,7 @@ from pipeline.contracts.codec import (
     REGISTRY_MAGIC,
     InvalidEvent,
     SchemaLookup,
+    avro_header,
     decode_event,
     encode_record,
 )
@@ -31,7 +32,7 @@ from pipeline.core.hold_windows import held_events
 from pipeline.core.policy import Policy
 from pipeline.core.state import CustomerState, Exposure
 from pipeline.processing.metrics import Tally, TowerMetrics
-from pipeline.processing.records import audit_record, dead_letter_record
+from pipeline.processing.records import audit_avro, audit_record, dead_letter_record
 from pipeline.settings import Settings
 
 AVRO_MAGIC = b"\xc3\x01"
@@ -290,8 +291,13 @@ class BatchProcessor:
                 "deadline": wakeup.deadline,
             }
             out.append(OutputRecord(self._wakeups, key, orjson.dumps(body), partition))
-        audit = audit_record(decision, event, source, now_ms, policy.audit)
-        out.append(OutputRecord(self._audit, key, self._encode("audit_record", audit), partition))
+        header = None if policy.audit.minimised else self._avro_header("audit_record")
+        if header is not None:
+            value = header + audit_avro(decision, event, source, now_ms)
+        else:
+            audit = audit_record(decision, event, source, now_ms, policy.audit)
+            value = self._encode("audit_record", audit)
+        out.append(OutputRecord(self._audit, key, value, partition))
 
     def release(self, wakeup: InputRecord, store: StateStore) -> BatchResult:
         """Release the hold a wake-up record names (at its deadline, in event time).
@@ -389,6 +395,10 @@ class BatchProcessor:
             observations += experiments.observe(exposures, event, decision, observations, policy)
         self.metrics.experience.record(observations, self._tally)
         return state
+
+    def _avro_header(self, name: str) -> bytes | None:
+        """The header of `name` values when they are Avro; None when they are JSON."""
+        return avro_header(name, self._fmt, self.registry_ids.get(name))
 
     def _encode(self, name: str, record: Mapping[str, object]) -> bytes:
         return encode_record(name, record, self._fmt, self.registry_ids.get(name))

@@ -187,6 +187,10 @@ RESOLUTION_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 17280
                       604800, 1209600, 2592000)  # fmt: skip
 
 
+#: label sets `ExperienceMetrics` remembers at most (emptied when full)
+_KNOWN_MAX = 4096
+
+
 class ExperienceMetrics:
     """The experience metrics, registered under the names `experience.py` observes.
 
@@ -199,6 +203,11 @@ class ExperienceMetrics:
         self.label_names: dict[str, tuple[str, ...]] = {}
         #: counter name -> (position, allow-list) of its bounded labels
         self.bounded: dict[str, tuple[tuple[int, AllowedValues], ...]] = {}
+        #: (counter name, observed labels) -> the counter and its label values, for the
+        #: counters without bounded labels (`_label_values`)
+        self._counter_labels: dict[
+            tuple[str, tuple[tuple[str, str], ...]], tuple[Counter, tuple[str, ...]]
+        ] = {}
 
         def counter(name: str, doc: str, *labels: str) -> Counter:
             self.label_names[name] = labels
@@ -306,19 +315,39 @@ class ExperienceMetrics:
 
     def record(self, observations: list[Observation], tally: Tally | None = None) -> None:
         """Histograms observe at once; counters go through `tally` when one is given."""
+        known = self._counter_labels
         for name, labels, value in observations:
-            metric = self.by_name[name]
-            if isinstance(metric, Counter):
-                named = dict(labels)
-                values = [named[n] for n in self.label_names[name]]
-                for i, allowed in self.bounded.get(name, ()):
-                    values[i] = allowed(values[i])
-                if tally is not None:
-                    tally.add(metric, *values, value=value)
-                else:
-                    (metric.labels(*values) if values else metric).inc(value)
-                continue
-            (metric.labels(**dict(labels)) if labels else metric).observe(value)
+            found = known.get((name, labels))
+            if found is not None:
+                counter, values = found
+            else:
+                metric = self.by_name[name]
+                if not isinstance(metric, Counter):
+                    (metric.labels(**dict(labels)) if labels else metric).observe(value)
+                    continue
+                counter, values = metric, self._label_values(metric, name, labels)
+            if tally is not None:
+                tally.counts[(counter, values)] += value
+            else:
+                (counter.labels(*values) if values else counter).inc(value)
+
+    def _label_values(
+        self, counter: Counter, name: str, labels: tuple[tuple[str, str], ...]
+    ) -> tuple[str, ...]:
+        """A counter's label values in `labels(...)` order, the bounded ones through their
+        allow-list. Remembered when no label is bounded (an allow-list's answer changes
+        with the policy), up to `_KNOWN_MAX` label sets."""
+        named = dict(labels)
+        values = [named[n] for n in self.label_names[name]]
+        bounded = self.bounded.get(name)
+        if bounded is None:
+            if len(self._counter_labels) >= _KNOWN_MAX:
+                self._counter_labels.clear()
+            self._counter_labels[(name, labels)] = (counter, tuple(values))
+            return tuple(values)
+        for i, allowed in bounded:
+            values[i] = allowed(values[i])
+        return tuple(values)
 
 
 class Tally:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.contracts.events import AgentEvent, Source
+import orjson
+
+from pipeline.contracts import schemas
+from pipeline.contracts.avro_writer import ONE_BYTE as _ONE_BYTE
+from pipeline.contracts.avro_writer import avro_long, avro_opt_string, avro_string
+from pipeline.contracts.events import AgentEvent, Source, event_to_dict
 from pipeline.core.audit_minimisation import input_json, minimised_decision, minimised_raw
-from pipeline.core.decision import Decision, decision_id_for
+from pipeline.core.decision import Decision, RuleStep, decision_id_for
 from pipeline.core.policy import AuditLevels
 from pipeline.core.policy_governance import VerifiedApproval
 
@@ -47,6 +52,148 @@ def audit_record(
         "experiments": [{"experiment": e, "arm": a} for e, a in decision.experiments],
     }
     return minimised_decision(record, levels) if levels.minimised else record
+
+
+#: The audit record's fields in the order `audit_avro` writes them: the schema's.
+AUDIT_FIELDS = (
+    "decision_id",
+    "event_id",
+    "customer_id",
+    "kind",
+    "agent",
+    "department",
+    "channel",
+    "trigger",
+    "outcome",
+    "rule",
+    "reason",
+    "trace",
+    "policy_version",
+    "action_id",
+    "merged_into",
+    "decided_at",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "input",
+    "processed_at",
+    "experiments",
+)
+if tuple(f["name"] for f in schemas.get("audit_record").raw["fields"]) != AUDIT_FIELDS:
+    raise RuntimeError("schemas/audit_record.avsc changed: update records.audit_avro with it")
+
+#: Encodings remembered across records: the trace steps (mostly the rules' constant `pass`
+#: lines, the same objects decision after decision) and the few-valued strings (kind, agent,
+#: department, channel, outcome, rule, reason, policy version, topic). Each is emptied when full, so
+#: customer-specific values cannot pile up.
+_STEPS: dict[RuleStep, bytes] = {}
+_TEXTS: dict[str, bytes] = {}
+_OPT_TEXTS: dict[str | None, bytes] = {None: b"\x00"}
+_REMEMBERED_MAX = 8192
+
+
+def _step(step: RuleStep) -> bytes:
+    encoded = avro_string(step.rule) + avro_string(step.verdict) + avro_string(step.reason)
+    if len(_STEPS) >= _REMEMBERED_MAX:
+        _STEPS.clear()
+    _STEPS[step] = encoded
+    return encoded
+
+
+def _text(text: str) -> bytes:
+    encoded = avro_string(text)
+    if len(_TEXTS) >= _REMEMBERED_MAX:
+        _TEXTS.clear()
+    _TEXTS[text] = encoded
+    return encoded
+
+
+def _opt_text(text: str | None) -> bytes:
+    encoded = avro_opt_string(text)
+    if len(_OPT_TEXTS) >= _REMEMBERED_MAX:
+        _OPT_TEXTS.clear()
+        _OPT_TEXTS[None] = b"\x00"
+    _OPT_TEXTS[text] = encoded
+    return encoded
+
+
+def audit_avro(decision: Decision, event: AgentEvent, source: Source, processed_at: int) -> bytes:
+    """The Avro body of `audit_record(...)` at the full audit levels, written straight from
+    the decision: the same bytes as encoding that dict, without building it (the audit
+    record is written for every decision). `x or _remember(...)`: encodings are never empty.
+    """
+    t, ot = _TEXTS.get, _OPT_TEXTS.get
+    trace = decision.trace
+    arms = decision.experiments
+    action = decision.action
+    kind, agent, department = event.kind, event.agent, event.department
+    channel, outcome, rule = event.channel, decision.outcome, decision.rule
+    reason, version, topic = decision.reason, decision.policy_version, source.topic
+    decision_id = decision.decision_id.encode()
+    event_id = event.event_id.encode()
+    customer_id = event.customer_id.encode()
+    n = len(trace)
+    if n:
+        steps = _STEPS.get
+        encoded_trace = b"".join(
+            (
+                _ONE_BYTE[n << 1] if n < 64 else avro_long(n),
+                *[steps(x) or _step(x) for x in trace],
+                b"\x00",
+            )
+        )
+    else:
+        encoded_trace = b"\x00"
+    last = _LAST_STAMP
+    stamp = last[1] if last[0] == processed_at else _stamp(processed_at)
+    return b"".join(
+        (
+            _ONE_BYTE[n << 1] if (n := len(decision_id)) < 64 else avro_long(n),
+            decision_id,
+            _ONE_BYTE[n << 1] if (n := len(event_id)) < 64 else avro_long(n),
+            event_id,
+            _ONE_BYTE[n << 1] if (n := len(customer_id)) < 64 else avro_long(n),
+            customer_id,
+            t(kind) or _text(kind),
+            t(agent) or _text(agent),
+            t(department) or _text(department),
+            ot(channel) or _opt_text(channel),
+            avro_opt_string(event.trigger),
+            t(outcome) or _text(outcome),
+            ot(rule) or _opt_text(rule),
+            t(reason) or _text(reason),
+            encoded_trace,
+            t(version) or _text(version),
+            b"\x00" if action is None else b"\x02" + avro_string(action.action_id),
+            avro_opt_string(decision.merged_into),
+            avro_long(decision.decided_at),
+            t(topic) or _text(topic),
+            avro_long(source.partition),
+            avro_long(source.offset),
+            _json_string(orjson.dumps(event_to_dict(event))),
+            stamp,
+            b"".join((avro_long(len(arms)), *[avro_string(e) + avro_string(a) for e, a in arms]))
+            + b"\x00"
+            if arms
+            else b"\x00",
+        )
+    )
+
+
+#: (epoch ms, its encoding) of the last `processed_at`: the same for a whole batch
+_LAST_STAMP: tuple[int, bytes] = (-1, b"\x01")
+
+
+def _stamp(ms: int) -> bytes:
+    global _LAST_STAMP
+    encoded = avro_long(ms)
+    _LAST_STAMP = (ms, encoded)
+    return encoded
+
+
+def _json_string(raw: bytes) -> bytes:
+    """An Avro string of UTF-8 JSON already encoded (orjson's output)."""
+    return avro_long(len(raw)) + raw
 
 
 def dead_letter_record(
