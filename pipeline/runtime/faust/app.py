@@ -33,7 +33,13 @@ from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
 from pipeline.kafka.schema_registry import attach as attach_schema_registry
 from pipeline.kafka.topics import STATE_TABLE
-from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
+from pipeline.processing.batch import (
+    BatchProcessor,
+    BatchResult,
+    InputRecord,
+    StateWrite,
+    output_headers,
+)
 from pipeline.processing.input_positions import (
     InputPositions,
     TopicPartition,
@@ -386,7 +392,12 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         try:
             acks = [
                 await producer.send(
-                    out.topic, out.key, out.value, out.partition, None, audit_chain.headers(out)
+                    out.topic,
+                    out.key,
+                    out.value,
+                    out.partition,
+                    None,
+                    output_headers(out, audit_chain.headers(out)),
                 )
                 for out in result.outputs
             ]
@@ -620,7 +631,7 @@ def next_offsets(topic: str, admitted: Sequence[InputRecord]) -> dict[TopicParti
 def input_record(msg: Any) -> InputRecord:
     ts = msg.timestamp
     return InputRecord(
-        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None
+        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None, msg.headers
     )
 
 
