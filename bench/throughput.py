@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import gc
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -243,8 +244,13 @@ def _encoded(records: list[tuple[bytes, bytes]], fmt: str, schema_id: int | None
 
 
 def _traceparents(n: int) -> list[list[tuple[str, bytes]]]:
-    """A W3C traceparent header per input, each its own trace, as an agent's tracer sends."""
-    return [[("traceparent", f"00-{i + 1:032x}-{i + 1:016x}-01".encode())] for i in range(n)]
+    """A W3C traceparent header per input, each its own random trace and span id (as an
+    agent's tracer makes them, so they compress as badly as real ones)."""
+    rng = random.Random(7)
+    return [
+        [("traceparent", f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-01".encode())]
+        for _ in range(n)
+    ]
 
 
 def _stand_in_registry() -> tuple[Any, int]:
