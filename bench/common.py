@@ -106,8 +106,14 @@ def create_plain_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         fut.result()
 
 
-def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
-    """Load a backlog as fast as the client goes (not measured)."""
+def produce_all(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes, bytes]],
+    headers: Sequence[list[tuple[str, bytes]]] | None = None,
+) -> None:
+    """Load a backlog as fast as the client goes (not measured); `headers`: one list per
+    record."""
     producer = Producer(
         {
             **conf(bootstrap),
@@ -120,10 +126,13 @@ def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes
             **JAVA_PARTITIONER,
         }
     )
-    for key, value in records:
+    for i, (key, value) in enumerate(records):
         while True:
             try:
-                producer.produce(topic, key=key, value=value)
+                if headers is None:
+                    producer.produce(topic, key=key, value=value)
+                else:
+                    producer.produce(topic, key=key, value=value, headers=headers[i])
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import gc
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -75,12 +76,15 @@ from bench.common import (
     wait_committed,
     watch,
 )
-from pipeline.contracts.codec import decode_event, decode_record
+from pipeline.contracts import schemas
+from pipeline.contracts.codec import decode_event, decode_record, encode_event, registry_header
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.kafka.reader import scan_topic
+from pipeline.kafka.schema_registry import lookup_for
 from pipeline.kafka.topics import create_topics
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.polling import take_available
+from pipeline.settings import Settings
 
 CONTENDERS = (
     "raw",
@@ -217,8 +221,67 @@ class _Setup:
     worker_ports: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Wire:
+    """How the inputs are written and the outputs read: the records' encoding
+    (`--input-format`), trace headers on every input (`--trace`) and, for registry framing,
+    the worker's registry settings and the lookup that decodes its framed audit."""
+
+    input_format: str = "mixed"
+    trace: bool = False
+    #: the worker's settings changed for this wire (registry URL, output format)
+    changes: dict[str, Any] = field(default_factory=dict)
+    lookup: Callable[[str, int], Any] | None = None
+
+
+PLAIN = Wire()
+
+
+def _encoded(records: list[tuple[bytes, bytes]], fmt: str, schema_id: int | None) -> list[Any]:
+    """The records all in one encoding: single-object Avro, or registry-framed Avro (the same
+    Avro body behind the 5-byte registry header instead of the 10-byte single-object one)."""
+    if fmt == "mixed":
+        return records
+    out = []
+    for key, value in records:
+        avro = encode_event(decode_event(key, value), "avro")
+        out.append((key, avro if schema_id is None else registry_header(schema_id) + avro[10:]))
+    return out
+
+
+def _traceparents(n: int) -> list[list[tuple[str, bytes]]]:
+    """A W3C traceparent header per input, each its own random trace and span id (as an
+    agent's tracer makes them, so they compress as badly as real ones)."""
+    rng = random.Random(7)
+    return [
+        [("traceparent", f"00-{rng.getrandbits(128):032x}-{rng.getrandbits(64):016x}-01".encode())]
+        for _ in range(n)
+    ]
+
+
+def _stand_in_registry() -> tuple[Any, int]:
+    """The tests' stand-in for a Confluent-API schema registry (tests/registry_standin.py),
+    in this process, with the input schema registered; (registry, its id)."""
+    from pipeline.kafka.schema_registry import RegistryClient
+    from pipeline.settings import Settings
+    from tests.registry_standin import StandInRegistry
+
+    registry = StandInRegistry().start()
+    client = RegistryClient(Settings(schema_registry_url=registry.url))
+    schema_id = client.register(
+        "bench-agent-events-value", json.dumps(schemas.get("agent_event").raw)
+    )
+    return registry, schema_id
+
+
 def _setup(
-    name: str, bootstrap: str, partitions: int, work: Path, tag: str, policy_file: Path
+    name: str,
+    bootstrap: str,
+    partitions: int,
+    work: Path,
+    tag: str,
+    policy_file: Path,
+    wire: Wire = PLAIN,
 ) -> _Setup:
     """Create the contender's topics; the returned `start` launches its process."""
     if name in TOWERS:
@@ -228,7 +291,9 @@ def _setup(
 
         def start_worker() -> list[subprocess.Popen[bytes]]:
             if name not in TOWER_CHANGES:
-                proc, setup.web_port = start_tower(settings, policy_file, work / f"tower-{tag}.log")
+                proc, setup.web_port = start_tower(
+                    settings, policy_file, work / f"tower-{tag}.log", **wire.changes
+                )
                 return [proc]
             procs = []
             for i in range(WORKERS.get(name, 1)):
@@ -239,7 +304,12 @@ def _setup(
                 runtime, own_policy = TOWER_CHANGES[name]
                 data_dir = settings.data_dir / f"worker-{i}"
                 env = tower_env(
-                    settings, port, own_policy or policy_file, runtime=runtime, data_dir=data_dir
+                    settings,
+                    port,
+                    own_policy or policy_file,
+                    runtime=runtime,
+                    data_dir=data_dir,
+                    **wire.changes,
                 )
                 cmd = [sys.executable, "-m", "pipeline.ops.cli", "worker", "--loglevel", "info"]
                 procs.append(run_process(cmd, env, work / f"{name}-{tag}-{i}.log"))
@@ -285,13 +355,15 @@ def _run_contender(
     profile: bool,
     broker_pid: int | None,
     broker_data: Path | None = None,
+    wire: Wire = PLAIN,
 ) -> Result:
     """Load the backlog, start the contender, watch its output, sample its group's lag."""
-    setup = _setup(name, bootstrap, partitions, work, f"{tag}-tp", policy_file)
+    setup = _setup(name, bootstrap, partitions, work, f"{tag}-tp", policy_file, wire)
     source, sink, group, start = setup.source, setup.sink, setup.group, setup.start
     if WORKERS.get(name, 1) > 1:
         _settle_group(start, setup.worker_ports)
-    produce_all(bootstrap, source, records)
+    headers = _traceparents(len(records)) if wire.trace else None
+    produce_all(bootstrap, source, records, headers)
     expected = len(records)  # one audit / one pass-through record per input
     t0 = time.time()
     sampler = LagSampler(bootstrap, group, source, partitions, t0)
@@ -349,18 +421,22 @@ def _run_contender(
         written = _bytes_per_event(broker_log_bytes(broker_data), setup, len(records))
     result = Result(LABELS[name], w.records, w.span, wall, dict(w.per_second), lag, cores, written)
     if name in DECIDERS:
-        result.decisions, result.decisions_by_rule = _decisions(name, bootstrap, sink)
+        result.decisions, result.decisions_by_rule = _decisions(name, bootstrap, sink, wire.lookup)
     return result
 
 
-def _decisions(name: str, bootstrap: str, audit: str) -> tuple[dict[str, int], dict[str, int]]:
+def _decisions(
+    name: str, bootstrap: str, audit: str, lookup: Callable[[str, int], Any] | None = None
+) -> tuple[dict[str, int], dict[str, int]]:
     """Audit records per outcome and per outcome/rule: the whole audit topic, read back
     (committed records only) after the contender stopped. Policy changes are left out."""
     outcomes: collections.Counter[str] = collections.Counter()
     by_rule: collections.Counter[str] = collections.Counter()
     for rec in scan_topic(harness_settings(bootstrap), audit, timeout_s=120):
         value = rec.value or b""
-        record = decode_record("audit_record", value) if name in TOWERS else orjson.loads(value)
+        record = (
+            decode_record("audit_record", value, lookup) if name in TOWERS else orjson.loads(value)
+        )
         if record.get("kind") == "policy":
             continue
         outcomes[record["outcome"]] += 1
@@ -726,6 +802,21 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Write throughput/lag and latency PNGs here [default: the run's temp dir].",
 )
+@click.option(
+    "--input-format",
+    type=click.Choice(["mixed", "avro", "registry-avro"]),
+    default="mixed",
+    show_default=True,
+    help="The inputs' encoding: the simulator's mix (half JSON, half single-object Avro), all "
+    "single-object Avro, or all registry-framed Avro; registry-avro also writes the outputs "
+    "framed (TOWER_OUTPUT_FORMAT=registry-avro), against the tests' stand-in registry.",
+)
+@click.option(
+    "--trace/--no-trace",
+    default=False,
+    show_default=True,
+    help="Every input carries a W3C traceparent header (no OpenTelemetry SDK in the worker).",
+)
 @results_option
 @bootstrap_option
 @kafka_port_option(39492)
@@ -747,6 +838,8 @@ def main(
     bootstrap: str | None,
     kafka_port: int,
     timeout: float,
+    input_format: str,
+    trace: bool,
 ) -> None:
     """Events/s of a raw confluent-kafka loop, a naive Faust agent and the Tower worker on
     the same backlog, the ratios tower/raw and tower/faust, and optionally the Tower's
@@ -782,6 +875,18 @@ def main(
         tag = uuid.uuid4().hex[:6]
         click.echo(f"Generating {events} records for {customers} customers ...")
         records = _records(events, customers, seed=3)
+        wire = Wire(input_format, trace)
+        schema_id = None
+        if input_format == "registry-avro":
+            registry, schema_id = _stand_in_registry()
+            settings = Settings(schema_registry_url=registry.url)
+            wire = Wire(
+                input_format,
+                trace,
+                {"schema_registry_url": registry.url, "output_format": "registry-avro"},
+                lookup_for(settings),
+            )
+        records = _encoded(records, input_format, schema_id)
         out: dict[str, Result] = {}
         for name in chosen:
             out[name] = _run_contender(
@@ -796,6 +901,7 @@ def main(
                 profile,
                 broker.status().pid if broker else None,
                 broker.data_dir if broker else None,
+                wire,
             )
         lats: dict[str, Latency] = {}
         for name in measured if latency else ():
@@ -808,6 +914,7 @@ def main(
             broker.down()
     report = _report(out, lats, profile, work, plots_dir)
     report.update(command=command, events=events, customers=customers, partitions=partitions)
+    report.update(input_format=input_format, trace=trace)
     report["machine"] = machine()
     if out.keys() & QUIX.keys():
         report["machine"].update(_quix_versions())

@@ -220,6 +220,9 @@ class CustomerState(Struct, frozen=True):
     disclosed: dict[str, int] = field(default_factory=dict)  # AI disclosure key -> at
     #: experiment -> first exposure; bounded by the experiments the policies named
     exposures: dict[str, Exposure] = field(default_factory=dict)
+    #: held proposal's event id -> what the shell carries for it to its release (its trace
+    #: context); written and pruned by the shell, never read by the decision rules
+    carried: dict[str, str] = field(default_factory=dict)
 
     def evolve(self, **changes: Any) -> CustomerState:
         """A copy with `changes`: `msgspec.structs.replace`, which runs on every decision."""
@@ -260,6 +263,8 @@ class CustomerState(Struct, frozen=True):
             d["di"] = self.disclosed
         if self.exposures:
             d["ex"] = {k: list(e) for k, e in self.exposures.items()}
+        if self.carried:
+            d["cx"] = self.carried
         return orjson.dumps(d)
 
     @classmethod
@@ -348,6 +353,7 @@ _FIELD_READERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "kn": ("known", lambda v: v),
     "di": ("disclosed", lambda v: v),
     "ex": ("exposures", lambda v: {k: Exposure(*e) for k, e in v.items()}),
+    "cx": ("carried", lambda v: v),
 }
 
 

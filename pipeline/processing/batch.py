@@ -14,6 +14,7 @@ from typing import Protocol
 
 import msgspec
 import orjson
+from opentelemetry.trace import Span, Tracer
 
 from pipeline.contracts.codec import (
     REGISTRY_MAGIC,
@@ -24,6 +25,13 @@ from pipeline.contracts.codec import (
     encode_record,
 )
 from pipeline.contracts.events import AgentEvent, Source
+from pipeline.contracts.trace_context import (
+    InvalidTraceContext,
+    TraceHeaders,
+    from_text,
+    to_text,
+    trace_headers,
+)
 from pipeline.core import experience, experiments
 from pipeline.core.arbitration import decide, release
 from pipeline.core.audit_minimisation import minimised_reason
@@ -31,11 +39,16 @@ from pipeline.core.decision import EMITTING, HELD, Decision
 from pipeline.core.hold_windows import held_events
 from pipeline.core.policy import Policy
 from pipeline.core.state import CustomerState, Exposure
+from pipeline.processing import tracing
 from pipeline.processing.metrics import Tally, TowerMetrics
 from pipeline.processing.records import audit_avro, audit_record, dead_letter_record
 from pipeline.settings import Settings
 
 AVRO_MAGIC = b"\xc3\x01"
+
+
+#: a record's headers as the Kafka clients give them
+Headers = Sequence[tuple[str, bytes | None]]
 
 
 class InputRecord(msgspec.Struct, frozen=True):
@@ -44,6 +57,7 @@ class InputRecord(msgspec.Struct, frozen=True):
     partition: int
     offset: int
     timestamp_ms: int | None
+    headers: Headers | None = None
 
 
 class OutputRecord(msgspec.Struct, frozen=True):
@@ -51,6 +65,18 @@ class OutputRecord(msgspec.Struct, frozen=True):
     key: bytes | None
     value: bytes
     partition: int
+    #: the trace context of the input that caused it (contracts/trace_context.py)
+    headers: TraceHeaders | None = None
+
+
+def output_headers(
+    out: OutputRecord, more: list[tuple[str, bytes]] | None
+) -> list[tuple[str, bytes]] | None:
+    """The headers a runtime writes with `out`: its trace context, then `more` (the audit
+    chain's)."""
+    if out.headers is None:
+        return more
+    return [*out.headers, *more] if more else list(out.headers)
 
 
 class StateWrite(msgspec.Struct, frozen=True):
@@ -149,19 +175,36 @@ class BatchProcessor:
         #: called with every decision and its input partition (the agents' API's index of
         #: recent decisions, processing/decision_index.py); None costs nothing
         self.index: Callable[[int, Decision, AgentEvent], None] | None = None
+        #: where the per-batch spans go: the configured OpenTelemetry SDK's, if any
+        self.tracer: Tracer = tracing.TRACER
         self._tally = Tally()  # counters of the batch in progress, applied at its end
         #: partition -> newest event time (ms) of its input decided so far: how far the
         #: partition's event time has come, for holds while a backlog is worked off
         self.event_time: dict[int, int] = {}
 
     def process(self, records: Sequence[InputRecord], store: StateStore) -> BatchResult:
+        """Decide a batch, in one tracing span (a no-op without an OpenTelemetry SDK)."""
+        span = tracing.start_batch(self.tracer, self._source_topic, len(records))
+        try:
+            return self._process(records, store, span if span.is_recording() else None)
+        finally:
+            span.end()
+
+    def _process(
+        self, records: Sequence[InputRecord], store: StateStore, span: Span | None
+    ) -> BatchResult:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
         out: list[OutputRecord] = []
-        groups: dict[tuple[int, bytes], list[tuple[AgentEvent, InputRecord]]] = {}
+        groups: dict[
+            tuple[int, bytes], list[tuple[AgentEvent, InputRecord, TraceHeaders | None]]
+        ] = {}
         m, tally = self.metrics, self._tally
         for rec in records:
             fmt = _input_format(rec.value)
+            trace = self._trace(rec) if rec.headers else None
+            if trace is not None and span is not None:
+                tracing.link(span, trace)
             try:
                 event = decode_event(
                     rec.key, rec.value, self.settings.max_event_bytes, self.schema_lookup
@@ -169,10 +212,10 @@ class BatchProcessor:
             except InvalidEvent as exc:
                 tally.add(m.events_in, "invalid", fmt)
                 tally.add(m.dead_letters, exc.reason)
-                out.append(self._dead_letter(rec, exc.reason, exc.detail, now_ms))
+                out.append(self._dead_letter(rec, exc.reason, exc.detail, now_ms, trace=trace))
                 continue
             tally.add(m.events_in, event.kind, fmt)
-            groups.setdefault((rec.partition, rec.key or b""), []).append((event, rec))
+            groups.setdefault((rec.partition, rec.key or b""), []).append((event, rec, trace))
             if event.occurred_at > self.event_time.get(rec.partition, -1):
                 self.event_time[rec.partition] = event.occurred_at
 
@@ -188,13 +231,13 @@ class BatchProcessor:
                     "dead-lettered until its state is repaired or deleted (a tombstone for "
                     "the key on the changelog topic starts it afresh)"
                 )
-                for _, rec in items:
+                for _, rec, trace in items:
                     tally.add(m.dead_letters, CORRUPT_STATE)
-                    out.append(self._dead_letter(rec, CORRUPT_STATE, detail, now_ms))
+                    out.append(self._dead_letter(rec, CORRUPT_STATE, detail, now_ms, trace=trace))
                 continue
             start = state
             last = watermark
-            for event, rec in items:
+            for event, rec, trace in items:
                 if rec.offset <= watermark:
                     # This very record was decided and published before a crash: records
                     # are decided in offset order (the runtimes' sequence guarantee), the
@@ -206,7 +249,7 @@ class BatchProcessor:
                 if state.holds:
                     source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
                     state = self._release_due(state, event, policy, source, rec.key, now_ms, out)
-                state = self._decide_one(state, event, rec, policy, now_ms, out)
+                state = self._decide_one(state, event, rec, trace, policy, now_ms, out)
                 last = max(last, rec.offset)
             if last != watermark or state is not start:
                 writes.append(StateWrite(partition, key, pack_stored(last, state)))
@@ -233,6 +276,7 @@ class BatchProcessor:
         state: CustomerState,
         event: AgentEvent,
         rec: InputRecord,
+        trace: TraceHeaders | None,
         policy: Policy,
         now_ms: int,
         out: list[OutputRecord],
@@ -241,8 +285,11 @@ class BatchProcessor:
         exposures = state.exposures
         decision, state = decide(state, event, policy, event.occurred_at)
         state = self._observe(state, exposures, event, decision, policy)
+        if trace is not None and decision.outcome == HELD:
+            # its release, maybe after a restart, carries it on (`_release`)
+            state = state.evolve(carried={**state.carried, event.event_id: to_text(trace)})
         source = Source(self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
-        self._emit(decision, event, policy, source, rec.key, now_ms, out)
+        self._emit(decision, event, policy, source, rec.key, now_ms, out, trace)
         return state
 
     def _emit(
@@ -254,9 +301,10 @@ class BatchProcessor:
         key: bytes | None,
         now_ms: int,
         out: list[OutputRecord],
+        trace: TraceHeaders | None = None,
     ) -> None:
         """Count the decision and append its records: action, wake-up, audit (kept at the
-        deciding policy's `audit` levels)."""
+        deciding policy's `audit` levels), each with the input's trace context."""
         m, tally = self.metrics, self._tally
         tally.add(m.decisions, decision.outcome, decision.rule or "-")
         if self.feed is not None:
@@ -281,6 +329,7 @@ class BatchProcessor:
                     key,
                     self._encode("approved_action", decision.action.to_dict()),
                     partition,
+                    trace,
                 )
             )
         wakeup = decision.wakeup
@@ -290,14 +339,14 @@ class BatchProcessor:
                 "hold_id": wakeup.hold_id,
                 "deadline": wakeup.deadline,
             }
-            out.append(OutputRecord(self._wakeups, key, orjson.dumps(body), partition))
+            out.append(OutputRecord(self._wakeups, key, orjson.dumps(body), partition, trace))
         header = None if policy.audit.minimised else self._avro_header("audit_record")
         if header is not None:
             value = header + audit_avro(decision, event, source, now_ms)
         else:
             audit = audit_record(decision, event, source, now_ms, policy.audit)
             value = self._encode("audit_record", audit)
-        out.append(OutputRecord(self._audit, key, value, partition))
+        out.append(OutputRecord(self._audit, key, value, partition, trace))
 
     def release(self, wakeup: InputRecord, store: StateStore) -> BatchResult:
         """Release the hold a wake-up record names (at its deadline, in event time).
@@ -367,6 +416,7 @@ class BatchProcessor:
     ) -> CustomerState:
         hold = state.holds[hold_id]
         exposures = state.exposures
+        carried = state.carried
         decisions, state = release(state, customer_id, hold_id, policy)
         events = {e.event_id: e for e in held_events(customer_id, hold)}
         for decision in decisions:
@@ -374,7 +424,15 @@ class BatchProcessor:
             state = self._observe(state, exposures, event, decision, policy)
             if decision.experiments:
                 exposures = experiments.expose(exposures, decision.experiments, decision.decided_at)
-            self._emit(decision, event, policy, source, key, now_ms, out)
+            # each released proposal's records carry its own trace context (the winner's
+            # action and audit the winner's), kept in the state since it was held
+            text = carried.get(decision.event_id)
+            trace = from_text(text) if text is not None else None
+            self._emit(decision, event, policy, source, key, now_ms, out, trace)
+        if carried:
+            kept = {k: v for k, v in carried.items() if k not in events}
+            if len(kept) != len(carried):
+                state = state.evolve(carried=kept)
         return state
 
     def _observe(
@@ -404,7 +462,13 @@ class BatchProcessor:
         return encode_record(name, record, self._fmt, self.registry_ids.get(name))
 
     def _dead_letter(
-        self, rec: InputRecord, reason: str, detail: str, now_ms: int, topic: str | None = None
+        self,
+        rec: InputRecord,
+        reason: str,
+        detail: str,
+        now_ms: int,
+        topic: str | None = None,
+        trace: TraceHeaders | None = None,
     ) -> OutputRecord:
         source = Source(topic or self._source_topic, rec.partition, rec.offset, rec.timestamp_ms)
         levels = self.policy().audit
@@ -414,7 +478,16 @@ class BatchProcessor:
             rec.key,
             self._encode("dead_letter", record),
             rec.partition,
+            trace,
         )
+
+    def _trace(self, rec: InputRecord) -> TraceHeaders | None:
+        """The input's trace context to carry; a malformed one is counted and left behind."""
+        try:
+            return trace_headers(rec.headers)
+        except InvalidTraceContext:
+            self._tally.add(self.metrics.trace_context_invalid)
+            return None
 
 
 def _input_format(value: bytes | None) -> str:

@@ -70,6 +70,12 @@ class TowerMetrics:
             ["reason"],
             registry=r,
         )
+        self.trace_context_invalid = Counter(
+            "tower_trace_context_invalid",
+            "Input records whose traceparent header is malformed: decided, their outputs "
+            "carry no trace context",
+            registry=r,
+        )
         self.reprocessed = Counter(
             "tower_reprocessed_skipped",
             "Records seen again after a restart whose decision was already published",

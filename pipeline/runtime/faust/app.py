@@ -34,7 +34,13 @@ from pipeline.kafka.policy_follower import start_policy_follower
 from pipeline.kafka.reader import ScanError, first_record_at
 from pipeline.kafka.schema_registry import attach as attach_schema_registry
 from pipeline.kafka.topics import STATE_TABLE
-from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, StateWrite
+from pipeline.processing.batch import (
+    BatchProcessor,
+    BatchResult,
+    InputRecord,
+    StateWrite,
+    output_headers,
+)
 from pipeline.processing.input_positions import (
     InputPositions,
     TopicPartition,
@@ -388,7 +394,12 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
         try:
             acks = [
                 await producer.send(
-                    out.topic, out.key, out.value, out.partition, None, seals.get(i)
+                    out.topic,
+                    out.key,
+                    out.value,
+                    out.partition,
+                    None,
+                    output_headers(out, seals.get(i)),
                 )
                 for i, out in enumerate(result.outputs)
             ]
@@ -626,7 +637,7 @@ def next_offsets(topic: str, admitted: Sequence[InputRecord]) -> dict[TopicParti
 def input_record(msg: Any) -> InputRecord:
     ts = msg.timestamp
     return InputRecord(
-        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None
+        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None, msg.headers
     )
 
 

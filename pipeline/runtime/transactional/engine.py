@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -53,7 +53,13 @@ from pipeline.kafka.audit_tail import AuditLinker, TailReader, chain_tails
 from pipeline.kafka.changelog_restore import restore_consumer, restore_partitions
 from pipeline.kafka.reader import ScanError
 from pipeline.kafka.schema_registry import WriterSchemas
-from pipeline.processing.batch import BatchProcessor, BatchResult, InputRecord, OutputRecord
+from pipeline.processing.batch import (
+    BatchProcessor,
+    BatchResult,
+    InputRecord,
+    OutputRecord,
+    output_headers,
+)
 from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.wakeup_schedule import WakeupSchedule
 from pipeline.runtime.log_format import deciding
@@ -378,7 +384,11 @@ class TransactionalEngine:
                 self.events_next[partition] = offset + 1
             else:
                 self.wakeups_next[partition] = offset + 1
-            record = InputRecord(msg.key(), msg.value(), partition, offset, ts if ts_type else None)
+            # a consumed message's headers are a list of (name, bytes) or None
+            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+            record = InputRecord(
+                msg.key(), msg.value(), partition, offset, ts if ts_type else None, headers
+            )
             out.append(Polled(topic, record))
         return out
 
@@ -448,7 +458,13 @@ class TransactionalEngine:
             seals = self.audit_chain.seals(pending.outputs)
             self.producer.begin_transaction()
             for i, out in enumerate(pending.outputs):
-                self._produce(out.topic, out.key, out.value, out.partition, headers=seals.get(i))
+                self._produce(
+                    out.topic,
+                    out.key,
+                    out.value,
+                    out.partition,
+                    headers=output_headers(out, seals.get(i)),
+                )
             for (partition, key), value in overlay.writes.items():
                 self._produce(self.changelog, key, value, partition, self._on_changelog)
         except KafkaException as exc:

@@ -441,7 +441,7 @@ def test_evolve_knows_every_state_field():
         b'"s":{"e":"d"},"n":3,"oc":{"k":1},"ca":2,"f":{"p":["1","a",1]},"tz":"UTC",'
         b'"o":[1,"x","a",1.0,"d"],"j":{"ra":1},"h":{"h-1":["t",5,["{}"]]},"in":[4],"ns":2,'
         b'"ho":[3,"repeat contact",null],"kn":{"email":"x@y.z"},"di":{"cv:1":5},'
-        b'"ex":{"control_group":["control",1]}}'
+        b'"ex":{"control_group":["control",1]},"cx":{"e":"00-1-1-01"}}'
     )
     names = CustomerState.__struct_fields__
     assert all(getattr(full, n) != getattr(EMPTY_STATE, n) for n in names)

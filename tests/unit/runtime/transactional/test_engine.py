@@ -119,6 +119,9 @@ class FakeMessage:
     def timestamp(self) -> tuple[int, int]:
         return TIMESTAMP_CREATE_TIME, T0
 
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return None
+
 
 class FakeKafka:
     """The broker the fake clients share, and the record of their calls."""
