@@ -137,6 +137,7 @@ def _refuse(problem: StartupProblem) -> NoReturn:
 
 def _add_optional_groups() -> None:
     from pipeline.ops import audit_commands
+    from pipeline.ops.console_commands import console_command
     from pipeline.ops.demo import demo_command
     from pipeline.ops.kafka_commands import kafka_group, topics_group
     from pipeline.ops.policy_commands import policy_group
@@ -150,6 +151,7 @@ def _add_optional_groups() -> None:
     main.add_command(policy_group)
     main.add_command(report_command)
     main.add_command(web_group)
+    main.add_command(console_command)
 
 
 _add_optional_groups()
