@@ -53,7 +53,8 @@ table{border-collapse:collapse;width:100%;background:#fff;margin:.3rem 0 1rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef1f4}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:1rem}
+.grid{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:1rem}
+svg{max-width:100%;height:auto}
 .card{background:#fff;border:1px solid #ddd;border-radius:4px;padding:.7rem 1rem;margin-bottom:1rem}
 .muted{color:#555}
 .bad{color:#a33}
@@ -591,8 +592,8 @@ def whatif_block(d: Mapping[str, Any]) -> str:
         f"{d['hours']} h re-decided: {d['changed']:,} decisions change.</p>"
         + table(("old", "new", "count", "examples"), rows, (2,))
         + table(("changed, by rule", "count"), d["by_rule"].items(), (1,))
-        + table(("agent (examples)", "count"), d["by_agent_examples"].items(), (1,))
-        + table(("channel (examples)", "count"), d["by_channel_examples"].items(), (1,))
+        + table(("changed, by agent", "count"), d["by_agent"].items(), (1,))
+        + table(("changed, by channel", "count"), d["by_channel"].items(), (1,))
         + table(("event", "customer", "agent", "channel", "old", "new"), ex)
         + "</div>"
     )

@@ -262,12 +262,8 @@ def what_if_view(
             continue  # minimised audit inputs cannot be re-decided
     report = what_if(events, old, new)
     by_id = {e.event_id: e for e in events}
-    by_rule: Counter[str] = Counter()
-    by_agent: Counter[str] = Counter()
-    by_channel: Counter[str] = Counter()
     examples: list[dict[str, Any]] = []
-    for (a, b), n in report.changed_transitions():
-        by_rule[b.partition("/")[2] or a.partition("/")[2] or "-"] += n
+    for (a, b), _ in report.changed_transitions():
         for event_id in report.examples.get((a, b), []):
             ev = by_id.get(event_id)
             if ev is not None and len(examples) < 20:
@@ -281,22 +277,14 @@ def what_if_view(
                         "new": b,
                     }
                 )
-    changed_ids = {
-        x for (a, b), _ in report.changed_transitions() for x in report.examples.get((a, b), [])
-    }
-    for event_id in changed_ids:
-        ev = by_id.get(event_id)
-        if ev is not None:
-            by_agent[ev.agent] += 1
-            by_channel[ev.channel or "-"] += 1
     data = report.to_dict()
     data["transitions"] = [t for t in data["transitions"] if t["old"] != t["new"]]
     return {
         **data,
         "hours": hours,
-        "by_rule": dict(by_rule.most_common()),
-        "by_agent_examples": dict(by_agent.most_common()),
-        "by_channel_examples": dict(by_channel.most_common()),
+        "by_rule": dict(report.changed_by_rule.most_common()),
+        "by_agent": dict(report.changed_by_agent.most_common()),
+        "by_channel": dict(report.changed_by_channel.most_common()),
         "examples": examples,
     }
 

@@ -33,7 +33,12 @@ def audit(
         event["signal"] = signal or {"type": "purchase", "attributes": {"amount": "10"}}
     else:
         event["channel"] = "email"
-        event["proposal"] = {"category": "marketing", "action": "send", "content": content}
+        event["proposal"] = {
+            "category": "marketing",
+            "action": "message",
+            "content": content,
+            "priority": 50,
+        }
     return {
         "decision_id": f"d{i}", "event_id": f"e{i}", "customer_id": customer, "kind": kind,
         "agent": agent, "department": "marketing", "channel": "email" if kind != "signal" else None,

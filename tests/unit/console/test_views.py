@@ -7,8 +7,10 @@ import re
 import pytest
 
 from pipeline.console import views
+from pipeline.console.app import with_kill_switch
 from pipeline.console.store import Batch, Store, audit_row, deadletter_row
 from pipeline.core.policy import DEFAULT_POLICY
+from pipeline.core.policy_document import load_policy
 from tests.unit.console.records import NOW, audit, dead_letter
 
 H = 3_600_000
@@ -108,3 +110,35 @@ def test_readable_replaces_only_epoch_milliseconds() -> None:
     assert views.readable(f"until {NOW} (offset 12, id 1234567890123.5)") == (
         "until 2026-01-01 00:00:00 UTC (offset 12, id 1234567890123.5)"
     )
+
+
+def test_what_if_re_decides_recorded_inputs_by_rule_agent_and_channel() -> None:
+    s = Store.open(None)
+    b = Batch()
+    for i in range(12):
+        agent = "promo-bot" if i % 3 else "care-bot"
+        b.audit.append(audit_row(0, i, audit(i, f"c{i % 4}", agent=agent, at=NOW + i)))
+    b.next_offsets[("audit", 0)] = 12
+    s.add(b)
+    agents = "agents: [promo-bot, care-bot]\n"
+    old = load_policy("version: 1.0.0\n" + agents)
+    new = load_policy("version: 1.0.1\n" + agents + "kill_switch:\n  agents: [promo-bot]\n")
+    d = views.what_if_view(s, old, new, hours=1, now=NOW + 1000)
+    assert (d["events"], d["changed"]) == (12, 8)
+    assert d["by_rule"] == {"kill_switch": 8} and d["by_agent"] == {"promo-bot": 8}
+    assert d["by_channel"] == {"email": 8}
+    assert {x["new"] for x in d["examples"]} == {"suppressed/kill_switch"}
+    assert views.what_if_view(s, old, new, hours=1, now=NOW + 2 * H)["events"] == 0
+
+
+@pytest.mark.parametrize(
+    ("document", "off", "agents"),
+    [
+        ("version: 1.0.0\nagents: [a, b]\n", True, ["b"]),
+        ("version: 1.0.0\nagents: [a, b]\nkill_switch:\n  agents: [a, b]\n", False, ["a"]),
+        ("version: 1.0.0\nagents: [a, b]\nkill_switch:\n  agents: [b]\n", True, ["b"]),
+    ],
+)
+def test_the_kill_switch_is_a_new_document(document: str, off: bool, agents: list[str]) -> None:
+    text = with_kill_switch(document, "b", off)
+    assert sorted(load_policy(text).kill_switch.agents) == agents
