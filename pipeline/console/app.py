@@ -84,6 +84,10 @@ class Answers:
         return value
 
 
+#: the app's cached answers (the benchmark clears them to time answers computed afresh)
+ANSWERS = web.AppKey("answers", Answers)
+
+
 def cookie_posts(secure: bool) -> Middleware:
     """A browser's POST: the sign-in cookie counts as the bearer token when the body is JSON
     and the Origin is this console's own (a cross-site page can send neither)."""
@@ -301,6 +305,7 @@ def build_app(
     app = web.Application(
         middlewares=[cookie_posts(security.secure_cookie), *security.middlewares()]
     )
+    app[ANSWERS] = answers
     app.add_routes(routes)
     app.on_response_prepare.append(_headers)
     return app

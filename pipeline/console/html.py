@@ -271,7 +271,9 @@ def agents_page(d: Mapping[str, Any], who: str | None) -> str:
             )
         )
         if h is not None and h["lift"] is None:
-            lift = f"{h['verdict']}; {h['next_step']}"
+            lift = str(h["next_step"])
+        elif h is not None and "can't tell" not in h["verdict"]:
+            lift = lift.rsplit("; ", 1)[0]
         out.append(
             f'<div class="card"><h2>{esc(c["agent"])}</h2>'
             f"<p>{c['proposals']:,} proposals, {c['approved']:,} approved ({share}). "

@@ -368,10 +368,8 @@ def agents_view(
     )
     merged = store.query(
         "SELECT m.agent, a.agent, count(*) FROM (SELECT agent, merged_into FROM audit "
-        "WHERE outcome = 'merged' AND merged_into IS NOT NULL) m JOIN (SELECT agent, action_id "
-        "FROM audit WHERE action_id IS NOT NULL "
-        "AND outcome IN ('approved', 'deferred', 'escalated')) a "
-        "ON a.action_id = m.merged_into GROUP BY ALL"
+        "WHERE outcome = 'merged' AND merged_into IS NOT NULL) m JOIN (SELECT agent, decision_id "
+        "FROM audit WHERE kind = 'proposal') a ON a.decision_id = m.merged_into GROUP BY ALL"
     )
     outranked = store.query(
         "SELECT agent, collided_with, count(*) FROM audit "

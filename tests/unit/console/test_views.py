@@ -27,7 +27,7 @@ def store() -> Store:
         audit(2, "ana", outcome="suppressed", rule="quiet_hours",
               reason=f"quiet hours: deferred until {NOW + H}", at=NOW + 1000),
         audit(3, "ben", agent="upsell-bot", outcome="merged", rule="duplicate_merge",
-              merged_into="a1", at=NOW + 2000),
+              merged_into="d1", at=NOW + 2000),
         audit(4, "ben", kind="signal", outcome="recorded", at=NOW + 3000),
     ]  # fmt: skip
     for i, r in enumerate(rows):
