@@ -18,6 +18,7 @@ Run: `python -m bench.console_ingest [--records N] [--scale-to M] [--compare-rep
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import threading
@@ -30,7 +31,14 @@ from typing import Any
 import click
 from aiohttp import web
 
-from bench.common import create_plain_topics, free_port, percentiles, produce_all, start_broker
+from bench.common import (
+    cpu_seconds,
+    create_plain_topics,
+    free_port,
+    percentiles,
+    produce_all,
+    start_broker,
+)
 from bench.report_speed import POLICY, POLICY_YAML, audit_values
 from pipeline.console import app as console_app
 from pipeline.console import views
@@ -61,18 +69,32 @@ PATHS = (
 )
 
 
-def ingest(settings: Settings, store: Store, expected: int) -> float:
-    """Seconds until the store holds `expected` audit records."""
+def ingest(settings: Settings, store: Store, expected: int) -> tuple[float, float]:
+    """Seconds until the store holds `expected` audit records, and the CPU seconds the
+    console and its decoding processes spent (the machine may be shared: records per CPU
+    second is the figure that does not depend on what else runs)."""
     reader = Ingest(settings, store)
     thread = threading.Thread(target=reader.run, daemon=True)
+    before = os.times()
     started = time.perf_counter()
     thread.start()
+    workers: set[int] = set()
     while store.counts()["audit"] < expected:
         time.sleep(0.05)
+        workers |= set(_children())
     seconds = time.perf_counter() - started
+    cpu = os.times()
+    own = (cpu.user - before.user) + (cpu.system - before.system)
+    children = sum(cpu_seconds(pid) or 0.0 for pid in workers)
     reader.stop()
     thread.join(30)
-    return seconds
+    return seconds, own + children
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    path = Path(f"/proc/{me}/task/{me}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def grow(store: Store, target: int, now_ms: int) -> None:
@@ -86,7 +108,8 @@ def grow(store: Store, target: int, now_ms: int) -> None:
             "decision_id || '-' || k, event_id || '-' || k, customer_id || '-' || k, kind, "
             'agent, department, channel, "trigger", outcome, rule, reason, policy_version, '
             "action_id || '-' || k, merged_into || '-' || k, decided_at, processed_at, "
-            "experiments, input, collided_with FROM (SELECT * FROM audit) a, range(1, ?) t(k)",
+            "experiments, input, collided_with, signal_type, score "
+            "FROM (SELECT * FROM audit) a, range(1, ?) t(k)",
             [copies + 1],
         )
     store.db.execute(
@@ -117,6 +140,7 @@ def time_pages(base: str, customer: str, requests: int, cold: bool, app: Any) ->
         for _ in range(requests):
             if cold:
                 app[console_app.ANSWERS]._cache.clear()
+                app[console_app.LATEST].clear()
             started = time.perf_counter()
             with urllib.request.urlopen(url, timeout=120) as r:
                 r.read()
@@ -157,10 +181,11 @@ def main(
         produce_all(bootstrap, topics.audit, values)
         settings = Settings(bootstrap=bootstrap, topics=topics, app_id=f"bench-{tag}")
         store = Store.open(work / "console.duckdb")
-        seconds = ingest(settings, store, len(values))
+        seconds, cpu = ingest(settings, store, len(values))
         click.echo(
             f"ingest: {len(values):,} audit records in {seconds:.1f} s "
-            f"= {len(values) / seconds:,.0f} records/s"
+            f"= {len(values) / seconds:,.0f} records/s, {len(values) / cpu:,.0f} per CPU second "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
         store.db.execute("CHECKPOINT")
         click.echo(f"store: {store.size_bytes() / len(values):.0f} bytes per audit record")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -84,6 +84,8 @@ class Answers:
         return value
 
 
+#: the newest impact report (the benchmark clears it to time one computed afresh)
+LATEST = web.AppKey("latest", dict)
 #: the app's cached answers (the benchmark clears them to time answers computed afresh)
 ANSWERS = web.AppKey("answers", Answers)
 
@@ -126,15 +128,35 @@ def build_app(
     async def state() -> views.PolicyState:
         return await answers.get("policies", lambda: views.policy_state(store, actions.accept))  # type: ignore[no-any-return]
 
-    async def report() -> dict[str, Any]:
+    latest: dict[str, Any] = {}
+
+    async def compute_report() -> dict[str, Any]:
         st = await state()
 
         def lookup(version: str) -> Policy | None:
             return views.policy_of(st, version, actions.load)
 
-        return await answers.get(
-            "report", lambda: views.impact_report(store, lookup), REPORT_FRESH_S
-        )  # type: ignore[no-any-return]
+        generation = store.generation
+        latest["report"] = await asyncio.to_thread(views.impact_report, store, lookup)
+        latest["generation"] = generation
+        return latest["report"]  # type: ignore[no-any-return]
+
+    async def report() -> dict[str, Any]:
+        """The latest report the background task computed (the first one on demand)."""
+        if "report" in latest:
+            return latest["report"]  # type: ignore[no-any-return]
+        return await compute_report()
+
+    async def refresh_reports(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(REPORT_FRESH_S)
+                if latest.get("generation") != store.generation:
+                    await compute_report()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
 
     Render = Callable[[dict[str, Any], str | None], str]
 
@@ -178,7 +200,11 @@ def build_app(
         filters = {k: request.query.get(k, "") for k in views.FILTERS}
         shown = request.query.get("signals") == "1"
         key = ("live", tuple(sorted(filters.items())), shown)
-        return await answers.get(key, lambda: views.live_view(store, filters, shown), 1.0)  # type: ignore[no-any-return]
+        d: dict[str, Any] = await answers.get(
+            key, lambda: views.live_view(store, filters, shown), 1.0
+        )
+        options = await answers.get("live-options", lambda: views.live_options(store), 30.0)
+        return {**d, "options": options}
 
     async def policy(request: web.Request) -> dict[str, Any]:
         st = await state()
@@ -306,6 +332,8 @@ def build_app(
         middlewares=[cookie_posts(security.secure_cookie), *security.middlewares()]
     )
     app[ANSWERS] = answers
+    app[LATEST] = latest
+    app.cleanup_ctx.append(refresh_reports)
     app.add_routes(routes)
     app.on_response_prepare.append(_headers)
     return app

@@ -13,10 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from pipeline.console.decoding import Decoders, Item, table_of
 from pipeline.console.store import (
     AUDIT,
     DEADLETTER,
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 BATCH_RECORDS = 20_000
 #: how long a partial batch waits for more
 BATCH_WITHIN_S = 0.25
+#: audit records per chunk a decoding process takes
+CHUNK_RECORDS = 2_500
 
 
 def console_group(settings: Settings) -> str:
@@ -50,6 +54,7 @@ class Ingest:
         settings: Settings,
         store: Store,
         consumer_factory: Callable[[Settings], Consumer] | None = None,
+        processes: int | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -66,6 +71,8 @@ class Ingest:
         self.caught_up = threading.Event()
         self.error: str | None = None
         self._lookup = lookup_for(settings)
+        #: decoding processes [default: the CPUs, at most 4]
+        self.processes = processes
 
     @staticmethod
     def _consumer(settings: Settings) -> Consumer:
@@ -114,41 +121,80 @@ class Ingest:
 
     def _run_once(self) -> None:
         consumer = self._factory(self.settings)
+        decoders = None if self._lookup is not None else Decoders(self.processes)
         try:
             assignment, behind = self._assignment(consumer)
             consumer.assign(assignment)
             self.error = None
             if not behind:
                 self.caught_up.set()
+            waiting: tuple[Batch, list[Future[tuple[bytes, int]]]] | None = None
             while not self._stopping.is_set():
-                batch = self._read(consumer)
+                batch, items = self._read(consumer)
+                futures = [] if decoders is None else self._submit(decoders, items)
+                if waiting is not None:  # decoded meanwhile: in order, one batch behind
+                    self._write(consumer, *waiting, behind)
+                    waiting = None
                 if batch.next_offsets:
-                    self.store.add(batch)
-                    self.ingested += len(batch)
-                    self._commit(consumer, batch)
-                    for key, nxt in batch.next_offsets.items():
-                        if key in behind and nxt >= behind[key]:
-                            del behind[key]
-                    if not behind:
-                        self.caught_up.set()
+                    waiting = (batch, futures)
+                    if not futures:
+                        self._write(consumer, batch, [], behind)
+                        waiting = None
         finally:
+            if decoders is not None:
+                decoders.close()
             consumer.close()
 
-    def _read(self, consumer: Consumer) -> Batch:
+    def _submit(self, decoders: Decoders, items: list[Item]) -> list[Future[tuple[bytes, int]]]:
+        return [
+            decoders.submit(items[i : i + CHUNK_RECORDS])
+            for i in range(0, len(items), CHUNK_RECORDS)
+        ]
+
+    def _write(
+        self,
+        consumer: Consumer,
+        batch: Batch,
+        futures: list[Future[tuple[bytes, int]]],
+        behind: dict[tuple[str, int], int],
+    ) -> None:
+        for future in futures:
+            ipc, bad = future.result()
+            self.undecodable += bad
+            batch.audit_tables.append(table_of(ipc))
+        self.store.add(batch)
+        self.ingested += len(batch)
+        self._commit(consumer, batch)
+        for key, nxt in batch.next_offsets.items():
+            if key in behind and nxt >= behind[key]:
+                del behind[key]
+        if not behind:
+            self.caught_up.set()
+
+    def _read(self, consumer: Consumer) -> tuple[Batch, list[Item]]:
+        """A batch of records; the audit values to decode elsewhere, if a pool decodes."""
         batch = Batch()
+        items: list[Item] = []
         deadline = time.monotonic() + BATCH_WITHIN_S
-        while len(batch) < BATCH_RECORDS and not self._stopping.is_set():
+        while len(batch) + len(items) < BATCH_RECORDS and not self._stopping.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            for msg in consumer.consume(min(5000, BATCH_RECORDS - len(batch)), timeout=left):
+            for msg in consumer.consume(5000, timeout=left):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("console ingest: %s", err)
                     continue
-                self._add(batch, msg)
-        return batch
+                partition, offset = msg.partition(), msg.offset()
+                if partition is None or offset is None:
+                    continue
+                if self._lookup is None and self.topics.get(msg.topic() or "") == AUDIT:
+                    batch.next_offsets[(AUDIT, partition)] = offset + 1
+                    items.append((partition, offset, msg.value() or b""))
+                else:
+                    self._add(batch, msg)
+        return batch, items
 
     def _add(self, batch: Batch, msg: Any) -> None:
         kind = self.topics[msg.topic()]

@@ -12,6 +12,7 @@ first offsets (`Store.open` makes the tables; no offsets means from the beginnin
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS audit (
     agent VARCHAR, department VARCHAR, channel VARCHAR, "trigger" VARCHAR,
     outcome VARCHAR, rule VARCHAR, reason VARCHAR, policy_version VARCHAR,
     action_id VARCHAR, merged_into VARCHAR, decided_at BIGINT, processed_at BIGINT,
-    experiments VARCHAR, input VARCHAR, collided_with VARCHAR);
+    experiments VARCHAR, input VARCHAR, collided_with VARCHAR, signal_type VARCHAR,
+    score DOUBLE);
 CREATE TABLE IF NOT EXISTS deadletter (
     partition INTEGER, "offset" BIGINT, reason VARCHAR, detail VARCHAR,
     raw_key BLOB, raw_value BLOB, source_topic VARCHAR, source_partition INTEGER,
@@ -67,12 +69,15 @@ AUDIT_COLUMNS = (
     "experiments",
     "input",
     "collided_with",
+    "signal_type",
+    "score",
 )
 _AUDIT_TYPES = {
     "partition": pa.int32(),
     "offset": pa.int64(),
     "decided_at": pa.int64(),
     "processed_at": pa.int64(),
+    "score": pa.float64(),
 }
 DEADLETTER_COLUMNS = (
     "partition",
@@ -127,7 +132,24 @@ def audit_row(partition: int, offset: int, record: Mapping[str, Any]) -> dict[st
         "experiments": orjson.dumps(arms).decode() if arms else None,
         "input": record.get("input"),
         "collided_with": collided_with(record.get("rule"), reason),
+        **_signal(record),
     }
+
+
+def _signal(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A signal's type and score (csat, sentiment), kept as columns for the overview."""
+    if record.get("kind") != "signal":
+        return {"signal_type": None, "score": None}
+    try:
+        signal = orjson.loads(record.get("input") or "{}").get("signal") or {}
+        kind = signal.get("type")
+        score = (signal.get("attributes") or {}).get("score")
+        value = float(score) if score is not None else None
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return {"signal_type": None, "score": None}
+    if value is not None and not math.isfinite(value):
+        value = None
+    return {"signal_type": kind if isinstance(kind, str) else None, "score": value}
 
 
 def deadletter_row(partition: int, offset: int, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,10 +167,17 @@ class Batch:
     audit: list[dict[str, Any]] = field(default_factory=list)
     deadletter: list[dict[str, Any]] = field(default_factory=list)
     policies: list[dict[str, Any]] = field(default_factory=list)
+    #: audit rows already as Arrow tables (decoded in other processes: `audit_table`)
+    audit_tables: list[pa.Table] = field(default_factory=list)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.audit) + len(self.deadletter) + len(self.policies)
+        tables = sum(t.num_rows for t in self.audit_tables)
+        return len(self.audit) + len(self.deadletter) + len(self.policies) + tables
+
+
+def audit_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    return _table(rows, AUDIT_COLUMNS, _AUDIT_TYPES)
 
 
 def _table(
@@ -211,6 +240,10 @@ class Store:
                         cur.register("incoming", _table(rows, columns, types))
                         cur.execute(f"INSERT INTO {name} SELECT * FROM incoming")
                         cur.unregister("incoming")
+                for table in batch.audit_tables:
+                    cur.register("incoming", table)
+                    cur.execute(f"INSERT INTO {AUDIT} SELECT * FROM incoming")
+                    cur.unregister("incoming")
                 cur.register("incoming", offsets)
                 cur.execute("INSERT OR REPLACE INTO offsets SELECT * FROM incoming")
                 cur.unregister("incoming")

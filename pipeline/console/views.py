@@ -100,10 +100,8 @@ def overview(store: Store, span: str, now: int | None = None) -> dict[str, Any]:
         (since,),
     )
     signals = store.query(
-        "SELECT json_extract_string(input, '$.signal.type') AS type, "
-        "count(*), avg(TRY_CAST(json_extract_string(input, '$.signal.attributes.score') "
-        "AS DOUBLE)) "
-        "FROM audit WHERE processed_at >= ? AND kind = 'signal' GROUP BY type ORDER BY 2 DESC",
+        "SELECT signal_type, count(*), avg(score) FROM audit WHERE processed_at >= ? "
+        "AND kind = 'signal' GROUP BY signal_type ORDER BY 2 DESC, 1",
         (since,),
     )
     return {
@@ -534,6 +532,20 @@ def customer_view(store: Store, customer_id: str, in_force: Policy) -> dict[str,
 FILTERS = ("outcome", "agent", "rule", "channel")
 
 
+def live_options(store: Store) -> dict[str, list[str]]:
+    """The values each filter can take (at most 200 each)."""
+    return {
+        name: [
+            v
+            for (v,) in store.query(
+                f'SELECT DISTINCT "{name}" FROM audit WHERE "{name}" IS NOT NULL '
+                "AND kind IN ('proposal', 'signal') ORDER BY 1 LIMIT 200"
+            )
+        ]
+        for name in FILTERS
+    }
+
+
 def live_view(store: Store, filters: Mapping[str, str], signals: bool) -> dict[str, Any]:
     where = ["kind IN ('proposal', 'signal')"]
     params: list[Any] = []
@@ -556,21 +568,10 @@ def live_view(store: Store, filters: Mapping[str, str], signals: bool) -> dict[s
         f'policy_version FROM audit WHERE {base} ORDER BY processed_at DESC, "offset" DESC LIMIT ?',
         [*params, LIVE_LIMIT],
     )
-    options = {
-        name: [
-            v
-            for (v,) in store.query(
-                f'SELECT DISTINCT "{name}" FROM audit WHERE "{name}" IS NOT NULL '
-                "AND kind IN ('proposal', 'signal') ORDER BY 1 LIMIT 200"
-            )
-        ]
-        for name in FILTERS
-    }
     return {
         "filters": {k: filters.get(k) or "" for k in FILTERS},
         "signals_shown": signals,
         "signals_folded": folded,
-        "options": options,
         "decisions": [
             {
                 "at": when(at),

@@ -31,7 +31,10 @@ def store() -> Store:
 
 def pages(store: Store) -> dict[str, str]:
     report = views.impact_report(store, lambda v: None)
-    live = views.live_view(store, {"agent": HOSTILE}, True)
+    live = {
+        **views.live_view(store, {"agent": HOSTILE}, True),
+        "options": views.live_options(store),
+    }
     return {
         "overview": html.overview_page(views.overview(store, "week", now=NOW + 10), HOSTILE),
         "agents": html.agents_page(views.agents_view(store, report, frozenset({HOSTILE})), None),
