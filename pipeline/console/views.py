@@ -85,7 +85,7 @@ def overview(store: Store, span: str, now: int | None = None) -> dict[str, Any]:
     since = now - window
     series = store.query(
         "SELECT (processed_at // ?) * ? AS t, outcome, count(*) FROM audit "
-        "WHERE processed_at >= ? AND kind IN ('proposal', 'signal') GROUP BY ALL ORDER BY t",
+        "WHERE processed_at >= ? AND kind IN ('proposal', 'signal') GROUP BY ALL ORDER BY t, 2",
         (bucket, bucket, since),
     )
     per_minute = bucket / MINUTE
@@ -362,16 +362,17 @@ def agents_view(
     stops = store.query(
         "SELECT agent, rule, count(*) FROM audit WHERE kind = 'proposal' "
         f"AND outcome IN {(*STOPPED, 'withheld')} "
-        "AND rule IS NOT NULL GROUP BY ALL ORDER BY 3 DESC"
+        "AND rule IS NOT NULL GROUP BY ALL ORDER BY 3 DESC, 1, 2"
     )
     merged = store.query(
         "SELECT m.agent, a.agent, count(*) FROM (SELECT agent, merged_into FROM audit "
         "WHERE outcome = 'merged' AND merged_into IS NOT NULL) m JOIN (SELECT agent, decision_id "
-        "FROM audit WHERE kind = 'proposal') a ON a.decision_id = m.merged_into GROUP BY ALL"
+        "FROM audit WHERE kind = 'proposal' GROUP BY ALL) a ON a.decision_id = m.merged_into "
+        "GROUP BY ALL ORDER BY 1, 2"
     )
     outranked = store.query(
         "SELECT agent, collided_with, count(*) FROM audit "
-        "WHERE collided_with IS NOT NULL GROUP BY ALL"
+        "WHERE collided_with IS NOT NULL GROUP BY ALL ORDER BY 1, 2"
     )
     lifts = {
         r["experiment"].partition(":")[2]: r
@@ -429,10 +430,12 @@ def dead_letters_view(
     since = now - window
     series = store.query(
         "SELECT (dead_lettered_at // ?) * ? AS t, reason, count(*) FROM deadletter "
-        "WHERE dead_lettered_at >= ? GROUP BY ALL ORDER BY t",
+        "WHERE dead_lettered_at >= ? GROUP BY ALL ORDER BY t, 2",
         (bucket, bucket, since),
     )
-    totals = store.query("SELECT reason, count(*) FROM deadletter GROUP BY reason ORDER BY 2 DESC")
+    totals = store.query(
+        "SELECT reason, count(*) FROM deadletter GROUP BY reason ORDER BY 2 DESC, 1"
+    )
     latest = store.query(
         "SELECT reason, detail, raw_key, raw_value, source_topic, source_partition, source_offset, "
         "dead_lettered_at FROM deadletter "
