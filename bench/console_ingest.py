@@ -10,7 +10,9 @@
 4. The audit table is grown to --scale-to records inside DuckDB (copies of the records
    under other customer ids, spread over the last week of processing time), and every page
    and JSON answer is timed: p50/p95 of --requests requests through the console's HTTP
-   server, computed afresh each time (no cached answer) and as served (cached).
+   server, computed afresh each time (no cached answer) and as served (cached). The impact
+   report is computed in the background (its time is step 3's); its page is timed as
+   served from the last report computed.
 
 Run: `python -m bench.console_ingest [--records N] [--scale-to M] [--compare-report]`.
 """
@@ -140,7 +142,6 @@ def time_pages(base: str, customer: str, requests: int, cold: bool, app: Any) ->
         for _ in range(requests):
             if cold:
                 app[console_app.ANSWERS]._cache.clear()
-                app[console_app.LATEST].clear()
             started = time.perf_counter()
             with urllib.request.urlopen(url, timeout=120) as r:
                 r.read()
@@ -214,7 +215,11 @@ def main(
     rows = store.counts()["audit"]
     click.echo(f"grown to {rows:,} audit rows: {store.size_bytes() / rows:.0f} bytes per record")
     customer = store.query("SELECT customer_id FROM audit LIMIT 1")[0][0]
-    app = console_app.build_app(store, WebSecurity(), TopicPolicyActions(settings))
+    # the report's background refresh would compete with the requests timed here: its own
+    # time is measured above, and /report is timed as served from the last one computed
+    app = console_app.build_app(
+        store, WebSecurity(), TopicPolicyActions(settings), report_every_s=86_400.0
+    )
     port = free_port()
     loop, runner = serve(app, port)
     base = f"http://127.0.0.1:{port}"

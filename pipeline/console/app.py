@@ -117,6 +117,7 @@ def build_app(
     actions: PolicyActions,
     ingest: Ingest | None = None,
     whatif_hours: float = 24.0,
+    report_every_s: float = REPORT_FRESH_S,
 ) -> web.Application:
     answers = Answers(store)
     routes = web.RouteTableDef()
@@ -150,7 +151,7 @@ def build_app(
     async def refresh_reports(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
-                await asyncio.sleep(REPORT_FRESH_S)
+                await asyncio.sleep(report_every_s)
                 if latest.get("generation") != store.generation:
                     await compute_report()
 

@@ -289,33 +289,47 @@ def what_if_view(
 
 # --- report ----------------------------------------------------------------------------
 
+#: the signals the impact ledger counts (`experiments.outcomes_of`, repeat contacts)
+REPORT_SIGNALS = (
+    "purchase",
+    "consent_changed",
+    "sentiment",
+    "csat",
+    "message_received",
+    "case_opened",
+    "case_resolved",
+)
+
 
 def impact_report(store: Store, policy_lookup: Callable[[str], Policy | None]) -> dict[str, Any]:
     """`tower report`'s rows from the read model: the same ledger, fed only the records it
     counts (exposures, and signals of exposed customers), in topic order."""
     started = time.perf_counter()
     ledger = ImpactLedger(policy_lookup)
-    rows = store.query(
+    cursor = store.db.cursor()
+    cursor.execute(
         "WITH exposed AS (SELECT DISTINCT customer_id FROM audit WHERE kind = 'proposal' "
         "AND experiments IS NOT NULL AND outcome IN ('approved', 'deferred', 'withheld')) "
         "SELECT customer_id, kind, outcome, experiments, input, decided_at, policy_version "
         "FROM audit WHERE (kind = 'proposal' AND experiments IS NOT NULL "
         "AND outcome IN ('approved', 'deferred', 'withheld')) OR (kind = 'signal' AND "
-        "outcome = 'recorded' AND customer_id IN (SELECT customer_id FROM exposed)) "
+        f"outcome = 'recorded' AND signal_type IN {REPORT_SIGNALS} "
+        "AND customer_id IN (SELECT customer_id FROM exposed)) "
         'ORDER BY partition, "offset"'
     )
-    for customer, kind, outcome, arms, text, at, version in rows:
-        ledger.add(
-            {
-                "customer_id": customer,
-                "kind": kind,
-                "outcome": outcome,
-                "experiments": orjson.loads(arms) if arms else (),
-                "input": text,
-                "decided_at": at,
-                "policy_version": version,
-            }
-        )
+    while rows := cursor.fetchmany(50_000):
+        for customer, kind, outcome, arms, text, at, version in rows:
+            ledger.add(
+                {
+                    "customer_id": customer,
+                    "kind": kind,
+                    "outcome": outcome,
+                    "experiments": orjson.loads(arms) if arms else (),
+                    "input": text,
+                    "decided_at": at,
+                    "policy_version": version,
+                }
+            )
     report_rows = ledger.rows()
     for row in report_rows:
         row["next_step"] = next_step(row)
