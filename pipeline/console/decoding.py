@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import pyarrow as pa
@@ -41,12 +43,28 @@ def table_of(ipc: bytes) -> pa.Table:
     return pa.ipc.open_stream(ipc).read_all()
 
 
+def _exit_with(parent: int) -> None:
+    """In a decoding process: exit when the console does, even when it was killed."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class Decoders:
     """A pool of decoding processes (spawned: the console's threads are not forked)."""
 
     def __init__(self, processes: int | None = None) -> None:
         n = processes or min(4, os.cpu_count() or 1)
-        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            n,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with,
+            initargs=(os.getpid(),),
+        )
         self.processes = n
 
     def submit(self, items: list[Item]) -> Future[tuple[bytes, int]]:
