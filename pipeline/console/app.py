@@ -142,18 +142,29 @@ def build_app(
         latest["generation"] = generation
         return latest["report"]  # type: ignore[no-any-return]
 
+    computing: list[asyncio.Task[dict[str, Any]]] = []
+
     async def report() -> dict[str, Any]:
-        """The latest report the background task computed (the first one on demand)."""
+        """The latest report the background task computed; while the first one is being
+        computed, an empty one that says so (no page waits for it)."""
         if "report" in latest:
             return latest["report"]  # type: ignore[no-any-return]
-        return await compute_report()
+        if not computing or computing[0].done():
+            computing[:] = [asyncio.create_task(compute_report())]
+        return {
+            "rows": [],
+            "records_counted": 0,
+            "seconds": 0,
+            "computed_at": None,
+            "computing": True,
+        }
 
     async def refresh_reports(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
-                await asyncio.sleep(report_every_s)
                 if latest.get("generation") != store.generation:
                     await compute_report()
+                await asyncio.sleep(report_every_s)
 
         task = asyncio.create_task(loop())
         yield
@@ -186,7 +197,8 @@ def build_app(
     async def agents(request: web.Request) -> dict[str, Any]:
         r, st = await report(), await state()
         killed = frozenset(st.in_force.kill_switch.agents)
-        return await answers.get("agents", lambda: views.agents_view(store, r, killed))  # type: ignore[no-any-return]
+        key = ("agents", st.in_force.policy_version, r.get("computed_at"))
+        return await answers.get(key, lambda: views.agents_view(store, r, killed))  # type: ignore[no-any-return]
 
     async def dead_letters(request: web.Request) -> dict[str, Any]:
         span = request.query.get("range", "day")

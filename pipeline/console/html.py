@@ -388,6 +388,9 @@ def report_page(d: Mapping[str, Any], who: str | None) -> str:
         )
         for r in d["rows"]
     )
+    if d.get("computing"):
+        body = "<p>The report is being computed from the read model; reload in a moment.</p>"
+        return page("Impact report", "/report", body, who)
     body = (
         f'<p class="muted">Computed {esc(d["computed_at"])} '
         f"from {d['records_counted']:,} audit records "

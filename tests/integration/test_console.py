@@ -402,7 +402,11 @@ def test_four_eyes_in_the_browser_and_the_kill_switch_stops_an_agent(
         return bool(rows.get("decisions"))
 
     wait_until(stopped, "promo-bot's proposal to be stopped by the kill switch")
-    agents = {a["agent"]: a for a in console.call("/api/console/v1/agents")[1]["agents"]}
-    assert agents["promo-bot"]["kill_switch"].startswith("off")
+
+    def switched_off() -> bool:  # the read model follows the policies topic
+        agents = {a["agent"]: a for a in console.call("/api/console/v1/agents")[1]["agents"]}
+        return agents["promo-bot"]["kill_switch"].startswith("off")
+
+    wait_until(switched_off, "the agents page to show promo-bot switched off")
     ana.goto(console.base + "/agents")
     ana.screenshot(path=str(SHOTS / "console-agents-killed.png"))
