@@ -140,6 +140,14 @@ class Settings:
     liveness_stall_s: float = 120.0
     #: "text", or "json": one JSON object per line (level, logger, message, partition, offset)
     log_format: str = "text"
+    # --- the console (`tower console`, docs/console.md) ---
+    #: the console's port (it binds TOWER_WEB_HOST, behind the same tokens)
+    console_port: int = 6070
+    #: the console's read model (DuckDB); deleted, it is rebuilt from the topics
+    console_db: Path = Path("var/console/console.duckdb")
+    #: `NAME.key` per person (`tower policy keygen --out DIR`): the console signs a
+    #: signed-in person's proposals and approvals with their key from here
+    console_keys_dir: Path | None = None
     # --- schema registry ---
     #: the Confluent-API schema registry (Confluent, Karapace, Apicurio's ccompat API,
     #: Redpanda): comma-separated base URLs, tried in turn. Needed to read registry-framed

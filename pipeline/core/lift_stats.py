@@ -159,3 +159,26 @@ def verdict(interval: Interval | None, higher_is_better: bool) -> str:
     if interval.high < 0.0:
         return HURTS if higher_is_better else HELPS
     return UNKNOWN
+
+
+#: more customers per arm than this and the effect is too small to tell in practice
+MAX_NEEDED = 10_000_000
+
+
+def customers_needed(
+    p_t: float | None, p_c: float | None, n_t: int, n_c: int, confidence: float = 0.95
+) -> int | None:
+    """About how many more customers each arm needs before a difference of the size seen
+    (`p_t - p_c`) gets an interval that excludes 0: the normal approximation's n per arm
+    for a half-width of |p_t - p_c|, less the smaller arm's size now. None without both
+    rates; 0 when there is no difference to tell (or it needs more than MAX_NEEDED)."""
+    if p_t is None or p_c is None:
+        return None
+    diff = abs(p_t - p_c)
+    spread = p_t * (1 - p_t) + p_c * (1 - p_c)
+    if diff == 0 or spread == 0:
+        return 0
+    n = math.ceil(_z(confidence) ** 2 * spread / diff**2)
+    if n > MAX_NEEDED:
+        return 0
+    return max(n - min(n_t, n_c), 1)

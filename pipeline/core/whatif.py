@@ -38,6 +38,11 @@ class WhatIfReport:
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: (old label, new label) -> first event ids, only for changed pairs
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    #: changed decisions by the rule that settles the new one (else the old one's), by
+    #: agent and by channel ("-" for none)
+    changed_by_rule: Counter[str] = field(default_factory=Counter)
+    changed_by_agent: Counter[str] = field(default_factory=Counter)
+    changed_by_channel: Counter[str] = field(default_factory=Counter)
 
     @property
     def changed(self) -> int:
@@ -80,6 +85,9 @@ def what_if(events: Iterable[AgentEvent], old: Policy, new: Policy) -> WhatIfRep
         report.new_outcomes[b.outcome] += 1
         report.transitions[(la, lb)] += 1
         if la != lb:
+            report.changed_by_rule[b.rule or a.rule or "-"] += 1
+            report.changed_by_agent[ev.agent] += 1
+            report.changed_by_channel[ev.channel or "-"] += 1
             ids = report.examples.setdefault((la, lb), [])
             if len(ids) < EXAMPLES_PER_TRANSITION:
                 ids.append(ev.event_id)

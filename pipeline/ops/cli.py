@@ -166,6 +166,7 @@ def _refuse(problem: StartupProblem) -> NoReturn:
 def _add_optional_groups() -> None:
     from pipeline.ops import audit_commands
     from pipeline.ops.api_commands import api_group
+    from pipeline.ops.console_commands import console_command
     from pipeline.ops.demo import demo_command
     from pipeline.ops.kafka_commands import kafka_group, topics_group
     from pipeline.ops.mcp_commands import mcp_command
@@ -182,6 +183,7 @@ def _add_optional_groups() -> None:
     main.add_command(web_group)
     main.add_command(api_group)
     main.add_command(mcp_command)
+    main.add_command(console_command)
 
 
 _add_optional_groups()

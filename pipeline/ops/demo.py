@@ -386,23 +386,47 @@ def _start_worker(settings: Settings, policy_file: Path, log_path: Path) -> subp
     )
 
 
+def _start_console(
+    settings: Settings, policy_file: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """`tower console` on the demo's topics, local like the worker's pages (no tokens), with
+    a fresh read model (the demo's topics are new every run)."""
+    db = settings.data_dir.parent / "demo-console" / "console.duckdb"
+    shutil.rmtree(db.parent, ignore_errors=True)
+    console = replace(_worker_settings(settings, policy_file), console_db=db)
+    env = {**os.environ, **console.to_env()}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    log = open(log_path, "wb")  # noqa: SIM115 - handed to the child process
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.ops.cli", "console"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def _log_tail(log_path: Path, lines: int = 20) -> str:
     return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float, what: str = "worker"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise click.ClickException(
-                f"the worker exited early; its log ends with:\n{_log_tail(log_path)}"
+                f"the {what} exited early; its log ends with:\n{_log_tail(log_path)}"
             )
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
         except OSError:
             time.sleep(0.3)
-    raise click.ClickException(f"the worker did not answer on {url} within {timeout:.0f}s")
+    raise click.ClickException(f"the {what} did not answer on {url} within {timeout:.0f}s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -683,10 +707,14 @@ def _keep_running(
     customer: str | None,
     log_path: Path,
     stops_kafka: bool,
+    console: tuple[str, Path] | None = None,
 ) -> None:
-    """Leave the worker and its pages up until Ctrl-C (or until the worker exits)."""
+    """Leave the worker and its pages (and the console) up until Ctrl-C (or until the
+    worker exits)."""
     base = f"http://{settings.web_host}:{settings.web_port}"
     click.echo("\nThe worker keeps running (--keep):")
+    if console is not None:
+        click.echo(f"  console         {console[0]}/   (log: {console[1]})")
     click.echo(f"  live decisions  {base}/")
     if customer is not None:
         click.echo(f"  a customer      {base}/customers/{customer}")
@@ -845,9 +873,24 @@ def _run(
         _measure_impact(settings, policy, policy_file, impact_customers, produced)
     t = settings.topics
     if keep:
-        _keep_running(proc, settings, picked[0] if picked else None, log_path, stops_kafka)
+        console_log = settings.data_dir.parent / "demo-console.log"
+        console = _start_console(settings, policy_file, console_log)
+        stack.callback(_stop, console)
+        console_url = f"http://{settings.web_host}:{settings.console_port}"
+        _wait_http(f"{console_url}/healthz", console, console_log, 60, "console")
+        _keep_running(
+            proc,
+            settings,
+            picked[0] if picked else None,
+            log_path,
+            stops_kafka,
+            console=(console_url, console_log),
+        )
     click.echo("\nWhere to look:")
     click.echo(f"  topics     {t.approved}, {t.audit}, {t.deadletter} on {settings.bootstrap}")
-    click.echo("  pages      tower demo --keep   (leaves the worker's pages up until Ctrl-C)")
+    click.echo(
+        "  pages      tower demo --keep   (leaves the worker's pages and the console up "
+        "until Ctrl-C)"
+    )
     if not stops_kafka:
         click.echo(f"  Kafka      still running on {settings.bootstrap} (tower kafka down)")

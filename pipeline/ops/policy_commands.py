@@ -124,10 +124,13 @@ class PolicyTopic:
     active: ActivePolicy | None
     #: open proposals by policy_version, oldest first
     pending: dict[str, PolicyRecord]
+    #: what workers run while the topic has no `active` record: TOWER_POLICY_FILE, else the
+    #: built-in default
+    fallback: Policy = DEFAULT_POLICY
 
     @property
     def in_force(self) -> Policy:
-        return self.active.policy if self.active else DEFAULT_POLICY
+        return self.active.policy if self.active else self.fallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,8 @@ def read_policies(settings: Settings, timeout: float = 10.0) -> PolicyTopic:
     active: ActivePolicy | None = None
     pending: dict[str, PolicyRecord] = {}
     approvers = load_approvers(settings.policy_approvers_file)
+    # a worker judges the first `active` record against the policy it started with
+    fallback = load_policy_file(settings.policy_file) if settings.policy_file else DEFAULT_POLICY
     consumer = scan_consumer(settings, "policy-cli", timeout)
     try:
         low, end = watermarks(consumer, topic, 0, timeout)
@@ -164,7 +169,7 @@ def read_policies(settings: Settings, timeout: float = 10.0) -> PolicyTopic:
             if key == ACTIVE_KEY:
                 try:
                     record = decode_policy_record(msg.value())
-                    in_force = active.policy if active else DEFAULT_POLICY
+                    in_force = active.policy if active else fallback
                     policy = active_policy_from_record(
                         record, in_force, settings.policy_require_approval, approvers
                     )
@@ -181,7 +186,7 @@ def read_policies(settings: Settings, timeout: float = 10.0) -> PolicyTopic:
         raise PolicyCommandError(f"could not read {topic!r} to its end: {exc}") from None
     finally:
         consumer.close()
-    return PolicyTopic(active, pending)
+    return PolicyTopic(active, pending, fallback)
 
 
 def read_active(settings: Settings, timeout: float = 10.0) -> ActivePolicy | None:

@@ -10,6 +10,7 @@ import json
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -23,7 +24,12 @@ from pipeline.core.policy_document import load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.core.whatif import what_if
 from pipeline.ops.cli import main
-from pipeline.ops.policy_commands import publish_policy, read_active
+from pipeline.ops.policy_commands import (
+    PolicyCommandError,
+    publish_policy,
+    read_active,
+    read_policies,
+)
 from pipeline.ops.simulator import AgentSimulator, SimRecord
 from tests.kafka_io import consume_until, produce
 
@@ -189,3 +195,24 @@ def test_diff_reads_recorded_events_from_a_topic(tower_settings, tmp_path):
     }
     limited = CliRunner().invoke(main, [*args, "--events", source, "--limit", "100"])
     assert orjson.loads(limited.output)["events"] == 100
+
+
+def test_the_first_publish_is_compared_with_the_policy_workers_started_with(
+    tower_settings, tmp_path
+):
+    """No `active` record yet: workers run TOWER_POLICY_FILE, so that is what a first
+    publish changes, not the built-in default."""
+    started_with = tmp_path / "v2.yaml"
+    started_with.write_text(V2)
+    s = replace(tower_settings, policy_file=started_with)
+    deadline = time.monotonic() + 30
+    while True:  # the new topic's partition may have no leader for a moment
+        try:
+            read_policies(s)
+            break
+        except PolicyCommandError:
+            assert time.monotonic() < deadline, "the policies topic never became readable"
+            time.sleep(0.2)
+    published = publish_policy(s, V2.replace("version: 2.0.0", "version: 2.0.1"), "v.yaml", "al")
+    assert published.old_version == load_policy(V2).policy_version
+    assert not any("kill_switch" in line or "caps" in line for line in published.changes)

@@ -16,6 +16,7 @@ from pipeline.core.lift_stats import (
     UNKNOWN,
     Interval,
     Moments,
+    customers_needed,
     moments,
     newcombe,
     t_quantile,
@@ -350,3 +351,18 @@ def test_verdict_properties(bounds: list[float], higher_is_better: bool) -> None
         assert verdict(interval, not higher_is_better) == (HURTS if got == HELPS else HELPS)
         mirrored = Interval(estimate=-estimate, low=-high, high=-low)
         assert verdict(mirrored, higher_is_better) != got
+
+
+@pytest.mark.parametrize(
+    ("p_t", "p_c", "n_t", "n_c", "needed"),
+    [
+        (0.12, 0.10, 100, 100, 1779),  # 1.96^2 * (0.1056 + 0.09) / 0.02^2 = 1878.6 per arm
+        (0.12, 0.10, 2000, 1500, 379),  # less the smaller arm
+        (0.12, 0.10, 5000, 5000, 1),  # enough already: the interval just needs a new draw
+        (0.10, 0.10, 50, 50, 0),  # no difference to tell
+        (0.5, 0.5000001, 10, 10, 0),  # more than anyone can collect
+        (None, 0.1, 0, 10, None),
+    ],
+)
+def test_customers_needed_to_tell(p_t, p_c, n_t, n_c, needed):
+    assert customers_needed(p_t, p_c, n_t, n_c) == needed
