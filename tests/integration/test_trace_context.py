@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from pipeline.contracts.audit_chain import SEAL_HEADER
 from pipeline.contracts.codec import decode_record, encode_event
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from tests.factories import proposal
@@ -119,7 +120,7 @@ def test_trace_context_reaches_every_output_and_survives_a_restart_in_a_hold(
     )
 
     def without_chain(headers: list) -> list:
-        return [(k, v) for k, v in headers if k != "tower-prev"]
+        return [(k, v) for k, v in headers if k != SEAL_HEADER]
 
     audits = {(a["event_id"], a["outcome"]): without_chain(h) for a, h in seen["audit"]}
     for i, e in enumerate(held):
