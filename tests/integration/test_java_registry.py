@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import tools
 from tests.conftest import REPO
 from tests.registry_standin import StandInRegistry
 
@@ -34,7 +35,7 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 def java_libs() -> Path:
     """Apache Avro and the Kafka client for Java, fetched once per pom.xml."""
     if shutil.which("java") is None or shutil.which("mvn") is None:
-        pytest.skip("needs java and mvn on PATH")
+        tools.missing("needs java and mvn on PATH (apt-get install -y openjdk-17-jdk maven)")
     pom = JAVA_DIR / "pom.xml"
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "journey-tower"
