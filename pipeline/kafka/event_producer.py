@@ -37,7 +37,13 @@ class EventProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    def send(self, key: bytes, value: bytes, partition: int) -> Future[tuple[int, int]]:
+    def send(
+        self,
+        key: bytes,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Future[tuple[int, int]]:
         delivered: Future[tuple[int, int]] = Future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
@@ -46,9 +52,15 @@ class EventProducer:
             else:
                 delivered.set_result((msg.partition() or 0, msg.offset() or 0))
 
+        sent: list[tuple[str, str | bytes | None]] | None = [*headers] if headers else None
         try:
             self._producer.produce(
-                self.topic, value=value, key=key, partition=partition, on_delivery=on_delivery
+                self.topic,
+                value=value,
+                key=key,
+                partition=partition,
+                headers=sent,
+                on_delivery=on_delivery,
             )
         except BufferError as exc:
             delivered.set_exception(RuntimeError(f"the producer's queue is full: {exc}"))

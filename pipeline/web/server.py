@@ -52,6 +52,13 @@ from yarl import URL
 from pipeline.contracts.codec import decode_record, encode_event
 from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import key_partition
+from pipeline.contracts.trace_context import (
+    TRACEPARENT,
+    TRACESTATE,
+    InvalidTraceContext,
+    TraceHeaders,
+    trace_headers,
+)
 from pipeline.core.agent_context import agent_context, preflight
 from pipeline.core.decision import DUPLICATE, Decision
 from pipeline.core.state import CustomerState
@@ -187,12 +194,31 @@ def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
         raise web.HTTPConflict(text=text, content_type="application/json") from None
 
 
+#: the W3C trace context's request headers
+TRACE_NAMES = (TRACEPARENT, TRACESTATE)
+
+
+def request_trace(request: web.Request) -> TraceHeaders | None:
+    """The request's W3C trace context, carried onto the event it writes (and so onto
+    everything the event causes); a malformed one is dropped, as a tracer would."""
+    try:
+        return trace_headers(
+            [(n, request.headers[n].encode("latin-1")) for n in TRACE_NAMES if n in request.headers]
+        )
+    except InvalidTraceContext:
+        return None
+
+
 class Submit(Protocol):
-    """How the agents' API writes an event to `agent-events`: (key, value, partition) ->
-    the delivery (`EventProducer.send`)."""
+    """How the agents' API writes an event to `agent-events`: (key, value, partition, the
+    request's trace context) -> the delivery (`EventProducer.send`)."""
 
     def send(
-        self, key: bytes, value: bytes, partition: int
+        self,
+        key: bytes,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> concurrent.futures.Future[tuple[int, int]]: ...
 
     def close(self) -> None: ...
@@ -411,12 +437,16 @@ def build_app(
         if isinstance(event, web.Response):
             return event
 
+        trace = request_trace(request)
+
         async def answer(partition: int) -> web.StreamResponse:
-            return await decide_here(event, partition, wait)
+            return await decide_here(event, partition, wait, trace)
 
         return await owner_answers(request, event.customer_id, answer)
 
-    async def decide_here(event: AgentEvent, partition: int, wait: float) -> web.Response:
+    async def decide_here(
+        event: AgentEvent, partition: int, wait: float, trace: TraceHeaders | None = None
+    ) -> web.Response:
         """On the customer's owner: the decision if the event is decided already (a retry),
         else write it (unless it waits in a hold) and wait up to `wait` for it."""
         loop = asyncio.get_running_loop()
@@ -437,7 +467,8 @@ def build_app(
             if found is False:
                 key = event.customer_id.encode()
                 index.submitted(partition, event.event_id)
-                delivery = writer().send(key, encode_event(event, "json"), partition)
+                value = encode_event(event, "json")
+                delivery = writer().send(key, value, partition, list(trace) if trace else None)
                 try:
                     await asyncio.wait_for(asyncio.wrap_future(delivery), max(wait, 10.0))
                 except (RuntimeError, TimeoutError) as exc:
@@ -674,8 +705,9 @@ class Forwarder:
         origin = verdict.url()
         body = await request.read()
         headers = {FORWARDED: self.me, **self.security.forward_headers(request, origin, body)}
-        if "Content-Type" in request.headers:
-            headers["Content-Type"] = request.headers["Content-Type"]
+        for name in ("Content-Type", *TRACE_NAMES):
+            if name in request.headers:
+                headers[name] = request.headers[name]
         url = URL(origin + request.rel_url.raw_path_qs, encoded=True)
         page = route_of(request) in PAGE_ROUTES
         if self._session is None:

@@ -17,7 +17,7 @@ from openapi_spec_validator import validate
 
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.ops.cli import main
-from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
+from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord, OutputRecord
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.settings import Settings
 from pipeline.web.api_requests import schema
@@ -56,13 +56,19 @@ class InlineSubmit:
         self.approved = 0
         self.offset = 0
         self.values: list[bytes] = []
+        self.outputs: list[OutputRecord] = []
 
     def send(
-        self, key: bytes, value: bytes, partition: int
+        self,
+        key: bytes,
+        value: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> concurrent.futures.Future[tuple[int, int]]:
         self.offset += 1
         self.values.append(value)
-        self.kept.append(InputRecord(key, value, partition, self.offset, None))
+        carried = None if headers is None else tuple(headers)
+        self.kept.append(InputRecord(key, value, partition, self.offset, None, carried))
         if not self.hold:
             self.release()
         done: concurrent.futures.Future[tuple[int, int]] = concurrent.futures.Future()
@@ -72,6 +78,7 @@ class InlineSubmit:
     def release(self) -> None:
         for rec in self.kept:
             result = self.processor.process_and_save([rec], self.store)
+            self.outputs.extend(result.outputs)
             self.approved += sum(1 for o in result.outputs if o.topic == "approved-actions")
         self.kept = []
 
@@ -145,6 +152,28 @@ def test_a_proposal_is_answered_with_its_decision_and_a_retry_makes_no_second_ac
             status, again, _ = await call(client, "POST", "/api/v1/proposals?wait=1", retry)
             assert status == 200 and again == first
         assert submit.approved == 1 and len(submit.kept) == 0
+
+    serve(check)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_the_requests_trace_context_reaches_the_event_and_everything_it_causes() -> None:
+    async def check(client: TestClient, submit: InlineSubmit, port: WorkerPort) -> None:
+        await call(client, "POST", "/api/v1/signals", CONSENT)
+        traced = {"traceparent": TRACEPARENT, "tracestate": "vendor=1"}
+        status, body, _ = await call(client, "POST", "/api/v1/proposals", ANSWER, **traced)
+        assert status == 200 and body["outcome"] == "approved", body
+        expected = [("traceparent", TRACEPARENT.encode()), ("tracestate", b"vendor=1")]
+        caused = [o for o in submit.outputs if o.key == b"ana" and o.headers]
+        assert {o.topic for o in caused} == {"approved-actions", "audit"}
+        assert all(list(o.headers or ()) == expected for o in caused)
+        # a malformed traceparent is dropped, the proposal still decided
+        bad = {"traceparent": "00-zz-00-01"}
+        status, body, _ = await call(client, "POST", "/api/v1/proposals", ANSWER, **bad)
+        assert status == 200, body
+        assert len([o for o in submit.outputs if o.headers]) == len(caused)
 
     serve(check)
 
