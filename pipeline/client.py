@@ -86,7 +86,7 @@ class TowerError(Exception):
 
 class InvalidProposal(TowerError):
     """The event breaks the input contract (a worker would dead-letter it). `reason` is the
-    dead-letter code (README, Input contract), `field` the offending field when known."""
+    dead-letter code (docs/contracts.md, Input), `field` the offending field when known."""
 
     def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -462,7 +462,7 @@ class TowerClient:
             raise ValueError(f"output_format must be 'json' or 'avro', not {output_format!r}")
         environ = dict(os.environ if env is None else env)
         #: the broker, topics and Kafka security (TLS, SASL) from `kafka`, else from the
-        #: TOWER_* variables as every client of the project (README, Security); what is
+        #: TOWER_* variables as every client of the project (docs/security.md); what is
         #: passed here wins
         base = kafka if kafka is not None else client_settings(environ)
         self.settings = replace(
@@ -607,7 +607,7 @@ class TowerClient:
     def wait_decision(
         self, event_id: str, *, customer_id: str | None = None, timeout_s: float = 30.0
     ) -> dict[str, Any]:
-        """The event's final audit record (README, Output contracts): the first with its
+        """The event's final audit record (docs/contracts.md, Outputs): the first with its
         event id and an outcome other than `held` (a held proposal's final record comes when
         its hold is released). DecisionTimeout if none comes in time.
 
@@ -738,8 +738,9 @@ class TowerClient:
     def _call(
         self, method: str, path: str, body: bytes | None, customer_id: str | None
     ) -> dict[str, Any]:
-        """One API call; 503s are retried until the client's timeout (README, Web views:
-        the tower answers 503 only while ownership moves, which takes seconds)."""
+        """One API call; 503s are retried until the client's timeout (docs/operations.md, Web
+        pages and probes: the tower answers 503 only while ownership moves, which takes
+        seconds)."""
         url = self.web_url + API_PREFIX + path
         deadline = time.monotonic() + self.timeout_s
         while True:

@@ -80,7 +80,8 @@ def report_command(
     elif not rows:
         click.echo(
             "no experiment exposures in the audit: add an experiments: block (control_group, "
-            "holdouts) to the policy and publish it (README, Proof of impact)"
+            "holdouts) to the policy and publish it (docs/policy.md, Experiments and proof of "
+            "impact)"
         )
     else:
         for line in text_table(rows):
