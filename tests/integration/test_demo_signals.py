@@ -1,4 +1,4 @@
-"""`tower demo --keep` stops the worker and the broker it started on SIGTERM (a service
+"""`tower demo --keep` stops the worker, console and broker it started on SIGTERM (a service
 manager, `docker stop`, `kill`) as on Ctrl-C (SIGINT): nothing it started is left running."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
-def test_a_signal_stops_the_worker_and_the_broker_the_demo_started(
+def test_a_signal_stops_the_worker_console_and_broker_the_demo_started(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
     port, controller = free_port(), free_port()
@@ -56,6 +56,7 @@ def test_a_signal_stops_the_worker_and_the_broker_the_demo_started(
         "TOWER_KAFKA_PORT": str(port),
         "TOWER_CONTROLLER_PORT": str(controller),
         "TOWER_WEB_PORT": str(free_port()),
+        "TOWER_CONSOLE_PORT": str(free_port()),
         "PYTHONPATH": str(REPO),
     }
     args = ["--keep", "--seconds", "1", "--rate", "20", "--customers", "20"]
@@ -75,12 +76,15 @@ def test_a_signal_stops_the_worker_and_the_broker_the_demo_started(
         broker_pid = broker.status().pid
         workers += [c for c in children(demo.pid) if c != broker_pid]
         assert broker_pid is not None and alive(broker_pid)
-        assert len(workers) == 1 and alive(workers[0])
+        # the worker and the console
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
 
         demo.send_signal(signum)
         demo.wait(120)
         assert "Stopping what the demo started" in log.read_text()
-        wait_for("the worker stopped", lambda: not alive(workers[0]), 30, log)
+        wait_for(
+            "the worker and the console stopped", lambda: not any(map(alive, workers)), 30, log
+        )
         wait_for("the broker stopped", lambda: not alive(broker_pid), 30, log)
         assert not broker.status().running
     finally:
