@@ -72,7 +72,10 @@ def registry() -> Iterator[StandInRegistry]:
         server.stop()
 
 
-@pytest.mark.parametrize("runtime", ["faust", "transactional"])
+# the framing is the shared processing's, not a runtime's: the Faust run is in `make soak`
+@pytest.mark.parametrize(
+    "runtime", [pytest.param("faust", marks=pytest.mark.soak), "transactional"]
+)
 def test_java_writes_registry_framed_input_and_reads_the_framed_audit_back(
     tower_settings, worker, registry, runtime
 ):

@@ -26,7 +26,11 @@ pytestmark = pytest.mark.integration
 ANSWER = {"department": "service", "channel": "chat", "action": "answer", "category": "service"}
 
 
-@pytest.fixture(scope="module", params=["faust", "transactional"])
+# both runtimes answer the API through the same server (test_agents_http.py runs it on
+# both); the client's run on the transactional runtime is in `make soak`
+@pytest.fixture(
+    scope="module", params=["faust", pytest.param("transactional", marks=pytest.mark.soak)]
+)
 def tower(
     request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentWorker]:
