@@ -82,7 +82,7 @@ demo: install kafka-jars  ## local Kafka, topics, a worker, simulated agents, a 
 	$(BIN)/tower demo
 
 test: install kafka-jars tools lint  ## unit + integration tests against a real broker the tests start
-	TOWER_HELM=$(abspath $(HELM)) $(BIN)/pytest -m 'not soak' $(PYTEST_ARGS)
+	TOWER_HELM=$(abspath $(HELM)) $(BIN)/pytest -m 'not soak' --durations=15 $(PYTEST_ARGS)
 
 SOAK_TALLY ?= var/soak-tally.jsonl
 soak: install kafka-jars  ## each crash/rebalance scenario 10x on both runtimes (TOWER_SOAK_RUNS), then the tally
