@@ -356,6 +356,27 @@ def test_a_revocation_during_a_batch_waits_for_its_state_write_then_flushes_it()
     run(test)
 
 
+def test_positions_reach_the_group_only_after_the_table_writes_are_flushed():
+    """Catches a mirror that commits to the group before the changelog writes holding the
+    positions are on the broker: after a crash, a new owner would start from the group's
+    offset, past records whose states its restored table lacks. A partition revoked since
+    is not committed (its new owner commits it)."""
+
+    async def test() -> None:
+        w = worker(auto_ack=True)
+        await w.decider.decide_events(BATCH)
+        w.app.consumer.assigned.discard(TP(EVENTS, 1))  # revoked before the mirror
+        await w.decider.mirror_positions()
+        assert w.timeline.last("write") < w.timeline.first("flush") < w.timeline.first("commit")
+        (commit,) = [entry for entry in w.timeline if entry[0] == "commit"]
+        assert commit[1] == {TP(EVENTS, 0): 3}
+        assert w.decider.guard.stored == {}  # mirrored once
+        await w.decider.mirror_positions()
+        assert w.timeline.names().count("commit") == 1
+
+    run(test)
+
+
 def test_records_left_over_from_a_revoked_partition_are_not_decided():
     """Catches deciding records fetched before a rebalance for a partition that is not
     ours any more: the new owner decides them too, from its own positions."""
