@@ -1,5 +1,6 @@
-"""The Faust worker: thin wiring of topics, the state table and the web views around
-`BatchProcessor`.
+"""The Faust worker: thin wiring of topics, the state table, Faust's agents and timers and
+the web views around `FaustDecider` (pipeline/runtime/faust/decider.py), which decides and
+commits.
 
 The worker owns its input offsets (docs/faust-offsets.md): acks are off for agent-events
 and tower-wakeups, so Faust never commits them. Per input partition the next offset to
@@ -15,48 +16,26 @@ loses one).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import math
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.exceptions import ConsumerNotStarted
 
 from pipeline.kafka import clients
-from pipeline.kafka.audit_tail import AuditLinker
 from pipeline.kafka.changelog_restore import restore_partitions
 from pipeline.kafka.policy_follower import start_policy_follower
-from pipeline.kafka.reader import ScanError, first_record_at
 from pipeline.kafka.schema_registry import attach as attach_schema_registry
 from pipeline.kafka.topics import STATE_TABLE
-from pipeline.processing.batch import (
-    BatchProcessor,
-    BatchResult,
-    InputRecord,
-    StateWrite,
-    output_headers,
-)
-from pipeline.processing.input_positions import (
-    InputPositions,
-    TopicPartition,
-    Verdict,
-    pack_position,
-    position_key,
-    unpack_position,
-)
+from pipeline.processing.batch import BatchProcessor
 from pipeline.processing.input_progress import InputProgress
 from pipeline.processing.metrics import TowerMetrics
-from pipeline.processing.wakeup_schedule import PendingWakeup, WakeupSchedule, wakeup_deadline_s
 from pipeline.runtime import gc_tuning, log_format
 from pipeline.runtime.faust import aiokafka_compat
 from pipeline.runtime.faust import compat as faust_compat
 from pipeline.runtime.faust.connection import faust_connection
-from pipeline.runtime.faust.inbox import Inbox
+from pipeline.runtime.faust.decider import RELEASE_RETRY_S, FaustDecider
 from pipeline.runtime.faust.local_state import LocalState
 from pipeline.runtime.faust.restoring_table import RestoringTable
 from pipeline.settings import Settings
@@ -76,46 +55,8 @@ ROCKSDB_OPTIONS = {
 }
 #: longest the broker holds a fetch of the worker's consumer (see faust_compat)
 FETCH_MAX_WAIT_MS = 20
-#: fetched records waiting per input topic before the drain loop waits, in batches
-INBOX_BATCHES = 4
 #: how often input positions are mirrored to the group and overdue seeks retried
 MIRROR_INTERVAL_S = 1.0
-
-
-class FaustStateStore:
-    """Reads and writes the state table for a given source partition.
-
-    Faust picks the RocksDB partition database and the changelog partition from the
-    stream's current event, so each access first points it at the customer's partition.
-    """
-
-    def __init__(self, table: Any, topic: str) -> None:
-        self.table, self.topic = table, topic
-
-    def load(self, partition: int, key: bytes) -> bytes | None:
-        faust_compat.focus(self.topic, partition)
-        return self.table.get(key)
-
-    def save(self, partition: int, key: bytes, value: bytes) -> None:
-        faust_compat.focus(self.topic, partition)
-        self.table[key] = value
-
-
-class PendingWrites:
-    """A store that keeps writes aside until the outputs they follow are acknowledged, so
-    several wake-ups of one customer released together each see the one before."""
-
-    def __init__(self, base: FaustStateStore) -> None:
-        self.base = base
-        self.writes: dict[tuple[int, bytes], bytes] = {}
-
-    def load(self, partition: int, key: bytes) -> bytes | None:
-        if (partition, key) in self.writes:
-            return self.writes[(partition, key)]
-        return self.base.load(partition, key)
-
-    def save(self, partition: int, key: bytes, value: bytes) -> None:
-        self.writes[(partition, key)] = value
 
 
 class SendErrors(faust.Sensor):
@@ -130,150 +71,6 @@ class SendErrors(faust.Sensor):
     def on_send_error(self, producer: Any, exc: BaseException, state: Any) -> None:
         self.count += 1
         self.first = self.first or exc
-
-
-class InputGuard:
-    """The Faust side of `InputPositions`: loads positions from the table, issues seeks,
-    and mirrors stored positions to the consumer group."""
-
-    def __init__(
-        self, app: faust.App, table: Any, metrics: TowerMetrics, settings: Settings
-    ) -> None:
-        self.app, self.table, self.metrics, self.settings = app, table, metrics, settings
-        self.positions = InputPositions()
-        #: positions written to the table since the last mirror
-        self.stored: dict[TopicPartition, int] = {}
-
-    async def admit(self, batch: Sequence[Any]) -> list[InputRecord]:
-        """The records of the batch's messages that are next in sequence."""
-        assigned = self.app.consumer.assignment()
-        now = time.monotonic()
-        admitted = []
-        for msg in batch:
-            if msg.tp not in assigned:  # left over from before a rebalance: not ours now
-                self.metrics.input_not_decided.labels("not_assigned").inc()
-                continue
-            tp = (msg.topic, msg.partition)
-            if not self.positions.known(tp):
-                await self._load(msg)
-            verdict = self.positions.classify(tp, msg.offset, now)
-            if verdict is Verdict.DECIDE:
-                admitted.append(input_record(msg))
-            else:
-                self.metrics.input_not_decided.labels(verdict.value).inc()
-        return admitted
-
-    async def _load(self, msg: Any) -> None:
-        """The stored position; if none, the partition's first offset (nothing of it was
-        ever decided, so deciding starts at its beginning, wherever Faust started). Faust
-        seeks a new assignment to the group's offset, which the mirror keeps at or below
-        the stored one; where the first record delivered is not at it, the guard seeks."""
-        faust_compat.focus(msg.topic, msg.partition)
-        stored = unpack_position(self.table.get(position_key(msg.topic)))
-        if stored is None:
-            stored = (await self.app.consumer.earliest_offsets(msg.tp))[msg.tp]
-        self.positions.load((msg.topic, msg.partition), stored, time.monotonic(), msg.offset)
-
-    def position_writes(self, next_offsets: dict[TopicPartition, int]) -> list[StateWrite]:
-        return [
-            StateWrite(p, position_key(topic), pack_position(offset))
-            for (topic, p), offset in next_offsets.items()
-        ]
-
-    def written(self, next_offsets: dict[TopicPartition, int]) -> None:
-        self.stored.update(next_offsets)
-
-    def horizon(self, topic: str, processor: BatchProcessor) -> Callable[[int], float]:
-        """For `WakeupSchedule.pop_due` (which asks only of partitions with pending
-        wake-ups, so owned ones): infinite for a partition of `topic` decided up to its
-        log end (as far as fetched), else the event time its input has reached."""
-        consumer = self.app.consumer
-
-        def until(partition: int) -> float:
-            end = consumer.highwater(faust.types.TP(topic, partition))
-            position = self.positions.next_offset((topic, partition))
-            if position is None and end is not None:  # none delivered since the assignment
-                faust_compat.focus(topic, partition)
-                position = unpack_position(self.table.get(position_key(topic))) or 0
-            if end is not None and position is not None and position >= end:
-                return math.inf
-            return processor.event_time.get(partition, -1) / 1000
-
-        return until
-
-    def position(self, tp: Any) -> int | None:
-        """The next offset to decide of an assigned partition: the sequence guard's, else
-        (nothing delivered since the assignment) the stored one."""
-        position = self.positions.next_offset((tp.topic, tp.partition))
-        if position is None:
-            faust_compat.focus(tp.topic, tp.partition)
-            position = unpack_position(self.table.get(position_key(tp.topic)))
-        return position
-
-    def check_idle(self) -> None:
-        consumer, now = self.app.consumer, time.monotonic()
-        for tp in consumer.assignment():
-            self.positions.check_idle((tp.topic, tp.partition), consumer.highwater(tp), now)
-
-    async def probe_holes(self) -> None:
-        """Partitions whose seek did not bring the missing record: ask the broker."""
-        for (topic, partition), offset in self.positions.probes_due(time.monotonic()):
-            try:
-                first, end = await asyncio.to_thread(
-                    first_record_at, self.settings, topic, partition, offset
-                )
-            except ScanError as exc:  # the brokers are down: the probe stays due
-                log.warning("%s/%d: asking the broker failed, retrying: %s", topic, partition, exc)
-                continue
-            log.warning(
-                "%s/%d: offset %d not delivered after a seek; the broker's first record "
-                "at or after it: %s (log end %d)",
-                topic,
-                partition,
-                offset,
-                first,
-                end,
-            )
-            self.positions.probed((topic, partition), first, end)
-
-    async def seek_holes(self) -> None:
-        for (topic, partition), offset in self.positions.seeks_due(time.monotonic()):
-            attempts = self.positions.attempts((topic, partition))
-            level = logging.WARNING if attempts > 1 else logging.INFO
-            log.log(
-                level,
-                "%s/%d: records missing before the next delivered one; seeking "
-                "back to %d (attempt %d)",
-                topic,
-                partition,
-                offset,
-                attempts,
-            )
-            self.metrics.input_seeks.inc()
-            try:
-                await faust_compat.seek(self.app.consumer, faust.types.TP(topic, partition), offset)
-            except Exception as exc:  # e.g. revoked meanwhile; retried if still needed
-                log.warning("seek %s/%d to %d failed: %r", topic, partition, offset, exc)
-
-    async def mirror(self) -> None:
-        """Commit the stored positions to the group, once the changelog writes holding
-        them are on the broker (so the group never runs ahead of the table)."""
-        if not self.stored:
-            return
-        offsets, self.stored = self.stored, {}
-        await self.app.producer.flush()
-        assignment = self.app.consumer.assignment()
-        owned = {tp: o for tp, o in offsets.items() if faust.types.TP(*tp) in assignment}
-        if owned:
-            try:
-                await faust_compat.commit(self.app.consumer, owned)
-            except Exception as exc:  # a rebalance in progress: the next mirror catches up
-                log.info("mirroring input positions to the group failed: %r", exc)
-
-    def forget(self, tps: Iterable[Any]) -> None:
-        self.positions.forget(tps)
-        for tp in tps:
-            self.stored.pop((tp.topic, tp.partition), None)
 
 
 def create_app(settings: Settings, **faust_options: Any) -> faust.App:
@@ -363,61 +160,13 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     )
     local_state = LocalState(Path(app.conf.tabledir), STATE_TABLE)
     removed = local_state.open()
-    #: set once the worker stops: no table write after it, so the clean-stop marker holds
-    stopping = asyncio.Event()
+    decider = FaustDecider(app, state, settings, processor, progress, writer_schemas=writer_schemas)
     send_errors = SendErrors()
     app.sensors.add(send_errors)
-    guard = InputGuard(app, state, metrics, settings)
-    schedule = WakeupSchedule()
-    schedule_changed = asyncio.Event()
-    # Both agents and the hold releaser read-modify-write customer states and await the
-    # broker in between: one lock keeps them from interleaving on a customer.
-    state_lock = asyncio.Lock()
-    #: the audit partitions' hash chain, a run per batch and partition (contracts/audit_chain.py)
-    audit_chain = AuditLinker(settings)
-
-    async def publish(
-        result: BatchResult, store: FaustStateStore, positions: dict[TopicPartition, int]
-    ) -> None:
-        """Outputs first; the state and the input positions only once the broker has
-        acknowledged them."""
-        producer = app.producer
-        while audit_chain.missing(result.outputs):  # the outputs wait for the broker anyway
-            try:
-                await asyncio.to_thread(audit_chain.seed, result.outputs)
-            except ScanError as exc:
-                if stopping.is_set():  # re-emitted after the restart
-                    return
-                log.warning("cannot read the audit chain's tails, retrying: %s", exc)
-                await asyncio.sleep(1)
-        seals = audit_chain.seals(result.outputs)
-        try:
-            acks = [
-                await producer.send(
-                    out.topic,
-                    out.key,
-                    out.value,
-                    out.partition,
-                    None,
-                    output_headers(out, seals.get(i)),
-                )
-                for i, out in enumerate(result.outputs)
-            ]
-            if acks:
-                await asyncio.gather(*acks)
-        except BaseException:
-            audit_chain.forget()  # a run linked to may be missing: read the tails again
-            raise
-        if stopping.is_set():  # the outputs are re-emitted after the restart, never lost
-            return
-        for write in [*result.state_writes, *guard.position_writes(positions)]:
-            store.save(write.partition, write.key, write.value)
-        guard.written(positions)
 
     @faust_compat.connect(app.on_before_shutdown)
     async def mark_clean_stop(sender: Any, **kwargs: Any) -> None:
-        stopping.set()
-        await app.producer.flush()
+        await decider.stop()
         if send_errors.count:
             log.warning(
                 "%d writes to the broker failed: no clean-stop marker, so the next start "
@@ -442,164 +191,44 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     @faust_compat.connect(app.on_partitions_assigned)
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         # before the fetcher's drain loop starts (it starts when the recovery completes)
-        faust_compat.deliver_in_batches(app.consumer, (t.events, t.wakeups), deliver)
-        async with state_lock:
-            guard.forget(assigned)
-            audit_chain.forget()
-        progress.assigned()
+        faust_compat.deliver_in_batches(app.consumer, (t.events, t.wakeups), decider.deliver)
+        await decider.on_assigned(assigned)
         await serve_pages()
 
     @faust_compat.connect(app.on_partitions_revoked)
     async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
-        async with state_lock:  # a release in progress finishes first
-            guard.forget(revoked)
-            schedule.drop(tp.partition for tp in revoked if tp.topic == t.wakeups)
-            await app.producer.flush()  # its writes are on the broker for the next owner
-            audit_chain.forget()
-
-    #: fetched records of each input topic, handed over by the consumer's drain loop
-    inbox = {topic: Inbox(INBOX_BATCHES * settings.batch_size) for topic in (t.events, t.wakeups)}
-
-    async def deliver(messages: list[Any]) -> None:
-        await app.flow_control.acquire()  # suspended while partitions are reassigned
-        by_topic: dict[str, list[Any]] = {}
-        for msg in messages:
-            by_topic.setdefault(msg.topic, []).append(msg)
-        for topic, records in by_topic.items():
-            await inbox[topic].put(records)
-
-    async def batches(topic: str) -> AsyncIterator[list[Any]]:
-        """What has been fetched of the topic, in batches of at most `batch_size`."""
-        while True:
-            batch = await inbox[topic].take(settings.batch_size)
-            await faust_compat.drain_send_buffer(app.producer.buffer)  # the changelog
-            yield batch
+        await decider.on_revoked(revoked)
 
     @app.task
     async def decide_events() -> None:
-        store = FaustStateStore(state, t.events)
-        async for batch in batches(t.events):
-            if writer_schemas is not None:  # waits while the registry is unreachable
-                await writer_schemas.wait_for_async(msg.value for msg in batch)
-            async with state_lock:
-                admitted = await guard.admit(batch)
-                if admitted:
-                    first = admitted[0]
-                    with log_format.deciding(t.events, first.partition, first.offset):
-                        result = processor.process(admitted, store)
-                        await publish(result, store, next_offsets(t.events, admitted))
-                    progress.decided()
-            await guard.seek_holes()
+        async for batch in decider.batches(t.events):
+            await decider.decide_events(batch)
 
     @app.task
     async def read_wakeups() -> None:
-        """Wake-ups arrive right after their hold opens; the releaser acts at each one's
-        own deadline, whatever order they came in."""
-        async for batch in batches(t.wakeups):
-            async with state_lock:
-                admitted = await guard.admit(batch)
-                for rec in admitted:
-                    schedule.add(rec, wakeup_deadline_s(rec.value))
-                if admitted:
-                    progress.decided()
-            schedule_changed.set()
-            await guard.seek_holes()
-
-    async def release(due: list[PendingWakeup]) -> None:
-        store = FaustStateStore(state, t.wakeups)
-        pending = PendingWrites(store)
-        result = BatchResult([], [])
-        for wakeup in due:
-            released = processor.release(wakeup.record, pending)
-            for write in released.state_writes:
-                pending.save(write.partition, write.key, write.value)
-            result.outputs.extend(released.outputs)
-        result.state_writes = [StateWrite(p, k, v) for (p, k), v in pending.writes.items()]
-        positions = {}
-        for p in {w.record.partition for w in due}:
-            read = guard.positions.next_offset((t.wakeups, p))
-            if read is not None:  # None: revoked meanwhile, the next owner re-reads
-                positions[(t.wakeups, p)] = schedule.restart_offset(p, read)
-        await publish(result, store, positions)
-        progress.decided()
+        async for batch in decider.batches(t.wakeups):
+            await decider.read_wakeups(batch)
 
     @app.task
     async def release_due_holds() -> None:
         while True:
-            deadline = schedule.next_check(time.time())
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(schedule_changed.wait(), timeout)
-            schedule_changed.clear()
-            async with state_lock:
-                due = schedule.pop_due(time.time(), guard.horizon(t.events, processor))
-                try:
-                    if due:
-                        await release(due)
-                    continue
-                except Exception:
-                    log.exception("releasing %d holds failed; retrying in 1 s", len(due))
-                    for w in due:
-                        schedule.add(w.record, w.deadline_s)
-            await asyncio.sleep(1.0)
+            await decider.wait_for_due_holds()
+            if not await decider.release_due_holds():
+                await asyncio.sleep(RELEASE_RETRY_S)
 
     @app.timer(MIRROR_INTERVAL_S)
     async def mirror_positions() -> None:
-        progress.observe(input_positions())
-        guard.check_idle()
-        await guard.probe_holes()  # an answer that is stale by then is still safe to apply
-        await guard.seek_holes()
-        await guard.mirror()
-
-    def owned() -> set[int] | None:
-        if faust_compat.recovering(app):
-            return None
-        return {tp.partition for tp in app.consumer.assignment() if tp.topic == t.events}
-
-    def input_positions() -> dict[TopicPartition, tuple[int, int]]:
-        """(next offset to decide, log end as last fetched) per owned input partition;
-        none while rebalancing or restoring."""
-        if owned() is None:
-            return {}
-        out = {}
-        for tp in app.consumer.assignment():
-            if tp.topic in (t.events, t.wakeups):
-                position, end = guard.position(tp), app.consumer.highwater(tp)
-                if position is not None and end is not None:
-                    out[(tp.topic, tp.partition)] = (position, end)
-        return out
-
-    def liveness() -> str:
-        progress.observe(input_positions())
-        return progress.status()
-
-    def lag() -> dict[int, int]:
-        out: dict[int, int] = {}
-        try:
-            assigned = app.consumer.assignment()
-        except ConsumerNotStarted:  # the pages answer from the worker's first start
-            return out
-        for tp in assigned:
-            position = guard.positions.next_offset((tp.topic, tp.partition))
-            if tp.topic == t.events and position is not None:
-                out[tp.partition] = max(0, (app.consumer.highwater(tp) or 0) - position)
-        return out
-
-    async def load(partition: int, key: bytes) -> bytes | None:
-        # no current event in a web request: the RocksDB store looks in every partition
-        # database this worker holds, the owned one included
-        value: bytes | None = state.get(key)
-        return value
+        await decider.mirror_positions()
 
     port = WorkerPort(
         runtime="faust",
         settings=settings,
         processor=processor,
         registry=metrics.registry,
-        owned=owned,
-        load=load,
-        lag=lag,
-        liveness=liveness,
+        owned=decider.owned,
+        load=decider.load,
+        lag=decider.lag,
+        liveness=decider.liveness,
     )
     pages = build_app(port)
 
@@ -624,21 +253,6 @@ def create_app(settings: Settings, **faust_options: Any) -> faust.App:
     app.tower_serve_pages = serve_pages  # type: ignore[attr-defined]
 
     return app
-
-
-def next_offsets(topic: str, admitted: Sequence[InputRecord]) -> dict[TopicPartition, int]:
-    """Per partition of `topic`, the offset after the last admitted record."""
-    out: dict[TopicPartition, int] = {}
-    for rec in admitted:
-        out[(topic, rec.partition)] = rec.offset + 1
-    return out
-
-
-def input_record(msg: Any) -> InputRecord:
-    ts = msg.timestamp
-    return InputRecord(
-        msg.key, msg.value, msg.partition, msg.offset, int(ts * 1000) if ts else None, msg.headers
-    )
 
 
 def use_event_loop(name: str) -> None:

@@ -10,14 +10,14 @@ import pytest
 from pipeline.kafka.reader import ScanError
 from pipeline.processing.input_positions import InputPositions
 from pipeline.processing.metrics import TowerMetrics
-from pipeline.runtime.faust import app as faust_app
+from pipeline.runtime.faust import input_guard
 from pipeline.settings import Settings
 
 TP = ("t-agent-events", 2)
 
 
-def guard_with_a_due_probe() -> faust_app.InputGuard:
-    guard = faust_app.InputGuard(None, None, TowerMetrics(), Settings())  # type: ignore[arg-type]
+def guard_with_a_due_probe() -> input_guard.InputGuard:
+    guard = input_guard.InputGuard(None, None, TowerMetrics(), Settings())  # type: ignore[arg-type]
     guard.positions = InputPositions(reseek_after_s=0.0)  # the broker is asked at once
     now = time.monotonic()
     guard.positions.load(TP, 10, now, delivered=14)  # records 10..13 not delivered
@@ -29,7 +29,7 @@ def test_a_probe_the_brokers_cannot_answer_stays_due_and_the_worker_keeps_runnin
     def all_brokers_down(*args):
         raise ScanError("cannot read t-agent-events partition 2: _ALL_BROKERS_DOWN")
 
-    monkeypatch.setattr(faust_app, "first_record_at", all_brokers_down)
+    monkeypatch.setattr(input_guard, "first_record_at", all_brokers_down)
     guard = guard_with_a_due_probe()
     asyncio.run(guard.probe_holes())  # no exception: a timer's exception stops the app
     assert guard.positions.probes_due(time.monotonic()) == [(TP, 10)]
@@ -40,7 +40,7 @@ def test_a_probe_the_brokers_cannot_answer_stays_due_and_the_worker_keeps_runnin
 def test_the_brokers_answer_moves_the_position_over_offsets_without_records(
     monkeypatch, first, end, next_offset
 ):
-    monkeypatch.setattr(faust_app, "first_record_at", lambda *args: (first, end))
+    monkeypatch.setattr(input_guard, "first_record_at", lambda *args: (first, end))
     guard = guard_with_a_due_probe()
     asyncio.run(guard.probe_holes())
     assert guard.positions.next_offset(TP) == next_offset
