@@ -1,4 +1,4 @@
-"""Restore speed of the native engine: keys/s from the changelog into fresh RocksDB.
+"""Restore speed of the transactional runtime: keys/s from the changelog into fresh RocksDB.
 
 Writes `--customers` states to a changelog topic the way the engine does (transactions of
 `--per-txn` records, so the log holds commit markers too), with values taken from real
