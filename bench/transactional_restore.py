@@ -5,7 +5,7 @@ Writes `--customers` states to a changelog topic the way the engine does (transa
 customer states (the simulator's events decided by `BatchProcessor`), then restores every
 partition into empty databases with `pipeline.kafka.changelog_restore.restore_partitions`.
 
-    python -m bench.native_restore --customers 200000
+    python -m bench.transactional_restore --customers 200000
 """
 
 from __future__ import annotations
