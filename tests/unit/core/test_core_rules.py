@@ -99,8 +99,7 @@ def test_frequency_cap_scopes(scope, second, expected):
 
 def test_every_cap_scope_but_all_names_the_contact_field_it_counts_by():
     """`SCOPE_FIELD` is shared with the customer view, so both count caps alike."""
-    from pipeline.core.rules.frequency_caps import CAP_SCOPES
-    from pipeline.core.rules.frequency_caps import SCOPE_FIELD
+    from pipeline.core.rules.frequency_caps import CAP_SCOPES, SCOPE_FIELD
     from pipeline.core.state import Contact
 
     assert set(SCOPE_FIELD) == CAP_SCOPES - {"all"}
