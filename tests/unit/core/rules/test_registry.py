@@ -82,13 +82,13 @@ def test_the_chain_runs_in_the_documented_order():
         "frequency_cap",
     ]
     assert [spec.name for spec in registry.AFTER_CHAIN] == ["transforms"]
-    assert arbitration.PROPOSAL_RULES == tuple(spec.check for spec in registry.CHAIN)
+    assert tuple(spec.check for spec in registry.CHAIN) == arbitration.PROPOSAL_RULES
 
 
 def test_the_sections_every_version_hash_includes_never_grow():
     """A section outside this list enters the hash only when set, so a new rule's section
     leaves the version of every existing policy unchanged."""
-    assert ALWAYS_HASHED == {
+    assert {
         "version",
         "opt_in_required",
         "caps",
@@ -107,7 +107,7 @@ def test_the_sections_every_version_hash_includes_never_grow():
         "redact_pii",
         "banned_phrases",
         "max_length",
-    }
+    } == ALWAYS_HASHED
     every = {f.name for f in fields(Policy)}
     assert ALWAYS_HASHED | NOT_HASHED | {name for name, _ in HASHED_WHEN_SET} == every
 
@@ -129,9 +129,12 @@ def _verdict_literals(path: Path) -> list[str]:
             found.append(f"{path.name}:{node.lineno} RuleStep(..., {node.args[1].value!r})")
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
         value = getattr(node, "value", None)
-        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(value, ast.Constant):
-            if value.value in decision.VERDICTS:
-                found.append(f"{path.name}:{node.lineno} = {value.value!r}")
+        if (
+            isinstance(node, ast.Assign | ast.AnnAssign)
+            and isinstance(value, ast.Constant)
+            and value.value in decision.VERDICTS
+        ):
+            found.append(f"{path.name}:{node.lineno} = {value.value!r}")
     return found
 
 
