@@ -19,10 +19,9 @@ How to add a rule:
    the reader made with `policy_reader.section(Settings, {...})`.
 2. List `<rule>.RULE` in `registry.CHAIN` at its place in the order, with the line saying
    why it sits there.
-3. Give `Policy` (core/policy.py) the typed field `<section>: Settings` with the same
-   default. A policy that leaves the section out keeps its version hash only if the
-   defaults leave the hash input unchanged: drop the section from the hash while it equals
-   its default, as `Policy.__post_init__` does for experiments.
+3. Give `Policy` (core/policy.py) the typed field `<section>: Settings`. Leave
+   `ALWAYS_HASHED` alone: a section outside it enters the version hash only when set, so
+   every existing policy keeps its version.
 4. Write `tests/unit/core/rules/test_<rule>.py`: a table of (situation, expected verdict,
    expected reason) through `check`, and the policy section read from YAML, including one
    invalid value and its error line.
