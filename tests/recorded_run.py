@@ -11,8 +11,9 @@ simulator, the showcase policy the run was recorded under (a copy in tests/data,
 showing a new rule in deploy/policy.showcase.yaml leaves this run's policy version alone),
 `BatchProcessor`, `DictStateStore`, `InputRecord`. The run has two phases: the first from
 empty states, the second from the states the first stored. The file holds both phases'
-output records, the stored states between them and the wake-ups not yet released then. The inputs are not stored: the seeded simulator makes them again, and their
-digest in the file says whether it still does.
+output records, the stored states between them and the wake-ups not yet released then.
+The inputs are not stored: the seeded simulator makes them again, and their digest in the
+file says whether it still does.
 """
 
 from __future__ import annotations
