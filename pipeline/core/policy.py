@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+# Each rule's settings live in its own module (rules/); named here as the types of the
+# Policy fields, and re-exported so callers can build a Policy from this module alone.
 from pipeline.core.policy_reader import DAY_MS as DAY_MS
 from pipeline.core.policy_reader import HOUR_MS as HOUR_MS
 from pipeline.core.rules.consent import OPT_IN_REQUIRED
