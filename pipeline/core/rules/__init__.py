@@ -25,11 +25,13 @@ How to add a rule:
 4. Write `tests/unit/core/rules/test_<rule>.py`: a table of (situation, expected verdict,
    expected reason) through `check`, and the policy section read from YAML, including one
    invalid value and its error line.
-5. Show the rule in `deploy/policy.showcase.yaml` and describe its section in
-   docs/policy.md.
+5. Show the rule in `deploy/policy.showcase.yaml` (the recorded run keeps its own copy, so
+   its bytes do not move), and add its row to the rules table of docs/policy.md at its
+   place in the order.
 
-`tests/unit/core/rules/test_registry.py` fails until steps 1 to 3 agree: every module here
-is registered, and every policy section is read by exactly one rule or by the policy itself.
+`tests/unit/core/rules/test_registry.py` fails until steps 1, 2, 3 and 5 agree: every module
+here is registered, every policy section is read by exactly one rule or by the policy
+itself, and the chain runs in the order docs/policy.md lists.
 """
 
 from __future__ import annotations
