@@ -1,7 +1,7 @@
 """Arbitration rules: small pure functions, each returning a verdict with a reason.
 
 A rule looks at a `RuleContext` and returns a `RuleStep` (or None when it has nothing to say,
-which leaves no line in the trace). The engine runs the rules in the fixed order of
+which leaves no line in the trace). The core runs the rules in the fixed order of
 `registry.CHAIN` and stops at the first whose verdict is neither pass nor defer; the policy
 switches rules on and tunes them, it does not reorder them.
 

@@ -1,7 +1,7 @@
 """Consistency ledger: the customer is never told two different values for one fact.
 
 A conflicting proposal is suppressed (the reason names the fact and who said it first), or
-with `escalation.consistency_escalates` escalated: the engine routes it to the human queue as
+with `escalation.consistency_escalates` escalated: the core routes it to the human queue as
 a route_case instead. An agent that outranks the first speaker in `policy.authority` is
 approved as a correction and the ledger updated. Silent for proposals that assert nothing.
 """

@@ -3,7 +3,7 @@
 The needs-human mark is set by signals (signals.py: repeat contact, a negative sentiment
 streak, an explicit request) and cleared by case_resolved. While it is set, the rule looks at
 AI-generated customer service: `answer`s, and `message`s of category `service` (marketing and
-sales are service_first's business). The first such proposal is escalated: the engine turns
+sales are service_first's business). The first such proposal is escalated: the core turns
 it into an approved `route_case` action to the policy's queue (outcome `escalated`), and every
 later one is suppressed until the handoff is resolved. Silent otherwise.
 """

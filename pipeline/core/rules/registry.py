@@ -1,4 +1,4 @@
-"""Every rule, in the order the engine runs them, and the policy sections they read.
+"""Every rule, in the order the core runs them, and the policy sections they read.
 
 The order is fixed here, not by the policy, because each rule's place is part of what it
 means (why each sits where it does is on its line). `CHAIN_CHECKS` and `SECTION_READERS` are
@@ -29,7 +29,7 @@ from pipeline.core.rules import (
 
 #: The proposal chain. Only `defer` lets the chain continue besides `pass`: a deferred
 #: action must still pass every later rule. `escalate` stops the chain like a block, but
-#: the engine emits a route_case.
+#: the core emits a route_case.
 CHAIN: tuple[RuleSpec, ...] = (
     # operator override, beats everything
     kill_switch.RULE,
