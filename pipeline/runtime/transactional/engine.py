@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -510,14 +510,16 @@ class TransactionalEngine:
         value: bytes,
         partition: int,
         cb: Any = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         while True:
             try:
                 if cb is not None:
                     self.producer.produce(topic, value, key, partition, on_delivery=cb)
                 elif headers is not None:
-                    self.producer.produce(topic, value, key, partition, headers=list(headers))
+                    # the client takes the list as it is (its stubs ask for str | bytes | None)
+                    pairs = cast("list[tuple[str, str | bytes | None]]", headers)
+                    self.producer.produce(topic, value, key, partition, headers=pairs)
                 else:
                     self.producer.produce(topic, value, key, partition)
                 return
