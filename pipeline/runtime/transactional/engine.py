@@ -412,10 +412,11 @@ class TransactionalEngine:
         """Decide a polled batch into the pending transaction, on top of its earlier records
         and of the transaction in flight."""
         schemas = self.writer_schemas
-        values = [r.value for r in plan.events]
         # waits while the registry is unreachable; stopping meanwhile: decided again from the
         # committed offsets at the restart
-        if schemas is not None and not schemas.wait_for(values, lambda: self._stopping):
+        if schemas is not None and not schemas.wait_for(
+            [r.value for r in plan.events], lambda: self._stopping
+        ):
             return
         pending = self._pending
         if pending is None:
