@@ -143,32 +143,28 @@ class AuditChain:
         """The seal headers of the runs `outputs` write to `topic` (written in this order,
         all or none): output index -> headers, on each partition's last record (and every
         MAX_RUN records)."""
-        runs: dict[int, list[int]] = {}  # partition -> its outputs' indexes
-        for i, out in enumerate(outputs):
-            if out.topic == topic:
-                run = runs.get(out.partition)
-                if run is None:
-                    runs[out.partition] = [i]
-                else:
-                    run.append(i)
+        runs: dict[int, RunHash] = {}
+        last: dict[int, int] = {}
         seals: dict[int, list[tuple[str, bytes]]] = {}
-        for partition, indexes in runs.items():
-            for start in range(0, len(indexes), MAX_RUN):
-                chunk = indexes[start : start + MAX_RUN]
-                prev = self._tail[partition]
-                digest = _run_digest(prev, [outputs[i] for i in chunk])
-                self._tail[partition] = digest
-                seals[chunk[-1]] = Seal(len(chunk), prev, digest).header()
+        for i, out in enumerate(outputs):
+            if out.topic != topic:
+                continue
+            partition = out.partition
+            run = runs.get(partition)
+            if run is None:
+                run = runs[partition] = RunHash(self._tail[partition])
+            run.add(out.key, out.value)
+            last[partition] = i
+            if len(run) == MAX_RUN:
+                seals[i] = self._close(partition, runs.pop(partition))
+        for partition, run in runs.items():
+            seals[last[partition]] = self._close(partition, run)
         return seals
 
-
-def _run_digest(prev: bytes, run: Sequence[Output]) -> bytes:
-    """`run_hash` of a run of output records, in two updates (the batch path)."""
-    h = hashlib.sha256(prev)
-    h.update(b"".join([part for out in run for part in (out.key or b"", out.value)]))
-    lengths = [n for out in run for n in (-1 if out.key is None else len(out.key), len(out.value))]
-    h.update(struct.pack(f">{len(lengths)}q", *lengths))
-    return h.digest()
+    def _close(self, partition: int, run: RunHash) -> list[tuple[str, bytes]]:
+        prev, digest = self._tail[partition], run.digest()
+        self._tail[partition] = digest
+        return Seal(len(run), prev, digest).header()
 
 
 # --- verification ---------------------------------------------------------------------------

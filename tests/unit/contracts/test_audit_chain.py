@@ -362,15 +362,3 @@ def test_a_batch_s_seals_hash_each_run_at_once_as_record_by_record(
             assert seal_of(seals[last]) == Seal(
                 len(run), bytes([p]) * 32, run_hash(bytes([p]) * 32, run)
             )
-
-
-def test_a_batch_is_sealed_without_feeding_records_one_by_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def one_by_one(*args: object) -> None:
-        raise AssertionError("the batch path hashes a run's records in one update")
-
-    monkeypatch.setattr(audit_chain.RunHash, "add", one_by_one)
-    chain = AuditChain()
-    chain.seed(0, GENESIS)
-    assert list(chain.seal([OutputRecord(AUDIT, b"k", b"v", 0)] * 3, AUDIT)) == [2]
