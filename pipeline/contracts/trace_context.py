@@ -9,7 +9,7 @@ left behind and counted, never an error: tracing must not cost a decision.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -17,10 +17,11 @@ TRACESTATE = "tracestate"
 #: header pairs as they go onto an output record
 TraceHeaders = tuple[tuple[str, bytes], ...]
 
-#: version-traceid-parentid-flags; a later version may append fields after a dash
-_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[!-~]*)?\Z")
-_ZERO_TRACE = b"0" * 32
-_ZERO_PARENT = b"0" * 16
+#: version-traceid-parentid-flags; a later version may append fields after a dash. Version
+#: 00 exactly, a later one with optional extra fields; never version ff, an all-zero trace
+#: id or parent id: one match, no groups (every traced input is checked)
+_IDS = rb"-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}"
+_TRACEPARENT = re.compile(rb"(?:00" + _IDS + rb"|(?!00|ff)[0-9a-f]{2}" + _IDS + rb"(?:-[!-~]*)?)\Z")
 #: the spec's limit: 32 list members of at most 256 characters, with separators
 _TRACESTATE_MAX = 32 * 257
 _STATE_SEPARATOR = "\n"  # never in a valid header value (printable ASCII only)
@@ -29,20 +30,14 @@ _STATE_SEPARATOR = "\n"  # never in a valid header value (printable ASCII only)
 def valid_traceparent(value: bytes) -> bool:
     """Whether `value` is a traceparent a tracer accepts: version 00 exactly, a later one
     with optional extra fields; never version ff, an all-zero trace id or parent id."""
-    m = _TRACEPARENT.match(value)
-    if m is None:
-        return False
-    version, trace_id, parent_id, _, rest = m.groups()
-    if version == b"ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
-        return False
-    return not (version == b"00" and rest is not None)
+    return _TRACEPARENT.match(value) is not None
 
 
 def _printable(value: bytes) -> bool:
     return len(value) <= _TRACESTATE_MAX and all(0x20 <= b < 0x7F or b == 0x09 for b in value)
 
 
-def trace_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceHeaders | None:
+def trace_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> TraceHeaders | None:
     """The trace context among a record's headers: None when it has none.
 
     Raises `InvalidTraceContext` when it has a `traceparent` that is malformed (the caller
@@ -50,6 +45,13 @@ def trace_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> TraceHe
     spec says a tracer does."""
     if not headers:
         return None
+    if len(headers) == 1:  # the usual case: a traceparent alone, or one unrelated header
+        name, value = headers[0]
+        if name != TRACEPARENT:
+            return None
+        if value is None or _TRACEPARENT.match(value) is None:
+            raise InvalidTraceContext(f"malformed traceparent {(value or b'')[:64]!r}")
+        return ((TRACEPARENT, value),)
     parent: bytes | None = None
     state: bytes | None = None
     for name, value in headers:

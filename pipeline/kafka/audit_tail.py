@@ -127,7 +127,8 @@ class AuditLinker:
 
     def missing(self, outputs: Iterable[OutputRecord]) -> set[int]:
         """The audit partitions `outputs` write whose tails are not known yet."""
-        return self.chain.unseeded(o.partition for o in outputs if o.topic == self.topic)
+        topic = self.topic
+        return self.chain.unseeded({o.partition for o in outputs if o.topic == topic})
 
     def seals(self, outputs: Sequence[OutputRecord]) -> dict[int, list[tuple[str, bytes]]]:
         """The headers of `outputs`, written in this order: output index -> seal, on the

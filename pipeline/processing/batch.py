@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -146,6 +146,12 @@ class DictStateStore:
         self.data[key] = value
 
 
+class DecisionRecorder(Protocol):
+    """Where a batch's decisions go once it is decided (`DecisionIndex.record`)."""
+
+    def record(self, decided: Iterable[tuple[int, str, Decision]]) -> None: ...
+
+
 class BatchProcessor:
     """Everything between raw input records and raw output records, for one batch."""
 
@@ -172,9 +178,11 @@ class BatchProcessor:
         self.registry_ids: dict[str, int] = {}
         #: called with every decision (the web views' live feed); None costs nothing
         self.feed: Callable[[Decision, AgentEvent, int], None] | None = None
-        #: called with every decision and its input partition (the agents' API's index of
+        #: given each batch's decisions once it is decided (the agents' API's index of
         #: recent decisions, processing/decision_index.py); None costs nothing
-        self.index: Callable[[int, Decision, AgentEvent], None] | None = None
+        self.index: DecisionRecorder | None = None
+        #: the batch's (input partition, event id, decision) for `index`, in order
+        self._decided: list[tuple[int, str, Decision]] = []
         #: where the per-batch spans go: the configured OpenTelemetry SDK's, if any
         self.tracer: Tracer = tracing.TRACER
         self._tally = Tally()  # counters of the batch in progress, applied at its end
@@ -195,6 +203,7 @@ class BatchProcessor:
     ) -> BatchResult:
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
+        self._decided = []  # none of a batch that raised
         out: list[OutputRecord] = []
         groups: dict[
             tuple[int, bytes], list[tuple[AgentEvent, InputRecord, TraceHeaders | None]]
@@ -255,6 +264,7 @@ class BatchProcessor:
                 writes.append(StateWrite(partition, key, pack_stored(last, state)))
 
         tally.flush()
+        self._hand_over()
         if records:
             m.batch_size.observe(len(records))
             per_event = (time.perf_counter() - started) / len(records)
@@ -320,7 +330,7 @@ class BatchProcessor:
             tally.add(m.proposals, agent(event.agent))
         partition = source.partition
         if self.index is not None:
-            self.index(partition, decision, event)
+            self._decided.append((partition, event.event_id, decision))
         if decision.action is not None and decision.outcome in EMITTING:
             tally.add(m.approved, event.channel or "-", agent(event.agent))
             out.append(
@@ -375,10 +385,12 @@ class BatchProcessor:
             return BatchResult([], [])
         source = Source(self._wakeups, wakeup.partition, wakeup.offset, wakeup.timestamp_ms)
         out: list[OutputRecord] = []
+        self._decided = []
         policy = self.policy()
         self.metrics.label_values.follow(policy)
         state = self._release(state, customer_id, hold_id, policy, source, key, now_ms, out)
         self._tally.flush()
+        self._hand_over()
         write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
         return BatchResult(out, [write])
 
@@ -434,6 +446,14 @@ class BatchProcessor:
             if len(kept) != len(carried):
                 state = state.evolve(carried=kept)
         return state
+
+    def _hand_over(self) -> None:
+        """The batch's decisions to the index, in one call."""
+        decided = self._decided
+        if decided:
+            self._decided = []
+            if self.index is not None:
+                self.index.record(decided)
 
     def _observe(
         self,

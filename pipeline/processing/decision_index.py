@@ -1,8 +1,9 @@
 """The recent decisions of each input partition, by event id: what `GET /api/v1/decisions`
 and a waiting ask-and-decide answer from.
 
-The processor records every decision it makes (one dict store of references it already
-holds); the answer's dict is built only when someone asks. Each partition keeps its newest
+The processor hands over each batch's decisions once the batch is decided (one lock and
+one dict store per decision, of references it already holds); the answer's dict is built
+only when someone asks. Each partition keeps its newest
 `size` events, so the index is bounded however long the worker runs. The first final
 decision of an event stays: a retry decided later as `duplicate` does not replace it. An
 event the API wrote is `SUBMITTED` until decided, a held proposal `HELD` until its hold is
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,24 +91,40 @@ class DecisionIndex:
         self._lock = threading.Lock()
 
     def __call__(self, partition: int, decision: Decision, event: AgentEvent) -> None:
-        """Record one decision of `partition` (the processor's hook)."""
-        event_id = event.event_id
-        final = decision.outcome != HELD
+        """Record one decision of `partition`."""
+        self.record(((partition, event.event_id, decision),))
+
+    def record(self, decided: Iterable[tuple[int, str, Decision]]) -> None:
+        """Record a batch's (input partition, event id, decision), in the order they were
+        made: the processor's hook, called once per batch."""
+        woken: list[tuple[list[Waiter], Decision]] = []
         with self._lock:
-            entries = self._partitions.get(partition)
-            if entries is None:
-                entries = self._partitions[partition] = OrderedDict()
-            known = entries.get(event_id)
-            # the first final decision stays; a held event waits for its release, not for
-            # the `duplicate` of a retry
-            if isinstance(known, Decision) or (
-                known == HELD_BACK and (not final or decision.outcome == DUPLICATE)
-            ):
-                return
-            self._put(entries, event_id, decision if final else HELD_BACK)
-            waiters = self._waiters.pop(event_id, None) if final else None
-        for waiter in waiters or ():
-            waiter(decision)
+            partitions, waiting, size = self._partitions, self._waiters, self.size
+            for partition, event_id, decision in decided:
+                entries = partitions.get(partition)
+                if entries is None:
+                    entries = partitions[partition] = OrderedDict()
+                final = decision.outcome != HELD
+                known = entries.get(event_id)
+                if known is None:
+                    entries[event_id] = decision if final else HELD_BACK
+                    if len(entries) > size:
+                        entries.popitem(last=False)
+                # the first final decision stays; a held event waits for its release, not
+                # for the `duplicate` of a retry
+                elif isinstance(known, Decision) or (
+                    known == HELD_BACK and (not final or decision.outcome == DUPLICATE)
+                ):
+                    continue
+                else:
+                    self._put(entries, event_id, decision if final else HELD_BACK)
+                if final and waiting:
+                    waiters = waiting.pop(event_id, None)
+                    if waiters:
+                        woken.append((waiters, decision))
+        for waiters, decision in woken:
+            for waiter in waiters:
+                waiter(decision)
 
     def _put(self, entries: OrderedDict[str, Entry], event_id: str, entry: Entry) -> None:
         entries[event_id] = entry

@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -412,10 +412,11 @@ class TransactionalEngine:
         """Decide a polled batch into the pending transaction, on top of its earlier records
         and of the transaction in flight."""
         schemas = self.writer_schemas
-        values = [r.value for r in plan.events]
         # waits while the registry is unreachable; stopping meanwhile: decided again from the
         # committed offsets at the restart
-        if schemas is not None and not schemas.wait_for(values, lambda: self._stopping):
+        if schemas is not None and not schemas.wait_for(
+            [r.value for r in plan.events], lambda: self._stopping
+        ):
             return
         pending = self._pending
         if pending is None:
@@ -510,14 +511,16 @@ class TransactionalEngine:
         value: bytes,
         partition: int,
         cb: Any = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         while True:
             try:
                 if cb is not None:
                     self.producer.produce(topic, value, key, partition, on_delivery=cb)
                 elif headers is not None:
-                    self.producer.produce(topic, value, key, partition, headers=list(headers))
+                    # the client takes the list as it is (its stubs ask for str | bytes | None)
+                    pairs = cast("list[tuple[str, str | bytes | None]]", headers)
+                    self.producer.produce(topic, value, key, partition, headers=pairs)
                 else:
                     self.producer.produce(topic, value, key, partition)
                 return

@@ -339,3 +339,26 @@ def test_a_long_run_is_sealed_every_max_run_records(monkeypatch: pytest.MonkeyPa
     # the check keeps at most MAX_RUN records waiting for their seal
     c = check([(b"-", FORGED, None)] * 4 + records)
     assert c.broken is None and c.outside == [0, 1, 2, 3]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.one_of(st.none(), st.binary(max_size=4)), st.binary()),
+        max_size=30,
+    )
+)
+def test_a_batch_s_seals_hash_each_run_at_once_as_record_by_record(
+    records: list[tuple[int, bytes | None, bytes]],
+) -> None:
+    chain = AuditChain()
+    for p in range(3):
+        chain.seed(p, bytes([p]) * 32)
+    outputs = [OutputRecord(AUDIT, key, value, p) for p, key, value in records]
+    seals = chain.seal(outputs, AUDIT)
+    for p in range(3):
+        run = [(o.key, o.value) for o in outputs if o.partition == p]
+        if run:
+            last = max(i for i, o in enumerate(outputs) if o.partition == p)
+            assert seal_of(seals[last]) == Seal(
+                len(run), bytes([p]) * 32, run_hash(bytes([p]) * 32, run)
+            )

@@ -89,3 +89,50 @@ def test_the_text_kept_in_the_state_gives_the_headers_back():
     both = (("traceparent", GOOD), ("tracestate", b"a=1, b=2\t"))
     assert from_text(to_text(both)) == both
     assert from_text(to_text(both[:1])) == both[:1]
+
+
+def spec_valid(value: bytes) -> bool:
+    """The spec's reading, field by field (the model the one-pattern check must equal)."""
+    fields = value.split(b"-")
+    if len(fields) < 4 or any(len(f) != n for f, n in zip(fields, (2, 32, 16, 2), strict=False)):
+        return False
+    if any(set(f) - set(b"0123456789abcdef") for f in fields[:4]):
+        return False
+    version, trace_id, parent_id = fields[:3]
+    if version == b"ff" or set(trace_id) == {ord("0")} or set(parent_id) == {ord("0")}:
+        return False
+    if version == b"00":
+        return len(fields) == 4
+    return all(0x21 <= b <= 0x7E for b in value[55:]) and (len(value) == 55 or value[55] == 0x2D)
+
+
+HEX = "0123456789abcdef"
+TRACEPARENTS = st.builds(
+    lambda v, t, p, f, tail: f"{v}-{t}-{p}-{f}".encode() + tail,
+    st.sampled_from(["00", "01", "ff", "0a", "0A", "0"]),
+    st.one_of(st.just("0" * 32), st.text(HEX, min_size=31, max_size=33)),
+    st.one_of(st.just("0" * 16), st.text(HEX, min_size=15, max_size=17)),
+    st.text(HEX, min_size=1, max_size=3),
+    st.one_of(st.just(b""), st.binary(max_size=6), st.builds(lambda b: b"-" + b, st.binary())),
+)
+
+
+@given(TRACEPARENTS)
+def test_the_traceparent_check_is_the_spec_s(value: bytes) -> None:
+    assert valid_traceparent(value) is spec_valid(value)
+
+
+def outcome(headers):
+    try:
+        return trace_headers(headers)
+    except InvalidTraceContext:
+        return InvalidTraceContext
+
+
+@given(
+    st.tuples(
+        st.sampled_from(["traceparent", "tracestate", "x"]), st.one_of(TRACEPARENTS, st.none())
+    )
+)
+def test_a_lone_header_is_read_as_it_is_among_others(header) -> None:
+    assert outcome([header]) == outcome([header, ("x", b"1")])

@@ -281,3 +281,27 @@ def test_a_wake_up_for_a_customer_whose_state_is_corrupt_is_dead_lettered():
     assert store.data[b"c9"].endswith(b"{not json")
     sample = bp.metrics.registry.get_sample_value
     assert sample("tower_dead_letters_total", {"reason": "corrupt_state"}) == 1
+
+
+class Recorder:
+    """A decision index that only counts how it is called."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, str, object]]] = []
+
+    def record(self, decided) -> None:
+        self.batches.append(list(decided))
+
+
+def test_the_index_hears_of_a_batch_s_decisions_once_at_its_end():
+    bp = processor()
+    bp.index = recorder = Recorder()
+    records = inputs(300, malformed=3)
+    result = bp.process(records, DictStateStore())
+    audits = by_topic(result.outputs)["audit_record"]
+    assert len(recorder.batches) == 1  # one call per batch, not one per decision
+    decided = recorder.batches[0]
+    assert [event_id for _, event_id, _ in decided] == [a["event_id"] for a in audits]
+    assert all(d.event_id == event_id for _, event_id, d in decided)
+    bp.process([], DictStateStore())
+    assert len(recorder.batches) == 1  # nothing decided, nothing handed over

@@ -101,3 +101,31 @@ def test_the_answer_from_the_topics_equals_the_answer_from_the_index() -> None:
         audit = audit_record(decision, event, Source("agent-events", 0, 0), 0)
         action = None if decision.action is None else decision.action.to_dict()
         assert recorded_body(audit, action) == decision_body(decision)
+
+
+OUTCOMES = st.sampled_from([APPROVED, DUPLICATE, HELD, SUPPRESSED])
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6), OUTCOMES), max_size=60),
+    st.integers(1, 5),
+)
+def test_a_batch_recorded_at_once_leaves_what_its_decisions_one_by_one_leave(
+    made: list[tuple[int, int, str]], size: int
+) -> None:
+    one_by_one, batched = DecisionIndex(size), DecisionIndex(size)
+    heard: dict[str, list[str]] = {"one": [], "batch": []}
+    for index, name in ((one_by_one, "one"), (batched, "batch")):
+        index.submitted(1, "e0")
+        for i in range(7):
+            index.find_or_wait(0, f"e{i}", lambda d, n=name: heard[n].append(d.event_id))
+    batch = []
+    for partition, i, outcome in made:
+        decision, event = decided(f"e{i}", outcome)
+        one_by_one(partition, decision, event)  # type: ignore[arg-type]
+        batch.append((partition, f"e{i}", decision))
+    batched.record(batch)
+    for partition in (0, 1):
+        for i in range(7):
+            assert batched.find(partition, f"e{i}") == one_by_one.find(partition, f"e{i}")
+    assert heard["batch"] == heard["one"]

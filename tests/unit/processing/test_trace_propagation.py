@@ -172,3 +172,18 @@ def test_without_an_sdk_the_span_records_nothing():
     e = proposal(customer="c1", category="service")
     assert bp.process_and_save([record(e, 0, list(ctx(1)))], DictStateStore()).outputs
     assert not bp.tracer.start_span("probe").is_recording()
+
+
+@pytest.mark.parametrize("headers", [None, []])
+def test_an_input_without_headers_costs_no_trace_work(monkeypatch: pytest.MonkeyPatch, headers):
+    def no_trace_work(*args: object) -> None:
+        raise AssertionError("trace headers were looked for on an input that has none")
+
+    monkeypatch.setattr("pipeline.processing.batch.trace_headers", no_trace_work)
+    events = [proposal(customer=f"c{i}", category="service") for i in range(3)]
+    result = processor().process_and_save(
+        [record(e, i, headers) for i, e in enumerate(events)], DictStateStore()
+    )
+    assert result.outputs and all(out.headers is None for out in result.outputs)
+    # and the runtimes write them without a header list, the seal's aside
+    assert all(output_headers(out, None) is None for out in result.outputs)
