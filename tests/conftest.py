@@ -189,7 +189,7 @@ class WorkerProcess:
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+                time.sleep(0.1)  # a starting worker: ask again soon
 
 
 @pytest.fixture
