@@ -52,11 +52,15 @@ def local_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
         run_dir=tmp_path_factory.mktemp("kafka"),
         out=sys.stderr,
     )
-    broker.up(wait_s=120)
-    try:
+    try:  # stopped even if interrupted while it starts, or its JVM keeps the port
+        broker.up(wait_s=120)
         yield broker
     finally:
-        broker.down()
+        try:
+            broker.down()
+        except ValueError:  # after Ctrl-C the captured stderr it was given is closed
+            broker.out = sys.__stderr__
+            broker.down()
 
 
 @pytest.fixture(scope="session")
