@@ -7,8 +7,8 @@ Contenders, each a subprocess started on a backlog already in its own input topi
   raw    plain confluent-kafka loop: consume, decode_event, encode_record, produce (ceiling)
   faust  naive Faust agent re-sending every record (what Faust gives without thought)
   tower  `python -m pipeline.ops.cli worker` with every rule on (bench/policy.full.yaml)
-  native the same worker with TOWER_ENGINE=native (confluent-kafka, exactly-once)
-  native-subset  the native worker on bench/policy.subset.yaml: the Quix peer's rules only
+  native the same worker on the transactional runtime (confluent-kafka, exactly-once)
+  native-subset  that worker on bench/policy.subset.yaml: the Quix peer's rules only
   quix-eos / quix-eos-5s / quix-alo  the peer: that rule subset built with Quix Streams
          (bench/quix_app.py, run with .venv-quix's python), exactly-once committing every
          0.1 s / exactly-once at Quix's default commit interval (5 s) / at-least-once
@@ -86,6 +86,9 @@ from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.polling import take_available
 from pipeline.settings import Settings
 
+#: Contender ids: "native" names the transactional runtime by its earlier name. The ids stay
+#: as they are because stored results (`--results`) and docs/performance.md name them, and a
+#: run is compared with earlier ones by id.
 CONTENDERS = (
     "raw",
     "faust",
@@ -110,11 +113,11 @@ LABELS = {
     "raw": "raw confluent-kafka loop (decode + encode)",
     "faust": "naive Faust pass-through agent",
     "tower": "Tower worker, full rule set",
-    "native": "Tower worker, native engine (EOS)",
-    "native-x2": "two native Tower workers, one group",
+    "native": "Tower worker, transactional runtime (EOS)",
+    "native-x2": "two transactional Tower workers, one group",
     "tower-xp": "Tower worker, full rule set + experiments",
-    "native-xp": "Tower worker, native engine (EOS) + experiments",
-    "native-subset": "Tower worker, native engine (EOS), Quix subset",
+    "native-xp": "Tower worker, transactional runtime (EOS) + experiments",
+    "native-subset": "Tower worker, transactional runtime (EOS), Quix subset",
     "quix-eos": "Quix Streams, subset, exactly-once, 0.1 s",
     "quix-eos-5s": "Quix Streams, subset, exactly-once, 5 s",
     "quix-alo": "Quix Streams, subset, at-least-once, 5 s",
@@ -164,10 +167,10 @@ PROFILE_MARKERS = (
     "labels (prometheus_client",
     "take_events",
     "OverlayStore",
-    "_produce (pipeline/native",
+    "_produce (pipeline/runtime/transactional",
     "commit_transaction",
     "send_offsets_to_transaction",
-    "consume (pipeline/native",
+    "consume (pipeline/runtime/transactional",
     "_polled",
 )
 
@@ -510,7 +513,7 @@ class Latency:
     series: list[tuple[float, float]] = field(default_factory=list)
     #: the worker's own histogram: record timestamp -> start of deciding its batch (s, count)
     worker_lag: list[tuple[float, float]] = field(default_factory=list)
-    #: native engine: the worker's commit_transaction durations (s, count)
+    #: transactional runtime: the worker's commit_transaction durations (s, count)
     worker_commit: list[tuple[float, float]] = field(default_factory=list)
     #: approved actions: from the worker's produce() (the record timestamp) to consumed
     visible_ms: list[float] = field(default_factory=list)
@@ -751,8 +754,8 @@ def _drift(series: list[tuple[float, float]]) -> tuple[float, float] | None:
     "--contenders",
     default=",".join(CONTENDERS),
     show_default=True,
-    help="Comma list of raw, faust, tower, native, native-x2 (two native workers), tower-xp, "
-    "native-xp (experiments), native-subset (the Quix subset), quix-eos, quix-eos-5s, "
+    help="Comma list of raw, faust, tower, native, native-x2 (two transactional workers), "
+    "tower-xp, native-xp (experiments), native-subset (the Quix subset), quix-eos, quix-eos-5s, "
     "quix-alo (Quix Streams, needs `make bench-quix-deps`); empty for latency only.",
 )
 @click.option(

@@ -7,11 +7,13 @@ Run it in a worktree of the older commit, so the run is recorded by that commit'
     cd /tmp/old && PYTHONPATH=. python /path/to/tests/recorded_run.py --out FILE --commit <commit>
 
 It uses only what has not changed since the recorded commit (6738b7c): the showcase
-simulator and policy, `BatchProcessor`, `DictStateStore`, `InputRecord`. The run has two
-phases: the first from empty states, the second from the states the first stored. The file
-holds both phases' output records, the stored states between them and the wake-ups not yet
-released then. The inputs are not stored: the seeded simulator makes them again, and their
-digest in the file says whether it still does.
+simulator, the showcase policy the run was recorded under (a copy in tests/data, so that
+showing a new rule in deploy/policy.showcase.yaml leaves this run's policy version alone),
+`BatchProcessor`, `DictStateStore`, `InputRecord`. The run has two phases: the first from
+empty states, the second from the states the first stored. The file holds both phases'
+output records, the stored states between them and the wake-ups not yet released then.
+The inputs are not stored: the seeded simulator makes them again, and their digest in the
+file says whether it still does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pipeline.ops.simulator import ShowcaseSimulator
 from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
 from pipeline.settings import Settings
 
-POLICY_FILE = Path(__file__).resolve().parents[1] / "deploy" / "policy.showcase.yaml"
+POLICY_FILE = Path(__file__).resolve().parent / "data" / "recorded-run-policy.yaml"
 CUSTOMERS, SEED, EVENTS, PHASE_ONE = 40, 11, 800, 500
 PARTITIONS, BATCH = 4, 100
 #: the processor's wall clock (`processed_at`): fixed, so the records are reproducible

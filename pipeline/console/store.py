@@ -2,7 +2,7 @@
 one DuckDB file, and the offsets read so far, stored in the same transaction as the rows.
 
 Why DuckDB: the pages are aggregates (decisions per minute by outcome, stops by rule and
-agent, exposures per arm) over millions of audit records; a columnar engine answers them
+agent, exposures per arm) over millions of audit records; a columnar database answers them
 with SQL in milliseconds, embedded in the console's process, in one file to back up or
 delete. Rows arrive as Arrow batches: one INSERT per batch of thousands of records.
 

@@ -5,7 +5,7 @@ Why: encoding is on every decision's path, and fastavro's writer resolves every
 `["null", T]` union by trying each branch; an audit record has six of them plus a trace of
 records. The compiled writer knows each field's type up front, so it skips that search. It
 covers the types the output schemas use (record, string, bytes, int, long,
-double, boolean, array, map and `["null", T]` unions); `tests/unit/test_avro_writer.py`
+double, boolean, array, map and `["null", T]` unions); `tests/unit/contracts/test_avro_writer.py`
 checks it byte for byte against fastavro on generated records.
 """
 

@@ -6,7 +6,7 @@ policy version replays every decision exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -14,10 +14,16 @@ from pipeline.contracts.events import AgentEvent, Proposal
 from pipeline.core import experiments, hold_windows
 from pipeline.core.decision import (
     APPROVED,
+    BLOCK,
+    DEFER,
     DEFERRED,
     DUPLICATE,
+    ESCALATE,
     ESCALATED,
+    MERGE,
     MERGED,
+    PASS,
+    RECORD,
     RECORDED,
     SUPPRESSED,
     WITHHELD,
@@ -29,66 +35,22 @@ from pipeline.core.decision import (
 )
 from pipeline.core.policy import Policy
 from pipeline.core.rules import (
-    BLOCK,
-    MERGE,
-    PASS,
+    Rule,
     RuleContext,
-    consent,
     consistency_ledger,
     duplicate_merge,
-    eligibility,
     escalation,
-    frequency_caps,
-    kill_switch,
-    loop_prevention,
     offer_arbitration,
     quiet_hours,
-    service_first,
     transforms,
 )
-from pipeline.core.rules.escalation import ESCALATE
-from pipeline.core.rules.quiet_hours import DEFER
+from pipeline.core.rules.registry import CHAIN_CHECKS
 from pipeline.core.signals import apply_signal
 from pipeline.core.state import ActiveOffer, Contact, CustomerState, TriggerMemo, digest_of
 
-#: A rule that has nothing to say about a proposal (switched off by the policy, or not about
-#: this kind of proposal) returns None and leaves no line in the trace.
-OptionalRule = Callable[[RuleContext], RuleStep | None]
-
-#: Rule order, which is also the trace order:
-#:   kill_switch      operator override, beats everything
-#:   eligibility      expired proposals
-#:   duplicate_merge  one action per trigger (merges into the first approved)
-#:   escalation       a customer who needs a human: the first AI answer becomes a route_case
-#:                    (outcome escalated), later ones are suppressed until case_resolved;
-#:                    before consent, since a route_case is internal work, not a contact
-#:   consent          opt-in / opt-out per channel and purpose
-#:   service_first    no selling during an open case or after a complaint
-#:   loop_prevention  no asking for what signals already told us (or annotate, see transforms)
-#:   consistency_ledger  no contradicting what the customer was told (or escalate it)
-#:   offer_arbitration   one active offer per window
-#:   quiet_hours      defer (continue) or suppress at the customer's night
-#:   frequency_cap    last, so merged or blocked proposals never consume a contact
-#: Only `defer` lets the chain continue besides `pass`: a deferred action must still pass
-#: every later rule. `escalate` stops the chain like a block, but emits a route_case.
-#: Then, for approved and deferred proposals only, `transforms.apply` rewrites the content
-#: (known facts, banned phrases, PII, AI disclosure, maximum length; rules/transforms.py);
-#: it may still suppress (banned phrase, too long), and adds a `transform` step per change.
-#: Last, `experiments.assign` withholds what the control group or an agent holdout keeps
-#: back (outcome withheld), so a proposal the rules stopped is never counted as withheld.
-PROPOSAL_RULES: tuple[OptionalRule, ...] = (
-    kill_switch.check,
-    eligibility.check,
-    duplicate_merge.check,
-    escalation.check,
-    consent.check,
-    service_first.check,
-    loop_prevention.check,
-    consistency_ledger.check,
-    offer_arbitration.check,
-    quiet_hours.check,
-    frequency_caps.check,
-)
+#: The proposal chain, in the order and for the reasons given in rules/registry.py. The
+#: trace lists the rules in this order.
+PROPOSAL_RULES: tuple[Rule, ...] = CHAIN_CHECKS
 
 REPLAY = "replay"
 FIRST_SEEN = RuleStep(REPLAY, PASS, "first time this event id is seen")
@@ -116,7 +78,7 @@ def decide(
     if event.proposal is None:
         new_state = apply_signal(state, event, policy)
         step = RuleStep(
-            "signal", "record", f"{event.signal.type if event.signal else 'signal'} recorded"
+            "signal", RECORD, f"{event.signal.type if event.signal else 'signal'} recorded"
         )
         decision = Decision.for_event(
             event, decision_id, version, now, RECORDED, None, step.reason, (replay_step, step)
@@ -318,7 +280,7 @@ def release(
     return decisions, state
 
 
-def run_rules(ctx: RuleContext, rules: Iterable[OptionalRule]) -> tuple[tuple[RuleStep, ...], str]:
+def run_rules(ctx: RuleContext, rules: Iterable[Rule]) -> tuple[tuple[RuleStep, ...], str]:
     """Run rules in order until one blocks or merges; return the trace and the verdict.
 
     The verdict is PASS, DEFER (some rule deferred and none blocked later) or the stopping

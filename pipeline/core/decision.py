@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import msgspec
 
@@ -39,6 +39,38 @@ OUTCOMES: Final = (
 #: Outcomes that emit an action on `approved-actions`.
 EMITTING: Final = frozenset({APPROVED, DEFERRED, ESCALATED})
 
+#: What one step of the rule trace says. Every verdict string is defined here and only here;
+#: only `pass` and `defer` let the rule chain go on.
+Verdict = Literal[
+    "pass",
+    "block",
+    "merge",
+    "defer",
+    "escalate",
+    "transform",
+    "hold",
+    "withhold",
+    "record",
+    "duplicate",  # the replay step's verdict on an event id decided before: `DUPLICATE`
+]
+PASS: Final = "pass"
+BLOCK: Final = "block"
+#: the trigger was already answered: the proposal joins that decision
+MERGE: Final = "merge"
+#: quiet hours: approved, to go out at `not_before`; later rules still apply
+DEFER: Final = "defer"
+#: routed to a human queue as a route_case instead (rules/escalation.py)
+ESCALATE: Final = "escalate"
+#: a content transform changed what goes out (rules/transforms.py)
+TRANSFORM: Final = "transform"
+#: parked in a hold window until its deadline (core/hold_windows.py)
+HOLD: Final = "hold"
+#: held back by an experiment (core/experiments.py)
+WITHHOLD: Final = "withhold"
+#: a signal, recorded into the state
+RECORD: Final = "record"
+VERDICTS: Final[frozenset[str]] = frozenset(get_args(Verdict))
+
 
 def decision_id_for(customer_id: str, event_id: str) -> str:
     digest = hashlib.blake2b(f"{customer_id}\x00{event_id}".encode(), digest_size=10)
@@ -53,7 +85,7 @@ class RuleStep(msgspec.Struct, frozen=True):
     """One line of the rule trace: which rule looked, what it said, and why."""
 
     rule: str
-    verdict: str  # pass | block | merge | record | duplicate | defer | escalate | transform
+    verdict: Verdict
     reason: str
 
     def to_dict(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ per-customer memory (when was the last resolution, the last AI action, which con
 are open), so they are computed next to the decisions, from the same ordered stream, in
 event time. Pure: the shell applies the observations to Prometheus and stores the journey.
 
-Definitions (each rule has a table-driven test in tests/unit/test_experience.py):
+Definitions (each rule has a table-driven test in tests/unit/core/test_experience.py):
 
 - conversation: keyed by the signal's `case_id`, else the event's `conversation_id`; opened
   by its first touch (case_opened, message_received, handoff or approved action). A signal

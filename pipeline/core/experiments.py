@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from pipeline.contracts.events import AgentEvent, Proposal
-from pipeline.core.decision import APPROVED, DEFERRED, WITHHELD, Decision, RuleStep
+from pipeline.core.decision import (
+    APPROVED,
+    DEFERRED,
+    PASS,
+    WITHHELD,
+    WITHHOLD,
+    Decision,
+    RuleStep,
+)
 from pipeline.core.experience import REPEAT_CONTACTS, Observation, finite_float, obs
 from pipeline.core.policy import HOLDOUT_EXEMPT, Policy
 from pipeline.core.state import Exposure
@@ -31,7 +39,6 @@ from pipeline.core.state import Exposure
 CONTROL_GROUP: Final = "control_group"  # experiment and rule name
 HOLDOUT: Final = "holdout"  # rule name; the experiment is "holdout:<agent>"
 EXPERIMENTS: Final = "experiments"  # rule name of the trace line of a treated proposal
-WITHHOLD: Final = "withhold"  # trace verdict
 
 CONTROL: Final = "control"
 HELD_OUT: Final = "holdout"
@@ -77,7 +84,7 @@ class Assignment:
         if self.withheld is not None:
             return self.withheld
         names = ", ".join(experiment for experiment, _ in self.arms)
-        return RuleStep(EXPERIMENTS, "pass", f"treatment arm of {names}")
+        return RuleStep(EXPERIMENTS, PASS, f"treatment arm of {names}")
 
 
 UNASSIGNED: Final = Assignment()

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.contracts.codec import canonical_event_json, decode_event
 from pipeline.contracts.events import AgentEvent
-from pipeline.core.decision import HELD, Decision, RuleStep, Wakeup
+from pipeline.core.decision import HELD, HOLD, Decision, RuleStep, Wakeup
 from pipeline.core.policy import Policy
 from pipeline.core.rules.offer_arbitration import score
 from pipeline.core.state import CustomerState, Hold
@@ -63,7 +63,7 @@ def park(
         hold_id, hold = found
         holds[hold_id] = hold._replace(items=(*hold.items, canonical_event_json(event)))
         reason = f"joined {hold_id} for {key} ({len(hold.items) + 1} held) until {hold.deadline}"
-    step = RuleStep(NAME, "hold", reason)
+    step = RuleStep(NAME, HOLD, reason)
     decision = Decision.for_event(
         event, decision_id, policy.policy_version, now, HELD, NAME, reason, (step,), wakeup=wakeup
     )

@@ -12,93 +12,26 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
 
 import orjson
 
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
-
-CAP_SCOPES: frozenset[str] = frozenset({"channel", "category", "department", "all"})
-QUIET_MODES: frozenset[str] = frozenset({"defer", "suppress"})
-LOOP_ACTIONS: frozenset[str] = frozenset({"suppress", "rewrite"})
-BANNED_ACTIONS: frozenset[str] = frozenset({"suppress", "redact"})
-LENGTH_ACTIONS: frozenset[str] = frozenset({"truncate", "suppress"})
-PII_KINDS: frozenset[str] = frozenset({"card", "email", "phone", "iban"})
-
-
-@dataclass(frozen=True, slots=True)
-class FrequencyCap:
-    """At most `limit` approved contacts per rolling `window_ms`, counted across all agents.
-
-    `scope` says what is counted together: contacts on the same `channel`, of the same
-    `category` or `department`, or `all` contacts of the customer.
-    """
-
-    name: str
-    limit: int
-    window_ms: int
-    scope: str = "channel"
-    exempt_categories: frozenset[str] = frozenset({"transactional"})
-
-
-@dataclass(frozen=True, slots=True)
-class KillSwitch:
-    """Stop an agent, a department, an action type or a channel at once, without a deploy."""
-
-    agents: frozenset[str] = frozenset()
-    departments: frozenset[str] = frozenset()
-    actions: frozenset[str] = frozenset()
-    channels: frozenset[str] = frozenset()
-
-    @property
-    def armed(self) -> bool:
-        return bool(self.agents or self.departments or self.actions or self.channels)
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceFirst:
-    """No selling to a customer with an open case or a fresh complaint.
-
-    Cases older than `case_max_age_ms` count as closed, so a lost `case_resolved` signal
-    cannot silence a customer for ever.
-    """
-
-    categories: frozenset[str] = frozenset({"marketing", "sales"})
-    complaint_cooldown_ms: int = 2 * DAY_MS
-    sentiment_threshold: float = -0.5
-    case_max_age_ms: int = 30 * DAY_MS
-    max_open_cases: int = 20
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """Local-time night for the customer: `start` to `end` ("HH:MM", may wrap midnight).
-
-    `categories` maps a category to `defer` or `suppress`; categories not listed are not
-    quiet. Empty means the rule is off.
-    """
-
-    start: str = "21:00"
-    end: str = "08:00"
-    timezone: str = "UTC"
-    categories: Mapping[str, str] = field(default_factory=dict)
-    exempt_transactional: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class OfferArbitration:
-    """One active offer per customer per `window_ms` (0 switches the rule off).
-
-    Score = priority^priority_weight x propensity^propensity_weight x value^value_weight;
-    weights are exponents because the factors multiply (a weight of 0 ignores a factor).
-    """
-
-    window_ms: int = 0
-    priority_weight: float = 1.0
-    propensity_weight: float = 1.0
-    value_weight: float = 1.0
-
+# Each rule's settings live in its own module (rules/); named here as the types of the
+# Policy fields, and re-exported so callers can build a Policy from this module alone.
+from pipeline.core.policy_reader import DAY_MS as DAY_MS
+from pipeline.core.policy_reader import HOUR_MS as HOUR_MS
+from pipeline.core.rules.consent import OPT_IN_REQUIRED
+from pipeline.core.rules.escalation import Escalation as Escalation
+from pipeline.core.rules.frequency_caps import FrequencyCap as FrequencyCap
+from pipeline.core.rules.kill_switch import KillSwitch as KillSwitch
+from pipeline.core.rules.loop_prevention import LoopPrevention as LoopPrevention
+from pipeline.core.rules.offer_arbitration import OfferArbitration as OfferArbitration
+from pipeline.core.rules.quiet_hours import QuietHours as QuietHours
+from pipeline.core.rules.service_first import ServiceFirst as ServiceFirst
+from pipeline.core.rules.transforms import BannedPhrases as BannedPhrases
+from pipeline.core.rules.transforms import Disclosure as Disclosure
+from pipeline.core.rules.transforms import MaxLength as MaxLength
 
 MERGE_KEYS: frozenset[str] = frozenset({"trigger", "trigger+category"})
 
@@ -114,80 +47,6 @@ class HoldWindows:
 
     hold_ms: Mapping[str, int] = field(default_factory=dict)
     merge_key: str = "trigger"
-
-
-@dataclass(frozen=True, slots=True)
-class Escalation:
-    """When a customer needs a human instead of another AI answer (rules/escalation.py).
-
-    Three triggers put the customer in "needs human" state: `repeat_contacts` inbound
-    contacts (message_received or case_opened) within `repeat_window_ms`; a streak of
-    `negative_streak` consecutive sentiment scores below `sentiment_threshold`; an explicit
-    request (handoff_to_human, or message_received with intent=human) if `explicit_request`.
-    0 / false switches a trigger off. The next AI answer is routed to `queue` instead, and
-    AI answers stay suppressed until case_resolved. `consistency_escalates` routes a
-    contradiction the consistency ledger would suppress to `queue` as well.
-    """
-
-    repeat_contacts: int = 0
-    repeat_window_ms: int = DAY_MS
-    negative_streak: int = 0
-    sentiment_threshold: float = -0.5
-    explicit_request: bool = False
-    queue: str = "human-care"
-    consistency_escalates: bool = False
-
-    @property
-    def armed(self) -> bool:
-        return bool(self.repeat_contacts or self.negative_streak or self.explicit_request)
-
-
-@dataclass(frozen=True, slots=True)
-class LoopPrevention:
-    """Do not ask the customer for what the tower already knows (rules/loop_prevention.py).
-
-    `templates` maps a template id to the facts its message asks for; a proposal uses the
-    template whose id its `content` starts with (the longest such id). Facts are known from
-    signals: profile_updated attributes and purchase order_id (as `order_number`). `action`
-    is `suppress` or `rewrite` (approve, appending " [known: key=value, ...]" to the content).
-    Empty `templates` switches the rule off.
-    """
-
-    templates: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    action: str = "suppress"
-
-    @property
-    def asked(self) -> frozenset[str]:
-        """Every fact some template asks for: the only ones worth remembering."""
-        return frozenset().union(*self.templates.values()) if self.templates else frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Disclosure:
-    """AI disclosure: `text` is prepended to the first AI-generated message per conversation
-    (or per channel without one), and again once `repeat_after_ms` passed (0: never again).
-    Empty `text` switches it off."""
-
-    text: str = ""
-    repeat_after_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BannedPhrases:
-    """Phrases (case-insensitive) that never reach a customer: `suppress` the proposal or
-    `redact` them to "[removed]". Empty `phrases` switches it off."""
-
-    phrases: tuple[str, ...] = ()
-    action: str = "suppress"
-
-
-@dataclass(frozen=True, slots=True)
-class MaxLength:
-    """Maximum content length per channel (characters): `truncate` with an ellipsis, or
-    `suppress`. Channels not listed have no limit."""
-
-    channels: Mapping[str, int] = field(default_factory=dict)
-    action: str = "truncate"
 
 
 #: Categories an agent holdout never withholds: service and transactional messages are owed
@@ -282,16 +141,12 @@ class AuditLevels:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """Every policy section as a typed field. A rule's section is declared in its module
+    (the settings dataclass and its reader, see rules/__init__.py) and typed here."""
+
     version: str = "1.0.0"
     #: categories whose outreach needs an explicit opt-in (consent_changed granted=true)
-    opt_in_required: Mapping[str, bool] = field(
-        default_factory=lambda: {
-            "marketing": True,
-            "sales": True,
-            "service": False,
-            "transactional": False,
-        }
-    )
+    opt_in_required: Mapping[str, bool] = field(default_factory=lambda: dict(OPT_IN_REQUIRED))
     caps: tuple[FrequencyCap, ...] = (
         FrequencyCap("per-channel-daily", limit=3, window_ms=DAY_MS, scope="channel"),
     )
@@ -310,7 +165,7 @@ class Policy:
     loop_prevention: LoopPrevention = field(default_factory=LoopPrevention)
     #: transforms of approved content (rules/transforms.py); all off by default
     disclosure: Disclosure = field(default_factory=Disclosure)
-    redact_pii: frozenset[str] = frozenset()  # of PII_KINDS
+    redact_pii: frozenset[str] = frozenset()  # of transforms.PII_KINDS
     banned_phrases: BannedPhrases = field(default_factory=BannedPhrases)
     max_length: MaxLength = field(default_factory=MaxLength)
     experiments: Experiments = field(default_factory=Experiments)
@@ -327,16 +182,11 @@ class Policy:
 
     def __post_init__(self) -> None:
         data = asdict(self)
-        for ignored in ("notes", "content_hash", "agents"):
+        for ignored in NOT_HASHED:
             data.pop(ignored)
-        if self.experiments == Experiments():
-            data.pop("experiments")  # so a policy without experiments keeps its old hash
-        if self.governance == Governance():
-            data.pop("governance")  # likewise for a policy without a governance block
-        if self.audit == AuditLevels():
-            data.pop("audit")  # and for one without an audit block
-        if not self.journeys:
-            data.pop("journeys")  # and for one that declares no journeys
+        for name, default in HASHED_WHEN_SET:
+            if getattr(self, name) == default:
+                data.pop(name)  # so a policy that leaves the section out keeps its hash
         digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS, default=sorted))
         object.__setattr__(self, "content_hash", digest.hexdigest())
 
@@ -355,6 +205,45 @@ class Policy:
             return self.authority.index(agent)
         except ValueError:
             return len(self.authority)
+
+
+#: Fields that are not part of what the policy decides, so not part of its version.
+NOT_HASHED: frozenset[str] = frozenset({"notes", "content_hash", "agents"})
+#: The sections every version hash includes, set or not. Any other section enters the hash
+#: only when it differs from its default, so adding a section (a new rule's) keeps the
+#: version of every policy that does not use it.
+ALWAYS_HASHED: frozenset[str] = frozenset(
+    {
+        "version",
+        "opt_in_required",
+        "caps",
+        "merge_window_ms",
+        "replay_memory",
+        "authority",
+        "max_facts",
+        "kill_switch",
+        "service_first",
+        "quiet_hours",
+        "offers",
+        "holds",
+        "escalation",
+        "loop_prevention",
+        "disclosure",
+        "redact_pii",
+        "banned_phrases",
+        "max_length",
+    }
+)
+
+
+def _default(f: Any) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+#: (field, default) of the sections hashed only when set.
+HASHED_WHEN_SET: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, _default(f)) for f in fields(Policy) if f.name not in ALWAYS_HASHED | NOT_HASHED
+)
 
 
 DEFAULT_POLICY = Policy()

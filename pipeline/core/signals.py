@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.contracts.events import AgentEvent
 from pipeline.core.policy import DEFAULT_POLICY, Policy
+from pipeline.core.rules.quiet_hours import is_timezone
 from pipeline.core.state import ConsentMark, CustomerState, Handoff
 
 #: Signal attributes that name a fact under another key (purchase order_id is the customer's
@@ -139,12 +139,3 @@ def _float(raw: str | None) -> float | None:
         return None if raw is None else float(raw)
     except ValueError:
         return None
-
-
-def is_timezone(name: str) -> bool:
-    """Whether `name` is an IANA zone this host knows (bad names are ignored, not fatal)."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return False
-    return True

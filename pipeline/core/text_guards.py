@@ -6,7 +6,7 @@ later pattern never sees what an earlier one replaced, and the checksummed patte
 mod 97, card Luhn) claim their digits before the looser phone pattern does.
 
 Any agent can send the text, so every pattern runs in time linear in its length: each
-repetition is bounded or possessive, so the engine never tries the many ways of splitting
+repetition is bounded or possessive, so the regex matcher never tries the many ways of splitting
 one run of characters, and a text longer than `MAX_SCAN_CHARS` is cut before it is scanned.
 """
 

@@ -167,10 +167,10 @@ def _add_optional_groups() -> None:
     from pipeline.ops import audit_commands
     from pipeline.ops.api_commands import api_group
     from pipeline.ops.console_commands import console_command
-    from pipeline.ops.demo import demo_command
+    from pipeline.ops.demo.command import demo_command
     from pipeline.ops.kafka_commands import kafka_group, topics_group
     from pipeline.ops.mcp_commands import mcp_command
-    from pipeline.ops.policy_commands import policy_group
+    from pipeline.ops.policy.commands import policy_group
     from pipeline.ops.report_commands import report_command
     from pipeline.ops.web_commands import web_group
 

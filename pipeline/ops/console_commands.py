@@ -31,14 +31,9 @@ from pipeline.kafka.policy_follower import (
     policy_from_record,
 )
 from pipeline.ops.cli_errors import friendly_errors
-from pipeline.ops.policy_commands import (
-    PolicyCommandError,
-    SigningKey,
-    approve_policy,
-    propose_policy,
-    read_key,
-    reject_policy,
-)
+from pipeline.ops.policy.errors import PolicyCommandError
+from pipeline.ops.policy.governance import approve_policy, propose_policy, reject_policy
+from pipeline.ops.policy.signing_keys import SigningKey, read_key
 from pipeline.settings import Settings
 from pipeline.web.auth import TokenFileError, WebSecurity, WebSecurityError
 from pipeline.web.server import start

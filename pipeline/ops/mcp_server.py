@@ -8,12 +8,14 @@ model's instructions: they say when to call each tool and what each outcome mean
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from journey_tower_client import AsyncTowerClient, Config, Decision, TowerError
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+
+T = TypeVar("T")
 
 #: the resource summarising the policy in force
 POLICY_URI = "tower://policy"
@@ -45,6 +47,18 @@ NEXT_STEP = {
     "held": "send nothing yet: a hold window keeps it; ask get_decision later",
 }
 
+#: the proposal fields the preflight and propose tools take, passed on when given
+PROPOSAL_FIELDS = (
+    "channel",
+    "action",
+    "category",
+    "content",
+    "department",
+    "priority",
+    "offer_id",
+    "asserts",
+    "conversation_id",
+)
 CONTEXT_DESCRIPTION = """\
 Read what the tower knows about a customer BEFORE writing a message to them. Returns
 consents (channel, purpose, granted), open support cases, facts already told (do not
@@ -118,17 +132,17 @@ def build_server(config: Config) -> MCPServer:
     def client() -> AsyncTowerClient:
         return AsyncTowerClient(config=config)
 
-    async def asking(call: Any) -> Any:
-        try:
-            return await call
-        except TowerError as exc:  # one line for the model: what is wrong and what to do
-            raise ToolError(str(exc)) from None
+    async def ask(use: Callable[[AsyncTowerClient], Awaitable[T]]) -> T:
+        """`use` the tower through a client of its own, for one tool call."""
+        async with client() as tower:
+            try:
+                return await use(tower)
+            except TowerError as exc:  # one line for the model: what is wrong and what to do
+                raise ToolError(str(exc)) from None
 
     @server.tool(name="get_customer_context", description=CONTEXT_DESCRIPTION)
     async def get_customer_context(customer_id: str) -> dict[str, Any]:
-        async with client() as tower:
-            result: dict[str, Any] = await asking(tower.context(customer_id))
-            return result
+        return await ask(lambda tower: tower.context(customer_id))
 
     @server.tool(name="preflight_action", description=PREFLIGHT_DESCRIPTION)
     async def preflight_action(
@@ -143,19 +157,8 @@ def build_server(config: Config) -> MCPServer:
         asserts: dict[str, str] | None = None,
         conversation_id: str | None = None,
     ) -> dict[str, Any]:
-        fields = _fields(
-            channel,
-            action,
-            category,
-            content,
-            department,
-            priority,
-            offer_id,
-            asserts,
-            conversation_id,
-        )
-        async with client() as tower:
-            answer: dict[str, Any] = await asking(tower.preflight(customer_id, **fields))
+        fields = _fields(locals())
+        answer = await ask(lambda tower: tower.preflight(customer_id, **fields))
         keep = ("outcome", "rule", "reason", "content", "trace", "advisory", "note")
         return {k: answer.get(k) for k in keep}
 
@@ -174,33 +177,21 @@ def build_server(config: Config) -> MCPServer:
         event_id: str | None = None,
         wait_s: float = 10.0,
     ) -> dict[str, Any]:
-        fields = _fields(
-            channel,
-            action,
-            category,
-            content,
-            department,
-            priority,
-            offer_id,
-            asserts,
-            conversation_id,
-        )
-        async with client() as tower:
-            decision = await asking(
-                tower.propose(
-                    customer_id,
-                    wait_s=min(max(wait_s, 0.0), 30.0),
-                    event_id=event_id,
-                    ai_generated=True,
-                    **fields,
-                )
+        fields = _fields(locals())
+        decision = await ask(
+            lambda tower: tower.propose(
+                customer_id,
+                wait_s=min(max(wait_s, 0.0), 30.0),
+                event_id=event_id,
+                ai_generated=True,
+                **fields,
             )
+        )
         return decision_view(decision)
 
     @server.tool(name="get_decision", description=DECISION_DESCRIPTION)
     async def get_decision(event_id: str, customer_id: str) -> dict[str, Any]:
-        async with client() as tower:
-            return decision_view(await asking(tower.decision(event_id, customer_id)))
+        return decision_view(await ask(lambda tower: tower.decision(event_id, customer_id)))
 
     @server.resource(
         POLICY_URI,
@@ -219,26 +210,6 @@ def build_server(config: Config) -> MCPServer:
     return server
 
 
-def _fields(
-    channel: str,
-    action: str,
-    category: str,
-    content: str | None,
-    department: str | None,
-    priority: int,
-    offer_id: str | None,
-    asserts: dict[str, str] | None,
-    conversation_id: str | None,
-) -> dict[str, Any]:
-    given = {
-        "channel": channel,
-        "action": action,
-        "category": category,
-        "content": content,
-        "department": department,
-        "priority": priority,
-        "offer_id": offer_id,
-        "asserts": asserts,
-        "conversation_id": conversation_id,
-    }
-    return {k: v for k, v in given.items() if v is not None}
+def _fields(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The proposal fields among a tool's arguments (its `locals()`), those given."""
+    return {k: arguments[k] for k in PROPOSAL_FIELDS if arguments.get(k) is not None}

@@ -38,7 +38,10 @@ def unpack_position(raw: bytes | None) -> int | None:
     return _OFFSET.unpack(raw)[0] if raw else None
 
 
-class Verdict(enum.Enum):
+class Admission(enum.Enum):
+    """Whether the record at an offset goes on to be decided (its value labels the
+    not-decided metric otherwise)."""
+
     DECIDE = "decide"
     #: decided before (a re-delivery after a restart, a rebalance or a seek)
     SKIP = "already_decided"
@@ -91,20 +94,20 @@ class InputPositions:
     def next_offset(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)
 
-    def classify(self, tp: TopicPartition, offset: int, now: float = 0.0) -> Verdict:
-        """The verdict for the record at `offset`; DECIDE moves the position past it."""
+    def classify(self, tp: TopicPartition, offset: int, now: float = 0.0) -> Admission:
+        """The admission of the record at `offset`; DECIDE moves the position past it."""
         expected = self._next[tp]
         self._progress[tp] = now
         if offset < expected:
-            return Verdict.SKIP
+            return Admission.SKIP
         if offset > expected:
             seek = self._seeks.setdefault(tp, PendingSeek(expected))
             if seek.issued_at is not None:
                 seek.probe = True
-            return Verdict.DISCARD
+            return Admission.DISCARD
         self._seeks.pop(tp, None)
         self._next[tp] = offset + 1
-        return Verdict.DECIDE
+        return Admission.DECIDE
 
     def check_idle(self, tp: TopicPartition, highwater: int | None, now: float) -> None:
         """A hole at the end of a partition shows no later record: if the log reaches past

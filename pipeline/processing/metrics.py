@@ -114,7 +114,7 @@ class TowerMetrics:
         )
         self.transaction_seconds = Histogram(
             "tower_transaction_seconds",
-            "Native engine, per batch, on the commit thread: send_offsets_to_transaction "
+            "Transactional runtime, per batch, on the commit thread: send_offsets_to_transaction "
             "(step=send), then commit_transaction (step=commit)",
             ["step"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),

@@ -31,7 +31,7 @@ from pipeline.settings import Settings
 from pipeline.web.auth import new_token, token_line
 from tests.conftest import REPO, WorkerProcess, free_port
 from tests.factories import T0, proposal
-from tests.integration.test_web_views import BROWSER_ARGS, SHOTS, needs_browser
+from tests.integration.test_web_views import SHOTS, needs_browser
 from tests.kafka_io import produce
 from tests.policy_signing import Keyring
 
@@ -217,16 +217,6 @@ def settled(console: ConsoleProcess, audit_at_least: int) -> dict[str, int]:
         if again == first:
             return first
         first = again
-
-
-@pytest.fixture
-def browser(chromium_path: str) -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=BROWSER_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def signed_in(browser: Browser, console: ConsoleProcess, who: str) -> Page:

@@ -13,17 +13,17 @@ from tests.integration import scenarios
 
 pytestmark = pytest.mark.integration
 
-ENGINES = ["faust", "transactional"]
+RUNTIME_NAMES = ["faust", "transactional"]
 
 
-@pytest.mark.parametrize("runtime", ENGINES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_sigkill_mid_stream_loses_nothing(tower_settings, worker, runtime):
     worker.extra_env["TOWER_RUNTIME"] = runtime
     tally = scenarios.sigkill_mid_stream(tower_settings, worker, runtime)
     tally.assert_clean(exactly_once=runtime == "transactional", worker=worker)
 
 
-@pytest.mark.parametrize("runtime", ENGINES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_twenty_thousand_held_proposals_survive_two_sigkills(
     tower_settings, worker, tmp_path, runtime
 ):
@@ -33,7 +33,7 @@ def test_twenty_thousand_held_proposals_survive_two_sigkills(
     tally.assert_clean(exactly_once=runtime == "transactional", worker=worker)
 
 
-@pytest.mark.parametrize("runtime", ENGINES)
+@pytest.mark.parametrize("runtime", RUNTIME_NAMES)
 def test_a_second_worker_joins_and_leaves_mid_stream(tower_settings, worker, tmp_path, runtime):
     worker.extra_env["TOWER_RUNTIME"] = runtime
     tally = scenarios.join_and_leave(tower_settings, worker, tmp_path, runtime)

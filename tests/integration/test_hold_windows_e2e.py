@@ -95,9 +95,9 @@ holds:
 """
 
 
-@pytest.mark.parametrize("engine", ["faust", "transactional"])
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
-    tower_settings, worker, tmp_path, engine
+    tower_settings, worker, tmp_path, runtime
 ):
     """A 6 s hold, then a 1 s hold of the same customer (so the same wake-up partition,
     the long one first): each is released at its own deadline, never before it, and the
@@ -105,7 +105,7 @@ def test_a_short_hold_is_released_at_its_deadline_behind_a_long_one(
     (How soon after a deadline a hold goes out is a timing, for the benchmarks.)"""
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(TWO_HOLDS)
-    worker.extra_env.update(TOWER_POLICY_FILE=str(policy_file), TOWER_RUNTIME=engine)
+    worker.extra_env.update(TOWER_POLICY_FILE=str(policy_file), TOWER_RUNTIME=runtime)
     t = tower_settings.topics
     roles = {"approved": t.approved, "audit": t.audit}
     worker.start()

@@ -37,7 +37,8 @@ from pipeline.kafka.topics import broker_answers, create_topics
 from pipeline.ops.cli import main
 from pipeline.ops.local_kafka import LocalKafka
 from pipeline.ops.local_security import password_file
-from pipeline.ops.policy_commands import publish_policy, read_policies
+from pipeline.ops.policy.governance import publish_policy
+from pipeline.ops.policy.policy_topic import read_policies
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
 from pipeline.settings import Settings, TopicNames

@@ -22,7 +22,8 @@ from pipeline.contracts.policy_record import ACTIVE_KEY
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.cli import main
-from pipeline.ops.policy_commands import PolicyCommandError, read_active, read_policies
+from pipeline.ops.policy.errors import PolicyCommandError
+from pipeline.ops.policy.policy_topic import read_active, read_policies
 from pipeline.ops.simulator import AgentSimulator
 from pipeline.settings import Settings
 from tests.conftest import WorkerProcess

@@ -24,12 +24,9 @@ from pipeline.core.policy_document import load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState
 from pipeline.core.whatif import what_if
 from pipeline.ops.cli import main
-from pipeline.ops.policy_commands import (
-    PolicyCommandError,
-    publish_policy,
-    read_active,
-    read_policies,
-)
+from pipeline.ops.policy.errors import PolicyCommandError
+from pipeline.ops.policy.governance import publish_policy
+from pipeline.ops.policy.policy_topic import read_active, read_policies
 from pipeline.ops.simulator import AgentSimulator, SimRecord
 from tests.kafka_io import consume_until, produce
 

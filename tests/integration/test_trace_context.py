@@ -70,16 +70,16 @@ def read(bootstrap: str, topics: dict[str, str], done, timeout: float = 120) -> 
     return seen
 
 
-@pytest.mark.parametrize("engine", ["faust", "transactional"])
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_trace_context_reaches_every_output_and_survives_a_restart_in_a_hold(
-    tower_settings, worker, tmp_path, engine
+    tower_settings, worker, tmp_path, runtime
 ):
     spans = tmp_path / "spans.jsonl"
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(POLICY)
     worker.module = "tests.traced_worker"
     worker.extra_env.update(
-        TOWER_POLICY_FILE=str(policy_file), TOWER_RUNTIME=engine, TOWER_TEST_SPANS=str(spans)
+        TOWER_POLICY_FILE=str(policy_file), TOWER_RUNTIME=runtime, TOWER_TEST_SPANS=str(spans)
     )
     t = tower_settings.topics
     now = int(time.time() * 1000)

@@ -20,26 +20,26 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def native(worker):
+def transactional(worker):
     worker.extra_env["TOWER_RUNTIME"] = "transactional"
     return worker
 
 
-def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, native):
+def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, transactional):
     """Killed twice mid-backlog (the second time with its RocksDB deleted): every expected
     action is on the topic exactly once for a read_committed reader, and every valid input
     has exactly one audit record. At-least-once would re-emit the batch in flight."""
     # many small transactions, so that a kill lands in one (the adaptive commit interval
     # would otherwise take much of the backlog into one transaction)
-    native.extra_env["TOWER_BATCH_SIZE"] = "50"
-    native.extra_env["TOWER_TRANSACTION_MAX_RECORDS"] = "50"
+    transactional.extra_env["TOWER_BATCH_SIZE"] = "50"
+    transactional.extra_env["TOWER_TRANSACTION_MAX_RECORDS"] = "50"
     records = AgentSimulator(customers=30, seed=23).records(6000, malformed=10)
     valid = [r for r in records if r.event is not None]
     expected = {d.action_id for d in expected_decisions(records) if d.action_id}
     produce(
         tower_settings.bootstrap, tower_settings.topics.events, [(r.key, r.value) for r in records]
     )
-    native.start()
+    transactional.start()
     for fraction, wipe in ((0.25, False), (0.6, True)):
         consume_until(
             tower_settings.bootstrap,
@@ -48,12 +48,12 @@ def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, native):
             timeout=180,
             settle=0,
         )
-        native.kill()
+        transactional.kill()
         visible = read_visible(tower_settings.bootstrap, outputs(tower_settings))
         assert len(visible["audit"]) < len(valid), "killed after the backlog was done"
         if wipe:  # local state gone: it must come back from the changelog
-            shutil.rmtree(native.data_dir)
-        native.start()
+            shutil.rmtree(transactional.data_dir)
+        transactional.start()
     seen = consume_until(
         tower_settings.bootstrap,
         outputs(tower_settings),
@@ -62,22 +62,22 @@ def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, native):
         decided=tower_settings,
     )
     got = Counter(a.value["action_id"] for a in seen["approved"])
-    assert set(got) == expected, native.log_tail()
+    assert set(got) == expected, transactional.log_tail()
     assert max(got.values()) == 1, "an action was published twice"
     audit_sources = Counter((a.partition, a.value["source_offset"]) for a in seen["audit"])
     assert len(audit_sources) == len(valid) and max(audit_sources.values()) == 1
     assert len(seen["deadletter"]) == 10
 
 
-def test_held_proposals_come_out_once(tower_settings, native, tmp_path):
+def test_held_proposals_come_out_once(tower_settings, transactional, tmp_path):
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(POLICY)
-    native.extra_env["TOWER_POLICY_FILE"] = str(policy_file)
+    transactional.extra_env["TOWER_POLICY_FILE"] = str(policy_file)
     now = int(time.time() * 1000)
     one_window = five("cust-a", "cart", now)
     later = five("cust-b", "renewal", now + HOLD_MS + 500)
     events = one_window + later
-    native.start()
+    transactional.start()
     produce(
         tower_settings.bootstrap,
         tower_settings.topics.events,

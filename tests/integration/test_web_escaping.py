@@ -13,14 +13,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from pipeline.web.auth import token_line
 from tests.factories import T0, consent, proposal
-from tests.integration.test_web_views import BROWSER_ARGS, needs_browser, stream
+from tests.integration.test_web_views import needs_browser, stream
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +30,6 @@ IMG = '<img src=x onerror="window.__pwned=2">'
 FACT = "<b onmouseover=window.__pwned=3>49.90</b>"
 EVENT_ID = '<img src=y onerror="window.__pwned=4">'
 AGENT = "<script>window.__pwned=5</script>bot"
-
-
-@pytest.fixture
-def chromium(chromium_path: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=BROWSER_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def hostile_events() -> list:
@@ -67,7 +53,7 @@ def status_of(url: str, token: str | None) -> int:
 @needs_browser
 @pytest.mark.parametrize("runtime", ["faust", "transactional"])
 def test_markup_in_events_is_shown_as_text_and_never_run(
-    tower_settings, worker, chromium, tmp_path, runtime
+    tower_settings, worker, browser, tmp_path, runtime
 ):
     tokens = tmp_path / "tokens"
     tokens.write_text(token_line(VIEWER_TOKEN, "viewer", "browser-test"))
@@ -90,7 +76,7 @@ def test_markup_in_events_is_shown_as_text_and_never_run(
             break
         time.sleep(0.5)
 
-    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.goto(f"{base}/?token={VIEWER_TOKEN}")
     assert page.url == base + "/"  # the token left the address at once
@@ -128,7 +114,7 @@ def test_markup_in_events_is_shown_as_text_and_never_run(
     assert page.evaluate("window.__pwned") is None
 
     # a browser without the cookie gets nothing but the refusal
-    stranger = chromium.new_context().new_page()
+    stranger = browser.new_context().new_page()
     answer = stranger.goto(f"{base}/customers/{quoted}")
     assert answer is not None and answer.status == 401
     assert CUSTOMER not in stranger.content()

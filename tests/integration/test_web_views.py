@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,17 +34,9 @@ pytestmark = pytest.mark.integration
 #: the browser tests' screenshots: a build folder (copy one to docs/ to refresh its picture)
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 M = 60_000
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 with contextlib.suppress(ImportError):  # without it, tests.tools.chromium says what to do
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect
 
 #: a test that drives a browser: skipped without one, failed under CI (tests.tools)
 needs_browser = pytest.mark.usefixtures("chromium_path")
@@ -130,16 +121,6 @@ def wait_until_assigned(url: str, polls: int = 120) -> int:
             return status
         time.sleep(0.5)
     return 503
-
-
-@pytest.fixture
-def browser(chromium_path: str) -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=BROWSER_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def table_rows(page: Page, testid: str) -> list[list[str]]:

@@ -6,11 +6,26 @@ without any mark the policy decides whether the category needs an opt-in.
 
 from __future__ import annotations
 
-from pipeline.core.decision import RuleStep
-from pipeline.core.rules import BLOCK, PASS, RuleContext
+from collections.abc import Mapping
+
+from yaml.nodes import Node
+
+from pipeline.contracts.events import CATEGORIES
+from pipeline.core.decision import BLOCK, PASS, RuleStep
+from pipeline.core.policy_reader import Invalid, Reader, boolean, fields
+from pipeline.core.rules import RuleContext, RuleSpec
 from pipeline.core.state import ConsentMark
 
 NAME = "consent"
+
+#: `opt_in_required`: categories whose outreach needs an explicit opt-in (consent_changed
+#: granted=true)
+OPT_IN_REQUIRED: Mapping[str, bool] = {
+    "marketing": True,
+    "sales": True,
+    "service": False,
+    "transactional": False,
+}
 
 
 def consent_keys(channel: str, purpose: str) -> tuple[str, str, str, str]:
@@ -37,3 +52,11 @@ def check(ctx: RuleContext) -> RuleStep:
     if mark.granted:
         return RuleStep(NAME, PASS, f"consent for {category} on {channel} granted at {mark.at}")
     return RuleStep(NAME, BLOCK, f"consent for {category} on {channel} withdrawn at {mark.at}")
+
+
+def read_opt_in(r: Reader, n: Node, p: str) -> dict[str, bool] | Invalid:
+    """Categories not named keep their default, so a partial block cannot drop an opt-in."""
+    return {**OPT_IN_REQUIRED, **fields(r, n, p, dict.fromkeys(CATEGORIES, boolean), frozenset())}
+
+
+RULE = RuleSpec(NAME, check, {"opt_in_required": read_opt_in})

@@ -1,7 +1,7 @@
 """Consistency ledger: the customer is never told two different values for one fact.
 
 A conflicting proposal is suppressed (the reason names the fact and who said it first), or
-with `escalation.consistency_escalates` escalated: the engine routes it to the human queue as
+with `escalation.consistency_escalates` escalated: the core routes it to the human queue as
 a route_case instead. An agent that outranks the first speaker in `policy.authority` is
 approved as a correction and the ledger updated. Silent for proposals that assert nothing.
 """
@@ -9,12 +9,15 @@ approved as a correction and the ledger updated. Silent for proposals that asser
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from pipeline.core.decision import RuleStep
-from pipeline.core.policy import Policy
-from pipeline.core.rules import BLOCK, PASS, RuleContext
-from pipeline.core.rules.escalation import ESCALATE
+from pipeline.core.decision import BLOCK, ESCALATE, PASS, RuleStep
+from pipeline.core.policy_reader import count
+from pipeline.core.rules import RuleContext, RuleSpec
 from pipeline.core.state import Fact
+
+if TYPE_CHECKING:  # the policy is built from the rules' settings, so it imports them
+    from pipeline.core.policy import Policy
 
 NAME = "consistency_ledger"
 
@@ -60,3 +63,8 @@ def record(
     while len(out) > policy.max_facts:
         del out[next(iter(out))]
     return out
+
+
+#: `max_facts`: how many asserted facts the ledger keeps per customer (oldest dropped). Who
+#: may correct a fact is `authority`, the policy's own ranking of agents.
+RULE = RuleSpec(NAME, check, {"max_facts": count(0)})

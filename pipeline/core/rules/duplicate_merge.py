@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.core.decision import RuleStep
-from pipeline.core.rules import MERGE, PASS, RuleContext
+from pipeline.core.decision import MERGE, PASS, RuleStep
+from pipeline.core.policy_reader import positive_ms
+from pipeline.core.rules import RuleContext, RuleSpec
 
 NAME = "duplicate_merge"
 
@@ -18,3 +19,7 @@ def check(ctx: RuleContext) -> RuleStep:
             NAME, MERGE, f"trigger {trigger} already answered by {memo.decision_id} at {memo.at}"
         )
     return RuleStep(NAME, PASS, f"first approved proposal for trigger {trigger}")
+
+
+#: `merge_window_ms`: how long a trigger's first approved action absorbs later proposals
+RULE = RuleSpec(NAME, check, {"merge_window_ms": positive_ms})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.core.decision import RuleStep
-from pipeline.core.rules import BLOCK, PASS, RuleContext
+from pipeline.core.decision import BLOCK, PASS, RuleStep
+from pipeline.core.rules import RuleContext, RuleSpec
 
 NAME = "eligibility"
 
@@ -13,3 +13,6 @@ def check(ctx: RuleContext) -> RuleStep:
     if expires_at is not None and expires_at <= ctx.now:
         return RuleStep(NAME, BLOCK, f"proposal expired at {expires_at}, decided at {ctx.now}")
     return RuleStep(NAME, PASS, "proposal is current")
+
+
+RULE = RuleSpec(NAME, check)  # no settings: an expired proposal is never current

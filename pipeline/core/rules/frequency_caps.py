@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from pipeline.core.decision import RuleStep
-from pipeline.core.policy import FrequencyCap
-from pipeline.core.rules import BLOCK, PASS, RuleContext
+from yaml.nodes import Node, SequenceNode
+
+from pipeline.contracts.events import CATEGORIES
+from pipeline.core.decision import BLOCK, PASS, RuleStep
+from pipeline.core.policy_reader import (
+    INVALID,
+    Invalid,
+    Reader,
+    Section,
+    fields,
+    join,
+    name_set,
+    positive_ms,
+)
+from pipeline.core.rules import RuleContext, RuleSpec
 from pipeline.core.state import Contact
 
 NAME = "frequency_cap"
+CAP_SCOPES: frozenset[str] = frozenset({"channel", "category", "department", "all"})
+
+
+@dataclass(frozen=True, slots=True)
+class FrequencyCap:
+    """At most `limit` approved contacts per rolling `window_ms`, counted across all agents.
+
+    `scope` says what is counted together: contacts on the same `channel`, of the same
+    `category` or `department`, or `all` contacts of the customer.
+    """
+
+    name: str
+    limit: int
+    window_ms: int
+    scope: str = "channel"
+    exempt_categories: frozenset[str] = frozenset({"transactional"})
+
 
 #: Cap scope -> index of the `Contact` field a contact must share with the proposal to
 #: count (scope `all` counts every contact). Public: the customer view counts caps exactly
@@ -68,3 +98,42 @@ def check(ctx: RuleContext) -> RuleStep:
                 f"in the last {cap.window_ms // 1000}s",
             )
     return RuleStep(NAME, PASS, "within every frequency cap")
+
+
+def _scope(r: Reader, n: Node, p: str) -> str | Invalid:
+    text = r.text(n, p)
+    if isinstance(text, str) and text not in CAP_SCOPES:
+        return r.fail(n, p, f"unknown scope {text!r}; valid: {join(CAP_SCOPES)}")
+    return text
+
+
+CAP_FIELDS: Mapping[str, Section] = {
+    "name": lambda r, n, p: r.text(n, p),
+    "limit": lambda r, n, p: r.integer(n, p, 0, ">= 0"),
+    "window_ms": positive_ms,
+    "scope": _scope,
+    "exempt_categories": name_set(CATEGORIES, "category"),
+}
+CAP_REQUIRED = frozenset({"name", "limit", "window_ms"})
+
+
+def read_caps(r: Reader, n: Node, p: str) -> tuple[FrequencyCap, ...] | Invalid:
+    if not isinstance(n, SequenceNode):
+        return r.fail(n, p, f"must be a list of caps with keys: {join(frozenset(CAP_FIELDS))}")
+    caps: list[FrequencyCap] = []
+    ok = True
+    for i, item in enumerate(n.value):
+        before = len(r.issues)
+        values = fields(r, item, f"{p}[{i}]", CAP_FIELDS, CAP_REQUIRED)
+        if len(r.issues) > before:
+            ok = False
+            continue
+        if any(c.name == values["name"] for c in caps):
+            r.fail(item, f"{p}[{i}].name", f"cap name {values['name']!r} used twice")
+            ok = False
+            continue
+        caps.append(FrequencyCap(**values))
+    return tuple(caps) if ok else INVALID
+
+
+RULE = RuleSpec(NAME, check, {"caps": read_caps})

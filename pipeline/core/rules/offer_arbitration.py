@@ -8,12 +8,28 @@ Silent for non-offers and while the window is 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pipeline.contracts.events import Proposal
-from pipeline.core.decision import RuleStep
-from pipeline.core.policy import OfferArbitration
-from pipeline.core.rules import BLOCK, PASS, RuleContext
+from pipeline.core.decision import BLOCK, PASS, RuleStep
+from pipeline.core.policy_reader import off_or_ms, section
+from pipeline.core.rules import RuleContext, RuleSpec
 
 NAME = "offer_arbitration"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferArbitration:
+    """One active offer per customer per `window_ms` (0 switches the rule off).
+
+    Score = priority^priority_weight x propensity^propensity_weight x value^value_weight;
+    weights are exponents because the factors multiply (a weight of 0 ignores a factor).
+    """
+
+    window_ms: int = 0
+    priority_weight: float = 1.0
+    propensity_weight: float = 1.0
+    value_weight: float = 1.0
 
 
 def is_offer(p: Proposal) -> bool:
@@ -57,3 +73,20 @@ def check(ctx: RuleContext) -> RuleStep | None:
     else:
         why = "was made first, one offer per window"
     return RuleStep(NAME, BLOCK, f"{name} (score {mine:.4g}) loses: {winner} {why}, until {until}")
+
+
+RULE = RuleSpec(
+    NAME,
+    check,
+    {
+        "offers": section(
+            OfferArbitration,
+            {
+                "window_ms": off_or_ms,
+                "priority_weight": lambda r, n, p: r.number(n, p, 0.0),
+                "propensity_weight": lambda r, n, p: r.number(n, p, 0.0),
+                "value_weight": lambda r, n, p: r.number(n, p, 0.0),
+            },
+        )
+    },
+)

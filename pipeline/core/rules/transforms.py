@@ -17,13 +17,63 @@ and the tower's own route_case actions are never transformed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pipeline.core import text_guards
-from pipeline.core.decision import RuleStep
-from pipeline.core.rules import BLOCK, RuleContext, loop_prevention
+from yaml.nodes import Node
 
-TRANSFORM = "transform"
+from pipeline.contracts.events import CHANNELS
+from pipeline.core import text_guards
+from pipeline.core.decision import BLOCK, TRANSFORM, RuleStep
+from pipeline.core.policy_reader import (
+    INVALID,
+    Invalid,
+    Reader,
+    any_text,
+    choice,
+    count,
+    fields,
+    name_set,
+    off_or_ms,
+    section,
+)
+from pipeline.core.rules import RuleContext, RuleSpec, loop_prevention
+
+NAME = "transforms"
+BANNED_ACTIONS: frozenset[str] = frozenset({"suppress", "redact"})
+LENGTH_ACTIONS: frozenset[str] = frozenset({"truncate", "suppress"})
+PII_KINDS: frozenset[str] = frozenset({"card", "email", "phone", "iban"})
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """AI disclosure: `text` is prepended to the first AI-generated message per conversation
+    (or per channel without one), and again once `repeat_after_ms` passed (0: never again).
+    Empty `text` switches it off."""
+
+    text: str = ""
+    repeat_after_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BannedPhrases:
+    """Phrases (case-insensitive) that never reach a customer: `suppress` the proposal or
+    `redact` them to "[removed]". Empty `phrases` switches it off."""
+
+    phrases: tuple[str, ...] = ()
+    action: str = "suppress"
+
+
+@dataclass(frozen=True, slots=True)
+class MaxLength:
+    """Maximum content length per channel (characters): `truncate` with an ellipsis, or
+    `suppress`. Channels not listed have no limit."""
+
+    channels: Mapping[str, int] = field(default_factory=dict)
+    action: str = "truncate"
+
+
 KNOWN_FACTS = "known_facts"
 BANNED = "banned_phrases"
 PII = "pii_redaction"
@@ -130,3 +180,32 @@ def remember(disclosed: dict[str, int], key: str | None, now: int) -> dict[str, 
     while len(out) > MAX_DISCLOSED:
         del out[next(iter(out))]
     return out
+
+
+def _phrases(r: Reader, n: Node, p: str) -> tuple[str, ...] | Invalid:
+    return r.names(n, p, None, "phrase")
+
+
+def _max_chars(r: Reader, n: Node, p: str) -> dict[str, int] | Invalid:
+    before = len(r.issues)
+    values = fields(r, n, p, dict.fromkeys(CHANNELS, count(2)), frozenset())
+    return INVALID if len(r.issues) > before else values
+
+
+#: Not in the proposal chain: `apply` runs after it, on what the chain approved or deferred.
+RULE = RuleSpec(
+    NAME,
+    None,
+    {
+        "disclosure": section(Disclosure, {"text": any_text, "repeat_after_ms": off_or_ms}),
+        "redact_pii": name_set(PII_KINDS, "PII kind"),
+        "banned_phrases": section(
+            BannedPhrases,
+            {"phrases": _phrases, "action": choice(BANNED_ACTIONS, "banned phrase action")},
+        ),
+        "max_length": section(
+            MaxLength,
+            {"channels": _max_chars, "action": choice(LENGTH_ACTIONS, "length action")},
+        ),
+    },
+)

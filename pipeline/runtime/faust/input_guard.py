@@ -16,9 +16,9 @@ import faust
 from pipeline.kafka.reader import ScanError, first_record_at
 from pipeline.processing.batch import BatchProcessor, InputRecord, StateWrite
 from pipeline.processing.input_positions import (
+    Admission,
     InputPositions,
     TopicPartition,
-    Verdict,
     pack_position,
     position_key,
     unpack_position,
@@ -54,11 +54,11 @@ class InputGuard:
             tp = (msg.topic, msg.partition)
             if not self.positions.known(tp):
                 await self._load(msg)
-            verdict = self.positions.classify(tp, msg.offset, now)
-            if verdict is Verdict.DECIDE:
+            admission = self.positions.classify(tp, msg.offset, now)
+            if admission is Admission.DECIDE:
                 admitted.append(input_record(msg))
             else:
-                self.metrics.input_not_decided.labels(verdict.value).inc()
+                self.metrics.input_not_decided.labels(admission.value).inc()
         return admitted
 
     async def _load(self, msg: Any) -> None:

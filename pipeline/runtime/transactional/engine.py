@@ -1,5 +1,5 @@
-"""The native worker loop: consume a batch, decide it, and publish outputs, state changelog
-and consumed offsets in ONE Kafka transaction (exactly-once, KIP-447 fencing).
+"""The transactional runtime's worker loop: consume a batch, decide it, and publish outputs,
+state changelog and consumed offsets in ONE Kafka transaction (exactly-once, KIP-447 fencing).
 
 Assignment is eager with the range assignor: range gives partition p of agent-events and
 of tower-wakeups to the same worker (both touch the states of partition p), and eager

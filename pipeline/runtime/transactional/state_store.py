@@ -62,6 +62,12 @@ class PartitionDB:
         self.db.close()
 
 
+#: The folder of the partition databases under the data dir. It keeps the runtime's earlier
+#: name: a worker finds the state an earlier version persisted there instead of restoring it
+#: from the changelog.
+STATE_DIR = "native"
+
+
 class LocalStores:
     """The open partition databases under `<data_dir>/native/<partition>`.
 
@@ -69,7 +75,7 @@ class LocalStores:
     web server) and never meets a database being closed."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.root = data_dir / "native"
+        self.root = data_dir / STATE_DIR
         self.dbs: dict[int, PartitionDB] = {}
         self._closing = threading.Lock()
 

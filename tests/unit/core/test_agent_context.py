@@ -17,7 +17,7 @@ from pipeline.core.state import EMPTY_STATE
 from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord, unpack_stored
 from pipeline.settings import Settings
 from tests.factories import T0, consent, decide_all, proposal, signal
-from tests.unit.core.test_core_properties_extended import POLICY, event_st
+from tests.unit.core.test_arbitration_properties_every_rule import POLICY, event_st
 
 SHOWCASE = load_policy_file(Path(__file__).resolve().parents[3] / "deploy/policy.showcase.yaml")
 WITH_HOLDS = replace(POLICY, holds=HoldWindows(hold_ms={"message": 120_000, "offer": 60_000}))

@@ -278,7 +278,7 @@ def test_every_observation_is_registered_with_its_labels():
     assert r.get_sample_value("tower_csat_score_count", {"contained": "false"}) == 1
     assert r.get_sample_value("tower_time_to_resolution_seconds_sum") == 5.0
     assert r.get_sample_value("tower_contradictions_blocked_total") == 1
-    # escalations: the engine emits none yet, but the counter takes them
+    # escalations are counted by the rule that escalated
     metrics.experience.record([xp.obs(xp.ESCALATIONS, rule="r")])
     assert r.get_sample_value("tower_escalations_total", {"rule": "r"}) == 1
 

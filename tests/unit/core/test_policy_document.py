@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.policy import DEFAULT_POLICY, KillSwitch, OfferArbitration, QuietHours
+from pipeline.core.policy import (
+    DEFAULT_POLICY,
+    BannedPhrases,
+    Disclosure,
+    Escalation,
+    KillSwitch,
+    LoopPrevention,
+    MaxLength,
+    OfferArbitration,
+    QuietHours,
+)
+from pipeline.core.policy_changes import policy_changes
 from pipeline.core.policy_document import PolicyError, PolicyIssue, load_policy, load_policy_file
 
 DEFAULT_YAML = Path(__file__).resolve().parents[3] / "deploy" / "policy.default.yaml"
@@ -187,3 +198,47 @@ def test_yaml_one_one_surprises_do_not_change_meaning():
     )
     assert policy.quiet_hours.start == "21:00"
     assert policy.authority == ("no",)
+
+
+def test_new_settings_are_read_into_the_policy():
+    policy = load_policy(
+        HEAD
+        + "escalation: {repeat_contacts: 3, repeat_window_ms: 3600000, negative_streak: 2,"
+        + " sentiment_threshold: -0.3, explicit_request: true, queue: tier-2,"
+        + " consistency_escalates: true}\n"
+        + "loop_prevention:\n"
+        + "  templates:\n"
+        + "    ask-order: {asks: [order_number]}\n"
+        + "    'ask contact:': {asks: [email, phone]}\n"
+        + "  action: rewrite\n"
+        + "disclosure: {text: '[AI]', repeat_after_ms: 86400000}\n"
+        + "redact_pii: [card, iban]\n"
+        + "banned_phrases: {phrases: [guaranteed, no risk], action: redact}\n"
+        + "max_length: {channels: {sms: 160, push: 90}, action: suppress}\n"
+    )
+    assert policy.escalation == Escalation(3, 3_600_000, 2, -0.3, True, "tier-2", True)
+    assert policy.loop_prevention == LoopPrevention(
+        {"ask-order": frozenset({"order_number"}), "ask contact:": frozenset({"email", "phone"})},
+        "rewrite",
+    )
+    assert policy.disclosure == Disclosure("[AI]", 86_400_000)
+    assert policy.redact_pii == frozenset({"card", "iban"})
+    assert policy.banned_phrases == BannedPhrases(("guaranteed", "no risk"), "redact")
+    assert policy.max_length == MaxLength({"sms": 160, "push": 90}, "suppress")
+
+
+def test_changes_to_the_new_settings_read_well():
+    old = load_policy(HEAD)
+    new = load_policy(
+        HEAD
+        + "escalation: {repeat_contacts: 3}\n"
+        + "loop_prevention: {templates: {ask-order: {asks: [order_number, email]}}}\n"
+        + "redact_pii: [card]\n"
+        + "max_length: {channels: {sms: 160}}\n"
+    )
+    assert policy_changes(old, new) == [
+        "escalation.repeat_contacts: 0 -> 3",
+        "loop_prevention.templates.ask-order: (unset) -> [email, order_number]",
+        "redact_pii: +card",
+        "max_length.channels.sms: (unset) -> 160",
+    ]

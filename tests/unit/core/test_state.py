@@ -11,8 +11,15 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.policy import (
+    DAY_MS,
+    HOUR_MS,
+    OfferArbitration,
+    Policy,
+)
 from pipeline.core.state import (
     EMPTY_JOURNEY,
+    EMPTY_STATE,
     ActiveOffer,
     ConsentMark,
     CustomerState,
@@ -25,6 +32,7 @@ from pipeline.core.state import (
     _contacts,
     _replay_memory,
 )
+from tests.factories import T0, consent, decide_all, proposal, signal
 
 
 def reference(raw: bytes) -> CustomerState:
@@ -133,3 +141,74 @@ def test_damaged_states_fail_as_the_reference_fails(data: st.DataObject) -> None
 def test_not_an_object_fails_as_the_reference_fails() -> None:
     for raw in (b"[1]", b"1", b'"x"', b"null"):
         assert read(CustomerState.from_bytes, raw) == read(reference, raw)
+
+
+NO_CAPS = Policy(caps=())
+
+
+def run(events, policy=NO_CAPS):
+    return decide_all(events, policy)
+
+
+def said(agent, at, **facts):
+    return proposal(category="service", department="service", agent=agent, at=at, asserts=facts)
+
+
+def test_extended_state_round_trips_and_empty_fields_stay_out_of_the_bytes():
+    policy = Policy(caps=(), offers=OfferArbitration(DAY_MS))
+    events = [
+        consent(True),
+        signal("case_opened", at=T0 + 1, case_id="k1"),
+        signal("sentiment", at=T0 + 2, score="-0.9"),
+        signal("profile_updated", at=T0 + 3, timezone="Europe/Paris"),
+        said("care-bot", T0 + 4, price="10"),
+        proposal(at=T0 + 5, category="service", action="offer", offer_id="a"),
+    ]
+    _, state = run(events, policy)
+    assert state.open_cases and state.complaint_at and state.facts and state.timezone
+    assert state.offer is not None
+    assert CustomerState.from_bytes(state.to_bytes()) == state
+    plain = run([consent(True), proposal(at=T0 + HOUR_MS)])[1].to_bytes()
+    for key in (b'"oc"', b'"ca"', b'"f"', b'"tz"', b'"o"'):
+        assert key not in plain
+
+
+def test_old_state_bytes_still_read():
+    old = b'{"c":{"*:all":[1,true]},"k":[],"t":{},"s":{"e1":"d-1"},"n":1}'
+    state = CustomerState.from_bytes(old)
+    assert "e1" in state.seen and len(state.seen) == 1
+    assert state.facts == {} and state.offer is None and state.timezone is None
+
+
+def test_evolve_knows_every_state_field():
+    full = CustomerState.from_bytes(
+        b'{"c":{"*:all":[1,true]},"k":[[1,"email","service","service"]],"t":{"t":[1,"d","a"]},'
+        b'"s":{"e":"d"},"n":3,"oc":{"k":1},"ca":2,"f":{"p":["1","a",1]},"tz":"UTC",'
+        b'"o":[1,"x","a",1.0,"d"],"j":{"ra":1},"h":{"h-1":["t",5,["{}"]]},"in":[4],"ns":2,'
+        b'"ho":[3,"repeat contact",null],"kn":{"email":"x@y.z"},"di":{"cv:1":5},'
+        b'"ex":{"control_group":["control",1]},"cx":{"e":"00-1-1-01"}}'
+    )
+    names = CustomerState.__struct_fields__
+    assert all(getattr(full, n) != getattr(EMPTY_STATE, n) for n in names)
+    assert full.evolve() == full
+    for name in names:
+        changed = full.evolve(**{name: getattr(EMPTY_STATE, name)})
+        assert [n for n in names if getattr(changed, n) != getattr(full, n)] == [name]
+
+
+def test_new_state_fields_round_trip():
+    state = EMPTY_STATE.evolve(
+        inbound=(T0, T0 + 1),
+        negative_streak=2,
+        handoff=Handoff(T0, "why", "a-1"),
+        known={"order_number": "A-1"},
+        disclosed={"cv:c-1": T0},
+    )
+    assert CustomerState.from_bytes(state.to_bytes()) == state
+    assert b"ho" not in EMPTY_STATE.to_bytes()
+
+
+def test_state_round_trips_through_bytes():
+    events = [consent(True), proposal(at=T0 + 1, trigger="t"), proposal(at=T0 + 2)]
+    _, state = run(events, Policy())
+    assert CustomerState.from_bytes(state.to_bytes()) == state

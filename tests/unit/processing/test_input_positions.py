@@ -8,15 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.processing.input_positions import (
+    Admission,
     InputPositions,
-    Verdict,
     pack_position,
     position_key,
     unpack_position,
 )
 
 TP = ("agent-events", 3)
-D, S, X = Verdict.DECIDE, Verdict.SKIP, Verdict.DISCARD
+D, S, X = Admission.DECIDE, Admission.SKIP, Admission.DISCARD
 
 
 def guard_at(offset: int) -> InputPositions:
@@ -144,7 +144,7 @@ def test_every_record_is_decided_exactly_once_in_order(steps, faults, fetch):
                     in_flight = in_flight[n:] + in_flight[:n]
                 else:
                     position = max(0, position - n)
-        if in_flight and g.classify(TP, in_flight.pop(0), now) is Verdict.DECIDE:
+        if in_flight and g.classify(TP, in_flight.pop(0), now) is Admission.DECIDE:
             decided.append(g.next_offset(TP) - 1)
         g.check_idle(TP, log[-1] + 1, now)
         for _, target in g.probes_due(now):

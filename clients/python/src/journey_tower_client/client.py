@@ -118,18 +118,32 @@ class Calls:
             headers["Authorization"] = f"Bearer {self.config.token}"
         return {"base_url": self.config.url + API, "headers": headers}
 
-    def _check(self, call: Call, response: httpx.Response) -> bool:
-        """True for an answer; False for a 503 to retry; a TowerError for the rest."""
+    def _request(self, call: Call) -> dict[str, Any]:
+        """The HTTP request of `call`, the same for both clients."""
+        return {
+            "method": call.method,
+            "url": call.path,
+            "params": call.params,
+            "json": call.body,
+            "timeout": self.config.timeout_s + call.wait_s,
+        }
+
+    def _retry_pause(self, call: Call, response: httpx.Response, deadline: float) -> float | None:
+        """None when `response` answers `call`; for a 503, the pause before the retry, or
+        Unavailable when that pause would pass `deadline`; a TowerError for the rest."""
         if response.status_code in call.ok:
-            return True
-        if response.status_code == 503:
-            return False
-        raise error_for(
-            response.status_code,
-            _body(response),
-            f"{call.method} {API}{call.path}",
-            bool(self.config.token),
-        )
+            return None
+        if response.status_code != 503:
+            raise error_for(
+                response.status_code,
+                _body(response),
+                f"{call.method} {API}{call.path}",
+                bool(self.config.token),
+            )
+        pause = retry_after(response) or DEFAULT_RETRY_S
+        if time.monotonic() + pause >= deadline:
+            raise self._unavailable(response)
+        return pause
 
     def _unreachable(self, call: Call, exc: httpx.HTTPError) -> TowerError:
         return TowerError(
@@ -229,9 +243,9 @@ class TowerClient(Calls):
         """The event's decision once decided, or the pending one after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while not (found := self.decision(event_id, customer_id)).decided:
-            if time.monotonic() + DEFAULT_RETRY_S > deadline:
+            if (pause := _poll_pause(deadline)) is None:
                 break
-            time.sleep(DEFAULT_RETRY_S)
+            time.sleep(pause)
         return found
 
     def openapi(self) -> dict[str, Any]:
@@ -242,27 +256,18 @@ class TowerClient(Calls):
         return _object(self._send(call), call)
 
     def _decided(self, call: Call) -> Decision:
-        response = self._send(call)
-        return Decision.from_json(_body(response), response.headers.get("Location"))
+        return _decision_of(self._send(call))
 
     def _send(self, call: Call) -> httpx.Response:
         deadline = time.monotonic() + self.config.timeout_s
         while True:
             try:
-                response = self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params,
-                    json=call.body,
-                    timeout=self.config.timeout_s + call.wait_s,
-                )
+                response = self._http.request(**self._request(call))
             except httpx.HTTPError as exc:
                 raise self._unreachable(call, exc) from None
-            if self._check(call, response):
+            pause = self._retry_pause(call, response, deadline)
+            if pause is None:
                 return response
-            pause = retry_after(response) or DEFAULT_RETRY_S
-            if time.monotonic() + pause >= deadline:
-                raise self._unavailable(response)
             time.sleep(pause)
 
 
@@ -340,9 +345,9 @@ class AsyncTowerClient(Calls):
         """See `TowerClient.wait_decision`."""
         deadline = time.monotonic() + timeout_s
         while not (found := await self.decision(event_id, customer_id)).decided:
-            if time.monotonic() + DEFAULT_RETRY_S > deadline:
+            if (pause := _poll_pause(deadline)) is None:
                 break
-            await asyncio.sleep(DEFAULT_RETRY_S)
+            await asyncio.sleep(pause)
         return found
 
     async def openapi(self) -> dict[str, Any]:
@@ -353,27 +358,18 @@ class AsyncTowerClient(Calls):
         return _object(await self._send(call), call)
 
     async def _decided(self, call: Call) -> Decision:
-        response = await self._send(call)
-        return Decision.from_json(_body(response), response.headers.get("Location"))
+        return _decision_of(await self._send(call))
 
     async def _send(self, call: Call) -> httpx.Response:
         deadline = time.monotonic() + self.config.timeout_s
         while True:
             try:
-                response = await self._http.request(
-                    call.method,
-                    call.path,
-                    params=call.params,
-                    json=call.body,
-                    timeout=self.config.timeout_s + call.wait_s,
-                )
+                response = await self._http.request(**self._request(call))
             except httpx.HTTPError as exc:
                 raise self._unreachable(call, exc) from None
-            if self._check(call, response):
+            pause = self._retry_pause(call, response, deadline)
+            if pause is None:
                 return response
-            pause = retry_after(response) or DEFAULT_RETRY_S
-            if time.monotonic() + pause >= deadline:
-                raise self._unavailable(response)
             await asyncio.sleep(pause)
 
 
@@ -406,6 +402,15 @@ def _body(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text[:200]
+
+
+def _decision_of(response: httpx.Response) -> Decision:
+    return Decision.from_json(_body(response), response.headers.get("Location"))
+
+
+def _poll_pause(deadline: float) -> float | None:
+    """The pause before asking for a pending decision again; None once past `deadline`."""
+    return None if time.monotonic() + DEFAULT_RETRY_S > deadline else DEFAULT_RETRY_S
 
 
 def _object(response: httpx.Response, call: Call) -> dict[str, Any]:

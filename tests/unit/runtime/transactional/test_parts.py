@@ -1,4 +1,4 @@
-"""The native engine's broker-free parts: batch planning around wake-ups and the overlay
+"""The transactional runtime's broker-free parts: batch planning around wake-ups and the overlay
 store a transaction decides against."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pipeline.core.state import EMPTY_STATE
 from pipeline.ops.cli import main
 from pipeline.ops.simulator import AgentSimulator
 
-DEFAULT_YAML = Path(__file__).resolve().parents[3] / "deploy" / "policy.default.yaml"
+DEFAULT_YAML = Path(__file__).resolve().parents[4] / "deploy" / "policy.default.yaml"
 TIGHTER = """\
 version: 1.1.0
 agents: [winback-bot, upsell-bot, promo-bot, care-bot, notify-bot]

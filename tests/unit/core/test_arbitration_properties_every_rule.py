@@ -1,4 +1,4 @@
-"""Invariants of the full rule set over random event sequences."""
+"""Invariants of `decide` with every rule switched on, over random event sequences."""
 
 from __future__ import annotations
 

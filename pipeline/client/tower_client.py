@@ -1,28 +1,5 @@
-"""The Python client for agents: propose, signal, ask the context, preflight, await decisions.
-
-    from pipeline.client import TowerClient
-
-    with TowerClient() as tower:  # TOWER_BOOTSTRAP, TOWER_URL, TOWER_TOPIC_*, TOWER_TOKEN ...
-        ctx = tower.context("cust-42")  # ctx["known"] is False for a new customer
-        event_id = tower.propose("cust-42", agent="winback-bot", department="marketing",
-                                 channel="email", action="message", category="marketing")
-        print(tower.wait_decision(event_id)["outcome"])
-
-Kafka is the contract, so proposals and signals go to `agent-events` and decisions are read
-from `audit` exactly as any other producer or audit reader does; the web API is only used
-for what Kafka cannot answer: the customer's current context and an advisory preflight.
-The HTTP side uses only the standard library, so the client adds no dependency. Where the
-workers require authentication, the client sends its bearer token (`token=`, else
-`TOWER_TOKEN`, `TOWER_TOKEN_FILE` or `TOWER_WEB_TOKEN`) with every API call.
-
-Every setting not passed comes from the environment as the worker reads it: the broker
-(`TOWER_BOOTSTRAP`), the topics (`TOWER_TOPIC_*`), Kafka security (`TOWER_SECURITY_*`,
-`TOWER_SASL_*`, `TOWER_SSL_*`) and the web API (`TOWER_URL`, else `TOWER_WEB_URL`, else
-`TOWER_WEB_HOST` and `TOWER_WEB_PORT`). Errors name the setting that fixes them.
-
-A client is not thread-safe (one Kafka producer and reader, used synchronously): use one
-per thread.
-"""
+"""`TowerClient`: one agent's connection to the tower, Kafka for events and decisions, HTTP
+for the context and preflight."""
 
 from __future__ import annotations
 
@@ -33,32 +10,48 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.message import Message as HTTPHeaders
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Required, TypedDict, Unpack, overload
+from typing import Any, Unpack, overload
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from pipeline.contracts.codec import InvalidEvent, decode_event, decode_record, encode_event
-from pipeline.contracts.events import AgentEvent, Proposal, Signal, event_to_dict
+from pipeline.client.environment import (
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    URL_ENV,
+    client_settings,
+    token_from,
+    web_url_from,
+)
+from pipeline.client.errors import (
+    DecisionTimeout,
+    InvalidProposal,
+    TowerError,
+    TowerUnavailable,
+    UnknownCustomer,
+)
+from pipeline.client.events import (
+    Format,
+    ProposalFields,
+    check_fields,
+    make_proposal,
+    make_signal,
+    wire_value,
+)
+from pipeline.client.preflight import Preflight
+from pipeline.contracts.codec import decode_record
+from pipeline.contracts.events import AgentEvent
 from pipeline.contracts.partitioning import JAVA_PARTITIONER, key_partition
-from pipeline.core.decision import EMITTING, HELD
+from pipeline.core.decision import HELD
 from pipeline.kafka import clients
 from pipeline.kafka.reader import ScanError, watermarks
 from pipeline.settings import Settings, TopicNames
 
-Format = Literal["json", "avro"]
-
-DEFAULT_TOPICS = TopicNames()
-#: the worker's default `TOWER_MAX_EVENT_BYTES`: a bigger event would be dead-lettered
-MAX_EVENT_BYTES = Settings().max_event_bytes
 #: how far back `wait_decision` looks for an event this client did not produce
 UNKNOWN_EVENT_OFFSETS = 5_000
 #: events remembered for `wait_decision`, so a long-running agent's memory stays bounded
@@ -66,361 +59,6 @@ REMEMBERED_EVENTS = 10_000
 #: the pause before retrying a 503 that names no Retry-After
 DEFAULT_RETRY_S = 1.0
 API_PREFIX = "/api/v1"
-#: the client's bearer token when `token=` is not given, in this order: the token itself,
-#: a file holding it (a mounted secret), and the earlier name
-TOKEN_ENV = "TOWER_TOKEN"
-TOKEN_FILE_ENV = "TOWER_TOKEN_FILE"
-WEB_TOKEN_ENV = "TOWER_WEB_TOKEN"
-#: the web API's base URL when `web_url=` is not given (else the worker's own settings)
-URL_ENV = "TOWER_URL"
-#: the fields a proposal cannot do without (`propose`, `preflight`)
-REQUIRED_FIELDS = ("agent", "department", "channel", "action", "category")
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-class TowerError(Exception):
-    """Anything the tower, its web API or its Kafka cluster refused or did not answer."""
-
-
-class InvalidProposal(TowerError):
-    """The event breaks the input contract (a worker would dead-letter it). `reason` is the
-    dead-letter code (docs/contracts.md, Input), `field` the offending field when known."""
-
-    def __init__(self, reason: str, detail: str, field: str | None = None) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.field = field
-
-
-class UnknownCustomer(TowerError):
-    """The tower has decided nothing about this customer yet (404): nothing to ground on."""
-
-    def __init__(self, customer_id: str, hint: str = "") -> None:
-        super().__init__(f"unknown customer {customer_id!r}" + (f": {hint}" if hint else ""))
-        self.customer_id = customer_id
-        self.hint = hint
-
-
-class TowerUnavailable(TowerError):
-    """The tower cannot answer now (503: starting, restoring, rebalancing) and did not
-    within the client's timeout; `retry_after_s` is the server's last Retry-After."""
-
-    def __init__(self, retry_after_s: float | None, detail: str = "") -> None:
-        after = "" if retry_after_s is None else f"; retry after {retry_after_s:g} s"
-        super().__init__(f"tower unavailable{': ' + detail if detail else ''}{after}")
-        self.retry_after_s = retry_after_s
-        self.detail = detail
-
-
-class DecisionTimeout(TowerError):
-    """No final audit record for the event in time: the workers are down or lagging, or
-    the proposal is held and its hold is not released yet."""
-
-    def __init__(self, event_id: str, timeout_s: float) -> None:
-        super().__init__(f"no final decision for {event_id!r} within {timeout_s:g} s")
-        self.event_id = event_id
-        self.timeout_s = timeout_s
-
-
-# --- events ----------------------------------------------------------------------------
-
-
-class ProposalFields(TypedDict, total=False):
-    """The keyword arguments of `propose` and `preflight` (see `make_proposal`)."""
-
-    agent: Required[str]
-    department: Required[str]
-    channel: Required[str]
-    action: Required[str]
-    category: Required[str]
-    trigger: str | None
-    priority: int
-    content: str | None
-    offer_id: str | None
-    offer_value: float | None
-    propensity: float | None
-    asserts: Mapping[str, str] | None
-    ai_generated: bool
-    expires_at: int | None
-    conversation_id: str | None
-    occurred_at: int | None
-    event_id: str | None
-
-
-def check_fields(fields: Mapping[str, Any]) -> None:
-    """InvalidProposal listing every required field missing and every unknown one, rather
-    than Python's TypeError for the first."""
-    missing = [name for name in REQUIRED_FIELDS if fields.get(name) is None]
-    unknown = sorted(set(fields) - set(ProposalFields.__annotations__))
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing)}")
-    if unknown:
-        problems.append(f"unknown {', '.join(unknown)}")
-    if problems:
-        raise InvalidProposal(
-            "missing_field" if missing else "unknown_field",
-            f"a proposal needs {', '.join(REQUIRED_FIELDS)}: {'; '.join(problems)}",
-            (missing or unknown)[0],
-        )
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_event_id() -> str:
-    """Random, so a retried call with the same id is recognised as a duplicate and two
-    calls never are."""
-    return f"ev-{uuid.uuid4().hex}"
-
-
-def make_proposal(
-    customer_id: str,
-    *,
-    agent: str,
-    department: str,
-    channel: str,
-    action: str,
-    category: str,
-    trigger: str | None = None,
-    priority: int = 50,
-    content: str | None = None,
-    offer_id: str | None = None,
-    offer_value: float | None = None,
-    propensity: float | None = None,
-    asserts: Mapping[str, str] | None = None,
-    ai_generated: bool = False,
-    expires_at: int | None = None,
-    conversation_id: str | None = None,
-    occurred_at: int | None = None,
-    event_id: str | None = None,
-) -> AgentEvent:
-    """A proposal event, checked against the contract (InvalidProposal names the problem).
-    `occurred_at` defaults to now (epoch ms), `event_id` to a new random id."""
-    return validate(
-        AgentEvent(
-            event_id=new_event_id() if event_id is None else event_id,
-            customer_id=customer_id,
-            occurred_at=now_ms() if occurred_at is None else occurred_at,
-            kind="proposal",
-            agent=agent,
-            department=department,
-            channel=channel,
-            conversation_id=conversation_id,
-            trigger=trigger,
-            proposal=Proposal(
-                action=action,
-                category=category,
-                priority=priority,
-                content=content,
-                offer_id=offer_id,
-                offer_value=offer_value,
-                propensity=propensity,
-                asserts={} if asserts is None else asserts,
-                ai_generated=ai_generated,
-                expires_at=expires_at,
-            ),
-        )
-    )
-
-
-def make_signal(
-    customer_id: str,
-    type_: str,
-    *,
-    agent: str = "crm",
-    department: str = "system",
-    attributes: Mapping[str, str] | None = None,
-    channel: str | None = None,
-    conversation_id: str | None = None,
-    occurred_at: int | None = None,
-    event_id: str | None = None,
-) -> AgentEvent:
-    """A signal event, checked like `make_proposal`. Some signals read `channel` (a
-    consent change without a channel attribute) or `conversation_id` (a case id)."""
-    return validate(
-        AgentEvent(
-            event_id=new_event_id() if event_id is None else event_id,
-            customer_id=customer_id,
-            occurred_at=now_ms() if occurred_at is None else occurred_at,
-            kind="signal",
-            agent=agent,
-            department=department,
-            channel=channel,
-            conversation_id=conversation_id,
-            signal=Signal(type=type_, attributes={} if attributes is None else attributes),
-        )
-    )
-
-
-def validate(event: AgentEvent) -> AgentEvent:
-    """The event as a worker would read it, or InvalidProposal with the worker's reason.
-
-    It is written as plain JSON (not through the schema validator) and read back with the
-    worker's own decoder, so the error names the field exactly as the dead letter would.
-    """
-    key = event.customer_id.encode() if isinstance(event.customer_id, str) else b""
-    try:
-        raw = orjson.dumps(event_to_dict(event))
-    except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
-        raise InvalidProposal(
-            "invalid_field", f"the event is not JSON-serialisable: {exc}"
-        ) from None
-    try:
-        checked = decode_event(key, raw, max_bytes=len(raw))
-    except InvalidEvent as exc:
-        raise InvalidProposal(exc.reason, exc.detail, exc.field) from None
-    if checked != event:  # JSON changed a value (orjson writes NaN as null): refuse, not alter
-        name, given, read = _first_difference(event_to_dict(event), event_to_dict(checked))
-        raise InvalidProposal(
-            "invalid_field", f"{name}={given!r} would reach the tower as {read!r}", name
-        )
-    return checked
-
-
-def _first_difference(
-    given: Mapping[str, Any], read: Mapping[str, Any], prefix: str = ""
-) -> tuple[str, Any, Any]:
-    for name, value in given.items():
-        other = read.get(name)
-        if isinstance(value, Mapping) and isinstance(other, Mapping):
-            if value != other:
-                return _first_difference(value, other, f"{prefix}{name}.")
-        elif value != other:
-            return prefix + name, value, other
-    return prefix.rstrip(".") or "event", given, read
-
-
-def wire_value(event: AgentEvent, fmt: Format = "json") -> bytes:
-    """The record value to produce: the checked event in `fmt`, round-tripped through the
-    worker's decoder (size limit included) before anything leaves the process."""
-    checked = validate(event)
-    try:
-        value = encode_event(checked, fmt)
-        decode_event(checked.customer_id.encode(), value, MAX_EVENT_BYTES)
-    except ValueError as exc:  # encoder's schema check; InvalidEvent is no ValueError
-        raise InvalidProposal("invalid_field", str(exc)) from None
-    except InvalidEvent as exc:
-        raise InvalidProposal(exc.reason, exc.detail, exc.field) from None
-    return value
-
-
-# --- preflight -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TraceStep:
-    rule: str
-    verdict: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Preflight:
-    """What the tower would decide for the event now. Advisory: other events may be decided
-    before yours is, so only the audit record (`wait_decision`) is binding."""
-
-    api_version: str
-    advisory: bool
-    event_id: str
-    customer_id: str
-    outcome: str
-    rule: str | None
-    reason: str
-    trace: tuple[TraceStep, ...]
-    #: the content as it would be sent (after the policy's transforms)
-    content: str | None
-    #: the approved action as `approved-actions` would carry it, if one would be emitted
-    action: dict[str, Any] | None
-    policy_version: str
-    served_by: str
-    #: the id the real decision will have (same event, same customer)
-    decision_id: str = ""
-    #: the server's wording of what "advisory" means
-    note: str = ""
-    #: (experiment, arm) pairs; an outcome `withheld` means an experiment keeps it back
-    experiments: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def approved(self) -> bool:
-        """Whether an action would be emitted: approved, deferred (sent later, e.g. after
-        quiet hours) or escalated (routed to a human)."""
-        return self.outcome in EMITTING
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Preflight:
-        try:
-            return cls(
-                api_version=str(body.get("api_version", "")),
-                advisory=bool(body.get("advisory", True)),
-                event_id=str(body["event_id"]),
-                customer_id=str(body["customer_id"]),
-                outcome=str(body["outcome"]),
-                rule=body.get("rule"),
-                reason=str(body.get("reason", "")),
-                trace=tuple(
-                    TraceStep(str(s["rule"]), str(s["verdict"]), str(s["reason"]))
-                    for s in body.get("trace") or ()
-                ),
-                content=body.get("content"),
-                action=body.get("action"),
-                policy_version=str(body.get("policy_version", "")),
-                served_by=str(body.get("served_by", "")),
-                decision_id=str(body.get("decision_id", "")),
-                note=str(body.get("note", "")),
-                experiments=tuple(
-                    (str(x["experiment"]), str(x["arm"])) for x in body.get("experiments") or ()
-                ),
-            )
-        except (KeyError, TypeError) as exc:
-            raise TowerError(
-                f"unexpected preflight answer ({type(exc).__name__} {exc}): {body!r:.200}"
-            ) from None
-
-
-# --- settings from the environment ----------------------------------------------------
-
-
-def client_settings(env: Mapping[str, str]) -> Settings:
-    """The worker's settings as a client reads them. A worker may bind every interface
-    (TOWER_WEB_HOST=0.0.0.0); a client calls it on this host instead."""
-    env = dict(env)
-    if env.get("TOWER_WEB_HOST", "").strip() in ("0.0.0.0", "::"):
-        env["TOWER_WEB_HOST"] = "127.0.0.1"
-    try:
-        return Settings.from_env(env)
-    except ValueError as exc:
-        raise TowerError(str(exc)) from None
-
-
-def web_url_from(env: Mapping[str, str], settings: Settings) -> str:
-    """TOWER_URL, else the worker's advertised URL (TOWER_WEB_URL, else TOWER_WEB_HOST and
-    TOWER_WEB_PORT): a client on the worker's host needs no setting of its own."""
-    return env.get(URL_ENV) or settings.advertised_url
-
-
-def token_from(env: Mapping[str, str]) -> str | None:
-    """The bearer token: TOWER_TOKEN, else the file TOWER_TOKEN_FILE names, else
-    TOWER_WEB_TOKEN; None when none is set (authentication off)."""
-    if env.get(TOKEN_ENV):
-        return env[TOKEN_ENV].strip()
-    path = env.get(TOKEN_FILE_ENV)
-    if path:
-        try:
-            return Path(path).expanduser().read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise TowerError(
-                f"{TOKEN_FILE_ENV}={path!r} cannot be read ({exc.strerror}); mount the token "
-                f"there or set {TOKEN_ENV}"
-            ) from None
-    return env.get(WEB_TOKEN_ENV, "").strip() or None
-
-
-# --- the client ------------------------------------------------------------------------
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.policy_record import (
     ACTIVE_KEY,
+    PolicyRecord,
     decode_policy_record,
     encode_policy_record,
     pending_key,
@@ -25,8 +26,8 @@ from pipeline.contracts.policy_signatures import fingerprint
 from pipeline.core.policy import DEFAULT_POLICY
 from pipeline.core.policy_document import load_policy
 from pipeline.kafka.policy_follower import PolicyFollower, load_approvers
-from pipeline.ops import policy_commands
 from pipeline.ops.cli import main
+from pipeline.ops.policy import commands, governance, policy_topic, signing_keys
 from pipeline.processing.metrics import TowerMetrics
 from pipeline.settings import Settings
 from tests.policy_signing import Keyring, raw_public
@@ -112,15 +113,16 @@ def as_(name: str, key_of: str | None = None) -> tuple[str, ...]:
 @pytest.fixture
 def kafka(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKafka]:
     fake = FakeKafka()
-    m = policy_commands
-    monkeypatch.setattr(m, "wait_for_broker", lambda settings, timeout: None)
+    for m in (commands, governance):
+        monkeypatch.setattr(m, "wait_for_broker", lambda settings, timeout: None)
+    m = policy_topic
     monkeypatch.setattr(m, "list_topics", lambda settings, timeout: {settings.topics.policies})
     monkeypatch.setattr(m, "scan_consumer", lambda settings, name, timeout: Closeable())
     monkeypatch.setattr(m, "watermarks", lambda c, t, p, timeout: (0, len(fake.records(t))))
     monkeypatch.setattr(
         m, "read_range", lambda c, t, p, low, end, timeout: iter(fake.records(t)[low:end])
     )
-    monkeypatch.setattr(m.clients, "producer", fake.producer)
+    monkeypatch.setattr(governance.clients, "producer", fake.producer)
     yield fake
 
 
@@ -317,13 +319,11 @@ def test_a_forged_active_record_is_not_what_show_reports(kafka, tmp_path):
     """`show` reads the topic like a worker, so a record workers refuse is not shown."""
     assert run("propose", write(tmp_path, GOVERNED), *as_("ana")).exit_code == 0
     assert run("approve", V2, *as_("ben")).exit_code == 0
-    plain = policy_commands.PolicyRecord(
-        "1.5.0", V15, load_policy(PLAIN).content_hash, PLAIN, 0, "mallory"
-    )
+    plain = PolicyRecord("1.5.0", V15, load_policy(PLAIN).content_hash, PLAIN, 0, "mallory")
     log = kafka.records(S.topics.policies)
     log.append(Msg(S.topics.policies, ACTIVE_KEY, encode_policy_record(plain), len(log)))
     assert worker_policy(kafka) == V2
-    active = policy_commands.read_active(Settings.from_env())
+    active = policy_topic.read_active(Settings.from_env())
     assert active is not None and active.policy.policy_version == V2
     assert f"policy_version  {V2}" in run("show").output
 
@@ -345,7 +345,7 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_the_approvers_line
     # the line makes a valid approvers file, and the key signs what it verifies
     from pipeline.contracts.policy_signatures import parse_approvers
 
-    assert parse_approvers(line, "a").keys_of("dora") == (policy_commands.read_key(private).public,)
+    assert parse_approvers(line, "a").keys_of("dora") == (signing_keys.read_key(private).public,)
     again = run("keygen", "--name", "dora", "--out", str(out))
     assert again.exit_code == 1 and f"{private} exists" in again.output
     assert run("keygen", "--name", "two words", "--out", str(out)).exit_code == 1

@@ -1,4 +1,4 @@
-"""Invariants of the pure core over random event sequences."""
+"""Invariants of `decide` under the default rules over random event sequences."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Restore speed of the native engine: keys/s from the changelog into fresh RocksDB.
+"""Restore speed of the transactional runtime: keys/s from the changelog into fresh RocksDB.
 
 Writes `--customers` states to a changelog topic the way the engine does (transactions of
 `--per-txn` records, so the log holds commit markers too), with values taken from real
 customer states (the simulator's events decided by `BatchProcessor`), then restores every
 partition into empty databases with `pipeline.kafka.changelog_restore.restore_partitions`.
 
-    python -m bench.native_restore --customers 200000
+    python -m bench.transactional_restore --customers 200000
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Loop prevention (no asking for what signals told us) and the content transforms (known
-facts, banned phrases, PII redaction, AI disclosure, maximum length), through `decide`."""
+"""Transforms of approved content: known facts, banned phrases, PII redaction, AI disclosure and
+maximum length, in that order; the policy sections read strictly."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pipeline.core.policy import (
     Policy,
     QuietHours,
 )
+from pipeline.core.policy_document import PolicyError, load_policy
 from tests.factories import T0, decide_all, proposal, signal
 
 TEMPLATES = {
@@ -28,7 +29,7 @@ TEMPLATES = {
     "ask-order-and-mail": frozenset({"order_number", "email"}),
     "ask-contact": frozenset({"email", "phone"}),
 }
-LOOP = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES))
+
 REWRITE = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES, action="rewrite"))
 
 
@@ -53,55 +54,7 @@ def rules_in(d):
     return [s.rule for s in d.trace]
 
 
-PURCHASE = signal("purchase", at=T0, order_id="A-1001", amount="20")
 PROFILE = signal("profile_updated", at=T0, email="jo@example.com", timezone="UTC")
-
-
-# --- loop prevention ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("signals", "content", "outcome", "reason"),
-    [
-        ([PURCHASE], "ask-order: which order is it?", SUPPRESSED, "asks for order_number, alre"),
-        ([], "ask-order: which order is it?", APPROVED, None),
-        ([PROFILE], "ask-order: which order is it?", APPROVED, None),  # email known, not asked
-        ([PROFILE], "ask-contact: how can we reach you?", SUPPRESSED, "asks for email, already"),
-        # the longest template id wins: this one asks for the e-mail as well
-        ([PROFILE], "ask-order-and-mail: please", SUPPRESSED, "ask-order-and-mail asks for email"),
-        ([PURCHASE, PROFILE], "ask-order-and-mail", SUPPRESSED, "email, order_number, already"),
-        ([PURCHASE], "hello, ask-order later", APPROVED, None),  # prefix only
-        ([PURCHASE], None, APPROVED, None),
-    ],
-)
-def test_loop_prevention(signals, content, outcome, reason):
-    decisions, _ = run([*signals, msg(content)], LOOP)
-    d = decisions[-1]
-    assert d.outcome == outcome
-    if reason is not None:
-        assert d.rule == "loop_prevention"
-        assert reason in d.reason
-    template = content is not None and content.startswith("ask-")
-    assert ("loop_prevention" in rules_in(d)) is template  # silent without a template
-
-
-def test_only_asked_facts_are_remembered_and_only_when_the_rule_is_on():
-    _, state = run([PURCHASE, PROFILE], LOOP)
-    assert state.known == {"order_number": "A-1001", "email": "jo@example.com"}
-    _, state = run([PURCHASE, PROFILE], Policy(caps=()))
-    assert state.known == {}
-
-
-def test_rewrite_approves_with_the_known_facts_appended():
-    decisions, _ = run([PURCHASE, msg("ask-order: which order is it?")], REWRITE)
-    d = decisions[-1]
-    assert d.outcome == APPROVED
-    assert d.action.content == "ask-order: which order is it? [known: order_number=A-1001]"
-    assert rules_in(d)[-1] == "known_facts"
-    assert d.trace[-1].verdict == "transform"
-    decisions, _ = run([msg("ask-order: which order is it?")], REWRITE)  # nothing known
-    assert decisions[-1].action.content == "ask-order: which order is it?"
-    assert "known_facts" not in rules_in(decisions[-1])
 
 
 def test_rewritten_known_pii_is_masked_by_redaction():
@@ -109,8 +62,6 @@ def test_rewritten_known_pii_is_masked_by_redaction():
     decisions, _ = run([PROFILE, msg("ask-contact: reach you?")], policy)
     assert decisions[-1].action.content == "ask-contact: reach you? [known: email=[email]]"
 
-
-# --- transforms -----------------------------------------------------------------------------
 
 DISCLOSE = Policy(caps=(), disclosure=Disclosure("[AI]", repeat_after_ms=DAY_MS))
 
@@ -255,3 +206,36 @@ def test_content_never_exceeds_the_channel_limit(content, limit):
     [d], _ = run([msg(content)], policy)
     assert d.outcome == APPROVED
     assert len(d.action.content) <= limit
+
+
+HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
+
+
+def test_empty_disclosure_text_is_off():
+    assert load_policy(HEAD + "disclosure: {text: ''}\n").disclosure == Disclosure()
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "path", "hint"),
+    [
+        ("disclosure:\n  text: [AI]\n", 4, "disclosure.text", "must be a string"),
+        ("disclosure:\n  repeat_after_ms: -5\n", 4, "disclosure.repeat_after_ms", "0 switches"),
+        ("redact_pii: [card, ssn]\n", 3, "redact_pii[1]", "valid: card, email, iban, phone"),
+        ("redact_pii: card\n", 3, "redact_pii", "must be a list"),
+        ("banned_phrases:\n  phrases: guaranteed\n", 4, "banned_phrases.phrases", "list of p"),
+        ("banned_phrases:\n  phrases: [a, a]\n", 4, "banned_phrases.phrases[1]", "listed twice"),
+        ("banned_phrases:\n  action: mute\n", 4, "banned_phrases.action", "valid: redact, su"),
+        ("max_length:\n  channels: {fax: 10}\n", 4, "max_length.channels.fax", "valid keys"),
+        ("max_length:\n  channels: {sms: 1}\n", 4, "max_length.channels.sms", ">= 2"),
+        ("max_length:\n  action: wrap\n", 4, "max_length.action", "valid: suppress, truncate"),
+    ],
+)
+def test_each_mistake_is_reported_with_line_and_hint(body, line, path, hint):
+    with pytest.raises(PolicyError) as err:
+        load_policy(HEAD + body, "p.yaml")
+    issues = err.value.issues
+    assert len(issues) == 1, issues
+    assert issues[0].line == line
+    assert issues[0].path == path
+    assert hint in issues[0].message
+    assert str(err.value).startswith(f"p.yaml:{line}: {path}: ")
