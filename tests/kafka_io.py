@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import JAVA_PARTITIONER
@@ -62,9 +62,19 @@ def consume_until(
     done: Callable[[dict[str, list[Consumed]]], bool],
     timeout: float = 120.0,
     settle: float = 2.0,
+    *,
+    decided: Settings | None = None,
+    to_end: bool = False,
 ) -> dict[str, list[Consumed]]:
-    """Read `topics` ({role: topic name}) from the start until `done(seen)` holds, then
-    keep reading `settle` seconds more so that extra (unexpected) records show up too."""
+    """Read `topics` ({role: topic name}) from the start until `done(seen)` holds, then on
+    so that extra (unexpected) records show up too:
+
+    - `decided` (the worker's settings): until the worker's group has committed the end of
+      its input topic (`wait_committed`: everything it will write for that input is on the
+      topics), then to the end of every partition. A condition, not a time.
+    - `to_end`: to the end of every partition, as a read_committed reader sees it now.
+    - else for `settle` seconds more (a time window, for outputs that come later by design).
+    """
     by_topic = {name: role for role, name in topics.items()}
     consumer = Consumer(
         {
@@ -73,16 +83,22 @@ def consume_until(
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
+            "enable.partition.eof": True,
         }
     )
     consumer.subscribe(list(topics.values()))
     seen: dict[str, list[Consumed]] = {role: [] for role in topics}
+    #: (topic, partition) -> the offset at which it last reached the readable end
+    at_end: dict[tuple[str, int], int] = {}
     deadline = time.monotonic() + timeout
     settle_until: float | None = None
+    ends: dict[tuple[str, int], int] | None = None
     try:
         while time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.5):
                 if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        at_end[(msg.topic(), msg.partition())] = msg.offset()
                     continue
                 role = by_topic[msg.topic()]
                 seen[role].append(
@@ -94,14 +110,47 @@ def consume_until(
                         decode_record(SCHEMA_FOR[role], msg.value()),
                     )
                 )
-            if settle_until is None and done(seen):
-                settle_until = time.monotonic() + settle
+            if settle_until is None and ends is None and done(seen):
+                if decided is not None:
+                    wait_committed(
+                        decided, decided.topics.events, max(1.0, deadline - time.monotonic())
+                    )
+                if decided is not None or to_end:
+                    ends = _log_ends(target, list(topics.values()), decided is not None)
+                else:
+                    settle_until = time.monotonic() + settle
             if settle_until is not None and time.monotonic() >= settle_until:
+                return seen
+            if ends is not None and all(at_end.get(tp, -1) >= end for tp, end in ends.items()):
                 return seen
     finally:
         consumer.close()
     counts = {role: len(v) for role, v in seen.items()}
     raise TimeoutError(f"outputs incomplete after {timeout}s: {counts}")
+
+
+def _log_ends(
+    target: str | Settings, topics: list[str], written: bool
+) -> dict[tuple[str, int], int]:
+    """Per partition of `topics`, the offset a reader must reach: with `written`, the log's
+    end now (every record written so far); else 0 (any end it reaches: what is readable).
+    Asked by a client of its own: the reader's requests queue behind its long fetches."""
+    client = Consumer({**_connect(target), "group.id": "test-log-ends"})
+    try:
+        ends = {}
+        for topic in topics:
+            for p in client.list_topics(topic, timeout=10).topics[topic].partitions:
+                tp = TopicPartition(topic, p)
+                ends[(topic, p)] = client.get_watermark_offsets(tp, timeout=10)[1] if written else 0
+        return ends
+    finally:
+        client.close()
+
+
+def read_visible(target: str | Settings, topics: dict[str, str]) -> dict[str, list[Consumed]]:
+    """Every record of `topics` a read_committed reader can see now (e.g. after a SIGKILL:
+    what the killed worker had committed)."""
+    return consume_until(target, topics, lambda s: True, to_end=True)
 
 
 def wait_committed(settings: Settings, topic: str, timeout: float = 60.0) -> None:

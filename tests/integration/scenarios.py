@@ -25,7 +25,7 @@ from pipeline.ops.simulator import AgentSimulator, SimRecord
 from pipeline.settings import Settings
 from tests.conftest import WorkerProcess
 from tests.integration.test_pipeline_end_to_end import expected_decisions, outputs
-from tests.kafka_io import Consumed, consume_until, produce
+from tests.kafka_io import Consumed, consume_until, produce, read_visible
 
 HOLD_POLICY = """
 version: 1.0.0
@@ -92,7 +92,7 @@ def assert_killed_mid_backlog(
 ) -> None:
     """The worker just SIGKILLed had not decided all `total` inputs yet: else the scenario
     proved nothing about a crash."""
-    visible = consume_until(settings.bootstrap, outputs(settings), lambda s: True, settle=1.0)
+    visible = read_visible(settings.bootstrap, outputs(settings))
     assert decided(visible) < total, "killed after the backlog was done"
 
 
@@ -167,7 +167,7 @@ def held_through_two_sigkills(
         worker.kill()
         assert_killed_mid_backlog(settings, lambda s: len(answered(s)), len(records))
         worker.start()
-    seen = wait_for(settings, lambda s: len(answered(s)) >= len(records), timeout=400)
+    seen = wait_for(settings, lambda s: len(answered(s)) >= len(records), timeout=400, settle=3)
     changed, duplicates = action_tally(seen, expected)
     lost = len({e.event_id for e in events} - answered(seen))
     return Tally("held", runtime, len(records), lost, changed, duplicates, _since(started))
@@ -238,11 +238,16 @@ def until(
         time.sleep(0.5)
 
 
-def wait_for(settings: Settings, done, timeout: float) -> dict[str, list[Consumed]]:
-    """Everything on the output topics once `done` holds; on a timeout, what was there
-    (the tally then counts what is missing)."""
+def wait_for(
+    settings: Settings, done, timeout: float, settle: float | None = None
+) -> dict[str, list[Consumed]]:
+    """Everything on the output topics once `done` holds and the worker has committed its
+    input (or, with `settle`, that many seconds more: holds come out later by design); on a
+    timeout, what was there (the tally then counts what is missing)."""
     try:
-        return consume_until(settings, outputs(settings), done, timeout, settle=3)
+        if settle is not None:
+            return consume_until(settings, outputs(settings), done, timeout, settle)
+        return consume_until(settings, outputs(settings), done, timeout, decided=settings)
     except TimeoutError:
         return consume_until(settings, outputs(settings), lambda s: True, 60, 3)
 

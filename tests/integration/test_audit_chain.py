@@ -59,6 +59,7 @@ def decide(
         {"audit": settings.topics.audit},
         lambda s: len(sources(s)) >= decided_before + records,
         timeout=180,
+        decided=settings,
     )
     worker.stop()
     return seen["audit"]

@@ -65,7 +65,10 @@ def test_redacted_and_hashed_audit_keeps_no_email_and_replay_says_what_it_cannot
     worker.start()
     produce(s.bootstrap, s.topics.events, [(e.customer_id.encode(), encode_event(e)) for e in sent])
     seen = consume_until(
-        s.bootstrap, {"audit": s.topics.audit}, lambda got: len(got["audit"]) >= len(sent)
+        s.bootstrap,
+        {"audit": s.topics.audit},
+        lambda got: len(got["audit"]) >= len(sent),
+        decided=s,
     )
     audits = [a.value for a in seen["audit"]]
     assert len(audits) == len(sent), worker.log_tail()

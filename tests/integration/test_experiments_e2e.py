@@ -47,6 +47,7 @@ def test_the_report_recovers_the_truth_of_a_closed_loop(tower_settings, worker, 
         {"approved": t.approved, "audit": t.audit},
         lambda got: len(got["audit"]) >= len(opening),
         timeout=240,
+        decided=s,
     )
     assert len(seen["audit"]) == len(opening), worker.log_tail()
     outcomes = {a.value["outcome"] for a in seen["audit"]}
@@ -62,7 +63,9 @@ def test_the_report_recovers_the_truth_of_a_closed_loop(tower_settings, worker, 
     answers = world.answers(received)
     produce(s.bootstrap, t.events, [(e.customer_id.encode(), encode_event(e)) for e in answers])
     total = len(opening) + len(answers)
-    done = consume_until(s.bootstrap, {"audit": t.audit}, lambda g: len(g["audit"]) >= total)
+    done = consume_until(
+        s.bootstrap, {"audit": t.audit}, lambda g: len(g["audit"]) >= total, decided=s
+    )
     assert len(done["audit"]) == total, worker.log_tail()
 
     res = tower(s, "report", "--json", "--policy", str(policy_file))

@@ -28,7 +28,9 @@ def decided_or_explained(settings, worker, done, timeout, extra=lambda: ""):
     """The outputs once `done` holds; on a timeout, a failure with the worker's exit status,
     `extra()` and the worker's log."""
     try:
-        return consume_until(settings.bootstrap, outputs(settings), done, timeout=timeout)
+        return consume_until(
+            settings.bootstrap, outputs(settings), done, timeout=timeout, decided=settings
+        )
     except TimeoutError as exc:
         status = worker.proc.poll() if worker.proc else None
         raise AssertionError(

@@ -73,6 +73,7 @@ def test_thousand_mixed_records_reconcile(tower_settings, worker, runtime, local
         outputs(tower_settings),
         lambda s: len(s["audit"]) >= len(valid) and len(s["deadletter"]) >= 50,
         timeout=180,
+        decided=tower_settings,
     )
 
     assert {a.value["action_id"] for a in seen["approved"]} == expected_actions
@@ -160,6 +161,7 @@ def test_sigkill_and_restart_resumes_caps_from_changelog(tower_settings, worker)
         outputs(tower_settings),
         lambda s: len(s["audit"]) >= len(before) + len(after),
         timeout=180,
+        decided=tower_settings,
     )
     got = Counter(a.value["action_id"] for a in seen["approved"])
     assert set(got) == actions_before | actions_after, worker.log_tail()

@@ -42,7 +42,7 @@ def test_a_corrupt_changelog_record_dead_letters_one_customer_only(tower_setting
         s.bootstrap, s.topics.events, [(e.customer_id.encode(), encode_event(e)) for e in first]
     )
     worker.start()
-    consume_until(s.bootstrap, outputs(s), lambda g: len(g["audit"]) >= len(first), 180)
+    consume_until(s.bootstrap, outputs(s), lambda g: len(g["audit"]) >= len(first), 180, decided=s)
     worker.stop()
 
     # a damaged record for the victim on the changelog, and a restore from it
@@ -66,6 +66,7 @@ def test_a_corrupt_changelog_record_dead_letters_one_customer_only(tower_setting
         outputs(s),
         lambda g: len(g["audit"]) >= expected and len(g["deadletter"]) >= 2,
         240,
+        decided=s,
     )
     assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
     dead = [d.value for d in seen["deadletter"]]

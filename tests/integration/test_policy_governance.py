@@ -151,6 +151,7 @@ def test_an_approved_change_takes_over_and_forgeries_are_refused(tower_settings,
         s.bootstrap,
         {"audit": s.topics.audit},
         lambda seen: sum(a.value["kind"] != "policy" for a in seen["audit"]) >= len(records),
+        decided=s,
     )
     decided = [a.value for a in seen["audit"] if a.value["kind"] != "policy"]
     assert {a["policy_version"] for a in decided} == {v2}

@@ -109,7 +109,9 @@ def test_published_policy_takes_over_a_running_worker(tower_settings, worker):
     published = publish_policy(s, V2, "v2.yaml", "bob")
     swap_v2 = wait_for_policy(worker.web_port, v2.policy_version, started)
     produce(s.bootstrap, s.topics.events, [(r.key, r.value) for r in part2])
-    seen = consume_until(s.bootstrap, topics, lambda seen: decided(seen) >= len(expected))
+    seen = consume_until(
+        s.bootstrap, topics, lambda seen: decided(seen) >= len(expected), decided=s
+    )
     # publish_policy() start -> /healthz: includes reading the old policy back and the audit write
     print(f"\nswap latency publish -> /healthz: v1 {swap_v1:.3f}s, v2 {swap_v2:.3f}s")
 

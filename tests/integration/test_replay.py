@@ -36,6 +36,7 @@ def test_recorded_run_replays_exactly_and_a_forgery_is_caught(tower_settings, wo
         {"audit": s.topics.audit},
         lambda got: len(got["audit"]) >= TOTAL - MALFORMED,
         timeout=240,
+        decided=s,
     )
     audits = [a.value for a in seen["audit"]]
     assert len(audits) == TOTAL - MALFORMED, worker.log_tail()

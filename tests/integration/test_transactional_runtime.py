@@ -14,7 +14,7 @@ from pipeline.ops.simulator import AgentSimulator
 from pipeline.runtime.transactional.changelog import changelog_topic
 from tests.integration.test_hold_windows_e2e import HOLD_MS, POLICY, five
 from tests.integration.test_pipeline_end_to_end import expected_decisions, outputs
-from tests.kafka_io import consume_until, produce
+from tests.kafka_io import consume_until, produce, read_visible
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +49,7 @@ def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, transaction
             settle=0,
         )
         transactional.kill()
-        visible = consume_until(
-            tower_settings.bootstrap, outputs(tower_settings), lambda s: True, settle=1.0
-        )
+        visible = read_visible(tower_settings.bootstrap, outputs(tower_settings))
         assert len(visible["audit"]) < len(valid), "killed after the backlog was done"
         if wipe:  # local state gone: it must come back from the changelog
             shutil.rmtree(transactional.data_dir)
@@ -61,7 +59,7 @@ def test_two_sigkills_one_lost_data_dir_exactly_once(tower_settings, transaction
         outputs(tower_settings),
         lambda s: len(s["audit"]) >= len(valid),
         timeout=240,
-        settle=3,
+        decided=tower_settings,
     )
     got = Counter(a.value["action_id"] for a in seen["approved"])
     assert set(got) == expected, transactional.log_tail()

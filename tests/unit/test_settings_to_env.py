@@ -121,7 +121,9 @@ def build(values: dict[str, Any], secrets: dict[str, Path]) -> Settings:
     return replace(settings, topics=topics)
 
 
-@settings(max_examples=300, deadline=None)
+# every field is drawn independently of the others, so each one's values are covered as
+# in a test of that field alone: Hypothesis's default number of examples
+@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_from_env_reads_back_what_to_env_wrote(
     data: st.DataObject, secrets: dict[str, Path]
