@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ops.report_html import render_html
-from tests.integration.test_web_views import SHOTS, browser, needs_browser  # noqa: F401
+from tests.integration.test_web_views import SHOTS, needs_browser
 from tests.unit.core.test_impact import closed_loop
 
 pytestmark = pytest.mark.integration
@@ -19,7 +19,7 @@ HOSTILE = "holdout:<img src=x onerror=alert(1)><script>alert(2)</script>"
 
 @needs_browser
 def test_the_report_page_shows_a_chart_per_experiment_and_renders_names_inert(
-    browser,  # noqa: F811
+    browser,
     tmp_path: Path,
 ):
     rows = closed_loop(2_000).rows()
