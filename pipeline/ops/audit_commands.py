@@ -434,11 +434,3 @@ audit_group = _AuditGroup(
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     commands=[verify_command],
 )
-
-COMMANDS = (audit_group, explain_command, replay_command)
-
-
-def add_to(group: click.Group) -> None:
-    """Register the commands on the `tower` group."""
-    for command in COMMANDS:
-        group.add_command(command)

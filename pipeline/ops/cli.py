@@ -6,6 +6,7 @@ flags override them. Errors print one line saying what to do and exit non-zero.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -33,7 +34,41 @@ MAIN_HELP = f"""Journey Tower: one approved-action stream out of many AI agents'
     """
 
 
+#: every command but `worker`, as "module:attribute": imported only when asked for, so that a
+#: worker's start (and every `tower` call) pays for the one command it runs, not for the
+#: console's columnar database or the HTTP client the others bring
+LAZY_COMMANDS = {
+    "kafka": "pipeline.ops.kafka_commands:kafka_group",
+    "topics": "pipeline.ops.kafka_commands:topics_group",
+    "demo": "pipeline.ops.demo.command:demo_command",
+    "audit": "pipeline.ops.audit_commands:audit_group",
+    "explain": "pipeline.ops.audit_commands:explain_command",
+    "replay": "pipeline.ops.audit_commands:replay_command",
+    "policy": "pipeline.ops.policy.commands:policy_group",
+    "report": "pipeline.ops.report_commands:report_command",
+    "web": "pipeline.ops.web_commands:web_group",
+    "api": "pipeline.ops.api_commands:api_group",
+    "mcp": "pipeline.ops.mcp_commands:mcp_command",
+    "console": "pipeline.ops.console_commands:console_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module when the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = LAZY_COMMANDS[cmd_name].split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
 @click.group(
+    cls=LazyGroup,
     help=MAIN_HELP,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -161,32 +196,6 @@ def _refuse(problem: StartupProblem) -> NoReturn:
     message = "; ".join(line.strip() for line in problem.message.splitlines() if line.strip())
     click.echo(f"error: {message}", err=True)
     sys.exit(int(problem.failure))
-
-
-def _add_optional_groups() -> None:
-    from pipeline.ops import audit_commands
-    from pipeline.ops.api_commands import api_group
-    from pipeline.ops.console_commands import console_command
-    from pipeline.ops.demo.command import demo_command
-    from pipeline.ops.kafka_commands import kafka_group, topics_group
-    from pipeline.ops.mcp_commands import mcp_command
-    from pipeline.ops.policy.commands import policy_group
-    from pipeline.ops.report_commands import report_command
-    from pipeline.ops.web_commands import web_group
-
-    main.add_command(kafka_group, "kafka")
-    main.add_command(topics_group, "topics")
-    main.add_command(demo_command, "demo")
-    audit_commands.add_to(main)
-    main.add_command(policy_group)
-    main.add_command(report_command)
-    main.add_command(web_group)
-    main.add_command(api_group)
-    main.add_command(mcp_command)
-    main.add_command(console_command)
-
-
-_add_optional_groups()
 
 
 if __name__ == "__main__":  # pragma: no cover
