@@ -125,6 +125,15 @@ def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
         ) from None
 
 
+class DecisionKeeper(Protocol):
+    """Keeps final decisions with the state: `record` each, then `writes` per batch
+    (`kept_decisions.KeptDecisions`)."""
+
+    def record(self, partition: int, decision: Decision) -> None: ...
+
+    def writes(self, store: StateStore) -> list[tuple[int, bytes, bytes]]: ...
+
+
 class StateStore(Protocol):
     """Where customer states live: a Faust table in the worker, a dict in tests."""
 
@@ -175,6 +184,9 @@ class BatchProcessor:
         #: called with every decision and its input partition (the agents' API's index of
         #: recent decisions, processing/decision_index.py); None costs nothing
         self.index: Callable[[int, Decision, AgentEvent], None] | None = None
+        #: keeps the final decisions with the state (processing/kept_decisions.py), so a
+        #: worker taking a partition on answers for it; None costs nothing
+        self.kept: DecisionKeeper | None = None
         #: where the per-batch spans go: the configured OpenTelemetry SDK's, if any
         self.tracer: Tracer = tracing.TRACER
         self._tally = Tally()  # counters of the batch in progress, applied at its end
@@ -253,6 +265,8 @@ class BatchProcessor:
                 last = max(last, rec.offset)
             if last != watermark or state is not start:
                 writes.append(StateWrite(partition, key, pack_stored(last, state)))
+        if self.kept is not None:
+            writes.extend(StateWrite(*w) for w in self.kept.writes(store))
 
         tally.flush()
         if records:
@@ -321,6 +335,8 @@ class BatchProcessor:
         partition = source.partition
         if self.index is not None:
             self.index(partition, decision, event)
+        if self.kept is not None:
+            self.kept.record(partition, decision)
         if decision.action is not None and decision.outcome in EMITTING:
             tally.add(m.approved, event.channel or "-", agent(event.agent))
             out.append(
@@ -379,8 +395,10 @@ class BatchProcessor:
         self.metrics.label_values.follow(policy)
         state = self._release(state, customer_id, hold_id, policy, source, key, now_ms, out)
         self._tally.flush()
-        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
-        return BatchResult(out, [write])
+        writes = [StateWrite(wakeup.partition, key, pack_stored(watermark, state))]
+        if self.kept is not None:
+            writes.extend(StateWrite(*w) for w in self.kept.writes(store))
+        return BatchResult(out, writes)
 
     def _release_due(
         self,
