@@ -140,10 +140,9 @@ async def find_kept(
     partition: int,
     event_id: str,
 ) -> dict[str, Any] | None:
-    """The kept answer of `event_id` in `partition` (newest chunks first), or None."""
+    """The kept answer of `event_id` among the newest `size` of `partition`, or None."""
     n = _head(await load(partition, head_key(partition)))
-    if n == 0:
-        return None
+    oldest = n - size
     slots = slots_for(size)
     newest = (n - 1) // CHUNK
     for number in range(newest, max(-1, newest - slots), -1):
@@ -151,6 +150,8 @@ async def find_kept(
         if chunk is None or chunk.first != number * CHUNK:
             continue  # not written (a batch decided again), or unreadable
         for i in range(len(chunk.event_ids) - 1, -1, -1):
+            if chunk.first + i < oldest:
+                return None
             if chunk.event_ids[i] == event_id:
                 body: dict[str, Any] = orjson.loads(chunk.bodies[i])
                 return body

@@ -82,6 +82,8 @@ def test_the_newest_size_decisions_are_found_and_the_store_stays_bounded(
     for event_id in ids[-size:]:
         found = find(store, size, 1, event_id)
         assert found is not None and found["event_id"] == event_id
+    for event_id in ids[:-size]:  # the horizon: the newest `size`, as the index's
+        assert find(store, size, 1, event_id) is None
     assert len(store.data) <= kept.slots + 1  # the chunks' slots and the head
 
 
