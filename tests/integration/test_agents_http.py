@@ -264,11 +264,17 @@ def test_ask_and_decide_over_http(tower_settings, worker, tmp_path, runtime):
                 answer(customer, event_id=f"fill-{i}"),
             )
             assert status == 200
-        status, body, _ = api.call(
-            "GET",
-            "/api/v1/decisions/{event_id}",
-            f"/api/v1/decisions/{first['event_id']}?customer_id={customer}",
-        )
+        # an answer comes at the decision, the state with the kept decisions once its
+        # transaction committed: until then the kept horizon is a few decisions longer
+        for _ in range(200):
+            status, body, _ = api.call(
+                "GET",
+                "/api/v1/decisions/{event_id}",
+                f"/api/v1/decisions/{first['event_id']}?customer_id={customer}",
+            )
+            if status == 404:
+                break
+            time.sleep(0.05)
         assert (
             status == 404
             and body["error"] == "not_found"
