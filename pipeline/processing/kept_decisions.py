@@ -11,7 +11,9 @@ with a zero byte (never a customer id) and name their partition, so they cannot 
 customer's key, nor another partition's.
 
 The store's writes follow the batch's outputs (the runtimes' rule for all state writes),
-so a kept decision is one the topics hold too.
+so a kept decision is one the topics hold too. The horizon is counted from the head the
+store holds: a decision answered from memory before its batch's state is written leaves
+the horizon a few decisions longer meanwhile.
 """
 
 from __future__ import annotations
