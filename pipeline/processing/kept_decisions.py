@@ -22,9 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
-import orjson
 
-from pipeline.core.decision import DUPLICATE, HELD, Decision
+from pipeline.core.decision import DUPLICATE, HELD, ApprovedAction, Decision
 from pipeline.processing.decision_index import decision_body
 
 #: entries per stored chunk: small enough that rewriting the newest chunk on every batch
@@ -33,16 +32,52 @@ CHUNK = 64
 PREFIX = b"\x00tower:decisions:"
 
 
+class Entry(msgspec.Struct, array_like=True, frozen=True):
+    """What an answer needs of a decision (`decision_body`); encoded in C, no dicts."""
+
+    event_id: str
+    decision_id: str
+    customer_id: str
+    outcome: str
+    rule: str | None
+    reason: str
+    policy_version: str
+    action: ApprovedAction | None
+
+    def body(self) -> dict[str, Any]:
+        decision = Decision(
+            self.decision_id,
+            self.event_id,
+            self.customer_id,
+            self.outcome,
+            self.rule,
+            self.reason,
+            (),
+            self.policy_version,
+            0,
+            self.action,
+        )
+        return decision_body(decision)
+
+
 class Chunk(msgspec.Struct, array_like=True):
-    """Entries `first`..: their event ids and their answers (JSON, as `decision_body`)."""
+    """Entries `first`..: their event ids and the entries, each still encoded (`Entry`)
+    when read, so adding to a chunk decodes none of them; new ones as `Entry`."""
 
     first: int
     event_ids: list[str]
-    bodies: list[bytes]
+    entries: list[msgspec.Raw | Entry]
+
+
+class ReadChunk(msgspec.Struct, array_like=True):
+    first: int
+    event_ids: list[str]
+    entries: list[msgspec.Raw]
 
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode_chunk = msgspec.msgpack.Decoder(Chunk).decode
+_decode_chunk = msgspec.msgpack.Decoder(ReadChunk).decode
+_decode_entry = msgspec.msgpack.Decoder(Entry).decode
 
 
 class Store(Protocol):
@@ -73,7 +108,7 @@ def _head(raw: bytes | None) -> int:
         return 0  # unreadable: start over rather than stop deciding
 
 
-def _chunk(raw: bytes | None) -> Chunk | None:
+def _chunk(raw: bytes | None) -> ReadChunk | None:
     if raw is None:
         return None
     try:
@@ -115,24 +150,35 @@ class KeptDecisions:
         n = _head(store.load(partition, head_key(partition)))
         number = n // CHUNK
         ids: list[str] = []
-        bodies: list[bytes] = []
+        entries: list[msgspec.Raw | Entry] = []
         if n % CHUNK:  # the newest chunk is partly full: add to it
             kept = _chunk(store.load(partition, chunk_key(partition, number % self.slots)))
             if kept is not None and kept.first == number * CHUNK:
-                ids, bodies = kept.event_ids, kept.bodies
-        for decision in decisions:
+                ids, entries = kept.event_ids, [*kept.entries]
+        for d in decisions:
             if len(ids) == CHUNK:
-                out.append(self._chunk_write(partition, number, ids, bodies))
-                number, ids, bodies = number + 1, [], []
-            ids.append(decision.event_id)
-            bodies.append(orjson.dumps(decision_body(decision)))
-        out.append(self._chunk_write(partition, number, ids, bodies))
+                out.append(self._chunk_write(partition, number, ids, entries))
+                number, ids, entries = number + 1, [], []
+            ids.append(d.event_id)
+            entries.append(
+                Entry(
+                    d.event_id,
+                    d.decision_id,
+                    d.customer_id,
+                    d.outcome,
+                    d.rule,
+                    d.reason,
+                    d.policy_version,
+                    d.action,
+                )
+            )
+        out.append(self._chunk_write(partition, number, ids, entries))
         out.append((partition, head_key(partition), b"%d" % (n + len(decisions))))
 
     def _chunk_write(
-        self, partition: int, number: int, ids: list[str], bodies: list[bytes]
+        self, partition: int, number: int, ids: list[str], entries: list[msgspec.Raw | Entry]
     ) -> Write:
-        value = _encode(Chunk(number * CHUNK, ids, bodies))
+        value = _encode(Chunk(number * CHUNK, ids, entries))
         return partition, chunk_key(partition, number % self.slots), value
 
 
@@ -155,6 +201,8 @@ async def find_kept(
             if chunk.first + i < oldest:
                 return None
             if chunk.event_ids[i] == event_id:
-                body: dict[str, Any] = orjson.loads(chunk.bodies[i])
-                return body
+                try:
+                    return _decode_entry(chunk.entries[i]).body()
+                except (msgspec.DecodeError, ValueError):
+                    return None
     return None
