@@ -2,18 +2,18 @@
 states: in the same store and changelog, so a worker that takes a partition on (after a
 restart or a rebalance) answers `GET /api/v1/decisions/...` for it without reading topics.
 
-Per partition the entries are numbered in the order decided. Entry n lives in chunk
-n // CHUNK, stored under slot (n // CHUNK) % slots, so newer chunks overwrite the oldest and
-the kept decisions stay bounded (the newest `size` at least) without deletes. A head key
-holds the number of entries written. A batch adds one write per chunk it touches and one
-for the head, per partition: a few writes per batch, not one per decision. Keys start
-with a zero byte (never a customer id) and name their partition, so they cannot meet a
-customer's key, nor another partition's.
+Per partition the entries are numbered in the order decided, in chunks of CHUNK. The
+newest chunk is stored under the partition's `current` key; a full one moves to slot
+(its number % slots) when the next entry comes, so newer chunks overwrite the oldest and
+the kept decisions stay bounded (the newest `size` at least) without deletes. A batch
+reads and writes the current chunk once per partition, plus one write per chunk it fills:
+not a write per decision. Keys start with a zero byte (never a customer id) and name
+their partition, so they cannot meet a customer's key, nor another partition's.
 
 The store's writes follow the batch's outputs (the runtimes' rule for all state writes),
-so a kept decision is one the topics hold too. The horizon is counted from the head the
-store holds: a decision answered from memory before its batch's state is written leaves
-the horizon a few decisions longer meanwhile.
+so a kept decision is one the topics hold too. The horizon is counted from the current
+chunk the store holds: a decision answered from memory before its batch's state is
+written leaves the horizon a few decisions longer meanwhile.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ class Store(Protocol):
 Write = tuple[int, bytes, bytes]
 
 
-def head_key(partition: int) -> bytes:
-    return PREFIX + b"%d:head" % partition
+def current_key(partition: int) -> bytes:
+    return PREFIX + b"%d:current" % partition
 
 
 def chunk_key(partition: int, slot: int) -> bytes:
@@ -97,15 +97,8 @@ def chunk_key(partition: int, slot: int) -> bytes:
 
 
 def slots_for(size: int) -> int:
-    """Slots that keep at least `size` entries (the newest chunk is only partly full)."""
-    return -(-size // CHUNK) + 1
-
-
-def _head(raw: bytes | None) -> int:
-    try:
-        return int(raw) if raw else 0
-    except ValueError:
-        return 0  # unreadable: start over rather than stop deciding
+    """Slots for full chunks that, with the current one, keep at least `size` entries."""
+    return -(-size // CHUNK)
 
 
 def _chunk(raw: bytes | None) -> ReadChunk | None:
@@ -147,18 +140,15 @@ class KeptDecisions:
     def _write(
         self, partition: int, decisions: list[Decision], store: Store, out: list[Write]
     ) -> None:
-        n = _head(store.load(partition, head_key(partition)))
-        number = n // CHUNK
-        ids: list[str] = []
-        entries: list[msgspec.Raw | Entry] = []
-        if n % CHUNK:  # the newest chunk is partly full: add to it
-            kept = _chunk(store.load(partition, chunk_key(partition, number % self.slots)))
-            if kept is not None and kept.first == number * CHUNK:
-                ids, entries = kept.event_ids, [*kept.entries]
+        first, ids, entries = 0, list[str](), list[msgspec.Raw | Entry]()
+        current = _chunk(store.load(partition, current_key(partition)))
+        if current is not None:
+            first, ids, entries = current.first, current.event_ids, [*current.entries]
         for d in decisions:
-            if len(ids) == CHUNK:
-                out.append(self._chunk_write(partition, number, ids, entries))
-                number, ids, entries = number + 1, [], []
+            if len(ids) == CHUNK:  # full: to its slot, and a new current chunk
+                slot = chunk_key(partition, (first // CHUNK) % self.slots)
+                out.append((partition, slot, _encode(Chunk(first, ids, entries))))
+                first, ids, entries = first + CHUNK, [], []
             ids.append(d.event_id)
             entries.append(
                 Entry(
@@ -172,14 +162,7 @@ class KeptDecisions:
                     d.action,
                 )
             )
-        out.append(self._chunk_write(partition, number, ids, entries))
-        out.append((partition, head_key(partition), b"%d" % (n + len(decisions))))
-
-    def _chunk_write(
-        self, partition: int, number: int, ids: list[str], entries: list[msgspec.Raw | Entry]
-    ) -> Write:
-        value = _encode(Chunk(number * CHUNK, ids, entries))
-        return partition, chunk_key(partition, number % self.slots), value
+        out.append((partition, current_key(partition), _encode(Chunk(first, ids, entries))))
 
 
 async def find_kept(
@@ -189,20 +172,24 @@ async def find_kept(
     event_id: str,
 ) -> dict[str, Any] | None:
     """The kept answer of `event_id` among the newest `size` of `partition`, or None."""
-    n = _head(await load(partition, head_key(partition)))
-    oldest = n - size
+    chunk = _chunk(await load(partition, current_key(partition)))
+    if chunk is None:
+        return None
+    oldest = chunk.first + len(chunk.event_ids) - size
+    newest = chunk.first // CHUNK
     slots = slots_for(size)
-    newest = (n - 1) // CHUNK
-    for number in range(newest, max(-1, newest - slots), -1):
-        chunk = _chunk(await load(partition, chunk_key(partition, number % slots)))
-        if chunk is None or chunk.first != number * CHUNK:
-            continue  # not written (a batch decided again), or unreadable
-        for i in range(len(chunk.event_ids) - 1, -1, -1):
-            if chunk.first + i < oldest:
-                return None
-            if chunk.event_ids[i] == event_id:
-                try:
-                    return _decode_entry(chunk.entries[i]).body()
-                except (msgspec.DecodeError, ValueError):
+    number = newest
+    while True:
+        if chunk is not None and chunk.first == number * CHUNK:  # else unreadable or gone
+            for i in range(len(chunk.event_ids) - 1, -1, -1):
+                if chunk.first + i < oldest:
                     return None
-    return None
+                if chunk.event_ids[i] == event_id:
+                    try:
+                        return _decode_entry(chunk.entries[i]).body()
+                    except (msgspec.DecodeError, ValueError):
+                        return None
+        number -= 1
+        if number < 0 or number <= newest - slots - 1:
+            return None
+        chunk = _chunk(await load(partition, chunk_key(partition, number % slots)))

@@ -57,9 +57,9 @@ def test_what_is_found_after_a_restart() -> None:
         assert find(store, 100, partition, event_id) == expected
 
 
-def test_a_batch_writes_its_chunks_and_the_head_only() -> None:
+def test_a_batch_writes_its_current_chunk_and_those_it_filled() -> None:
     store, kept = DictStateStore(), KeptDecisions(10 * CHUNK)
-    for n, expected in [(1, 2), (CHUNK - 1, 2), (1, 2), (2 * CHUNK, 4), (CHUNK - 1, 2)]:
+    for n, expected in [(1, 1), (CHUNK - 1, 1), (1, 2), (2 * CHUNK, 3), (CHUNK - 1, 1)]:
         batch = [(0, decided(f"e{i}-{n}")) for i in range(n)]
         assert keep(kept, store, batch) == expected
     assert all(key.startswith(PREFIX) for key in store.data)
@@ -84,7 +84,7 @@ def test_the_newest_size_decisions_are_found_and_the_store_stays_bounded(
         assert found is not None and found["event_id"] == event_id
     for event_id in ids[:-size]:  # the horizon: the newest `size`, as the index's
         assert find(store, size, 1, event_id) is None
-    assert len(store.data) <= kept.slots + 1  # the chunks' slots and the head
+    assert len(store.data) <= kept.slots + 1  # the full chunks' slots and the current one
 
 
 def test_the_processor_keeps_what_it_decides() -> None:
