@@ -333,10 +333,10 @@ class BatchProcessor:
         if event.kind == "proposal" and decision.outcome != HELD:
             tally.add(m.proposals, agent(event.agent))
         partition = source.partition
+        if self.kept is not None:  # before the index: it may ask what the index knew
+            self.kept.record(partition, decision)
         if self.index is not None:
             self.index(partition, decision, event)
-        if self.kept is not None:
-            self.kept.record(partition, decision)
         if decision.action is not None and decision.outcome in EMITTING:
             tally.add(m.approved, event.channel or "-", agent(event.agent))
             out.append(

@@ -26,9 +26,9 @@ import msgspec
 from pipeline.core.decision import DUPLICATE, HELD, ApprovedAction, Decision
 from pipeline.processing.decision_index import decision_body
 
-#: entries per stored chunk: small enough that rewriting the newest chunk on every batch
-#: costs little, large enough that a batch touches one or two
-CHUNK = 64
+#: entries per stored chunk: small enough that rewriting the current chunk on every batch
+#: costs little (bytes on the changelog), large enough that a lookup reads few chunks
+CHUNK = 16
 PREFIX = b"\x00tower:decisions:"
 
 
@@ -114,13 +114,17 @@ class KeptDecisions:
     """The processor's hook: `record` each decision, then `writes` at the end of a batch
     gives the state writes that keep the batch's final decisions."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, wanted: Callable[[int, str], bool] | None = None) -> None:
         self.slots = slots_for(size)
+        #: (partition, event id) -> whether to keep its decision (None: every one)
+        self.wanted = wanted
         self._new: dict[int, list[Decision]] = {}
 
     def record(self, partition: int, decision: Decision) -> None:
         # held: not final yet (its release is); duplicate: a retry, whose first is kept
         if decision.outcome == HELD or decision.outcome == DUPLICATE:
+            return
+        if self.wanted is not None and not self.wanted(partition, decision.event_id):
             return
         new = self._new.get(partition)
         if new is None:

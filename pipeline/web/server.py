@@ -69,7 +69,12 @@ from pipeline.kafka.reader import ScanError, TailReader, TopicRecord
 from pipeline.kafka.schema_registry import RegistryUnavailable, lookup_for
 from pipeline.processing.batch import BatchProcessor, CorruptState
 from pipeline.processing.batch import unpack_stored as _unpack
-from pipeline.processing.decision_index import DecisionIndex, decision_body
+from pipeline.processing.decision_index import (
+    HELD_BACK,
+    SUBMITTED,
+    DecisionIndex,
+    decision_body,
+)
 from pipeline.processing.kept_decisions import KeptDecisions, find_kept
 from pipeline.settings import Settings
 from pipeline.web.api_requests import InvalidRequest, Problem, parse_body, written_event
@@ -82,6 +87,9 @@ from pipeline.web.pages import CONTENT_SECURITY_POLICY, LIVE_PAGE, render_custom
 from pipeline.web.peers import Refusal
 from pipeline.web.recorded_decisions import RecordedDecisions
 
+#: what the index says of an event whose decision is kept with the state: written by the
+#: API and not decided yet, or held
+ASKED = (SUBMITTED, HELD_BACK)
 #: how far back a timeline looks: the newest offsets of the customer's audit partition
 TIMELINE_OFFSETS = 2000
 #: marks a request one worker forwarded to another, so it is never forwarded twice
@@ -145,7 +153,15 @@ class WorkerPort:
         if self.index is None:
             self.index = DecisionIndex(self.settings.decision_index_size)
         self.processor.index = self.index
-        self.processor.kept = KeptDecisions(self.settings.decision_index_size)
+        index = self.index
+
+        def asked(partition: int, event_id: str) -> bool:
+            """Events this worker's API wrote (and held ones): the decisions agents ask
+            for by id. Kafka producers' decisions stay on the topics, so keeping costs
+            the Kafka path nothing."""
+            return index.find(partition, event_id) in ASKED
+
+        self.processor.kept = KeptDecisions(self.settings.decision_index_size, asked)
 
     def health(self) -> dict[str, Any]:
         owned = self.owned()
