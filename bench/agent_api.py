@@ -334,9 +334,7 @@ def _run_decide(runtime: str, opts: dict[str, Any], bootstrap: str, work: Path, 
     create_topics(settings).raise_for_problems()
     common.produce_all(bootstrap, topic, [(r.key, r.value) for r in backlog])
     t0 = time.time()
-    proc, port = common.start_tower(
-        settings, common.FULL_POLICY_FILE, log, env={"TOWER_RUNTIME": runtime}
-    )
+    proc, port = common.start_tower(settings, common.FULL_POLICY_FILE, log, runtime=runtime)
     try:
         w = common.watch(
             bootstrap, settings.topics.audit, partitions, len(backlog), 600, runtime, t0

@@ -26,7 +26,7 @@ class EventProducer:
         self.topic = settings.topics.events
         self._producer = producer(
             settings,
-            **{"linger.ms": 2, "partitioner": "murmur2_random", "client.id": "tower-agents-api"},
+            **{"linger.ms": 5, "partitioner": "murmur2_random", "client.id": "tower-agents-api"},
             **conf,
         )
         self._stop = threading.Event()

@@ -125,6 +125,15 @@ def unpack_stored(raw: bytes | None) -> tuple[int, CustomerState]:
         ) from None
 
 
+class DecisionKeeper(Protocol):
+    """Keeps final decisions with the state: `record` each, then `writes` per batch
+    (`kept_decisions.KeptDecisions`)."""
+
+    def record(self, partition: int, decision: Decision) -> None: ...
+
+    def writes(self, store: StateStore) -> list[tuple[int, bytes, bytes]]: ...
+
+
 class StateStore(Protocol):
     """Where customer states live: a Faust table in the worker, a dict in tests."""
 
@@ -183,6 +192,9 @@ class BatchProcessor:
         self.index: DecisionRecorder | None = None
         #: the batch's (input partition, event id, decision) for `index`, in order
         self._decided: list[tuple[int, str, Decision]] = []
+        #: keeps the final decisions with the state (processing/kept_decisions.py), so a
+        #: worker taking a partition on answers for it; None costs nothing
+        self.kept: DecisionKeeper | None = None
         #: where the per-batch spans go: the configured OpenTelemetry SDK's, if any
         self.tracer: Tracer = tracing.TRACER
         self._tally = Tally()  # counters of the batch in progress, applied at its end
@@ -262,6 +274,8 @@ class BatchProcessor:
                 last = max(last, rec.offset)
             if last != watermark or state is not start:
                 writes.append(StateWrite(partition, key, pack_stored(last, state)))
+        if self.kept is not None:
+            writes.extend(StateWrite(*w) for w in self.kept.writes(store))
 
         tally.flush()
         self._hand_over()
@@ -329,6 +343,8 @@ class BatchProcessor:
         if event.kind == "proposal" and decision.outcome != HELD:
             tally.add(m.proposals, agent(event.agent))
         partition = source.partition
+        if self.kept is not None:  # before the index: it may ask what the index knew
+            self.kept.record(partition, decision)
         if self.index is not None:
             self._decided.append((partition, event.event_id, decision))
         if decision.action is not None and decision.outcome in EMITTING:
@@ -391,8 +407,10 @@ class BatchProcessor:
         state = self._release(state, customer_id, hold_id, policy, source, key, now_ms, out)
         self._tally.flush()
         self._hand_over()
-        write = StateWrite(wakeup.partition, key, pack_stored(watermark, state))
-        return BatchResult(out, [write])
+        writes = [StateWrite(wakeup.partition, key, pack_stored(watermark, state))]
+        if self.kept is not None:
+            writes.extend(StateWrite(*w) for w in self.kept.writes(store))
+        return BatchResult(out, writes)
 
     def _release_due(
         self,

@@ -79,6 +79,14 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
 def event_of(body: dict[str, Any], kind: str, now_ms: int | None = None) -> AgentEvent:
     """The event of a request body of `kind`, with `event_id` (a fresh id), `occurred_at`
     (now) and `kind` filled in when left out; InvalidRequest listing every problem."""
+    return written_event(body, kind, now_ms)[0]
+
+
+def written_event(
+    body: dict[str, Any], kind: str, now_ms: int | None = None
+) -> tuple[AgentEvent, bytes]:
+    """As `event_of`, with the JSON the codec accepted it from: the value to write to
+    `agent-events`, which the workers decode to the same event (no second encoding)."""
     filled = {
         "kind": kind,
         **body,
@@ -87,14 +95,15 @@ def event_of(body: dict[str, Any], kind: str, now_ms: int | None = None) -> Agen
     filled.setdefault("occurred_at", int(time.time() * 1000) if now_ms is None else now_ms)
     customer = filled.get("customer_id")
     key = customer.encode() if isinstance(customer, str) else None
+    value = orjson.dumps(filled)
     try:
-        event = decode_event(key, orjson.dumps(filled), max_bytes=1 << 30)
+        event = decode_event(key, value, max_bytes=1 << 30)
     except InvalidEvent as exc:
         raise InvalidRequest(problems_of(body, kind) or [_problem_of(exc)]) from None
     # another kind, or fields the codec ignores (a typo), are refused too
     if event.kind != kind or _unknown_fields(body, kind):
         raise InvalidRequest(problems_of(body, kind))
-    return event
+    return event, value
 
 
 @cache

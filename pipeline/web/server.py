@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -68,17 +69,27 @@ from pipeline.kafka.reader import ScanError, TailReader, TopicRecord
 from pipeline.kafka.schema_registry import RegistryUnavailable, lookup_for
 from pipeline.processing.batch import BatchProcessor, CorruptState
 from pipeline.processing.batch import unpack_stored as _unpack
-from pipeline.processing.decision_index import DecisionIndex, decision_body
+from pipeline.processing.decision_index import (
+    HELD_BACK,
+    SUBMITTED,
+    DecisionIndex,
+    decision_body,
+)
+from pipeline.processing.kept_decisions import KeptDecisions, find_kept
 from pipeline.settings import Settings
-from pipeline.web.api_requests import InvalidRequest, Problem, event_of, parse_body
+from pipeline.web.api_requests import InvalidRequest, Problem, parse_body, written_event
 from pipeline.web.auth import AGENT, JSON, PRINCIPAL, WebSecurity, error_body, route_of
 from pipeline.web.customer_view import customer_view
 from pipeline.web.decision_feed import DecisionFeed, decision_counts
+from pipeline.web.loop_calls import LoopCalls
 from pipeline.web.openapi import openapi_document
 from pipeline.web.pages import CONTENT_SECURITY_POLICY, LIVE_PAGE, render_customer_page
 from pipeline.web.peers import Refusal
 from pipeline.web.recorded_decisions import RecordedDecisions
 
+#: what the index says of an event whose decision is kept with the state: written by the
+#: API and not decided yet, or held
+ASKED = (SUBMITTED, HELD_BACK)
 #: how far back a timeline looks: the newest offsets of the customer's audit partition
 TIMELINE_OFFSETS = 2000
 #: marks a request one worker forwarded to another, so it is never forwarded twice
@@ -87,6 +98,8 @@ RETRY_AFTER_S = "1"
 #: ask and decide: how long a request waits for its decision by default, and at most
 DEFAULT_WAIT_S = 2.0
 MAX_WAIT_S = 30.0
+#: how long a request whose wait is over waits for the delivery of its event (then 503)
+DELIVERY_WAIT_S = 10.0
 #: a forwarded request's limit: the longest wait and time to pass the answer back
 FORWARD_TIMEOUT_S = MAX_WAIT_S + 15
 #: where a 202 says to ask for the decision (passed back from a forwarded request)
@@ -140,6 +153,15 @@ class WorkerPort:
         if self.index is None:
             self.index = DecisionIndex(self.settings.decision_index_size)
         self.processor.index = self.index
+        index = self.index
+
+        def asked(partition: int, event_id: str) -> bool:
+            """Events this worker's API wrote (and held ones): the decisions agents ask
+            for by id. Kafka producers' decisions stay on the topics, so keeping costs
+            the Kafka path nothing."""
+            return index.find(partition, event_id) in ASKED
+
+        self.processor.kept = KeptDecisions(self.settings.decision_index_size, asked)
 
     def health(self) -> dict[str, Any]:
         owned = self.owned()
@@ -266,6 +288,16 @@ def build_app(
     cleanups.append(close_writer)
     routes = web.RouteTableDef()
 
+    async def first_decision(
+        partition: int, customer_id: str, event_id: str
+    ) -> dict[str, Any] | None:
+        """The event's first final decision as kept with the state, else as the topics
+        keep it (decided before this worker's index and the state kept it)."""
+        kept = await find_kept(port.load, settings.decision_index_size, partition, event_id)
+        if kept is not None:
+            return kept if kept["customer_id"] == customer_id else None
+        return await asyncio.to_thread(recorded, partition, customer_id, event_id)
+
     async def customer_data(partition: int, customer_id: str) -> dict[str, Any]:
         key = customer_id.encode()
         _, state = unpack_stored(await port.load(partition, key))
@@ -329,7 +361,7 @@ def build_app(
         )
 
     def as_json(data: dict[str, Any]) -> web.Response:
-        return web.json_response(data, status=200 if data["known"] else 404)
+        return _json(data, status=200 if data["known"] else 404)
 
     @routes.get("/")
     async def live_page(request: web.Request) -> web.Response:
@@ -340,8 +372,8 @@ def build_app(
         try:
             after = int(request.query.get("after", "0"))
         except ValueError:
-            return web.json_response({"error": "after must be an integer"}, status=400)
-        return web.json_response(
+            return _json({"error": "after must be an integer"}, status=400)
+        return _json(
             {
                 "policy_version": port.processor.policy().policy_version,
                 "last": port.feed.last,
@@ -395,10 +427,13 @@ def build_app(
             f"the token of agent {principal.name} may act as {principal.name} only, not as "
             f"{str(named)[:64]!r}; leave agent out or use that agent's own token"
         )
-        return web.json_response(error_body("forbidden", detail), status=403)
+        return _json(error_body("forbidden", detail), status=403)
 
-    async def request_event(request: web.Request, kind: str) -> AgentEvent | web.Response:
-        """The event a request posts, or the answer refusing it (every problem at once)."""
+    async def request_event(
+        request: web.Request, kind: str
+    ) -> tuple[AgentEvent, bytes] | web.Response:
+        """The event a request posts and its value for `agent-events`, or the answer
+        refusing it (every problem at once)."""
         raw = await request.read()
         try:
             body = parse_body(raw, settings.max_event_bytes)
@@ -408,15 +443,24 @@ def build_app(
         if refused is not None:
             return refused
         try:
-            return event_of(body, kind)
+            event, value = written_event(body, kind)
         except InvalidRequest as exc:
             return _invalid(exc.problems, exc.detail)
+        if len(value) > settings.max_event_bytes:
+            problem = Problem(
+                "",
+                f"the event is {len(value)} bytes with the fields the server fills in "
+                f"(event_id, occurred_at, kind, agent); at most {settings.max_event_bytes}",
+            )
+            return _invalid([problem])
+        return event, value
 
     @routes.post("/api/v1/preflight")
     async def preflight_api(request: web.Request) -> web.StreamResponse:
-        event = await request_event(request, "proposal")
-        if isinstance(event, web.Response):
-            return event
+        posted = await request_event(request, "proposal")
+        if isinstance(posted, web.Response):
+            return posted
+        event = posted[0]
 
         def judge(stored: bytes | None) -> dict[str, Any]:
             _, state = unpack_stored(stored)
@@ -433,65 +477,97 @@ def build_app(
             wait = _wait_of(request)
         except InvalidRequest as exc:
             return _invalid(exc.problems, exc.detail)
-        event = await request_event(request, kind)
-        if isinstance(event, web.Response):
-            return event
-
+        posted = await request_event(request, kind)
+        if isinstance(posted, web.Response):
+            return posted
+        event, value = posted
         trace = request_trace(request)
 
         async def answer(partition: int) -> web.StreamResponse:
-            return await decide_here(event, partition, wait, trace)
+            return await decide_here(event, partition, wait, trace, value)
 
         return await owner_answers(request, event.customer_id, answer)
 
+    calls: list[LoopCalls] = []
+
+    def loop_calls(loop: asyncio.AbstractEventLoop) -> LoopCalls:
+        if not calls or calls[0].loop is not loop:
+            calls[:] = [LoopCalls(loop)]
+        return calls[0]
+
     async def decide_here(
-        event: AgentEvent, partition: int, wait: float, trace: TraceHeaders | None = None
+        event: AgentEvent,
+        partition: int,
+        wait: float,
+        trace: TraceHeaders | None = None,
+        value: bytes | None = None,
     ) -> web.Response:
         """On the customer's owner: the decision if the event is decided already (a retry),
-        else write it (unless it waits in a hold) and wait up to `wait` for it."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        decided: asyncio.Future[Decision] = loop.create_future()
+        else write it (unless it waits in a hold) and wait up to `wait` for it.
 
-        def settle(decision: Decision) -> None:
-            if not decided.done():
-                decided.set_result(decision)
+        One future per request, settled from the loop: by the decision (the index's
+        waiter), a failed write (the delivery's callback), or the end of the wait (a
+        timer). A write that succeeds wakes nothing: the decision follows it."""
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[Decision | BaseException | None] = loop.create_future()
+        hand_over = loop_calls(loop)
+
+        def settle(outcome: Decision | BaseException | None) -> None:
+            if not settled.done():
+                settled.set_result(outcome)
 
         def waiter(decision: Decision) -> None:  # in the processor's thread
-            loop.call_soon_threadsafe(settle, decision)
+            hand_over(settle, decision)
 
-        found = index.find_or_wait(partition, event.event_id, waiter)
+        event_id = event.event_id
+        found = index.find_or_wait(partition, event_id, waiter)
+        delivery: concurrent.futures.Future[tuple[int, int]] | None = None
         try:
             if isinstance(found, Decision):
                 return _decided(found, settings)
             if found is False:
+                index.submitted(partition, event_id)
+
+                def delivered(done: concurrent.futures.Future[tuple[int, int]]) -> None:
+                    failure = done.exception()
+                    if failure is not None:  # a retry writes it again
+                        index.forget(partition, event_id)
+                        hand_over(settle, failure)
+
+                written = value if value is not None else encode_event(event, "json")
+                headers = list(trace) if trace else None
                 key = event.customer_id.encode()
-                index.submitted(partition, event.event_id)
-                value = encode_event(event, "json")
-                delivery = writer().send(key, value, partition, list(trace) if trace else None)
-                try:
-                    await asyncio.wait_for(asyncio.wrap_future(delivery), max(wait, 10.0))
-                except (RuntimeError, TimeoutError) as exc:
-                    index.forget(partition, event.event_id)
-                    log.warning("a proposal was not written to %s: %s", settings.topics.events, exc)
-                    return _unavailable(
-                        "the event could not be written to the events topic; retry with "
-                        "the same event_id"
-                    )
-            remaining = wait - (loop.time() - started)
+                delivery = writer().send(key, written, partition, headers)
+                delivery.add_done_callback(delivered)
+            timer = loop.call_later(wait, settle, None)
             try:
-                decision = await asyncio.wait_for(decided, max(remaining, 0.0))
-            except TimeoutError:
-                return _pending(event, settings)
-            if decision.outcome == DUPLICATE:  # a retry of an event decided before
-                first = await asyncio.to_thread(
-                    recorded, partition, event.customer_id, event.event_id
+                outcome = await settled
+            finally:
+                timer.cancel()
+            if outcome is None and delivery is not None and not delivery.done():
+                # no 202 for an event not known to be written: wait for its delivery
+                with contextlib.suppress(TimeoutError, RuntimeError):
+                    await asyncio.wait_for(asyncio.wrap_future(delivery), DELIVERY_WAIT_S)
+                if not delivery.done():
+                    index.forget(partition, event_id)
+                    outcome = RuntimeError("no delivery report")
+                elif delivery.exception() is not None:
+                    outcome = delivery.exception()
+            if isinstance(outcome, BaseException):
+                log.warning("a proposal was not written to %s: %s", settings.topics.events, outcome)
+                return _unavailable(
+                    "the event could not be written to the events topic; retry with "
+                    "the same event_id"
                 )
+            if outcome is None:
+                return _pending(event, settings)
+            if outcome.outcome == DUPLICATE:  # a retry of an event decided before
+                first = await first_decision(partition, event.customer_id, event_id)
                 if first is not None:
                     return _v1(first, settings)
-            return _decided(decision, settings)
+            return _decided(outcome, settings)
         finally:
-            index.cancel(event.event_id, waiter)
+            index.cancel(event_id, waiter)
 
     @routes.post("/api/v1/proposals")
     async def proposals_api(request: web.Request) -> web.StreamResponse:
@@ -518,10 +594,10 @@ def build_app(
             elif found is not False:
                 return _pending_of(event_id, customer_id, settings)
             else:
-                first = await asyncio.to_thread(recorded, partition, customer_id, event_id)
+                first = await first_decision(partition, customer_id, event_id)
                 if first is not None:
                     return _v1(first, settings)
-            return web.json_response(
+            return _json(
                 error_body(
                     "not_found",
                     f"no decision on event {event_id!r} of customer {customer_id!r} is known",
@@ -537,7 +613,7 @@ def build_app(
 
     @routes.get("/api/v1/openapi.json")
     async def openapi_api(request: web.Request) -> web.Response:
-        return web.json_response(openapi_document())
+        return _json(openapi_document())
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
@@ -548,19 +624,19 @@ def build_app(
 
     @routes.get("/healthz")
     async def health(request: web.Request) -> web.Response:
-        return web.json_response(port.health())
+        return _json(port.health())
 
     @routes.get("/readyz")
     async def ready(request: web.Request) -> web.Response:
         if port.owned() is None:
-            return web.json_response({"status": "starting"}, status=503)
-        return web.json_response({"status": "ok"})
+            return _json({"status": "starting"}, status=503)
+        return _json({"status": "ok"})
 
     @routes.get("/livez")
     async def live(request: web.Request) -> web.Response:
         # starting, rebalancing and restoring are the readiness probe's to report
         status = "ok" if port.owned() is None else port.liveness()
-        return web.json_response({"status": status}, status=200 if status == "ok" else 503)
+        return _json({"status": status}, status=200 if status == "ok" else 503)
 
     app = web.Application(middlewares=security.middlewares())
     app[SECURITY] = security
@@ -633,27 +709,36 @@ def _preflight_body(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _v1(body: dict[str, Any], settings: Settings) -> web.Response:
-    return web.json_response(
-        {"api_version": API_VERSION, **body, "served_by": settings.advertised_url}
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer, encoded by orjson (several times faster than the json module)."""
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
     )
+
+
+def _v1(body: dict[str, Any], settings: Settings) -> web.Response:
+    return _json({"api_version": API_VERSION, **body, "served_by": settings.advertised_url})
 
 
 def _invalid(problems: list[Problem], detail: str | None = None) -> web.Response:
     """400 listing every problem of a request."""
     line = detail or InvalidRequest(problems).detail
     body = error_body("invalid", line, problems=[p.to_dict() for p in problems])
-    return web.json_response(body, status=400)
+    return _json(body, status=400)
 
 
 def _unavailable(detail: str) -> web.Response:
-    return web.json_response(
+    return _json(
         error_body("unavailable", detail), status=503, headers={"Retry-After": RETRY_AFTER_S}
     )
 
 
 def _bad_gateway(reason: str, detail: str) -> web.Response:
-    return web.json_response(error_body(reason, detail), status=502)
+    return _json(error_body(reason, detail), status=502)
 
 
 UNTRUSTED = (

@@ -20,7 +20,7 @@ from pipeline.contracts.codec import decode_record
 from pipeline.contracts.partitioning import key_partition
 from pipeline.web.auth import token_line
 from tests.conftest import WorkerProcess
-from tests.integration.test_agent_api import owners
+from tests.integration.test_agent_api import call, owners
 from tests.openapi_check import OpenApiCheck
 
 pytestmark = pytest.mark.integration
@@ -264,11 +264,17 @@ def test_ask_and_decide_over_http(tower_settings, worker, tmp_path, runtime):
                 answer(customer, event_id=f"fill-{i}"),
             )
             assert status == 200
-        status, body, _ = api.call(
-            "GET",
-            "/api/v1/decisions/{event_id}",
-            f"/api/v1/decisions/{first['event_id']}?customer_id={customer}",
-        )
+        # an answer comes at the decision, the state with the kept decisions once its
+        # transaction committed: until then the kept horizon is a few decisions longer
+        for _ in range(200):
+            status, body, _ = api.call(
+                "GET",
+                "/api/v1/decisions/{event_id}",
+                f"/api/v1/decisions/{first['event_id']}?customer_id={customer}",
+            )
+            if status == 404:
+                break
+            time.sleep(0.05)
         assert (
             status == 404
             and body["error"] == "not_found"
@@ -335,3 +341,70 @@ def test_a_decision_is_looked_up_on_the_audit_and_approved_actions_topics(tower_
     finally:
         recorded.audit.close()
         recorded.actions.close()
+
+
+def delete_records(settings: Any, topics: list[str]) -> None:
+    """Every record of `topics` deleted (their log start moved to the end)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap})
+    reader = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": "test-delete"})
+    ends = []
+    for topic in topics:
+        for p in range(settings.partitions):
+            _, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends.append(TopicPartition(topic, p, high))
+    reader.close()
+    for future in admin.delete_records(ends).values():
+        future.result(30)
+
+
+@pytest.mark.parametrize("runtime", ["faust", "transactional"])
+def test_decisions_are_answered_after_a_restart_and_by_a_new_worker_without_the_topics(
+    tower_settings, worker, tmp_path, runtime
+):
+    """The decisions kept with the state: the audit and approved-actions topics emptied,
+    the same worker restarted, then a worker with no local state (restored from the
+    changelog), answer `GET /api/v1/decisions/...` as the deciding worker did."""
+    worker.extra_env.update(TOWER_RUNTIME=runtime, TOWER_POLICY_FILE=str(SHOWCASE))
+    worker.start()
+    url = f"http://127.0.0.1:{worker.web_port}"
+    owners([worker])
+    customer = "cust-kept-1"
+    consent = {
+        "customer_id": customer,
+        "agent": "crm",
+        "department": "system",
+        "signal": {
+            "type": "consent_changed",
+            "attributes": {"channel": "all", "purpose": "all", "granted": "true"},
+        },
+    }
+    status, _ = call(f"{url}/api/v1/signals?wait=20", json.dumps(consent).encode())
+    assert status == 200
+    decided = []
+    for i in range(3):
+        body = json.dumps(answer(customer, agent="care-bot", event_id=f"kept-{i}")).encode()
+        status, first = call(f"{url}/api/v1/proposals?wait=20", body)
+        assert status == 200 and first["status"] == "decided", first
+        decided.append(first)
+    assert decided[0]["outcome"] == "approved" and decided[0]["action"], decided[0]
+    t = tower_settings.topics
+    worker.stop()
+    delete_records(tower_settings, [t.audit, t.approved])
+
+    (tmp_path / "fresh").mkdir()
+    fresh = WorkerProcess(tower_settings, tmp_path / "fresh", tmp_path / "fresh" / "worker")
+    fresh.extra_env.update(worker.extra_env)
+    try:
+        for w in (worker, fresh):  # restarted, then with no local state at all
+            w.start()
+            owners([w])
+            for first in decided:
+                path = f"/api/v1/decisions/{first['event_id']}?customer_id={customer}"
+                status, body = call(f"http://127.0.0.1:{w.web_port}{path}")
+                assert status == 200, body
+                assert {**body, "served_by": None} == {**first, "served_by": None}
+            w.stop()
+    finally:
+        fresh.stop()

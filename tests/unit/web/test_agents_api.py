@@ -90,12 +90,13 @@ def serve(
     check: Callable[[TestClient, InlineSubmit, WorkerPort], Awaitable[None]],
     settings: Settings | None = None,
     recorded: dict[str, dict[str, Any]] | None = None,
+    store: DictStateStore | None = None,
 ) -> None:
     """`check` against a worker owning every partition; `recorded`: event id -> the answer
-    the topics keep (`RecordedDecisions`)."""
+    the topics keep (`RecordedDecisions`); `store`: the state of an earlier worker."""
     settings = settings or Settings(partitions=8, web_url="http://me:1")
     processor = BatchProcessor(settings, policy=lambda: DEFAULT_POLICY, metrics=TowerMetrics())
-    store = DictStateStore()
+    store = DictStateStore() if store is None else store
 
     async def load(partition: int, key: bytes) -> bytes | None:
         return store.load(partition, key)
@@ -285,3 +286,28 @@ def test_a_decision_the_index_no_longer_holds_is_answered_from_the_topics() -> N
         assert submit.approved <= 4  # one action per event at most
 
     serve(check, Settings(partitions=8, web_url="http://me:1", decision_index_size=2), kept)
+
+
+def test_a_restarted_worker_answers_from_the_decisions_kept_with_the_state() -> None:
+    store, answered = DictStateStore(), {}
+
+    async def ask(client: TestClient, submit: InlineSubmit, port: WorkerPort) -> None:
+        await call(client, "POST", "/api/v1/signals", CONSENT)
+        status, answered["first"], _ = await call(client, "POST", "/api/v1/proposals", ANSWER)
+        assert status == 200
+
+    async def check(client: TestClient, submit: InlineSubmit, port: WorkerPort) -> None:
+        first = answered["first"]
+        assert len(port.index or ()) == 0  # a new worker: nothing in memory
+        path = f"/api/v1/decisions/{first['event_id']}?customer_id=ana"
+        status, body, _ = await call(client, "GET", path)
+        assert status == 200 and body == first  # with no topic to read (recorded: none)
+        status, body, _ = await call(client, "GET", path.replace("=ana", "=bo"))
+        assert status == 404, body
+        submit.offset = 100  # the topic's offsets go on
+        retry = {**ANSWER, "event_id": first["event_id"]}
+        status, again, _ = await call(client, "POST", "/api/v1/proposals", retry)
+        assert status == 200 and again == first and submit.approved == 0  # decided duplicate
+
+    serve(ask, store=store)
+    serve(check, store=store)
