@@ -96,5 +96,8 @@ class RegistryServer:
     def latest_id(self, subject: str) -> int:
         return int(self.get(f"/subjects/{subject}/versions/latest")["id"])
 
+    def register(self, subject: str, schema: str) -> int:
+        return int(self._call("POST", f"/subjects/{subject}/versions", {"schema": schema})["id"])
+
     def set_compatibility(self, subject: str, level: str) -> None:
         self._call("PUT", f"/config/{subject}", {"compatibility": level})

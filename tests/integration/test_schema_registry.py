@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -174,6 +175,25 @@ def test_registry_framed_input_and_output(tower_settings, worker, registry, runt
         PROPOSAL.event_id,
         SIGNAL.event_id,
     }
+
+
+def test_output_schemas_register_once_and_a_refusing_rule_stops_the_start(tower_settings, registry):
+    from pipeline.kafka.schema_registry import RegistryClient, RegistryStartError, register_outputs
+
+    settings = replace(
+        tower_settings, schema_registry_url=registry.url, output_format="registry-avro"
+    )
+    ids = register_outputs(RegistryClient(settings), settings)
+    assert register_outputs(RegistryClient(settings), settings) == ids  # the same ids again
+    assert registry.latest_id(f"{settings.topics.audit}-value") == ids["audit_record"]
+    # a subject that already holds another record, under the registry's own FULL rule
+    other = replace(settings, topics=replace(settings.topics, audit=f"{settings.topics.audit}-x"))
+    subject = f"{other.topics.audit}-value"
+    registry.register(subject, '{"type":"record","name":"Other","fields":[]}')
+    registry.set_compatibility(subject, "FULL")
+    with pytest.raises(RegistryStartError) as info:
+        register_outputs(RegistryClient(other), other)
+    assert subject in str(info.value) and "\n" not in str(info.value)
 
 
 def waiting(worker) -> float:
