@@ -27,6 +27,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mvn=(mvn -B -q -Dmaven.repo.local="$repo")
 
+# retry COMMAND...: a download's connection reset is not the end of the build
+retry() {
+  "$@" || { sleep 5; "$@"; } || { sleep 15; "$@"; }
+}
+
 # alias GROUP ARTIFACT FROM TO PACKAGING [ENTRY...]: install FROM's published files as
 # version TO, without the jar entries named (src/ holds their 3.0.9 forms).
 alias_version() {
@@ -34,9 +39,9 @@ alias_version() {
   shift 5
   path="$repo/${g//.//}/$a"
   [ -f "$path/$to/$a-$to.pom" ] && [ -f "$path/$to/.aliased-$digest" ] && return 0
-  "${mvn[@]}" dependency:get -Dtransitive=false -Dartifact="$g:$a:$from:pom" >/dev/null
+  retry "${mvn[@]}" dependency:get -Dtransitive=false -Dartifact="$g:$a:$from:pom" >/dev/null
   [ "$packaging" = pom ] \
-    || "${mvn[@]}" dependency:get -Dtransitive=false -Dartifact="$g:$a:$from" >/dev/null
+    || retry "${mvn[@]}" dependency:get -Dtransitive=false -Dartifact="$g:$a:$from" >/dev/null
   sed "s#<version>$from</version>#<version>$to</version>#g" \
     "$path/$from/$a-$from.pom" > "$work/$a.pom"
   local file="$work/$a.pom"
@@ -60,7 +65,7 @@ alias_version io.apicurio apicurio-registry-config-definitions 3.0.6 3.0.9 jar \
   io/apicurio/common/apps/config/Info.class META-INF/jandex.idx
 
 cp -r "$here/pom.xml" "$here/src" "$work/"
-(cd "$work" && "${mvn[@]}" package -DskipTests \
+(cd "$work" && retry "${mvn[@]}" package -DskipTests \
   -Dquarkus.package.jar.type=fast-jar \
   -Dquarkus.index-dependency.definitions.group-id=io.apicurio \
   -Dquarkus.index-dependency.definitions.artifact-id=apicurio-registry-config-definitions \
