@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help install tools ts-deps ts-types bench-deps bench-quix-deps kafka-jars demo test soak soak-load unit integration lint format bench clean
+.PHONY: help install tools ts-deps ts-types bench-deps bench-quix-deps kafka-jars registry-server demo test soak soak-load unit integration lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,14 +78,17 @@ ts-types: install ts-deps  ## regenerate the TypeScript client's types from the 
 kafka-jars: install  ## fetch the Apache Kafka broker jars into ~/.cache/journey-tower (once)
 	$(BIN)/tower kafka fetch
 
+registry-server:  ## build the tests' schema registry (Apicurio Registry) into ~/.cache/journey-tower (once)
+	bash tests/apicurio/build.sh
+
 demo: install kafka-jars  ## local Kafka, topics, a worker, simulated agents, a summary (~1 min)
 	$(BIN)/tower demo
 
-test: install kafka-jars tools lint  ## unit + integration tests against a real broker the tests start
+test: install kafka-jars registry-server tools lint  ## unit + integration tests against a real broker and schema registry the tests start
 	TOWER_HELM=$(abspath $(HELM)) $(BIN)/pytest -m 'not soak' --durations=15 $(PYTEST_ARGS)
 
 SOAK_TALLY ?= var/soak-tally.jsonl
-soak: install kafka-jars  ## each crash/rebalance scenario 10x on both runtimes (TOWER_SOAK_RUNS), then the tally
+soak: install kafka-jars registry-server  ## each crash/rebalance scenario 10x on both runtimes (TOWER_SOAK_RUNS), then the tally
 	@mkdir -p $(dir $(SOAK_TALLY)) && rm -f $(SOAK_TALLY)
 	TOWER_SOAK_TALLY=$(abspath $(SOAK_TALLY)) $(BIN)/pytest -m soak $(PYTEST_ARGS); \
 	  rc=$$?; $(BIN)/python -m tests.soak_tally $(SOAK_TALLY); exit $$rc
@@ -97,7 +100,7 @@ soak-load: bench-deps kafka-jars  ## per runtime: capacity, a backlog to steady 
 unit: install tools  ## unit tests only (no broker)
 	TOWER_HELM=$(abspath $(HELM)) $(BIN)/pytest -m 'not integration' $(PYTEST_ARGS)
 
-integration: install kafka-jars  ## integration tests only
+integration: install kafka-jars registry-server  ## integration tests only
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
 
 lint: install  ## ruff, the layers contract (lint-imports) and mypy

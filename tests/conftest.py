@@ -21,6 +21,7 @@ from pipeline.settings import Settings, TopicNames
 
 if TYPE_CHECKING:
     from pipeline.ops.local_kafka import LocalKafka
+    from tests.registry_server import RegistryServer
 
 REPO = Path(__file__).resolve().parents[1]
 #: below Linux's ephemeral range (32768-60999): a broker restarted by a test must find its
@@ -69,6 +70,23 @@ def chromium_path() -> str:
     from tests import tools
 
     return tools.chromium()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A real Apicurio Registry (Confluent's REST API), started once for the session; its
+    subjects are the tests' own topics', so tests share it."""
+    from tests import tools
+    from tests.registry_server import RegistryServer, server_jar
+
+    tools.tool("java", "apt-get install -y openjdk-17-jdk-headless")
+    tools.tool("mvn", "apt-get install -y maven")
+    server = RegistryServer(server_jar(), free_port(), tmp_path_factory.mktemp("registry") / "log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@ the tower and confluent-kafka's serializers use: register (with the subject's
 compatibility rule, checked by Apache Avro's SchemaCompatibility), look up, schema by id,
 config. It can be stopped and started again on its port, for outage tests.
 
-No registry server (Karapace, Apicurio) installs from the package registries this project
-builds from, so the tests serve the API themselves; the bytes are checked against
-confluent-kafka's own AvroSerializer/AvroDeserializer, which write Java's framing.
+The integration tests run against a real registry (tests/registry_server.py); this one
+serves the unit tests, which count requests and check basic auth without a JVM, and the
+outage test, which needs the same schemas back on the same port after a restart.
 """
 
 from __future__ import annotations

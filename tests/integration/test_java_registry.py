@@ -1,7 +1,8 @@
 """A Java round trip with schema registry framing, on the real broker: a record written by
 Java (Apache Avro's Java library, the framing and schema id as a registry's Java clients
-write them, the id from the registry's REST API) is decided, and Java reads the tower's
-registry-framed audit record back by the schema id it names.
+write them, the id from a real registry's REST API: the session's Apicurio Registry) is
+decided, and Java reads the tower's registry-framed audit record back by the schema id it
+names.
 
 Confluent's KafkaAvroSerializer is not served by the Maven mirror this project builds from;
 the framing it writes (magic byte 0, 4-byte big-endian id, Avro binary) is written here by
@@ -17,14 +18,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import tools
 from tests.conftest import REPO
-from tests.registry_standin import StandInRegistry
+from tests.registry_server import RegistryServer
 
 pytestmark = pytest.mark.integration
 
@@ -64,12 +64,8 @@ def java(libs: Path, *args: str) -> dict:
 
 
 @pytest.fixture
-def registry() -> Iterator[StandInRegistry]:
-    server = StandInRegistry().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def registry(schema_registry: RegistryServer) -> RegistryServer:
+    return schema_registry
 
 
 # the framing is the shared processing's, not a runtime's: the Faust run is in `make soak`
@@ -92,11 +88,11 @@ def test_java_writes_registry_framed_input_and_reads_the_framed_audit_back(
         libs, "produce", tower_settings.bootstrap, t.events, registry.url, schema_file,
         "cust-java", "java-evt-1", TRACEPARENT,
     )  # fmt: skip
-    assert f"{t.events}-value" in registry.state.subjects
+    assert f"{t.events}-value" in registry.subjects()
     got = java(
         libs, "read-audit", tower_settings.bootstrap, t.audit, registry.url, "java-evt-1", "120"
     )
     assert got["schema_name"] == "journeytower.AuditRecord"
-    assert got["schema_id"] == registry.state.subjects[f"{t.audit}-value"][-1] != wrote["schema_id"]
+    assert got["schema_id"] == registry.latest_id(f"{t.audit}-value") != wrote["schema_id"]
     assert (got["event_id"], got["agent"], got["outcome"]) == ("java-evt-1", "java-bot", "approved")
     assert got["traceparent"] == TRACEPARENT

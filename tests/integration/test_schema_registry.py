@@ -3,15 +3,17 @@ AvroSerializer (Java's KafkaAvroSerializer framing) is decided, unknown ids and 
 schemas are dead-lettered with their reasons, TOWER_OUTPUT_FORMAT=registry-avro output reads
 back with AvroDeserializer, and a registry outage holds records back instead of losing them.
 
-The registry is tests/registry_standin.py (the Confluent REST API served in-process): no
-registry server installs from the package registries this project builds from."""
+The registry is a real one, Apicurio Registry's Confluent-compatible API (the session's
+`schema_registry`); the outage test stops and restarts tests/registry_standin.py instead,
+since it needs the same schemas back on the same port, which a restarted in-memory
+registry no longer has."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -24,6 +26,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pipeline.contracts.events import AgentEvent, Proposal, Signal, event_to_dict
 from tests.conftest import REPO, free_port
 from tests.kafka_io import produce
+from tests.registry_server import RegistryServer
 from tests.registry_standin import StandInRegistry
 
 pytestmark = pytest.mark.integration
@@ -64,12 +67,8 @@ INCOMPATIBLE = _schema(
 
 
 @pytest.fixture
-def registry() -> Iterator[StandInRegistry]:
-    server = StandInRegistry().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def registry(schema_registry: RegistryServer) -> RegistryServer:
+    return schema_registry
 
 
 def serialize(url: str, topic: str, schema: str, record: dict[str, Any]) -> bytes:
@@ -126,7 +125,7 @@ def test_registry_framed_input_and_output(tower_settings, worker, registry, runt
     )
     proposal = {**event_to_dict(PROPOSAL), "locale": "de"}
     newer = serialize(registry.url, t.events, NEWER, proposal)
-    registry.state.compatibility[f"{t.events}-value"] = "NONE"  # lets the bad one in
+    registry.set_compatibility(f"{t.events}-value", "NONE")  # lets the bad one in
     incompatible = serialize(
         registry.url, t.events, INCOMPATIBLE, {**event_to_dict(SIGNAL), "occurred_at": "now"}
     )
@@ -164,7 +163,7 @@ def test_registry_framed_input_and_output(tower_settings, worker, registry, runt
     assert any("9999" in d["detail"] for d in dead)
     for action in approved:
         assert action["customer_id"] == "cust-42"
-    subjects = set(registry.state.subjects)
+    subjects = registry.subjects()
     assert {f"{t.approved}-value", f"{t.audit}-value", f"{t.deadletter}-value"} <= subjects
     # the tower's own tools read it too
     from pipeline.contracts.codec import decode_record
@@ -176,6 +175,25 @@ def test_registry_framed_input_and_output(tower_settings, worker, registry, runt
         PROPOSAL.event_id,
         SIGNAL.event_id,
     }
+
+
+def test_output_schemas_register_once_and_a_refusing_rule_stops_the_start(tower_settings, registry):
+    from pipeline.kafka.schema_registry import RegistryClient, RegistryStartError, register_outputs
+
+    settings = replace(
+        tower_settings, schema_registry_url=registry.url, output_format="registry-avro"
+    )
+    ids = register_outputs(RegistryClient(settings), settings)
+    assert register_outputs(RegistryClient(settings), settings) == ids  # the same ids again
+    assert registry.latest_id(f"{settings.topics.audit}-value") == ids["audit_record"]
+    # a subject that already holds another record, under the registry's own FULL rule
+    other = replace(settings, topics=replace(settings.topics, audit=f"{settings.topics.audit}-x"))
+    subject = f"{other.topics.audit}-value"
+    registry.register(subject, '{"type":"record","name":"Other","fields":[]}')
+    registry.set_compatibility(subject, "FULL")
+    with pytest.raises(RegistryStartError) as info:
+        register_outputs(RegistryClient(other), other)
+    assert subject in str(info.value) and "\n" not in str(info.value)
 
 
 def waiting(worker) -> float:
