@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pipeline.console import html, views
+from pipeline.console.experience import ExperienceFeed
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
 from pipeline.contracts.policy_record import PolicyRecord
@@ -86,6 +87,8 @@ class Answers:
 
 #: the newest impact report (the benchmark clears it to time one computed afresh)
 LATEST = web.AppKey("latest", dict)
+#: the overview's experience metrics (the benchmark feeds it before timing pages)
+FEED = web.AppKey("feed", ExperienceFeed)
 #: the app's cached answers (the benchmark clears them to time answers computed afresh)
 ANSWERS = web.AppKey("answers", Answers)
 
@@ -120,6 +123,7 @@ def build_app(
     report_every_s: float = REPORT_FRESH_S,
 ) -> web.Application:
     answers = Answers(store)
+    feed = ExperienceFeed(store)
     routes = web.RouteTableDef()
 
     def who(request: web.Request) -> str | None:
@@ -166,9 +170,18 @@ def build_app(
                     await compute_report()
                 await asyncio.sleep(report_every_s)
 
-        task = asyncio.create_task(loop())
+        async def feed_loop() -> None:
+            fed_at = -1
+            while True:
+                if fed_at != store.generation:
+                    fed_at = store.generation
+                    await asyncio.to_thread(feed.catch_up)
+                await asyncio.sleep(FRESH_S)
+
+        tasks = [asyncio.create_task(loop()), asyncio.create_task(feed_loop())]
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
 
     Render = Callable[[dict[str, Any], str | None], str]
 
@@ -192,7 +205,8 @@ def build_app(
 
     async def overview(request: web.Request) -> dict[str, Any]:
         span = request.query.get("range", "hour")
-        return await answers.get(("overview", span), lambda: views.overview(store, span))  # type: ignore[no-any-return]
+        key = ("overview", span, feed.ready)
+        return await answers.get(key, lambda: views.overview(store, span, feed=feed))  # type: ignore[no-any-return]
 
     async def agents(request: web.Request) -> dict[str, Any]:
         r, st = await report(), await state()
@@ -346,6 +360,7 @@ def build_app(
     )
     app[ANSWERS] = answers
     app[LATEST] = latest
+    app[FEED] = feed
     app.cleanup_ctx.append(refresh_reports)
     app.add_routes(routes)
     app.on_response_prepare.append(_headers)

@@ -142,17 +142,38 @@ def legend(names: Sequence[str]) -> str:
     )
 
 
+def _segments(pts: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """Runs of points with a value: a point without one (no denominator) breaks the line."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in pts:
+        if y is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, y))
+    return [r for r in runs if r]
+
+
 def line_chart(
-    series: Mapping[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float | None]]],
     span: float,
     label: str,
     width: int = 580,
     height: int = 220,
+    with_legend: bool = True,
 ) -> str:
-    """Lines of (x in 0..span, y) per series name; x is time since the window's start."""
+    """Lines of (x in 0..span, y) per series name; x is time since the window's start. A
+    y of None is a gap in the line; a y of 0 is drawn (the views zero-fill empty buckets)."""
     left, bottom, top, right = 44, 22, 10, 10
     w, h = width - left - right, height - top - bottom
-    ymax = max([y for pts in series.values() for _, y in pts] or [1]) or 1
+    values = [y for pts in series.values() for _, y in pts if y is not None]
+    ymax = max([*values, 0]) or 1
+    ymin = min([*values, 0])
+    yspan = (ymax - ymin) or 1
+
+    def px(x: float, y: float) -> str:
+        return f"{left + w * x / (span or 1):.1f},{top + h - h * (y - ymin) / yspan:.1f}"
+
     parts = [
         f'<svg role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}">'
@@ -161,26 +182,26 @@ def line_chart(
         y = top + h - h * i / 4
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{ymax * i / 4:.3g}</text>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{ymin + yspan * i / 4:.3g}</text>"
         )
     for i, (name, pts) in enumerate(series.items()):
-        coords = " ".join(f"{left + w * x / span:.1f},{top + h - h * y / ymax:.1f}" for x, y in pts)
-        if len(pts) == 1:
-            x, y = pts[0]
-            parts.append(
-                f'<circle cx="{left + w * x / span:.1f}" cy="{top + h - h * y / ymax:.1f}" '
-                f'r="3" fill="{_colour(name, i)}"/>'
-            )
-        parts.append(
-            f'<polyline fill="none" stroke-width="2" stroke="{_colour(name, i)}" '
-            f'points="{coords}"/>'
-        )
+        colour = _colour(name, i)
+        for run in _segments(pts):
+            if len(run) == 1:
+                cx, cy = px(*run[0]).split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{colour}"/>')
+            else:
+                coords = " ".join(px(x, y) for x, y in run)
+                parts.append(
+                    f'<polyline fill="none" stroke-width="2" stroke="{colour}" points="{coords}"/>'
+                )
     parts.append(
         f'<text x="{left}" y="{height - 5}">start</text>'
         f'<text x="{left + w}" y="{height - 5}" text-anchor="end">now</text>'
     )
     parts.append("</svg>")
-    return "".join(parts) + legend(list(series))
+    return "".join(parts) + (legend(list(series)) if with_legend else "")
 
 
 def bar_chart(items: Sequence[tuple[str, float]], label: str, width: int = 580) -> str:
@@ -241,6 +262,7 @@ def overview_page(d: Mapping[str, Any], who: str | None) -> str:
         else "<p>none in this window</p>",
         table(("rule", "proposals stopped"), prevented, (1,)),
         "</div></div>",
+        experience_block(d.get("experience"), d["span_ms"], d["range"]),
         '<div class="card"><h2>Experience signals</h2><p class="muted">The signals the experience '
         "and impact metrics are counted from (csat and sentiment: mean score).</p>",
         table(
@@ -254,6 +276,65 @@ def overview_page(d: Mapping[str, Any], who: str | None) -> str:
         "</div>",
     ]
     return page("Overview", "/", "".join(body), who)
+
+
+def fmt(value: float | None, unit: str, signed: bool = False) -> str:
+    """A metric's value in its unit; a change of a share in percentage points."""
+    if value is None:
+        return "-"
+    sign = "+" if signed and value > 0 else ""
+    if unit == "share":
+        return f"{sign}{value * 100:.1f} pp" if signed else f"{value:.1%}"
+    if unit == "seconds":
+        size = abs(value)
+        if size >= 3600:
+            return f"{sign}{value / 3600:.1f} h"
+        return f"{sign}{value / 60:.1f} min" if size >= 60 else f"{sign}{value:.0f} s"
+    if unit == "count":
+        return f"{sign}{value:,.0f}"
+    if unit == "currency":
+        return f"{sign}{value:,.2f}"
+    return f"{sign}{value:.2f}"
+
+
+DIRECTION_CLASS = {"better": "ok", "worse": "bad"}
+
+
+def experience_block(d: Mapping[str, Any] | None, span_ms: float, span: str) -> str:
+    """Each experience metric: this window, the one before, the change and a sparkline."""
+    head = (
+        '<div class="card"><h2>Experience metrics</h2><p class="muted">Replayed from the audit '
+        f"with the worker's own definitions; each against the {esc(span)} before. A gap in a "
+        "line is a bucket without anything to divide by.</p>"
+    )
+    if d is None or d.get("computing"):
+        return head + "<p>Being computed from the read model; reload in a moment.</p></div>"
+    rows = []
+    for m in d["metrics"]:
+        direction = m["direction"]
+        css = DIRECTION_CLASS.get(direction, "muted")
+        spark = line_chart(
+            {m["metric"]: [(p["t"], p["value"]) for p in m["series"]]},
+            span_ms,
+            f"{m['label']} over the last {span}",
+            width=220,
+            height=60,
+            with_legend=False,
+        )
+        rows.append(
+            f"<tr><td>{esc(m['label'])}</td>"
+            f'<td class="n">{esc(fmt(m["value"], m["unit"]))}</td>'
+            f'<td class="n">{esc(fmt(m["previous"], m["unit"]))}</td>'
+            f'<td class="n {css}">{esc(fmt(m["change"], m["unit"], signed=True))} '
+            f"({esc(direction)})</td><td>{spark}</td></tr>"
+        )
+    return (
+        head + '<table class="experience"><thead><tr><th>metric</th><th class="n">this window</th>'
+        '<th class="n">window before</th><th class="n">change</th><th>trend</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="muted">{d["records_replayed"]:,} audit records replayed, '
+        f"{d['records_not_replayable']:,} without a replayable input (minimised).</p></div>"
+    )
 
 
 def agents_page(d: Mapping[str, Any], who: str | None) -> str:
