@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pipeline.console import html, views
+from pipeline.console.action_audit import VIEW_CUSTOMER, ActionLog, ConsoleAction, now_ms
 from pipeline.console.experience import ExperienceFeed
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
@@ -121,6 +122,7 @@ def build_app(
     ingest: Ingest | None = None,
     whatif_hours: float = 24.0,
     report_every_s: float = REPORT_FRESH_S,
+    action_log: ActionLog | None = None,
 ) -> web.Application:
     answers = Answers(store)
     feed = ExperienceFeed(store)
@@ -221,7 +223,21 @@ def build_app(
     async def customer(request: web.Request) -> dict[str, Any]:
         cid = request.match_info["customer_id"]
         st = await state()
-        return await asyncio.to_thread(views.customer_view, store, cid, st.in_force)
+        d: dict[str, Any] = await asyncio.to_thread(views.customer_view, store, cid, st.in_force)
+        if action_log is not None:  # a person read a customer's data: who, whose, when
+            principal = request.get(PRINCIPAL)
+            seen = ConsoleAction(
+                VIEW_CUSTOMER,
+                "anonymous" if principal is None else principal.name,
+                "open" if principal is None else principal.role,
+                bool(d.get("known")),
+                f"customer {cid}" + ("" if d.get("known") else " (no such customer)"),
+                {"customer_id": cid, "path": request.path},
+                st.in_force.policy_version,
+                now_ms(),
+            )
+            _background(asyncio.to_thread(action_log.record, seen))
+        return d
 
     async def live(request: web.Request) -> dict[str, Any]:
         filters = {k: request.query.get(k, "") for k in views.FILTERS}
@@ -242,6 +258,9 @@ def build_app(
         pending = request.query.get("whatif")
         if pending:
             d["whatif"] = await _whatif(st, pending)
+        d["console_actions"] = await answers.get(
+            "console-actions", lambda: views.console_actions(store)
+        )
         return d
 
     async def _whatif(st: views.PolicyState, version: str) -> dict[str, Any]:
@@ -296,6 +315,25 @@ def build_app(
     # --- actions -----------------------------------------------------------------------
 
     def action(path: str, do: Callable[[dict[str, Any], str, views.PolicyState], str]) -> None:
+        name = path.rsplit("/", 1)[-1].replace("-", "_")
+
+        async def audited(
+            principal: Any, body: dict[str, Any], st: views.PolicyState, done: bool, message: str
+        ) -> str | None:
+            if action_log is None:
+                return None
+            record = ConsoleAction(
+                name,
+                principal.name,
+                principal.role,
+                done,
+                message,
+                body,
+                st.in_force.policy_version,
+                now_ms(),
+            )
+            return await asyncio.to_thread(action_log.record, record)
+
         async def handler(request: web.Request) -> web.Response:
             principal = request.get(PRINCIPAL)
             if principal is None:
@@ -314,10 +352,18 @@ def build_app(
             try:
                 message = await asyncio.to_thread(do, body, principal.name, st)
             except ActionRefused as exc:
+                await audited(principal, body, st, False, str(exc))
                 return _refused(409, str(exc))
             answers._cache.pop("policies", None)
+            not_audited = await audited(principal, body, st, True, message)
             return web.json_response(
-                {"api_version": "console-v1", "message": message, "by": principal.name}
+                {
+                    "api_version": "console-v1",
+                    "message": message,
+                    "by": principal.name,
+                    "audited": not_audited is None,
+                    **({} if not_audited is None else {"warning": not_audited}),
+                }
             )
 
         routes.post(API + path)(handler)
@@ -365,6 +411,16 @@ def build_app(
     app.add_routes(routes)
     app.on_response_prepare.append(_headers)
     return app
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _background(work: Awaitable[Any]) -> None:
+    """Run `work` without waiting for it (kept referenced until it ends)."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def with_kill_switch(document: str | None, agent: str, off: bool) -> str:

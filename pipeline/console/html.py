@@ -648,6 +648,18 @@ def policy_page(d: Mapping[str, Any], who: str | None) -> str:
         rollback,
         "</tbody></table></div>",
     ]
+    parts.append(
+        '<div class="card"><h2>Console actions</h2><p class="muted">Who did what here, '
+        "as the audit records it (<code>console_action</code>).</p>"
+        + table(
+            ("when", "who", "action", "what", "policy in force"),
+            (
+                (a["at"], a["by"], a["action"], a["what"], a["in_force"])
+                for a in d.get("console_actions") or ()
+            ),
+        )
+        + "</div>"
+    )
     return page("Policy", "/policy", "".join(parts), who)
 
 

@@ -368,6 +368,20 @@ def what_if_view(
     }
 
 
+def console_actions(store: Store, limit: int = 30) -> list[dict[str, Any]]:
+    """The latest actions people took in the console (`console_action` records), newest
+    first; told apart from the policy code's and the workers' governance records."""
+    rows = store.query(
+        'SELECT processed_at, agent, "trigger", reason, policy_version FROM audit '
+        "WHERE kind = 'console' ORDER BY processed_at DESC, partition, \"offset\" DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        {"at": when(at), "by": by, "action": action, "what": readable(reason), "in_force": v}
+        for at, by, action, reason, v in rows
+    ]
+
+
 # --- report ----------------------------------------------------------------------------
 
 #: the signals the impact ledger counts (`experiments.outcomes_of`, repeat contacts)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.console.action_audit import TopicActionLog
 from pipeline.console.app import ActionRefused, PolicyActions, build_app
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
@@ -137,7 +138,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     ingest = Ingest(settings, store)
     reader = threading.Thread(target=ingest.run, name="console-ingest", daemon=True)
     reader.start()
-    app = build_app(store, console_security(settings), TopicPolicyActions(settings), ingest)
+    app = build_app(
+        store,
+        console_security(settings),
+        TopicPolicyActions(settings),
+        ingest,
+        action_log=TopicActionLog(settings),
+    )
     runner = await start(app, settings.web_host, settings.console_port)
     log.info("console on %s, read model %s", console_url(settings), settings.console_db)
     try:

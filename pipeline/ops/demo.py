@@ -34,6 +34,7 @@ from pipeline.contracts.partitioning import JAVA_PARTITIONER
 from pipeline.core.decision import EMITTING
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import PolicyError, load_policy_file
+from pipeline.core.replay import NOT_DECISIONS
 from pipeline.kafka import clients
 from pipeline.kafka.schema_registry import lookup_for
 from pipeline.kafka.topics import create_topics, delete_topics
@@ -153,8 +154,8 @@ def tally(
     held: set[str] = set()
     replays: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for a in audits:
-        if a.get("kind") == "policy":
-            continue  # a published policy change, not an input of the run
+        if a.get("kind") in NOT_DECISIONS:
+            continue  # a policy change or a console action, not an input of the run
         outcome = a["outcome"]
         if outcome == "held":
             held.add(a["decision_id"])
@@ -328,7 +329,7 @@ def pick_customer(audits: Iterable[Mapping[str, Any]]) -> tuple[str, list[str]] 
     seen: dict[str, set[str]] = {}
     count: Counter[str] = Counter()
     for a in audits:
-        if a.get("kind") == "policy" or a["outcome"] in ("held", "recorded"):
+        if a.get("kind") in NOT_DECISIONS or a["outcome"] in ("held", "recorded"):
             continue
         label = f"{a['outcome']}/{a['rule']}" if a.get("rule") else a["outcome"]
         seen.setdefault(a["customer_id"], set()).add(label)
