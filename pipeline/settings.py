@@ -148,6 +148,10 @@ class Settings:
     #: `NAME.key` per person (`tower policy keygen --out DIR`): the console signs a
     #: signed-in person's proposals and approvals with their key from here
     console_keys_dir: Path | None = None
+    #: the worker the console asks for a customer's live state (consents, caps, holds),
+    #: with the signed-in person's token; any worker answers for every customer
+    #: [default: TOWER_WEB_URL, else http://TOWER_WEB_HOST:TOWER_WEB_PORT]
+    console_worker_url: str = ""
     # --- schema registry ---
     #: the Confluent-API schema registry (Confluent, Karapace, Apicurio's ccompat API,
     #: Redpanda): comma-separated base URLs, tried in turn. Needed to read registry-framed

@@ -25,9 +25,10 @@ from pipeline.console.action_audit import VIEW_CUSTOMER, ActionLog, ConsoleActio
 from pipeline.console.experience import ExperienceFeed
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
+from pipeline.console.worker_state import WorkerState
 from pipeline.contracts.policy_record import PolicyRecord
 from pipeline.core.policy import Policy
-from pipeline.web.auth import COOKIE, HOST_COOKIE, JSON, PRINCIPAL, WebSecurity
+from pipeline.web.auth import COOKIE, HOST_COOKIE, JSON, PRINCIPAL, QUERY, WebSecurity, presented
 
 API = "/api/console/v1"
 CONTENT_SECURITY_POLICY = (
@@ -123,6 +124,7 @@ def build_app(
     whatif_hours: float = 24.0,
     report_every_s: float = REPORT_FRESH_S,
     action_log: ActionLog | None = None,
+    worker: WorkerState | None = None,
 ) -> web.Application:
     answers = Answers(store)
     feed = ExperienceFeed(store)
@@ -165,6 +167,8 @@ def build_app(
             "computing": True,
         }
 
+    cookie_name = HOST_COOKIE if security.secure_cookie else COOKIE
+
     async def refresh_reports(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
@@ -184,6 +188,8 @@ def build_app(
         yield
         for task in tasks:
             task.cancel()
+        if worker is not None:
+            await worker.close()
 
     Render = Callable[[dict[str, Any], str | None], str]
 
@@ -223,7 +229,16 @@ def build_app(
     async def customer(request: web.Request) -> dict[str, Any]:
         cid = request.match_info["customer_id"]
         st = await state()
-        d: dict[str, Any] = await asyncio.to_thread(views.customer_view, store, cid, st.in_force)
+        d: dict[str, Any]
+        if worker is None:
+            d = await asyncio.to_thread(views.customer_view, store, cid, st.in_force)
+        else:
+            token = presented(request, cookie_name)[0] or request.query.get(QUERY)
+            d, answer = await asyncio.gather(
+                asyncio.to_thread(views.customer_view, store, cid, st.in_force),
+                worker.context(cid, token),
+            )
+            d = with_live_state(d, answer)
         if action_log is not None:  # a person read a customer's data: who, whose, when
             principal = request.get(PRINCIPAL)
             seen = ConsoleAction(
@@ -411,6 +426,23 @@ def build_app(
     app.add_routes(routes)
     app.on_response_prepare.append(_headers)
     return app
+
+
+def with_live_state(d: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The audit's view of a customer with the worker's live state; a customer the audit
+    does not know yet but the worker does is known (no timeline yet)."""
+    live = views.live_state_view(answer, views.zone(d.get("timezone")) if d.get("known") else None)
+    if not d.get("known") and live.get("known"):
+        d = {
+            "customer_id": d["customer_id"],
+            "known": True,
+            "timezone": live.get("timezone") or "UTC",
+            "experiments": [
+                {"experiment": x["experiment"], "arm": x["arm"]} for x in live["experiments"]
+            ],
+            "timeline": [],
+        }
+    return {**d, "live_state": live}
 
 
 _BACKGROUND: set[asyncio.Future[Any]] = set()

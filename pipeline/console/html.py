@@ -442,9 +442,69 @@ def customer_page(d: Mapping[str, Any], who: str | None) -> str:
         search_form(d["customer_id"])
         + f"<p>Times in the customer's time zone, <strong>{esc(d['timezone'])}</strong>. "
         f"Experiment arms: {esc(arms)}.</p>"
+        + live_state_block(d.get("live_state"))
+        + "<h2>Timeline, from the audit</h2>"
         + table(("when", "kind", "agent", "channel", "what", "outcome", "rule", "reason"), rows)
     )
     return page(f"Customer {d['customer_id']}", "/customers", body, who)
+
+
+def live_state_block(d: Mapping[str, Any] | None) -> str:
+    """The customer as the worker holds them now: what the rules will see next."""
+    if d is None:
+        return ""
+    head = '<div class="card"><h2>Now, as the worker holds this customer</h2>'
+    if not d.get("available"):
+        return head + f'<p class="bad">{esc(d.get("error"))}</p></div>'
+    if not d.get("known"):
+        return head + "<p>The worker holds no state for this customer yet.</p></div>"
+    qh, e, offer = d["quiet_hours"], d["escalation"], d["offer"]
+    lines = [
+        f"As of {esc(d['as_of'])}, policy <code>{esc(d['policy_version'])}</code>. ",
+        "Quiet hours now: "
+        + (f"yes, next send allowed {esc(qh['next_allowed_send'])}" if qh["quiet_now"] else "no")
+        + ". ",
+        "Needs a human: "
+        + (f"yes, since {esc(e['since'])} ({esc(e['reason'])})" if e["needs_human"] else "no")
+        + ". ",
+        "Offer: "
+        + (
+            "none"
+            if offer is None
+            else f"{esc(offer['offer_id'])} by {esc(offer['agent'])} until {esc(offer['until'])}"
+        )
+        + ".",
+    ]
+    return (
+        head
+        + f'<p>{"".join(lines)}</p><div class="grid"><div>'
+        + "<h3>Consents</h3>"
+        + table(
+            ("channel", "purpose", "granted", "since"),
+            (
+                (c["channel"], c["purpose"], "yes" if c["granted"] else "no", c["at"])
+                for c in d["consents"]
+            ),
+        )
+        + "<h3>Holds</h3>"
+        + table(
+            ("hold", "key", "until", "proposals"),
+            ((h["hold_id"], h["key"], h["until"], h["proposals"]) for h in d["holds"]),
+            (3,),
+        )
+        + "</div><div><h3>Frequency caps</h3>"
+        + table(
+            ("cap", "scope", "used / limit", "headroom", "window"),
+            (
+                (c["cap"], c["scope"], f"{c['used']} / {c['limit']}", c["headroom"], c["window"])
+                for c in d["caps"]
+            ),
+            (3,),
+        )
+        + "<h3>Open cases</h3>"
+        + table(("case", "opened"), ((c["case_id"], c["opened"]) for c in d["open_cases"]))
+        + "</div></div></div>"
+    )
 
 
 def report_page(d: Mapping[str, Any], who: str | None) -> str:

@@ -647,6 +647,99 @@ def customer_view(store: Store, customer_id: str, in_force: Policy) -> dict[str,
     }
 
 
+def _span(ms: int | None) -> str | None:
+    """A duration in words: 7 days, 12 hours, 30 minutes."""
+    if ms is None:
+        return None
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", MINUTE)):
+        if (ms >= size and ms % size == 0) or unit == "minute":
+            n = ms / size
+            shown = f"{n:g}"
+            return f"{shown} {unit}{'' if shown == '1' else 's'}"
+    return None
+
+
+def live_state_view(answer: Mapping[str, Any], tz: ZoneInfo | None = None) -> dict[str, Any]:
+    """The worker's context of a customer for a page: every time a date in the customer's
+    time zone (never epoch milliseconds), every window in words."""
+    if not answer.get("available"):
+        return {"available": False, "error": str(answer.get("error") or "")}
+    c = answer.get("context") or {}
+    if tz is None:
+        tz = zone(c.get("timezone"))
+    qh = c.get("quiet_hours") or {}
+    esc = c.get("escalation") or {}
+    offer = c.get("offer")
+    return {
+        "available": True,
+        "known": bool(c.get("known")),
+        "policy_version": c.get("policy_version"),
+        "as_of": when(c.get("as_of"), tz),
+        "timezone": c.get("timezone"),
+        "consents": [
+            {
+                "channel": x.get("channel"),
+                "purpose": x.get("purpose"),
+                "granted": bool(x.get("granted")),
+                "at": when(x.get("at"), tz),
+            }
+            for x in c.get("consents") or ()
+        ],
+        "caps": [
+            {
+                "cap": x.get("cap"),
+                "scope": x.get("scope"),
+                "value": x.get("value"),
+                "used": x.get("used"),
+                "limit": x.get("limit"),
+                "headroom": x.get("headroom"),
+                "window": _span(x.get("window_ms")),
+            }
+            for x in c.get("caps") or ()
+        ],
+        "holds": [
+            {
+                "hold_id": x.get("hold_id"),
+                "key": x.get("key"),
+                "until": when(x.get("deadline"), tz),
+                "proposals": x.get("proposals"),
+            }
+            for x in c.get("holds") or ()
+        ],
+        "open_cases": [
+            {"case_id": x.get("case_id"), "opened": when(x.get("opened_at"), tz)}
+            for x in c.get("open_cases") or ()
+        ],
+        "escalation": {
+            "needs_human": bool(esc.get("needs_human")),
+            "since": when(esc.get("since"), tz),
+            "reason": readable(esc.get("reason"), tz),
+        },
+        "quiet_hours": {
+            "quiet_now": bool(qh.get("quiet_now")),
+            "next_allowed_send": when(qh.get("next_allowed_send"), tz),
+            "start": qh.get("start"),
+            "end": qh.get("end"),
+        },
+        "offer": None
+        if not offer
+        else {
+            "offer_id": offer.get("offer_id"),
+            "agent": offer.get("agent"),
+            "since": when(offer.get("since"), tz),
+            "until": when(offer.get("until"), tz),
+        },
+        "experiments": [
+            {
+                "experiment": x.get("experiment"),
+                "arm": x.get("arm"),
+                "since": when(x.get("exposed_at"), tz),
+            }
+            for x in c.get("experiments") or ()
+        ],
+    }
+
+
 # --- live ------------------------------------------------------------------------------
 
 FILTERS = ("outcome", "agent", "rule", "channel")

@@ -21,6 +21,7 @@ from pipeline.console.action_audit import TopicActionLog
 from pipeline.console.app import ActionRefused, PolicyActions, build_app
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
+from pipeline.console.worker_state import WorkerState
 from pipeline.contracts.policy_record import PolicyRecord
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import PolicyError
@@ -144,6 +145,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         TopicPolicyActions(settings),
         ingest,
         action_log=TopicActionLog(settings),
+        worker=WorkerState(settings.console_worker_url or settings.advertised_url),
     )
     runner = await start(app, settings.web_host, settings.console_port)
     log.info("console on %s, read model %s", console_url(settings), settings.console_db)
