@@ -28,13 +28,25 @@ from pipeline.console.store import Store
 from pipeline.console.worker_state import WorkerState
 from pipeline.contracts.policy_record import PolicyRecord
 from pipeline.core.policy import Policy
+from pipeline.web import report_html
 from pipeline.web.auth import COOKIE, HOST_COOKIE, JSON, PRINCIPAL, QUERY, WebSecurity, presented
 
 API = "/api/console/v1"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
+#: the report as `tower report --html` writes it: one file with inline CSS and SVG and no
+#: script, framed by the console's own report page only
+REPORT_FILE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
+    "base-uri 'none'; form-action 'none'"
+)
+REPORT_FILE_HEADERS = {
+    "Content-Security-Policy": REPORT_FILE_POLICY,
+    "X-Frame-Options": "SAMEORIGIN",
+}
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -305,6 +317,30 @@ def build_app(
             text=html.page("Customers", "/customers", body, who(request)), content_type="text/html"
         )
 
+    @routes.get("/report.html")
+    async def report_file(request: web.Request) -> web.Response:
+        """The page `tower report --html` writes, from the read model's latest report."""
+        r = await report()
+        page = report_html.render_html(
+            [_without_next_step(row) for row in r["rows"]],
+            generated_at=r.get("computed_at") or "(being computed: reload in a moment)",
+            source=f"the console's read model, {r['records_counted']:,} audit records counted",
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": REPORT_FILE_POLICY,
+                "X-Frame-Options": "SAMEORIGIN",
+            },
+        )
+
+    @routes.get("/report.json")
+    async def report_json(request: web.Request) -> web.Response:
+        """What `tower report --json` prints, from the read model's latest report."""
+        r = await report()
+        return web.json_response({"rows": [_without_next_step(row) for row in r["rows"]]})
+
     @routes.get("/console.css")
     async def css(request: web.Request) -> web.Response:
         return web.Response(text=html.CSS, content_type="text/css")
@@ -480,5 +516,11 @@ def _refused(status: int, message: str) -> web.Response:
     return web.json_response({"api_version": "console-v1", "error": message}, status=status)
 
 
+def _without_next_step(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "next_step"}
+
+
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(HEADERS)
+    """The console's security headers, unless the answer set its own (the report file)."""
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)

@@ -67,6 +67,7 @@ button{font:inherit;padding:.2rem .7rem;cursor:pointer}
 input,select{font:inherit;padding:.15rem .3rem}
 .result{font-weight:600}
 svg text{font:11px system-ui,sans-serif;fill:#333}
+iframe.report{width:100%;height:900px;border:1px solid #ddd;background:#fff}
 """
 
 SCRIPT = """
@@ -553,6 +554,13 @@ def report_page(d: Mapping[str, Any], who: str | None) -> str:
             if d["rows"]
             else "<p>No experiment exposures yet: add an experiments: block to the policy.</p>"
         )
+    )
+    body += (
+        '<div class="card"><h2>As <code>tower report</code> writes it</h2>'
+        '<p><a href="/report.html" download="impact-report.html">the HTML file</a> · '
+        '<a href="/report.json" download="impact-report.json">the JSON</a></p>'
+        '<iframe class="report" src="/report.html" sandbox title="the impact report as '
+        'tower report --html writes it"></iframe></div>'
     )
     return page("Impact report", "/report", body, who)
 

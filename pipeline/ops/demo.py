@@ -41,9 +41,9 @@ from pipeline.kafka.topics import create_topics, delete_topics
 from pipeline.ops.local_kafka import LocalKafka, LocalKafkaError
 from pipeline.ops.outcome_world import Effect, OutcomeWorld
 from pipeline.ops.report_commands import impact_rows, write_html
-from pipeline.ops.report_html import text_table
 from pipeline.ops.simulator import MALFORMED, ShowcaseSimulator
 from pipeline.settings import Settings, TopicNames
+from pipeline.web.report_html import text_table
 
 DEMO_APP_ID = "journey-tower-demo"
 #: The demo works on its own topics, so it never touches a real deployment's data.
