@@ -44,6 +44,7 @@ from bench.common import (
 from bench.report_speed import POLICY, POLICY_YAML, audit_values
 from pipeline.console import app as console_app
 from pipeline.console import views
+from pipeline.console.experience import ExperienceFeed
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
 from pipeline.ops.console_commands import TopicPolicyActions
@@ -91,6 +92,26 @@ def ingest(settings: Settings, store: Store, expected: int) -> tuple[float, floa
     reader.stop()
     thread.join(30)
     return seconds, own + children
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def feed_seconds(store: Store) -> None:
+    """The experience metrics' replay of every audit record (the overview's first
+    catch-up after a start): records/s and CPU per record."""
+    (latest,) = store.query("SELECT max(processed_at) FROM audit")[0]
+    feed = ExperienceFeed(store)
+    started, cpu_before = time.perf_counter(), _cpu()
+    fed = feed.catch_up(now=int(latest))
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu_before
+    click.echo(
+        f"experience replay: {fed:,} records in {seconds:.1f} s = {fed / seconds:,.0f} records/s, "
+        f"{cpu / max(fed, 1) * 1e6:.0f} CPU µs per record ({feed.trends.skipped:,} not "
+        f"replayable; load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 def _children() -> list[int]:
@@ -194,18 +215,25 @@ def main(
         def lookup(v: str) -> Any:
             return POLICY if v == POLICY.policy_version else None
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu()
         report = views.impact_report(store, lookup)
         mine = time.perf_counter() - started
-        click.echo(f"impact report from the read model at {len(values):,}: {mine:.1f} s")
+        click.echo(
+            f"impact report from the read model at {len(values):,}: {mine:.1f} s "
+            f"({_cpu() - cpu_before:.1f} CPU s, load average {os.getloadavg()[0]:.1f})"
+        )
+        feed_seconds(store)
         if compare_report:
             policy_file = work / "policy.yaml"
             policy_file.write_text(POLICY_YAML)
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), _cpu()
             rows, _ = impact_rows(settings, [policy_file], lambda m: None)
             cli = time.perf_counter() - started
             same = [r["lift"] for r in rows] == [r["lift"] for r in report["rows"]]
-            click.echo(f"tower report on the topic: {cli:.1f} s (same lifts: {same})")
+            click.echo(
+                f"tower report on the topic: {cli:.1f} s ({_cpu() - cpu_before:.1f} CPU s, "
+                f"load average {os.getloadavg()[0]:.1f}; same lifts: {same})"
+            )
     finally:
         if broker is not None:
             broker.down()
@@ -229,6 +257,8 @@ def main(
             break
         except OSError:
             time.sleep(0.1)
+    while not app[console_app.FEED].ready:  # the experience metrics' first catch-up
+        time.sleep(1.0)
     while True:  # the first report, computed in the background at start
         with urllib.request.urlopen(base + "/api/console/v1/report", timeout=120) as r:
             if b'"computing"' not in r.read():
