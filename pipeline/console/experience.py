@@ -37,6 +37,8 @@ CONTEXT_MS = max(
     DEFAULT_EXPERIENCE.csat_window_ms,
 )
 FETCH_ROWS = 20_000
+#: rows replayed under the lock at a time (an overview waits at most that long)
+LOCKED_ROWS = 1_000
 
 
 class ExperienceFeed:
@@ -70,9 +72,10 @@ class ExperienceFeed:
             )
         fed = 0
         while rows := cursor.fetchmany(FETCH_ROWS):
-            with self.lock:
-                for row in rows:
-                    self.trends.add(dict(zip(_COLUMNS, row[1:], strict=True)))
+            for i in range(0, len(rows), LOCKED_ROWS):  # pages read between the slices
+                with self.lock:
+                    for row in rows[i : i + LOCKED_ROWS]:
+                        self.trends.add(dict(zip(_COLUMNS, row[1:], strict=True)))
             fed += len(rows)
             self._next_rowid = int(rows[-1][0]) + 1
         if self._next_rowid is None:  # no row in the horizon: start after the rows there were
