@@ -179,12 +179,13 @@ def line_chart(
         f'<svg role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}">'
     ]
-    for i in range(5):
-        y = top + h - h * i / 4
+    steps = 4 if height >= 120 else 1  # a sparkline labels only its bottom and top
+    for i in range(steps + 1):
+        y = top + h - h * i / steps
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(
             f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{ymin + yspan * i / 4:.3g}</text>"
+            f"{ymin + yspan * i / steps:.3g}</text>"
         )
     for i, (name, pts) in enumerate(series.items()):
         colour = _colour(name, i)

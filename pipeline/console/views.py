@@ -162,7 +162,8 @@ def experience_view(feed: ExperienceFeed, since: int, now: int, bucket: int) -> 
         records, skipped = feed.trends.records, feed.trends.skipped
     metrics = []
     for m in xt.METRICS:
-        now_v, before = xt.value(m, current), xt.value(m, previous)
+        now_v = xt.value(m, current) if xt.replayed(current) else None
+        before = xt.value(m, previous) if xt.replayed(previous) else None
         change = xt.trend(now_v, before)
         metrics.append(
             {

@@ -56,6 +56,7 @@ SLOTS: Final = (
     "purchases",
     "assisted_purchases",
     "churn_risk",
+    "replayed",
 )
 _SLOT: Final = {name: i for i, name in enumerate(SLOTS)}
 
@@ -180,6 +181,7 @@ class ExperienceTrends:
         else:
             self._journeys[event.customer_id] = journey
         bucket = self._bucket(at)
+        bucket[_SLOT["replayed"]] += 1
         if _touchpoint(event, decision.outcome):
             bucket[_SLOT["touchpoints"]] += 1
         tally(bucket, observations)
@@ -253,6 +255,12 @@ def tally(bucket: list[float], observations: Iterable[ex.Observation]) -> None:
 
 def empty_slots() -> list[float]:
     return [0.0] * len(SLOTS)
+
+
+def replayed(slots: list[float]) -> int:
+    """How many records were replayed into these slots (0: the window has no data at all,
+    so its counts say nothing, rather than zero)."""
+    return int(slots[_SLOT["replayed"]])
 
 
 def value(metric: Metric, slots: list[float]) -> float | None:
