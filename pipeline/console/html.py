@@ -498,7 +498,13 @@ def live_state_block(d: Mapping[str, Any] | None) -> str:
         + table(
             ("cap", "scope", "used / limit", "headroom", "window"),
             (
-                (c["cap"], c["scope"], f"{c['used']} / {c['limit']}", c["headroom"], c["window"])
+                (
+                    c["cap"],
+                    f"{c['scope']} {c['value']}" if c.get("value") else c["scope"],
+                    f"{c['used']} / {c['limit']}",
+                    c["headroom"],
+                    c["window"],
+                )
                 for c in d["caps"]
             ),
             (3,),

@@ -63,6 +63,7 @@ def test_the_workers_context_as_a_page_shows_no_epoch_milliseconds() -> None:
          "timeline": [], "live_state": live}, None,
     )  # fmt: skip
     assert "Now, as the worker holds this customer" in page and "two-a-day" in page
+    assert "channel email" in page
     assert not EPOCH_MS.search(page)
 
 
