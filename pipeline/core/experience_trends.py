@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import add
 from typing import Any, Final
 
 from pipeline.contracts.codec import InvalidEvent, decode_event
@@ -33,6 +34,7 @@ from pipeline.core.policy import DAY_MS
 from pipeline.core.state import EMPTY_JOURNEY, Journey
 
 MINUTE_MS: Final = 60_000
+HOUR_MS: Final = 3_600_000
 #: buckets kept: two weeks, so a week can be compared with the week before
 KEEP_MS: Final = 14 * DAY_MS
 
@@ -152,7 +154,9 @@ class ExperienceTrends:
         self.settings = settings
         self.keep_ms = keep_ms
         self._journeys: dict[str, Journey] = {}
+        #: slots per minute and per hour of processing time (the hours sum long windows)
         self._buckets: dict[int, list[float]] = {}
+        self._hours: dict[int, list[float]] = {}
         self.records = 0
         #: records whose input could not be replayed (minimised, missing or invalid)
         self.skipped = 0
@@ -180,43 +184,49 @@ class ExperienceTrends:
             self._journeys.pop(event.customer_id, None)
         else:
             self._journeys[event.customer_id] = journey
-        bucket = self._bucket(at)
-        bucket[_SLOT["replayed"]] += 1
+        delta = empty_slots()
+        delta[_SLOT["replayed"]] = 1
         if _touchpoint(event, decision.outcome):
-            bucket[_SLOT["touchpoints"]] += 1
-        tally(bucket, observations)
-
-    def _bucket(self, at: int) -> list[float]:
+            delta[_SLOT["touchpoints"]] = 1
+        tally(delta, observations)
         minute = at - at % MINUTE_MS
-        bucket = self._buckets.get(minute)
-        if bucket is None:
-            bucket = self._buckets[minute] = [0.0] * len(SLOTS)
-            if minute > self.latest:
-                self.latest = minute
-                horizon = minute - self.keep_ms
-                for old in [m for m in self._buckets if m < horizon]:
-                    del self._buckets[old]
-        return bucket
+        for buckets, start in ((self._buckets, minute), (self._hours, at - at % HOUR_MS)):
+            bucket = buckets.get(start)
+            buckets[start] = delta if bucket is None else list(map(add, bucket, delta))
+        if minute > self.latest:
+            self.latest = minute
+            self._prune(minute - self.keep_ms)
+
+    def _prune(self, horizon: int) -> None:
+        """Drop the minutes before `horizon`, and the hours wholly before it (the buckets
+        are never changed in place, so a minute and its hour may share a first list)."""
+        for buckets, keep in ((self._buckets, horizon), (self._hours, horizon - HOUR_MS + 1)):
+            for old in [t for t in buckets if t < keep]:
+                del buckets[old]
 
     def totals(self, since: int, until: int) -> list[float]:
-        """The slots summed over the buckets in `since <= t < until`."""
-        out = [0.0] * len(SLOTS)
-        for minute, bucket in self._buckets.items():
-            if since <= minute < until:
-                for i, v in enumerate(bucket):
-                    out[i] += v
+        """The slots summed over the minutes in `since <= t < until`: whole hours from the
+        hourly sums, the edges minute by minute (a week is a few hundred lookups)."""
+        out = empty_slots()
+        first = -(-since // MINUTE_MS) * MINUTE_MS
+        h0, h1 = -(-first // HOUR_MS) * HOUR_MS, until - until % HOUR_MS
+        if h0 >= h1:
+            h0 = h1 = until
+        spans = ((self._buckets, first, h0, MINUTE_MS), (self._hours, h0, h1, HOUR_MS))
+        for buckets, start, end, step in (
+            *spans,
+            (self._buckets, max(h1, first), until, MINUTE_MS),
+        ):
+            for t in range(start, end, step):
+                bucket = buckets.get(t)
+                if bucket is not None:
+                    out = list(map(add, out, bucket))
         return out
 
     def series(self, since: int, until: int, step: int) -> list[list[float]]:
         """The slots summed per `step` from `since` (every step present: empty ones are zeros)."""
         n = max(0, -(-(until - since) // step))
-        out = [[0.0] * len(SLOTS) for _ in range(n)]
-        for minute, bucket in self._buckets.items():
-            if since <= minute < until:
-                row = out[(minute - since) // step]
-                for i, v in enumerate(bucket):
-                    row[i] += v
-        return out
+        return [self.totals(since + i * step, min(since + (i + 1) * step, until)) for i in range(n)]
 
 
 def tally(bucket: list[float], observations: Iterable[ex.Observation]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.contracts.events import AgentEvent, Source
 from pipeline.core import experience_trends as xt
@@ -180,3 +182,22 @@ def test_buckets_older_than_the_horizon_are_dropped() -> None:
     purchases = xt.SLOTS.index("purchases")
     assert trends.totals(0, T0 + DAY_MS)[purchases] == 0
     assert trends.totals(0, T0 + 3 * DAY_MS)[purchases] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offsets=st.lists(st.integers(0, 3 * DAY_MS), min_size=1, max_size=40),
+    window=st.tuples(st.integers(-DAY_MS, 4 * DAY_MS), st.integers(0, 4 * DAY_MS)),
+)
+def test_any_window_sums_exactly_its_minutes(offsets: list[int], window: tuple[int, int]) -> None:
+    """Whole hours come from the hourly sums, the edges from minutes: the same counts."""
+    at = sorted(T0 + o for o in offsets)
+    trends = xt.ExperienceTrends()
+    for r in live([sig("purchase", t, customer=f"p{i}") for i, t in enumerate(at)])[1]:
+        trends.add(r)
+    since, until = T0 + window[0], T0 + window[0] + window[1]
+    purchases = xt.SLOTS.index("purchases")
+    expected = sum(since <= t - t % M < until for t in at)
+    assert trends.totals(since, until)[purchases] == expected
+    rows = trends.series(since, until, 15 * M)
+    assert sum(r[purchases] for r in rows) == expected
