@@ -179,6 +179,11 @@ def time_pages(base: str, customer: str, requests: int, cold: bool, app: Any) ->
 @click.option("--compare-report", is_flag=True, help="Also time `tower report` on the topic.")
 @click.option("--bootstrap", help="Use this broker instead of starting one.")
 @click.option("--kafka-port", default=39692, show_default=True)
+@click.option(
+    "--pages-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Only time the pages, over a copy of this read model (a grown one from a run before).",
+)
 def main(
     records: int,
     scale_to: int,
@@ -187,9 +192,16 @@ def main(
     compare_report: bool,
     bootstrap: str | None,
     kafka_port: int,
+    pages_from: Path | None,
 ) -> None:
     """Ingest records/s, store bytes per record, page p95, impact report time."""
     work = Path(tempfile.mkdtemp(prefix="tower-console-bench-"))
+    if pages_from is not None:
+        shutil.copy(pages_from, work / "console.duckdb")
+        store = Store.open(work / "console.duckdb")
+        pages(store, Settings(app_id="bench-pages"), requests)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     tag = uuid.uuid4().hex[:6]
     topics = TopicNames(**{f: f"c{tag}-{v}" for f, v in TopicNames().__dict__.items()})
     started = time.perf_counter()
@@ -242,6 +254,14 @@ def main(
     grow(store, scale_to, now)
     rows = store.counts()["audit"]
     click.echo(f"grown to {rows:,} audit rows: {store.size_bytes() / rows:.0f} bytes per record")
+    pages(store, settings, requests)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def pages(store: Store, settings: Settings, requests: int) -> None:
+    """Every page and JSON answer through the console's HTTP server: p50/p95, computed
+    afresh and as served."""
+    rows = store.counts()["audit"]
     customer = store.query("SELECT customer_id FROM audit LIMIT 1")[0][0]
     # the report's background refresh would compete with the requests timed here: it runs
     # once at start (its time is measured above), and /report is timed as served
@@ -257,8 +277,13 @@ def main(
             break
         except OSError:
             time.sleep(0.1)
+    started = time.perf_counter()
     while not app[console_app.FEED].ready:  # the experience metrics' first catch-up
         time.sleep(1.0)
+    click.echo(
+        f"experience metrics ready after {time.perf_counter() - started:.0f} s "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     while True:  # the first report, computed in the background at start
         with urllib.request.urlopen(base + "/api/console/v1/report", timeout=120) as r:
             if b'"computing"' not in r.read():
@@ -268,9 +293,9 @@ def main(
         click.echo(f"\n{'computed afresh' if cold else 'as served (cached)'} at {rows:,} rows:")
         for path, p in time_pages(base, customer, requests, cold, app).items():
             click.echo(f"  {path:<44} p50 {p['p50']:7.1f} ms  p95 {p['p95']:7.1f} ms")
+        click.echo(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
     store.close()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
