@@ -55,6 +55,9 @@ class ExperienceFeed:
     def catch_up(self, now: int | None = None) -> int:
         """Feed the rows added since the last call; how many were fed."""
         now = int(time.time() * 1000) if now is None else now
+        # no ORDER BY: a sort would hold every row in memory before the first one comes
+        # back; a plain scan streams them, in insertion order (`Store.open` keeps DuckDB's
+        # preserve_insertion_order on)
         cursor = self.store.db.cursor()
         columns = ", ".join(f'"{c}"' for c in _COLUMNS)
         top = None
@@ -62,12 +65,12 @@ class ExperienceFeed:
             top = self.store.query("SELECT coalesce(max(rowid) + 1, 0) FROM audit")[0][0]
             since = now - self.trends.keep_ms - CONTEXT_MS
             cursor.execute(
-                f"SELECT rowid, {columns} FROM audit WHERE processed_at >= ? ORDER BY rowid",
+                f"SELECT rowid, {columns} FROM audit WHERE processed_at >= ?",
                 [since],
             )
         else:
             cursor.execute(
-                f"SELECT rowid, {columns} FROM audit WHERE rowid >= ? ORDER BY rowid",
+                f"SELECT rowid, {columns} FROM audit WHERE rowid >= ?",
                 [self._next_rowid],
             )
         fed = 0

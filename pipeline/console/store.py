@@ -203,6 +203,7 @@ class Store:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = duckdb.connect(":memory:" if path is None else str(path))
+        db.execute("SET preserve_insertion_order = true")  # scans stream in topic order
         db.execute(_SCHEMA)
         return cls(db, path)
 

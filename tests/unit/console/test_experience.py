@@ -95,3 +95,22 @@ def test_a_computing_feed_says_so() -> None:
 def test_line_charts_break_at_buckets_without_a_value() -> None:
     svg = html.line_chart({"x": [(0, 1.0), (1, None), (2, 2.0), (3, 3.0)]}, 3, "x")
     assert svg.count("<circle") == 1 and svg.count("<polyline") == 1
+
+
+def test_the_feed_replays_in_insertion_order_without_sorting(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "console.duckdb")
+    for start in range(0, 3000, 1000):
+        add(store, [purchase(i, NOW + i, f"c{i % 7}") for i in range(start, start + 1000)], start)
+    seen: list[int] = []
+
+    class Recording:
+        keep_ms = 86_400_000
+        records = skipped = 0
+
+        def add(self, record: dict) -> None:
+            seen.append(record["processed_at"] - NOW)
+
+    feed = ExperienceFeed(store, Recording())  # type: ignore[arg-type]
+    assert feed.catch_up(now=NOW + 3000) == 3000
+    assert seen == list(range(3000))
+    assert store.query("SELECT current_setting('preserve_insertion_order')") == [(True,)]
