@@ -145,6 +145,8 @@ class Settings:
     console_port: int = 6070
     #: the console's read model (DuckDB); deleted, it is rebuilt from the topics
     console_db: Path = Path("var/console/console.duckdb")
+    #: the read model's memory (DuckDB's memory_limit, e.g. 2GB); past it DuckDB spills to disk
+    console_db_memory: str = "2GB"
     #: `NAME.key` per person (`tower policy keygen --out DIR`): the console signs a
     #: signed-in person's proposals and approvals with their key from here
     console_keys_dir: Path | None = None

@@ -135,7 +135,7 @@ def console_url(settings: Settings) -> str:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Ingest in a thread, serve the pages until `stop` is set."""
-    store = Store.open(settings.console_db)
+    store = Store.open(settings.console_db, settings.console_db_memory)
     ingest = Ingest(settings, store)
     reader = threading.Thread(target=ingest.run, name="console-ingest", daemon=True)
     reader.start()
