@@ -225,7 +225,7 @@ def build_app(
 
     async def overview(request: web.Request) -> dict[str, Any]:
         span = request.query.get("range", "hour")
-        key = ("overview", span, feed.ready)
+        key = ("overview", span, feed.position)  # new records, or the feed caught up
         return await answers.get(key, lambda: views.overview(store, span, feed=feed))  # type: ignore[no-any-return]
 
     async def agents(request: web.Request) -> dict[str, Any]:

@@ -85,3 +85,9 @@ class ExperienceFeed:
             self._next_rowid = int(top or 0)
         self.ready = True
         return fed
+
+    @property
+    def position(self) -> int | None:
+        """The next row the feed reads (None before its first catch-up): an answer built
+        from the metrics is stale once this moves."""
+        return self._next_rowid if self.ready else None

@@ -32,8 +32,8 @@ def test_the_feed_reads_only_rows_added_since_its_last_read(tmp_path: Path) -> N
     store = Store.open(tmp_path / "console.duckdb")
     add(store, [audit(0, at=NOW), purchase(1, NOW + M)], 0)
     feed = ExperienceFeed(store)
-    assert not feed.ready
-    assert feed.catch_up(now=NOW + 2 * M) == 2 and feed.ready
+    assert not feed.ready and feed.position is None
+    assert feed.catch_up(now=NOW + 2 * M) == 2 and feed.ready and feed.position == 2
     assert feed.catch_up(now=NOW + 2 * M) == 0
     add(store, [purchase(2, NOW + 2 * M, "ben")], 2)
     assert feed.catch_up(now=NOW + 3 * M) == 1
