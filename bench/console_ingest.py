@@ -44,6 +44,7 @@ from bench.common import (
 from bench.report_speed import POLICY, POLICY_YAML, audit_values
 from pipeline.console import app as console_app
 from pipeline.console import views
+from pipeline.console.experience import ExperienceFeed
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
 from pipeline.ops.console_commands import TopicPolicyActions
@@ -91,6 +92,26 @@ def ingest(settings: Settings, store: Store, expected: int) -> tuple[float, floa
     reader.stop()
     thread.join(30)
     return seconds, own + children
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def feed_seconds(store: Store) -> None:
+    """The experience metrics' replay of every audit record (the overview's first
+    catch-up after a start): records/s and CPU per record."""
+    (latest,) = store.query("SELECT max(processed_at) FROM audit")[0]
+    feed = ExperienceFeed(store)
+    started, cpu_before = time.perf_counter(), _cpu()
+    fed = feed.catch_up(now=int(latest))
+    seconds, cpu = time.perf_counter() - started, _cpu() - cpu_before
+    click.echo(
+        f"experience replay: {fed:,} records in {seconds:.1f} s = {fed / seconds:,.0f} records/s, "
+        f"{cpu / max(fed, 1) * 1e6:.0f} CPU µs per record ({feed.trends.skipped:,} not "
+        f"replayable; load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 def _children() -> list[int]:
@@ -158,6 +179,11 @@ def time_pages(base: str, customer: str, requests: int, cold: bool, app: Any) ->
 @click.option("--compare-report", is_flag=True, help="Also time `tower report` on the topic.")
 @click.option("--bootstrap", help="Use this broker instead of starting one.")
 @click.option("--kafka-port", default=39692, show_default=True)
+@click.option(
+    "--pages-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Only time the pages, over a copy of this read model (a grown one from a run before).",
+)
 def main(
     records: int,
     scale_to: int,
@@ -166,9 +192,16 @@ def main(
     compare_report: bool,
     bootstrap: str | None,
     kafka_port: int,
+    pages_from: Path | None,
 ) -> None:
     """Ingest records/s, store bytes per record, page p95, impact report time."""
     work = Path(tempfile.mkdtemp(prefix="tower-console-bench-"))
+    if pages_from is not None:
+        shutil.copy(pages_from, work / "console.duckdb")
+        store = Store.open(work / "console.duckdb")
+        pages(store, Settings(app_id="bench-pages"), requests)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     tag = uuid.uuid4().hex[:6]
     topics = TopicNames(**{f: f"c{tag}-{v}" for f, v in TopicNames().__dict__.items()})
     started = time.perf_counter()
@@ -194,18 +227,25 @@ def main(
         def lookup(v: str) -> Any:
             return POLICY if v == POLICY.policy_version else None
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu()
         report = views.impact_report(store, lookup)
         mine = time.perf_counter() - started
-        click.echo(f"impact report from the read model at {len(values):,}: {mine:.1f} s")
+        click.echo(
+            f"impact report from the read model at {len(values):,}: {mine:.1f} s "
+            f"({_cpu() - cpu_before:.1f} CPU s, load average {os.getloadavg()[0]:.1f})"
+        )
+        feed_seconds(store)
         if compare_report:
             policy_file = work / "policy.yaml"
             policy_file.write_text(POLICY_YAML)
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), _cpu()
             rows, _ = impact_rows(settings, [policy_file], lambda m: None)
             cli = time.perf_counter() - started
             same = [r["lift"] for r in rows] == [r["lift"] for r in report["rows"]]
-            click.echo(f"tower report on the topic: {cli:.1f} s (same lifts: {same})")
+            click.echo(
+                f"tower report on the topic: {cli:.1f} s ({_cpu() - cpu_before:.1f} CPU s, "
+                f"load average {os.getloadavg()[0]:.1f}; same lifts: {same})"
+            )
     finally:
         if broker is not None:
             broker.down()
@@ -214,6 +254,14 @@ def main(
     grow(store, scale_to, now)
     rows = store.counts()["audit"]
     click.echo(f"grown to {rows:,} audit rows: {store.size_bytes() / rows:.0f} bytes per record")
+    pages(store, settings, requests)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def pages(store: Store, settings: Settings, requests: int) -> None:
+    """Every page and JSON answer through the console's HTTP server: p50/p95, computed
+    afresh and as served."""
+    rows = store.counts()["audit"]
     customer = store.query("SELECT customer_id FROM audit LIMIT 1")[0][0]
     # the report's background refresh would compete with the requests timed here: it runs
     # once at start (its time is measured above), and /report is timed as served
@@ -229,6 +277,13 @@ def main(
             break
         except OSError:
             time.sleep(0.1)
+    started = time.perf_counter()
+    while not app[console_app.FEED].ready:  # the experience metrics' first catch-up
+        time.sleep(1.0)
+    click.echo(
+        f"experience metrics ready after {time.perf_counter() - started:.0f} s "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     while True:  # the first report, computed in the background at start
         with urllib.request.urlopen(base + "/api/console/v1/report", timeout=120) as r:
             if b'"computing"' not in r.read():
@@ -238,9 +293,9 @@ def main(
         click.echo(f"\n{'computed afresh' if cold else 'as served (cached)'} at {rows:,} rows:")
         for path, p in time_pages(base, customer, requests, cold, app).items():
             click.echo(f"  {path:<44} p50 {p['p50']:7.1f} ms  p95 {p['p95']:7.1f} ms")
+        click.echo(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
     store.close()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

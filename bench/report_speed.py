@@ -23,9 +23,9 @@ from pipeline.core.impact import ImpactLedger
 from pipeline.core.policy_document import load_policy
 from pipeline.ops.outcome_world import Effect, OutcomeWorld
 from pipeline.ops.report_commands import impact_rows
-from pipeline.ops.report_html import text_table
 from pipeline.processing.batch import BatchProcessor, DictStateStore, InputRecord
 from pipeline.settings import Settings, TopicNames
+from pipeline.web.report_html import text_table
 
 EFFECTS = (
     Effect("winback-bot", purchase_if_received=0.30, purchase_otherwise=0.20),

@@ -145,9 +145,15 @@ class Settings:
     console_port: int = 6070
     #: the console's read model (DuckDB); deleted, it is rebuilt from the topics
     console_db: Path = Path("var/console/console.duckdb")
+    #: the read model's memory (DuckDB's memory_limit, e.g. 2GB); past it DuckDB spills to disk
+    console_db_memory: str = "2GB"
     #: `NAME.key` per person (`tower policy keygen --out DIR`): the console signs a
     #: signed-in person's proposals and approvals with their key from here
     console_keys_dir: Path | None = None
+    #: the worker the console asks for a customer's live state (consents, caps, holds),
+    #: with the signed-in person's token; any worker answers for every customer
+    #: [default: TOWER_WEB_URL, else http://TOWER_WEB_HOST:TOWER_WEB_PORT]
+    console_worker_url: str = ""
     # --- schema registry ---
     #: the Confluent-API schema registry (Confluent, Karapace, Apicurio's ccompat API,
     #: Redpanda): comma-separated base URLs, tried in turn. Needed to read registry-framed

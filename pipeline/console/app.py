@@ -21,17 +21,32 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pipeline.console import html, views
+from pipeline.console.action_audit import VIEW_CUSTOMER, ActionLog, ConsoleAction, now_ms
+from pipeline.console.experience import ExperienceFeed
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
+from pipeline.console.worker_state import WorkerState
 from pipeline.contracts.policy_record import PolicyRecord
 from pipeline.core.policy import Policy
-from pipeline.web.auth import COOKIE, HOST_COOKIE, JSON, PRINCIPAL, WebSecurity
+from pipeline.web import report_html
+from pipeline.web.auth import COOKIE, HOST_COOKIE, JSON, PRINCIPAL, QUERY, WebSecurity, presented
 
 API = "/api/console/v1"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
+#: the report as `tower report --html` writes it: one file with inline CSS and SVG and no
+#: script, framed by the console's own report page only
+REPORT_FILE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; "
+    "base-uri 'none'; form-action 'none'"
+)
+REPORT_FILE_HEADERS = {
+    "Content-Security-Policy": REPORT_FILE_POLICY,
+    "X-Frame-Options": "SAMEORIGIN",
+}
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -86,6 +101,8 @@ class Answers:
 
 #: the newest impact report (the benchmark clears it to time one computed afresh)
 LATEST = web.AppKey("latest", dict)
+#: the overview's experience metrics (the benchmark feeds it before timing pages)
+FEED = web.AppKey("feed", ExperienceFeed)
 #: the app's cached answers (the benchmark clears them to time answers computed afresh)
 ANSWERS = web.AppKey("answers", Answers)
 
@@ -118,8 +135,11 @@ def build_app(
     ingest: Ingest | None = None,
     whatif_hours: float = 24.0,
     report_every_s: float = REPORT_FRESH_S,
+    action_log: ActionLog | None = None,
+    worker: WorkerState | None = None,
 ) -> web.Application:
     answers = Answers(store)
+    feed = ExperienceFeed(store)
     routes = web.RouteTableDef()
 
     def who(request: web.Request) -> str | None:
@@ -159,6 +179,8 @@ def build_app(
             "computing": True,
         }
 
+    cookie_name = HOST_COOKIE if security.secure_cookie else COOKIE
+
     async def refresh_reports(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
             while True:
@@ -166,9 +188,20 @@ def build_app(
                     await compute_report()
                 await asyncio.sleep(report_every_s)
 
-        task = asyncio.create_task(loop())
+        async def feed_loop() -> None:
+            fed_at = -1
+            while True:
+                if fed_at != store.generation:
+                    fed_at = store.generation
+                    await asyncio.to_thread(feed.catch_up)
+                await asyncio.sleep(FRESH_S)
+
+        tasks = [asyncio.create_task(loop()), asyncio.create_task(feed_loop())]
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
+        if worker is not None:
+            await worker.close()
 
     Render = Callable[[dict[str, Any], str | None], str]
 
@@ -192,7 +225,8 @@ def build_app(
 
     async def overview(request: web.Request) -> dict[str, Any]:
         span = request.query.get("range", "hour")
-        return await answers.get(("overview", span), lambda: views.overview(store, span))  # type: ignore[no-any-return]
+        key = ("overview", span, feed.position)  # new records, or the feed caught up
+        return await answers.get(key, lambda: views.overview(store, span, feed=feed))  # type: ignore[no-any-return]
 
     async def agents(request: web.Request) -> dict[str, Any]:
         r, st = await report(), await state()
@@ -207,7 +241,30 @@ def build_app(
     async def customer(request: web.Request) -> dict[str, Any]:
         cid = request.match_info["customer_id"]
         st = await state()
-        return await asyncio.to_thread(views.customer_view, store, cid, st.in_force)
+        d: dict[str, Any]
+        if worker is None:
+            d = await asyncio.to_thread(views.customer_view, store, cid, st.in_force)
+        else:
+            token = presented(request, cookie_name)[0] or request.query.get(QUERY)
+            d, answer = await asyncio.gather(
+                asyncio.to_thread(views.customer_view, store, cid, st.in_force),
+                worker.context(cid, token),
+            )
+            d = with_live_state(d, answer)
+        if action_log is not None:  # a person read a customer's data: who, whose, when
+            principal = request.get(PRINCIPAL)
+            seen = ConsoleAction(
+                VIEW_CUSTOMER,
+                "anonymous" if principal is None else principal.name,
+                "open" if principal is None else principal.role,
+                bool(d.get("known")),
+                f"customer {cid}" + ("" if d.get("known") else " (no such customer)"),
+                {"customer_id": cid, "path": request.path},
+                st.in_force.policy_version,
+                now_ms(),
+            )
+            _background(asyncio.to_thread(action_log.record, seen))
+        return d
 
     async def live(request: web.Request) -> dict[str, Any]:
         filters = {k: request.query.get(k, "") for k in views.FILTERS}
@@ -228,6 +285,9 @@ def build_app(
         pending = request.query.get("whatif")
         if pending:
             d["whatif"] = await _whatif(st, pending)
+        d["console_actions"] = await answers.get(
+            "console-actions", lambda: views.console_actions(store)
+        )
         return d
 
     async def _whatif(st: views.PolicyState, version: str) -> dict[str, Any]:
@@ -257,6 +317,30 @@ def build_app(
             text=html.page("Customers", "/customers", body, who(request)), content_type="text/html"
         )
 
+    @routes.get("/report.html")
+    async def report_file(request: web.Request) -> web.Response:
+        """The page `tower report --html` writes, from the read model's latest report."""
+        r = await report()
+        page = report_html.render_html(
+            [_without_next_step(row) for row in r["rows"]],
+            generated_at=r.get("computed_at") or "(being computed: reload in a moment)",
+            source=f"the console's read model, {r['records_counted']:,} audit records counted",
+        )
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": REPORT_FILE_POLICY,
+                "X-Frame-Options": "SAMEORIGIN",
+            },
+        )
+
+    @routes.get("/report.json")
+    async def report_json(request: web.Request) -> web.Response:
+        """What `tower report --json` prints, from the read model's latest report."""
+        r = await report()
+        return web.json_response({"rows": [_without_next_step(row) for row in r["rows"]]})
+
     @routes.get("/console.css")
     async def css(request: web.Request) -> web.Response:
         return web.Response(text=html.CSS, content_type="text/css")
@@ -282,6 +366,25 @@ def build_app(
     # --- actions -----------------------------------------------------------------------
 
     def action(path: str, do: Callable[[dict[str, Any], str, views.PolicyState], str]) -> None:
+        name = path.rsplit("/", 1)[-1].replace("-", "_")
+
+        async def audited(
+            principal: Any, body: dict[str, Any], st: views.PolicyState, done: bool, message: str
+        ) -> str | None:
+            if action_log is None:
+                return None
+            record = ConsoleAction(
+                name,
+                principal.name,
+                principal.role,
+                done,
+                message,
+                body,
+                st.in_force.policy_version,
+                now_ms(),
+            )
+            return await asyncio.to_thread(action_log.record, record)
+
         async def handler(request: web.Request) -> web.Response:
             principal = request.get(PRINCIPAL)
             if principal is None:
@@ -300,10 +403,18 @@ def build_app(
             try:
                 message = await asyncio.to_thread(do, body, principal.name, st)
             except ActionRefused as exc:
+                await audited(principal, body, st, False, str(exc))
                 return _refused(409, str(exc))
             answers._cache.pop("policies", None)
+            not_audited = await audited(principal, body, st, True, message)
             return web.json_response(
-                {"api_version": "console-v1", "message": message, "by": principal.name}
+                {
+                    "api_version": "console-v1",
+                    "message": message,
+                    "by": principal.name,
+                    "audited": not_audited is None,
+                    **({} if not_audited is None else {"warning": not_audited}),
+                }
             )
 
         routes.post(API + path)(handler)
@@ -346,10 +457,38 @@ def build_app(
     )
     app[ANSWERS] = answers
     app[LATEST] = latest
+    app[FEED] = feed
     app.cleanup_ctx.append(refresh_reports)
     app.add_routes(routes)
     app.on_response_prepare.append(_headers)
     return app
+
+
+def with_live_state(d: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The audit's view of a customer with the worker's live state; a customer the audit
+    does not know yet but the worker does is known (no timeline yet)."""
+    live = views.live_state_view(answer, views.zone(d.get("timezone")) if d.get("known") else None)
+    if not d.get("known") and live.get("known"):
+        d = {
+            "customer_id": d["customer_id"],
+            "known": True,
+            "timezone": live.get("timezone") or "UTC",
+            "experiments": [
+                {"experiment": x["experiment"], "arm": x["arm"]} for x in live["experiments"]
+            ],
+            "timeline": [],
+        }
+    return {**d, "live_state": live}
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _background(work: Awaitable[Any]) -> None:
+    """Run `work` without waiting for it (kept referenced until it ends)."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def with_kill_switch(document: str | None, agent: str, off: bool) -> str:
@@ -377,5 +516,11 @@ def _refused(status: int, message: str) -> web.Response:
     return web.json_response({"api_version": "console-v1", "error": message}, status=status)
 
 
+def _without_next_step(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "next_step"}
+
+
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(HEADERS)
+    """The console's security headers, unless the answer set its own (the report file)."""
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)

@@ -67,6 +67,7 @@ button{font:inherit;padding:.2rem .7rem;cursor:pointer}
 input,select{font:inherit;padding:.15rem .3rem}
 .result{font-weight:600}
 svg text{font:11px system-ui,sans-serif;fill:#333}
+iframe.report{width:100%;height:900px;border:1px solid #ddd;background:#fff}
 """
 
 SCRIPT = """
@@ -142,45 +143,67 @@ def legend(names: Sequence[str]) -> str:
     )
 
 
+def _segments(pts: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """Runs of points with a value: a point without one (no denominator) breaks the line."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, y in pts:
+        if y is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, y))
+    return [r for r in runs if r]
+
+
 def line_chart(
-    series: Mapping[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Sequence[tuple[float, float | None]]],
     span: float,
     label: str,
     width: int = 580,
     height: int = 220,
+    with_legend: bool = True,
 ) -> str:
-    """Lines of (x in 0..span, y) per series name; x is time since the window's start."""
+    """Lines of (x in 0..span, y) per series name; x is time since the window's start. A
+    y of None is a gap in the line; a y of 0 is drawn (the views zero-fill empty buckets)."""
     left, bottom, top, right = 44, 22, 10, 10
     w, h = width - left - right, height - top - bottom
-    ymax = max([y for pts in series.values() for _, y in pts] or [1]) or 1
+    values = [y for pts in series.values() for _, y in pts if y is not None]
+    ymax = max([*values, 0]) or 1
+    ymin = min([*values, 0])
+    yspan = (ymax - ymin) or 1
+
+    def px(x: float, y: float) -> str:
+        return f"{left + w * x / (span or 1):.1f},{top + h - h * (y - ymin) / yspan:.1f}"
+
     parts = [
         f'<svg role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}">'
     ]
-    for i in range(5):
-        y = top + h - h * i / 4
+    steps = 4 if height >= 120 else 1  # a sparkline labels only its bottom and top
+    for i in range(steps + 1):
+        y = top + h - h * i / steps
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(
-            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{ymax * i / 4:.3g}</text>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{ymin + yspan * i / steps:.3g}</text>"
         )
     for i, (name, pts) in enumerate(series.items()):
-        coords = " ".join(f"{left + w * x / span:.1f},{top + h - h * y / ymax:.1f}" for x, y in pts)
-        if len(pts) == 1:
-            x, y = pts[0]
-            parts.append(
-                f'<circle cx="{left + w * x / span:.1f}" cy="{top + h - h * y / ymax:.1f}" '
-                f'r="3" fill="{_colour(name, i)}"/>'
-            )
-        parts.append(
-            f'<polyline fill="none" stroke-width="2" stroke="{_colour(name, i)}" '
-            f'points="{coords}"/>'
-        )
+        colour = _colour(name, i)
+        for run in _segments(pts):
+            if len(run) == 1:
+                cx, cy = px(*run[0]).split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{colour}"/>')
+            else:
+                coords = " ".join(px(x, y) for x, y in run)
+                parts.append(
+                    f'<polyline fill="none" stroke-width="2" stroke="{colour}" points="{coords}"/>'
+                )
     parts.append(
         f'<text x="{left}" y="{height - 5}">start</text>'
         f'<text x="{left + w}" y="{height - 5}" text-anchor="end">now</text>'
     )
     parts.append("</svg>")
-    return "".join(parts) + legend(list(series))
+    return "".join(parts) + (legend(list(series)) if with_legend else "")
 
 
 def bar_chart(items: Sequence[tuple[str, float]], label: str, width: int = 580) -> str:
@@ -241,6 +264,7 @@ def overview_page(d: Mapping[str, Any], who: str | None) -> str:
         else "<p>none in this window</p>",
         table(("rule", "proposals stopped"), prevented, (1,)),
         "</div></div>",
+        experience_block(d.get("experience"), d["span_ms"], d["range"]),
         '<div class="card"><h2>Experience signals</h2><p class="muted">The signals the experience '
         "and impact metrics are counted from (csat and sentiment: mean score).</p>",
         table(
@@ -254,6 +278,65 @@ def overview_page(d: Mapping[str, Any], who: str | None) -> str:
         "</div>",
     ]
     return page("Overview", "/", "".join(body), who)
+
+
+def fmt(value: float | None, unit: str, signed: bool = False) -> str:
+    """A metric's value in its unit; a change of a share in percentage points."""
+    if value is None:
+        return "-"
+    sign = "+" if signed and value > 0 else ""
+    if unit == "share":
+        return f"{sign}{value * 100:.1f} pp" if signed else f"{value:.1%}"
+    if unit == "seconds":
+        size = abs(value)
+        if size >= 3600:
+            return f"{sign}{value / 3600:.1f} h"
+        return f"{sign}{value / 60:.1f} min" if size >= 60 else f"{sign}{value:.0f} s"
+    if unit == "count":
+        return f"{sign}{value:,.0f}"
+    if unit == "currency":
+        return f"{sign}{value:,.2f}"
+    return f"{sign}{value:.2f}"
+
+
+DIRECTION_CLASS = {"better": "ok", "worse": "bad"}
+
+
+def experience_block(d: Mapping[str, Any] | None, span_ms: float, span: str) -> str:
+    """Each experience metric: this window, the one before, the change and a sparkline."""
+    head = (
+        '<div class="card"><h2>Experience metrics</h2><p class="muted">Replayed from the audit '
+        f"with the worker's own definitions; each against the {esc(span)} before. A gap in a "
+        "line is a bucket without anything to divide by.</p>"
+    )
+    if d is None or d.get("computing"):
+        return head + "<p>Being computed from the read model; reload in a moment.</p></div>"
+    rows = []
+    for m in d["metrics"]:
+        direction = m["direction"]
+        css = DIRECTION_CLASS.get(direction, "muted")
+        spark = line_chart(
+            {m["metric"]: [(p["t"], p["value"]) for p in m["series"]]},
+            span_ms,
+            f"{m['label']} over the last {span}",
+            width=220,
+            height=60,
+            with_legend=False,
+        )
+        rows.append(
+            f"<tr><td>{esc(m['label'])}</td>"
+            f'<td class="n">{esc(fmt(m["value"], m["unit"]))}</td>'
+            f'<td class="n">{esc(fmt(m["previous"], m["unit"]))}</td>'
+            f'<td class="n {css}">{esc(fmt(m["change"], m["unit"], signed=True))} '
+            f"({esc(direction)})</td><td>{spark}</td></tr>"
+        )
+    return (
+        head + '<table class="experience"><thead><tr><th>metric</th><th class="n">this window</th>'
+        '<th class="n">window before</th><th class="n">change</th><th>trend</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="muted">{d["records_replayed"]:,} audit records replayed, '
+        f"{d['records_not_replayable']:,} without a replayable input (minimised).</p></div>"
+    )
 
 
 def agents_page(d: Mapping[str, Any], who: str | None) -> str:
@@ -361,9 +444,75 @@ def customer_page(d: Mapping[str, Any], who: str | None) -> str:
         search_form(d["customer_id"])
         + f"<p>Times in the customer's time zone, <strong>{esc(d['timezone'])}</strong>. "
         f"Experiment arms: {esc(arms)}.</p>"
+        + live_state_block(d.get("live_state"))
+        + "<h2>Timeline, from the audit</h2>"
         + table(("when", "kind", "agent", "channel", "what", "outcome", "rule", "reason"), rows)
     )
     return page(f"Customer {d['customer_id']}", "/customers", body, who)
+
+
+def live_state_block(d: Mapping[str, Any] | None) -> str:
+    """The customer as the worker holds them now: what the rules will see next."""
+    if d is None:
+        return ""
+    head = '<div class="card"><h2>Now, as the worker holds this customer</h2>'
+    if not d.get("available"):
+        return head + f'<p class="bad">{esc(d.get("error"))}</p></div>'
+    if not d.get("known"):
+        return head + "<p>The worker holds no state for this customer yet.</p></div>"
+    qh, e, offer = d["quiet_hours"], d["escalation"], d["offer"]
+    lines = [
+        f"As of {esc(d['as_of'])}, policy <code>{esc(d['policy_version'])}</code>. ",
+        "Quiet hours now: "
+        + (f"yes, next send allowed {esc(qh['next_allowed_send'])}" if qh["quiet_now"] else "no")
+        + ". ",
+        "Needs a human: "
+        + (f"yes, since {esc(e['since'])} ({esc(e['reason'])})" if e["needs_human"] else "no")
+        + ". ",
+        "Offer: "
+        + (
+            "none"
+            if offer is None
+            else f"{esc(offer['offer_id'])} by {esc(offer['agent'])} until {esc(offer['until'])}"
+        )
+        + ".",
+    ]
+    return (
+        head
+        + f'<p>{"".join(lines)}</p><div class="grid"><div>'
+        + "<h3>Consents</h3>"
+        + table(
+            ("channel", "purpose", "granted", "since"),
+            (
+                (c["channel"], c["purpose"], "yes" if c["granted"] else "no", c["at"])
+                for c in d["consents"]
+            ),
+        )
+        + "<h3>Holds</h3>"
+        + table(
+            ("hold", "key", "until", "proposals"),
+            ((h["hold_id"], h["key"], h["until"], h["proposals"]) for h in d["holds"]),
+            (3,),
+        )
+        + "</div><div><h3>Frequency caps</h3>"
+        + table(
+            ("cap", "scope", "used / limit", "headroom", "window"),
+            (
+                (
+                    c["cap"],
+                    f"{c['scope']} {c['value']}" if c.get("value") else c["scope"],
+                    f"{c['used']} / {c['limit']}",
+                    c["headroom"],
+                    c["window"],
+                )
+                for c in d["caps"]
+            ),
+            (3,),
+        )
+        + "<h3>Open cases</h3>"
+        + table(("case", "opened"), ((c["case_id"], c["opened"]) for c in d["open_cases"]))
+        + "</div></div></div>"
+    )
 
 
 def report_page(d: Mapping[str, Any], who: str | None) -> str:
@@ -412,6 +561,13 @@ def report_page(d: Mapping[str, Any], who: str | None) -> str:
             if d["rows"]
             else "<p>No experiment exposures yet: add an experiments: block to the policy.</p>"
         )
+    )
+    body += (
+        '<div class="card"><h2>As <code>tower report</code> writes it</h2>'
+        '<p><a href="/report.html" download="impact-report.html">the HTML file</a> · '
+        '<a href="/report.json" download="impact-report.json">the JSON</a></p>'
+        '<iframe class="report" src="/report.html" sandbox title="the impact report as '
+        'tower report --html writes it"></iframe></div>'
     )
     return page("Impact report", "/report", body, who)
 
@@ -567,6 +723,18 @@ def policy_page(d: Mapping[str, Any], who: str | None) -> str:
         rollback,
         "</tbody></table></div>",
     ]
+    parts.append(
+        '<div class="card"><h2>Console actions</h2><p class="muted">Who did what here, '
+        "as the audit records it (<code>console_action</code>).</p>"
+        + table(
+            ("when", "who", "action", "what", "policy in force"),
+            (
+                (a["at"], a["by"], a["action"], a["what"], a["in_force"])
+                for a in d.get("console_actions") or ()
+            ),
+        )
+        + "</div>"
+    )
     return page("Policy", "/policy", "".join(parts), who)
 
 

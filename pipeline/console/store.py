@@ -24,6 +24,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+#: DuckDB's memory for the read model (TOWER_CONSOLE_DB_MEMORY)
+DEFAULT_MEMORY = "2GB"
 AUDIT = "audit"
 DEADLETTER = "deadletter"
 POLICIES = "policies"
@@ -198,11 +200,16 @@ class Store:
         self.generation = 0
 
     @classmethod
-    def open(cls, path: Path | None) -> Store:
-        """The store at `path` (made with its tables if missing); None: in memory."""
+    def open(cls, path: Path | None, memory_limit: str = DEFAULT_MEMORY) -> Store:
+        """The store at `path` (made with its tables if missing); None: in memory.
+
+        DuckDB's own default takes 80 % of the machine's memory for its buffers; the
+        console shares its host, so it gets `memory_limit` and spills past it to disk."""
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         db = duckdb.connect(":memory:" if path is None else str(path))
+        db.execute("SET memory_limit = ?", [memory_limit])
+        db.execute("SET preserve_insertion_order = true")  # scans stream in topic order
         db.execute(_SCHEMA)
         return cls(db, path)
 

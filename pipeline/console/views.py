@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from pipeline.console.experience import ExperienceFeed
 from pipeline.console.store import Store
 from pipeline.contracts.codec import InvalidEvent, decode_event
 from pipeline.contracts.policy_record import (
@@ -32,6 +33,7 @@ from pipeline.contracts.policy_record import (
     PolicyRecord,
     decode_policy_record,
 )
+from pipeline.core import experience_trends as xt
 from pipeline.core import lift_stats
 from pipeline.core.impact import ImpactLedger
 from pipeline.core.policy import DEFAULT_POLICY, Policy
@@ -79,7 +81,24 @@ def _now_ms() -> int:
 # --- overview --------------------------------------------------------------------------
 
 
-def overview(store: Store, span: str, now: int | None = None) -> dict[str, Any]:
+def bucket_starts(since: int, now: int, bucket: int) -> list[int]:
+    """Every bucket of the window, from the one holding `since` to the one holding `now`."""
+    first = since - since % bucket
+    return list(range(first, now + 1, bucket)) if now >= since else []
+
+
+def zero_filled(points: Mapping[int, float], starts: list[int]) -> list[tuple[int, float]]:
+    """(bucket start, y) for every bucket, y 0 where the bucket has no records: a quiet
+    minute shows as a dip to zero, not as a line drawn across it."""
+    return [(t, points.get(t, 0.0)) for t in starts]
+
+
+def overview(
+    store: Store,
+    span: str,
+    now: int | None = None,
+    feed: ExperienceFeed | None = None,
+) -> dict[str, Any]:
     window, bucket = RANGES.get(span, RANGES["hour"])
     now = _now_ms() if now is None else now
     since = now - window
@@ -89,11 +108,12 @@ def overview(store: Store, span: str, now: int | None = None) -> dict[str, Any]:
         (bucket, bucket, since),
     )
     per_minute = bucket / MINUTE
-    by_outcome: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    by_outcome: dict[str, dict[int, float]] = defaultdict(dict)
     totals: Counter[str] = Counter()
     for t, outcome, n in series:
-        by_outcome[outcome].append((int(t), n / per_minute))
+        by_outcome[outcome][int(t)] = n / per_minute
         totals[outcome] += n
+    starts = bucket_starts(since, now, bucket)
     prevented = store.query(
         "SELECT rule, count(*) FROM audit WHERE processed_at >= ? AND kind = 'proposal' "
         f"AND outcome IN {STOPPED} AND rule IS NOT NULL GROUP BY rule ORDER BY 2 DESC, 1",
@@ -110,8 +130,11 @@ def overview(store: Store, span: str, now: int | None = None) -> dict[str, Any]:
         "to": when(now),
         "bucket_minutes": bucket // MINUTE,
         "decisions_per_minute": {
-            o: [{"at": when(t), "t": t - since, "per_minute": round(v, 3)} for t, v in pts]
-            for o, pts in sorted(by_outcome.items())
+            o: [
+                {"at": when(t), "t": max(0, t - since), "per_minute": round(v, 3)}
+                for t, v in zero_filled(points, starts)
+            ]
+            for o, points in sorted(by_outcome.items())
         },
         "span_ms": window,
         "totals": dict(totals.most_common()),
@@ -120,8 +143,67 @@ def overview(store: Store, span: str, now: int | None = None) -> dict[str, Any]:
             {"type": t, "count": n, "mean_score": None if s is None else round(s, 3)}
             for t, n, s in signals
         ],
+        "experience": None if feed is None else experience_view(feed, since, now, bucket),
         "records": store.counts(),
     }
+
+
+def experience_view(feed: ExperienceFeed, since: int, now: int, bucket: int) -> dict[str, Any]:
+    """Each experience metric over the window, the window before it, the change, and its
+    series per bucket (empty buckets: 0 for counts and sums, no value for ratios)."""
+    if not feed.ready:
+        return {"computing": True, "metrics": []}
+    window = now - since
+    first = since - since % bucket
+    with feed.lock:
+        current = feed.trends.totals(since, now + 1)
+        previous = feed.trends.totals(since - window, since)
+        rows = feed.trends.series(first, now + 1, bucket)
+        records, skipped = feed.trends.records, feed.trends.skipped
+    metrics = []
+    for m in xt.METRICS:
+        now_v = xt.value(m, current) if xt.replayed(current) else None
+        before = xt.value(m, previous) if xt.replayed(previous) else None
+        change = xt.trend(now_v, before)
+        metrics.append(
+            {
+                "metric": m.name,
+                "label": m.label,
+                "unit": m.unit,
+                "higher_is_better": m.higher_is_better,
+                "value": _rounded(now_v),
+                "previous": _rounded(before),
+                "change": _rounded(change),
+                "direction": _direction(change, m.higher_is_better),
+                "series": [
+                    {
+                        "at": when(first + i * bucket),
+                        "t": max(0, first + i * bucket - since),
+                        "value": _rounded(xt.value(m, row)),
+                    }
+                    for i, row in enumerate(rows)
+                ],
+            }
+        )
+    return {
+        "computing": False,
+        "metrics": metrics,
+        "records_replayed": records,
+        "records_not_replayable": skipped,
+    }
+
+
+def _rounded(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+
+
+def _direction(change: float | None, higher_is_better: bool | None) -> str:
+    """better | worse | same | unknown, as the journey owner reads the change."""
+    if change is None:
+        return "unknown"
+    if abs(change) < 1e-9 or higher_is_better is None:
+        return "same" if abs(change) < 1e-9 else ("up" if change > 0 else "down")
+    return "better" if (change > 0) == higher_is_better else "worse"
 
 
 # --- policies --------------------------------------------------------------------------
@@ -285,6 +367,20 @@ def what_if_view(
         "by_channel": dict(report.changed_by_channel.most_common()),
         "examples": examples,
     }
+
+
+def console_actions(store: Store, limit: int = 30) -> list[dict[str, Any]]:
+    """The latest actions people took in the console (`console_action` records), newest
+    first; told apart from the policy code's and the workers' governance records."""
+    rows = store.query(
+        'SELECT processed_at, agent, "trigger", reason, policy_version FROM audit '
+        "WHERE kind = 'console' ORDER BY processed_at DESC, partition, \"offset\" DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        {"at": when(at), "by": by, "action": action, "what": readable(reason), "in_force": v}
+        for at, by, action, reason, v in rows
+    ]
 
 
 # --- report ----------------------------------------------------------------------------
@@ -456,9 +552,17 @@ def dead_letters_view(
         'ORDER BY dead_lettered_at DESC, partition, "offset" DESC LIMIT ?',
         (limit,),
     )
-    by_reason: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    counts: dict[str, dict[int, float]] = defaultdict(dict)
     for t, reason, n in series:
-        by_reason[reason].append({"at": when(t), "t": int(t) - since, "count": n})
+        counts[reason][int(t)] = n
+    starts = bucket_starts(since, now, bucket)
+    by_reason = {
+        reason: [
+            {"at": when(t), "t": max(0, t - since), "count": int(n)}
+            for t, n in zero_filled(points, starts)
+        ]
+        for reason, points in counts.items()
+    }
     return {
         "range": span if span in RANGES else "day",
         "span_ms": window,
@@ -541,6 +645,99 @@ def customer_view(store: Store, customer_id: str, in_force: Policy) -> dict[str,
         "timezone": tz.key,
         "experiments": [{"experiment": e, "arm": a} for e, a in arms.items()],
         "timeline": timeline,
+    }
+
+
+def _span(ms: int | None) -> str | None:
+    """A duration in words: 7 days, 12 hours, 30 minutes."""
+    if ms is None:
+        return None
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", MINUTE)):
+        if (ms >= size and ms % size == 0) or unit == "minute":
+            n = ms / size
+            shown = f"{n:g}"
+            return f"{shown} {unit}{'' if shown == '1' else 's'}"
+    return None
+
+
+def live_state_view(answer: Mapping[str, Any], tz: ZoneInfo | None = None) -> dict[str, Any]:
+    """The worker's context of a customer for a page: every time a date in the customer's
+    time zone (never epoch milliseconds), every window in words."""
+    if not answer.get("available"):
+        return {"available": False, "error": str(answer.get("error") or "")}
+    c = answer.get("context") or {}
+    if tz is None:
+        tz = zone(c.get("timezone"))
+    qh = c.get("quiet_hours") or {}
+    esc = c.get("escalation") or {}
+    offer = c.get("offer")
+    return {
+        "available": True,
+        "known": bool(c.get("known")),
+        "policy_version": c.get("policy_version"),
+        "as_of": when(c.get("as_of"), tz),
+        "timezone": c.get("timezone"),
+        "consents": [
+            {
+                "channel": x.get("channel"),
+                "purpose": x.get("purpose"),
+                "granted": bool(x.get("granted")),
+                "at": when(x.get("at"), tz),
+            }
+            for x in c.get("consents") or ()
+        ],
+        "caps": [
+            {
+                "cap": x.get("cap"),
+                "scope": x.get("scope"),
+                "value": x.get("value"),
+                "used": x.get("used"),
+                "limit": x.get("limit"),
+                "headroom": x.get("headroom"),
+                "window": _span(x.get("window_ms")),
+            }
+            for x in c.get("caps") or ()
+        ],
+        "holds": [
+            {
+                "hold_id": x.get("hold_id"),
+                "key": x.get("key"),
+                "until": when(x.get("deadline"), tz),
+                "proposals": x.get("proposals"),
+            }
+            for x in c.get("holds") or ()
+        ],
+        "open_cases": [
+            {"case_id": x.get("case_id"), "opened": when(x.get("opened_at"), tz)}
+            for x in c.get("open_cases") or ()
+        ],
+        "escalation": {
+            "needs_human": bool(esc.get("needs_human")),
+            "since": when(esc.get("since"), tz),
+            "reason": readable(esc.get("reason"), tz),
+        },
+        "quiet_hours": {
+            "quiet_now": bool(qh.get("quiet_now")),
+            "next_allowed_send": when(qh.get("next_allowed_send"), tz),
+            "start": qh.get("start"),
+            "end": qh.get("end"),
+        },
+        "offer": None
+        if not offer
+        else {
+            "offer_id": offer.get("offer_id"),
+            "agent": offer.get("agent"),
+            "since": when(offer.get("since"), tz),
+            "until": when(offer.get("until"), tz),
+        },
+        "experiments": [
+            {
+                "experiment": x.get("experiment"),
+                "arm": x.get("arm"),
+                "since": when(x.get("exposed_at"), tz),
+            }
+            for x in c.get("experiments") or ()
+        ],
     }
 
 

@@ -306,12 +306,17 @@ def _event(record: Mapping[str, Any]) -> AgentEvent:
     return decode_event(str(record.get("customer_id")).encode(), raw, max_bytes=max(len(raw), 1))
 
 
+#: audit record kinds that are no decision about a customer's event: a policy change, and
+#: what a person did in the console
+NOT_DECISIONS: Final = frozenset({"policy", "console"})
+
+
 def replay_all(records: Iterable[Mapping[str, Any]], resolve: PolicyResolver) -> list[Replayed]:
     """Replay many customers' records; each customer's relative order must be decision order."""
     by_customer: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
-        if record.get("kind") == "policy":
-            continue  # a policy change, not a decision about a customer
+        if record.get("kind") in NOT_DECISIONS:
+            continue  # a policy change or a console action, not a decision about a customer
         by_customer.setdefault(str(record.get("customer_id")), []).append(record)
     out: list[Replayed] = []
     for history in by_customer.values():

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import click
 
+from pipeline.console.action_audit import TopicActionLog
 from pipeline.console.app import ActionRefused, PolicyActions, build_app
 from pipeline.console.ingest import Ingest
 from pipeline.console.store import Store
+from pipeline.console.worker_state import WorkerState
 from pipeline.contracts.policy_record import PolicyRecord
 from pipeline.core.policy import Policy
 from pipeline.core.policy_document import PolicyError
@@ -128,11 +130,18 @@ def console_url(settings: Settings) -> str:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Ingest in a thread, serve the pages until `stop` is set."""
-    store = Store.open(settings.console_db)
+    store = Store.open(settings.console_db, settings.console_db_memory)
     ingest = Ingest(settings, store)
     reader = threading.Thread(target=ingest.run, name="console-ingest", daemon=True)
     reader.start()
-    app = build_app(store, console_security(settings), TopicPolicyActions(settings), ingest)
+    app = build_app(
+        store,
+        console_security(settings),
+        TopicPolicyActions(settings),
+        ingest,
+        action_log=TopicActionLog(settings),
+        worker=WorkerState(settings.console_worker_url or settings.advertised_url),
+    )
     runner = await start(app, settings.web_host, settings.console_port)
     log.info("console on %s, read model %s", console_url(settings), settings.console_db)
     try:

@@ -22,8 +22,8 @@ from pipeline.kafka.reader import ScanError
 from pipeline.ops.audit_commands import audit_records
 from pipeline.ops.cli_errors import friendly_errors
 from pipeline.ops.replay_policies import policy_resolver
-from pipeline.ops.report_html import render_html, text_table
 from pipeline.settings import Settings
+from pipeline.web.report_html import render_html, text_table
 
 
 @click.command("report")

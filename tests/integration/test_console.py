@@ -87,6 +87,8 @@ class ConsoleProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    #: the worker the console asks for customers' live state
+    worker_url: str = ""
 
     def start(self) -> None:
         s = self.settings
@@ -101,6 +103,8 @@ class ConsoleProcess:
             TOWER_POLICY_APPROVERS_FILE=str(self.people.approvers_file),
             PYTHONPATH=str(REPO),
         )
+        if self.worker_url:
+            env["TOWER_CONSOLE_WORKER_URL"] = self.worker_url
         for name, value in s.topics.__dict__.items():
             env[f"TOWER_TOPIC_{name.upper()}"] = value
         self.starts += 1
@@ -235,9 +239,22 @@ def test_every_page_on_a_real_worker_with_hostile_content_inert(
     start_worker(worker, people)
     valid = traffic(tower_settings)
     hostile(tower_settings)
+    console.worker_url = f"http://127.0.0.1:{worker.web_port}"
     console.start()
     counts = settled(console, valid + 3)
     assert counts["deadletter"] >= 9, console.log_tail()
+
+    # the experience metrics, replayed from the audit, with a trend and a series each
+    def experience() -> dict[str, Any] | None:  # once it replayed every audit record
+        x = console.call("/api/console/v1/overview?range=week")[1].get("experience") or {}
+        done = not x.get("computing", True) and x["records_replayed"] >= counts["audit"]
+        return x if done else None
+
+    replayed = wait_until(experience, "the experience metrics")
+    metrics = {m["metric"]: m for m in replayed["metrics"]}
+    assert len(metrics) == 10
+    assert metrics["cost_to_serve"]["value"] > 0
+    assert all(len(m["series"]) == len(metrics["churn_risk"]["series"]) for m in metrics.values())
 
     page = signed_in(browser, console, "ana")
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -254,6 +271,16 @@ def test_every_page_on_a_real_worker_with_hostile_content_inert(
     # the overview counts what the read model holds
     overview = console.call("/api/console/v1/overview?range=week")[1]
     assert sum(overview["totals"].values()) == counts["audit"]
+    page.goto(console.base + "/?range=week")
+    expect(page.locator("table.experience")).to_contain_text("Containment")
+    expect(page.locator("table.experience")).to_contain_text("Assisted conversion")
+    page.screenshot(path=str(SHOTS / "console-overview-week.png"), full_page=True)
+    # the report as `tower report --html` writes it, framed in the report page
+    page.goto(console.base + "/report")
+    framed = page.frame_locator("iframe.report")
+    expect(framed.locator("h1")).to_contain_text("impact report", timeout=30_000)
+    page.screenshot(path=str(SHOTS / "console-report-framed.png"), full_page=True)
+    assert page.evaluate("window.__pwned") is None
     # hostile names and content are shown as text, never run
     page.goto(console.base + "/live?signals=1")
     expect(page.locator("main")).to_contain_text(HOSTILE_AGENT)
@@ -268,7 +295,13 @@ def test_every_page_on_a_real_worker_with_hostile_content_inert(
     page.screenshot(path=str(SHOTS / "console-customer.png"))
     page.goto(console.base + "/customers/cust-00001")
     expect(page.locator("h1")).to_have_text("Customer cust-00001")
+    # its live state from the worker, beside the audit's timeline
+    expect(page.locator("main")).to_contain_text("Now, as the worker holds this customer")
+    expect(page.locator("main")).to_contain_text("Frequency caps")
+    page.screenshot(path=str(SHOTS / "console-customer-live.png"), full_page=True)
     assert not EPOCH_MS.search(page.inner_text("main"))
+    status, seen = console.call("/api/console/v1/customers/cust-00001")
+    assert status == 200 and seen["live_state"]["available"] is True, seen.get("live_state")
     # an unknown customer says so
     response = page.goto(console.base + "/customers/nobody-here")
     assert response is not None and response.status == 404
@@ -362,6 +395,15 @@ def test_four_eyes_in_the_browser_and_the_kill_switch_stops_an_agent(
         lambda: console.call("/api/console/v1/policy")[1]["history"], "the policy history"
     )
     assert (history[0]["proposed_by"], history[0]["approved_by"]) == ("ana", "ben")
+    # each of those console actions is on the audit topic, apart from the governance records
+
+    def console_actions() -> list[tuple[str, str, bool]] | None:
+        done = console.call("/api/console/v1/policy")[1].get("console_actions") or []
+        got = [(a["by"], a["action"], "refused" in a["what"]) for a in done]
+        return got if ("ben", "approve", False) in got else None
+
+    actions = wait_until(console_actions, "the console actions in the read model")
+    assert {("ana", "propose", False), ("ana", "approve", True)} <= set(actions)
 
     # ana switches promo-bot off (a proposal), ben approves; its proposals stop
     ana.goto(console.base + "/policy")

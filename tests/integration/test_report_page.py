@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ops.report_html import render_html
+from pipeline.web.report_html import render_html
 from tests.integration.test_web_views import SHOTS, needs_browser
 from tests.unit.core.test_impact import closed_loop
 

@@ -13,8 +13,8 @@ from pipeline.ops.demo.readback import read_outputs
 from pipeline.ops.demo.traffic import send
 from pipeline.ops.outcome_world import Effect, OutcomeWorld
 from pipeline.ops.report_commands import impact_rows, write_html
-from pipeline.ops.report_html import text_table
 from pipeline.settings import Settings
+from pipeline.web.report_html import text_table
 
 #: The truth of the demo's closed loop (`measure_impact`): winback messages lift purchases
 #: from 20 % to 30 %; upsell offers drive customers to unsubscribe (3 % -> 12 %).

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.client import Preflight
 from pipeline.core.decision import EMITTING
+from pipeline.core.replay import NOT_DECISIONS
 
 #: Summary lines wrap at this width (as `tower --help` does), so they fit a terminal.
 WIDTH = 100
@@ -93,8 +94,8 @@ def tally(
     held: set[str] = set()
     replays: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for a in audits:
-        if a.get("kind") == "policy":
-            continue  # a published policy change, not an input of the run
+        if a.get("kind") in NOT_DECISIONS:
+            continue  # a policy change or a console action, not an input of the run
         outcome = a["outcome"]
         if outcome == "held":
             held.add(a["decision_id"])
@@ -268,7 +269,7 @@ def pick_customer(audits: Iterable[Mapping[str, Any]]) -> tuple[str, list[str]] 
     seen: dict[str, set[str]] = {}
     count: Counter[str] = Counter()
     for a in audits:
-        if a.get("kind") == "policy" or a["outcome"] in ("held", "recorded"):
+        if a.get("kind") in NOT_DECISIONS or a["outcome"] in ("held", "recorded"):
             continue
         label = f"{a['outcome']}/{a['rule']}" if a.get("rule") else a["outcome"]
         seen.setdefault(a["customer_id"], set()).add(label)

@@ -74,3 +74,10 @@ def test_who_a_stopped_proposal_collided_with(
     rule: str | None, reason: str, other: str | None
 ) -> None:
     assert collided_with(rule, reason) == other
+
+
+def test_the_store_keeps_to_its_memory_limit(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "console.duckdb", "300MB")
+    (limit,) = store.query("SELECT current_setting('memory_limit')")[0]
+    assert limit.replace(" ", "") in ("286.1MiB", "300.0MB", "300MB")
+    assert Store.open(None).query("SELECT current_setting('memory_limit')")[0][0].startswith("1.8")

@@ -17,6 +17,7 @@ from pipeline.core.policy import DEFAULT_POLICY, FrequencyCap, Policy
 from pipeline.core.replay import (
     MATCH,
     MISMATCH,
+    NOT_DECISIONS,
     UNREPLAYABLE,
     UNRESOLVED,
     catalog,
@@ -72,6 +73,13 @@ def test_clean_history_matches() -> None:
     s = summarize(results)
     assert (s.replayed, s.matched, s.mismatched, s.unresolved) == (len(HISTORY), len(HISTORY), 0, 0)
     assert s.ok
+
+
+def test_policy_changes_and_console_actions_are_no_decisions_to_replay() -> None:
+    others = [{**HISTORY[0], "kind": k, "customer_id": "-", "input": "{}"} for k in NOT_DECISIONS]
+    results = replay_all([*others, *HISTORY], RESOLVE)
+    assert [r.status for r in results] == [MATCH] * len(HISTORY)
+    assert {"policy", "console"} == NOT_DECISIONS
 
 
 def _set(**changes: Any) -> Callable[[Record], Record]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.ops.report_html import (
+from pipeline.web.report_html import (
     NO_DATA,
     format_interval,
     format_lift,
