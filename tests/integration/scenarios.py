@@ -72,6 +72,12 @@ def expected_actions(records: list[SimRecord]) -> Counter[str]:
     return Counter(d.action_id for d in expected_decisions(records) if d.action_id)
 
 
+#: the crash scenarios' worker decides in commits of at most 100 records: a backlog takes many
+#: commits however fast the machine, so a kill that follows what a reader saw committed still
+#: lands mid-backlog
+SMALL_COMMITS = {"TOWER_BATCH_SIZE": "100", "TOWER_TRANSACTION_MAX_RECORDS": "100"}
+
+
 def kill_at(worker: WorkerProcess, settings: Settings, done_share: float, total: int) -> None:
     """Wait until `done_share` of `total` inputs have an audit record, then SIGKILL and
     restart the worker at once; the kill must land while inputs are still undecided."""
@@ -127,6 +133,7 @@ def sigkill_mid_stream(settings: Settings, worker: WorkerProcess, runtime: str) 
     records = AgentSimulator(customers=30, seed=23).records(12000, malformed=10)
     valid = [r for r in records if r.event is not None]
     produce(settings.bootstrap, settings.topics.events, [(r.key, r.value) for r in records])
+    worker.extra_env.update(SMALL_COMMITS)
     worker.start()
     kill_at(worker, settings, 800 / len(valid), len(valid))
     seen = wait_for(settings, lambda s: len(final_sources(s)) >= len(valid), timeout=180)
@@ -155,6 +162,7 @@ def held_through_two_sigkills(
     def answered(seen: dict[str, list[Consumed]]) -> set[str]:
         return {a.value["event_id"] for a in seen["audit"] if a.value["outcome"] != "held"}
 
+    worker.extra_env.update(SMALL_COMMITS)
     worker.start()
     for share in (0.3, 0.65):
         consume_until(
