@@ -21,10 +21,9 @@ from pipeline.core.policy import (
 )
 from pipeline.core.policy_changes import policy_changes
 from pipeline.core.policy_document import PolicyError, PolicyIssue, load_policy, load_policy_file
+from tests.unit.core.policy_mistakes import HEAD, assert_one_mistake
 
 DEFAULT_YAML = Path(__file__).resolve().parents[3] / "deploy" / "policy.default.yaml"
-
-HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
 
 
 def test_default_yaml_is_the_default_policy():
@@ -112,14 +111,7 @@ def test_settings_are_read_into_the_policy():
     ],
 )
 def test_each_mistake_is_reported_with_line_and_hint(body, line, path, hint):
-    with pytest.raises(PolicyError) as err:
-        load_policy(HEAD + body, "p.yaml")
-    issues = err.value.issues
-    assert len(issues) == 1, issues
-    assert issues[0].line == line
-    assert issues[0].path == path
-    assert hint in issues[0].message
-    assert str(err.value).startswith(f"p.yaml:{line}: {path}: ")
+    assert_one_mistake(body, line, path, hint)
 
 
 @pytest.mark.parametrize(

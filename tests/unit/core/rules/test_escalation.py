@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from pipeline.core.arbitration import decide
 from pipeline.core.decision import APPROVED, EMITTING, ESCALATED, RECORDED, SUPPRESSED
 from pipeline.core.policy import DEFAULT_POLICY, HOUR_MS, Escalation, FrequencyCap, Policy
-from pipeline.core.policy_document import PolicyError, load_policy
 from pipeline.core.state import EMPTY_STATE, CustomerState, Handoff
 from tests.factories import T0, decide_all, proposal, signal
+from tests.unit.core.policy_mistakes import assert_one_mistake
 
 MIN = 60_000
 REPEAT = Policy(caps=(), escalation=Escalation(repeat_contacts=3, repeat_window_ms=HOUR_MS))
@@ -212,9 +212,6 @@ def test_one_route_case_per_handoff_and_none_without_one(steps):
         assert CustomerState.from_bytes(state.to_bytes()) == state
 
 
-HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
-
-
 @pytest.mark.parametrize(
     ("body", "line", "path", "hint"),
     [
@@ -229,11 +226,4 @@ HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
     ],
 )
 def test_each_mistake_is_reported_with_line_and_hint(body, line, path, hint):
-    with pytest.raises(PolicyError) as err:
-        load_policy(HEAD + body, "p.yaml")
-    issues = err.value.issues
-    assert len(issues) == 1, issues
-    assert issues[0].line == line
-    assert issues[0].path == path
-    assert hint in issues[0].message
-    assert str(err.value).startswith(f"p.yaml:{line}: {path}: ")
+    assert_one_mistake(body, line, path, hint)

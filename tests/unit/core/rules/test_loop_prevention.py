@@ -3,8 +3,6 @@ approve annotated); the policy section read strictly."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from pipeline.core.decision import APPROVED, SUPPRESSED
@@ -13,13 +11,9 @@ from pipeline.core.policy import (
     Policy,
 )
 from pipeline.core.policy_document import PolicyError, load_policy
-from tests.factories import T0, decide_all, proposal, signal
-
-TEMPLATES = {
-    "ask-order": frozenset({"order_number"}),
-    "ask-order-and-mail": frozenset({"order_number", "email"}),
-    "ask-contact": frozenset({"email", "phone"}),
-}
+from tests.factories import T0, decide_all, signal
+from tests.unit.core.policy_mistakes import HEAD, assert_one_mistake
+from tests.unit.core.rules.service_messages import TEMPLATES, msg
 
 LOOP = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES))
 REWRITE = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES, action="rewrite"))
@@ -27,19 +21,6 @@ REWRITE = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES, action="rewr
 
 def run(events, policy):
     return decide_all(events, policy)
-
-
-def msg(content, at=T0 + 1, **changes):
-    base = {
-        "agent": "care-bot",
-        "department": "service",
-        "channel": "chat",
-        "category": "service",
-        "content": content,
-        "ai_generated": True,
-    }
-    conversation = changes.pop("conversation_id", None)
-    return replace(proposal(at=at, **{**base, **changes}), conversation_id=conversation)
 
 
 def rules_in(d):
@@ -94,9 +75,6 @@ def test_rewrite_approves_with_the_known_facts_appended():
     assert "known_facts" not in rules_in(decisions[-1])
 
 
-HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
-
-
 def test_a_misspelt_asks_is_reported_twice_on_its_line():
     with pytest.raises(PolicyError) as err:
         load_policy(HEAD + "loop_prevention:\n  templates:\n    ask: {wants: [email]}\n")
@@ -138,11 +116,4 @@ def test_a_misspelt_asks_is_reported_twice_on_its_line():
     ],
 )
 def test_each_mistake_is_reported_with_line_and_hint(body, line, path, hint):
-    with pytest.raises(PolicyError) as err:
-        load_policy(HEAD + body, "p.yaml")
-    issues = err.value.issues
-    assert len(issues) == 1, issues
-    assert issues[0].line == line
-    assert issues[0].path == path
-    assert hint in issues[0].message
-    assert str(err.value).startswith(f"p.yaml:{line}: {path}: ")
+    assert_one_mistake(body, line, path, hint)

@@ -21,33 +21,16 @@ from pipeline.core.policy import (
     Policy,
     QuietHours,
 )
-from pipeline.core.policy_document import PolicyError, load_policy
-from tests.factories import T0, decide_all, proposal, signal
-
-TEMPLATES = {
-    "ask-order": frozenset({"order_number"}),
-    "ask-order-and-mail": frozenset({"order_number", "email"}),
-    "ask-contact": frozenset({"email", "phone"}),
-}
+from pipeline.core.policy_document import load_policy
+from tests.factories import T0, decide_all, signal
+from tests.unit.core.policy_mistakes import HEAD, assert_one_mistake
+from tests.unit.core.rules.service_messages import TEMPLATES, msg
 
 REWRITE = Policy(caps=(), loop_prevention=LoopPrevention(TEMPLATES, action="rewrite"))
 
 
 def run(events, policy):
     return decide_all(events, policy)
-
-
-def msg(content, at=T0 + 1, **changes):
-    base = {
-        "agent": "care-bot",
-        "department": "service",
-        "channel": "chat",
-        "category": "service",
-        "content": content,
-        "ai_generated": True,
-    }
-    conversation = changes.pop("conversation_id", None)
-    return replace(proposal(at=at, **{**base, **changes}), conversation_id=conversation)
 
 
 def rules_in(d):
@@ -208,9 +191,6 @@ def test_content_never_exceeds_the_channel_limit(content, limit):
     assert len(d.action.content) <= limit
 
 
-HEAD = "version: 1.0.0\nagents: [care-bot, promo-bot]\n"  # lines 1-2
-
-
 def test_empty_disclosure_text_is_off():
     assert load_policy(HEAD + "disclosure: {text: ''}\n").disclosure == Disclosure()
 
@@ -231,11 +211,4 @@ def test_empty_disclosure_text_is_off():
     ],
 )
 def test_each_mistake_is_reported_with_line_and_hint(body, line, path, hint):
-    with pytest.raises(PolicyError) as err:
-        load_policy(HEAD + body, "p.yaml")
-    issues = err.value.issues
-    assert len(issues) == 1, issues
-    assert issues[0].line == line
-    assert issues[0].path == path
-    assert hint in issues[0].message
-    assert str(err.value).startswith(f"p.yaml:{line}: {path}: ")
+    assert_one_mistake(body, line, path, hint)
