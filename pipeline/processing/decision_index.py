@@ -1,9 +1,9 @@
 """The recent decisions of each input partition, by event id: what `GET /api/v1/decisions`
 and a waiting ask-and-decide answer from.
 
-The processor hands over each batch's decisions once the batch is decided (one lock and
-one dict store per decision, of references it already holds); the answer's dict is built
-only when someone asks. Each partition keeps its newest
+The processor hands over each batch's decisions once the batch is decided (one lock per
+batch, one dict store per decision, of references it already holds); the answer's dict is
+built only when someone asks. Each partition keeps its newest
 `size` events, so the index is bounded however long the worker runs. The first final
 decision of an event stays: a retry decided later as `duplicate` does not replace it. An
 event the API wrote is `SUBMITTED` until decided, a held proposal `HELD` until its hold is
