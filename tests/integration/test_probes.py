@@ -98,7 +98,8 @@ def test_probes_lag_gauges_and_json_logs_of_a_stuck_and_a_resumed_worker(
     assert statuses[-1] == 200 and set(statuses) <= {503, 200}, statuses
     # (503 while it joins and restores, when a poll falls in that window: a fast join
     # answers 200 at once; tests/unit/web/test_server.py covers the states)
-    assert get(worker, "/livez") == (200, '{"status": "ok"}')
+    status, body = get(worker, "/livez")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
     assert get(worker, "/healthz")[0] == 401
     assert get(worker, "/healthz", TOKEN)[0] == 200
 
