@@ -1,5 +1,5 @@
-"""The care bot's chat messages and question templates that loop prevention and the content
-transforms are tested on."""
+"""The care bot's chat messages and answers, and the question templates, that the service-side
+rules (loop prevention, transforms, consistency ledger, escalation) are tested on."""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def msg(content: str, at: int = T0 + 1, **changes) -> AgentEvent:
     }
     conversation = changes.pop("conversation_id", None)
     return replace(proposal(at=at, **{**base, **changes}), conversation_id=conversation)
+
+
+def answer(at: int = T0, **changes) -> AgentEvent:
+    """A care bot's AI-written answer in the service chat, with `changes` to any field."""
+    base = {
+        "agent": "care-bot",
+        "department": "service",
+        "channel": "chat",
+        "action": "answer",
+        "category": "service",
+        "content": "care-bot about your order",
+        "ai_generated": True,
+    }
+    return proposal(at=at, **{**base, **changes})

@@ -11,6 +11,7 @@ from pipeline.core.policy import (
     Policy,
 )
 from tests.factories import T0, decide_all, proposal
+from tests.unit.core.rules.service_messages import answer
 
 NO_CAPS = Policy(caps=())
 
@@ -86,19 +87,6 @@ def test_ledger_is_bounded_and_silent_without_asserts():
     decisions, state = run(events, policy)
     assert list(state.facts) == ["f2", "f3"]
     assert "consistency_ledger" not in rules_in(decisions[-1])
-
-
-def answer(at=T0, **changes):
-    base = {
-        "agent": "care-bot",
-        "department": "service",
-        "channel": "chat",
-        "action": "answer",
-        "category": "service",
-        "content": "care-bot about your order",
-        "ai_generated": True,
-    }
-    return proposal(at=at, **{**base, **changes})
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from pipeline.core.arbitration import decide
 from pipeline.core.decision import APPROVED, EMITTING, ESCALATED, RECORDED, SUPPRESSED
 from pipeline.core.policy import DEFAULT_POLICY, HOUR_MS, Escalation, FrequencyCap, Policy
 from pipeline.core.state import EMPTY_STATE, CustomerState, Handoff
-from tests.factories import T0, decide_all, proposal, signal
+from tests.factories import T0, decide_all, signal
 from tests.unit.core.policy_mistakes import assert_one_mistake
+from tests.unit.core.rules.service_messages import answer
 
 MIN = 60_000
 REPEAT = Policy(caps=(), escalation=Escalation(repeat_contacts=3, repeat_window_ms=HOUR_MS))
@@ -25,19 +26,6 @@ EXPLICIT = Policy(caps=(), escalation=Escalation(explicit_request=True, queue="t
 
 def run(events, policy):
     return decide_all(events, policy)
-
-
-def answer(at=T0, **changes):
-    base = {
-        "agent": "care-bot",
-        "department": "service",
-        "channel": "chat",
-        "action": "answer",
-        "category": "service",
-        "content": "care-bot about your order",
-        "ai_generated": True,
-    }
-    return proposal(at=at, **{**base, **changes})
 
 
 def msg(at, **attrs):
